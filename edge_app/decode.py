@@ -1,0 +1,243 @@
+"""Decode any supported scan file into one 8-bit grayscale image.
+
+Formats are recognised by their leading bytes, never by file extension, so a renamed file decodes the same and a
+text file named `.png` is refused with a reason. Raster formats go through Pillow (PNG 8/16-bit, JPEG, PGM/PPM,
+TIFF, BMP), DICOM through pydicom.
+
+Intensity rule (one rule for every format, so the same pixels give the same array whatever the container):
+- every image is first mapped to [0, 1] over its *nominal* range, then `uint8 = round(255 * value)`;
+- 8-bit rasters: range 0..255 (values unchanged); 16-bit rasters: 0..65535;
+- DICOM: the modality LUT (rescale slope/intercept) is applied; then, if the file carries a VOI LUT or a window,
+  that window defines the range (DICOM PS3.3 C.11.2 LINEAR, LINEAR_EXACT or SIGMOID); otherwise the range is the one
+  `BitsStored` allows (a 12-bit detector's 0..4095 fills 0..255); MONOCHROME1 is inverted afterwards, so bright
+  always means dense tissue;
+- colour images are converted with the ITU-R 601-2 luma weights (Pillow's "L" conversion).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from edge_app.errors import (
+    EmptyImageError,
+    InputImageError,
+    TooManyPixelsError,
+    TruncatedFileError,
+    UnsupportedFormatError,
+)
+
+Gray8 = NDArray[np.uint8]
+
+DEFAULT_MAX_PIXELS = 60_000_000
+"""About four full-field digital mammograms' worth (4096 x 3328 = 13.6 Mpx each)."""
+
+_RASTER_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+    (b"P2", "PPM"),
+    (b"P3", "PPM"),
+    (b"P5", "PPM"),
+    (b"P6", "PPM"),
+)
+_DICOM_PREAMBLE = 128
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """An 8-bit grayscale image and the container it came from."""
+
+    pixels: Gray8
+    format: str
+
+
+def sniff_format(data: bytes) -> str:
+    """Name the container of `data` from its magic bytes; raise UnsupportedFormatError if unknown."""
+    if not data:
+        raise EmptyImageError("the file is empty (0 bytes)")
+    if data[_DICOM_PREAMBLE : _DICOM_PREAMBLE + 4] == b"DICM":
+        return "DICOM"
+    for magic, name in _RASTER_MAGIC:
+        if data.startswith(magic):
+            return name
+    head = data[:8].hex(" ")
+    raise UnsupportedFormatError(
+        f"unrecognised file format (first bytes {head}); expected PNG, JPEG, TIFF, BMP, PGM/PPM or DICOM"
+    )
+
+
+def decode_file(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """Read and decode `path`; see `decode_bytes`."""
+    return decode_bytes(Path(path).read_bytes(), max_pixels)
+
+
+def decode_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """Decode an encoded scan to 8-bit grayscale following the module's intensity rule."""
+    kind = sniff_format(data)
+    pixels = _decode_dicom(data, max_pixels) if kind == "DICOM" else _decode_raster(data, kind, max_pixels)
+    if pixels.size == 0:
+        raise EmptyImageError("the image has no pixels")
+    if int(pixels.min()) == int(pixels.max()):
+        raise EmptyImageError(f"the image is one constant value ({int(pixels.min())}): nothing to classify")
+    return DecodedImage(pixels=pixels, format=kind)
+
+
+def scale_to_uint8(values: NDArray[Any], low: float, high: float) -> Gray8:
+    """Map `low..high` linearly onto 0..255 with rounding; the one quantisation step every format shares."""
+    if not high > low:
+        raise EmptyImageError(f"the intensity range is empty ({low}..{high})")
+    unit = (values.astype(np.float64) - low) / (high - low)
+    return np.rint(np.clip(unit, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _check_pixel_count(width: int, height: int, max_pixels: int) -> None:
+    if width <= 0 or height <= 0:
+        raise EmptyImageError(f"the image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise TooManyPixelsError(
+            f"the image is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,} "
+            "(raise max_pixels in the config if such scans are expected)"
+        )
+
+
+def _decode_raster(data: bytes, kind: str, max_pixels: int) -> Gray8:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # bomb and corrupt-metadata warnings become our errors below
+            opened = Image.open(io.BytesIO(data))
+            _check_pixel_count(opened.width, opened.height, max_pixels)
+            opened.load()
+    except Image.DecompressionBombError as exc:
+        raise TooManyPixelsError(f"the image is too large for the decoder's safety limit: {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise TruncatedFileError(f"starts like {kind} but its header cannot be read (truncated or corrupted)") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise TruncatedFileError(f"the {kind} data is incomplete or corrupted: {exc}") from exc
+    return _pil_to_gray8(ImageOps.exif_transpose(opened), kind)
+
+
+def _pil_to_gray8(image: Image.Image, kind: str) -> Gray8:
+    mode = image.mode
+    if mode == "L":
+        return np.asarray(image, dtype=np.uint8).copy()
+    if mode.startswith("I;16") or mode == "I":
+        values = np.asarray(image).astype(np.int64)
+        if values.min() < 0 or values.max() > 65535:
+            raise UnsupportedFormatError(
+                f"{kind} with 32-bit integer pixels outside 0..65535 is not a supported scan encoding"
+            )
+        return scale_to_uint8(values, 0.0, 65535.0)
+    if mode in ("1", "P", "PA", "LA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "La"):
+        return np.asarray(image.convert("L"), dtype=np.uint8).copy()
+    raise UnsupportedFormatError(f"{kind} pixel mode {mode!r} is not supported")
+
+
+def _decode_dicom(data: bytes, max_pixels: int) -> Gray8:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        dataset = pydicom.dcmread(io.BytesIO(data))
+    except InvalidDicomError as exc:
+        raise UnsupportedFormatError(f"not a readable DICOM file: {exc}") from exc
+    except (EOFError, OSError, ValueError) as exc:
+        raise TruncatedFileError(f"the DICOM file is incomplete or corrupted: {exc}") from exc
+    if "PixelData" not in dataset:
+        raise EmptyImageError("the DICOM file has no pixel data (a report or structured document?)")
+    _check_pixel_count(int(dataset.get("Columns", 0)), int(dataset.get("Rows", 0)), max_pixels)
+    if int(dataset.get("NumberOfFrames", 1) or 1) > 1:
+        raise UnsupportedFormatError(
+            f"multi-frame DICOM ({dataset.NumberOfFrames} frames, e.g. tomosynthesis) is not supported; "
+            "send single 2-D views"
+        )
+    try:
+        pixels = dataset.pixel_array
+    except (NotImplementedError, RuntimeError) as exc:
+        syntax = dataset.file_meta.get("TransferSyntaxUID", "unknown")
+        name = getattr(syntax, "name", str(syntax))
+        raise UnsupportedFormatError(
+            f"cannot decode DICOM transfer syntax {name}: {exc}".splitlines()[0]
+            + " (install pylibjpeg / pylibjpeg-openjpeg for JPEG-compressed DICOM)"
+        ) from exc
+    except (ValueError, EOFError) as exc:
+        raise TruncatedFileError(f"the DICOM pixel data is incomplete: {exc}".splitlines()[0]) from exc
+    photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        return _dicom_colour_to_gray8(pixels, dataset, photometric)
+    unit = _dicom_monochrome_to_unit(pixels, dataset)
+    if photometric == "MONOCHROME1":
+        unit = 1.0 - unit
+    return scale_to_uint8(unit, 0.0, 1.0)
+
+
+def _dicom_colour_to_gray8(pixels: NDArray[Any], dataset: Any, photometric: str) -> Gray8:
+    from pydicom.pixels.processing import convert_color_space
+
+    if photometric.startswith("YBR"):
+        pixels = convert_color_space(pixels, photometric, "RGB")
+    if pixels.ndim != 3 or pixels.shape[-1] != 3 or int(dataset.get("BitsAllocated", 8)) != 8:
+        raise UnsupportedFormatError(f"DICOM colour encoding {photometric} is not supported")
+    return np.asarray(Image.fromarray(pixels.astype(np.uint8), "RGB").convert("L"), dtype=np.uint8).copy()
+
+
+def _dicom_monochrome_to_unit(pixels: NDArray[Any], dataset: Any) -> NDArray[np.float64]:
+    """Apply modality LUT, then VOI LUT or window, and return values in [0, 1]."""
+    from pydicom.pixels.processing import apply_modality_lut, apply_voi
+
+    values = apply_modality_lut(pixels, dataset).astype(np.float64)
+    if dataset.get("VOILUTSequence"):
+        bits = int(dataset.VOILUTSequence[0].LUTDescriptor[2])
+        mapped = apply_voi(values, dataset).astype(np.float64)
+        return np.clip(mapped / float(2**bits - 1), 0.0, 1.0)
+    if "WindowCenter" in dataset and "WindowWidth" in dataset:
+        return _window_to_unit(values, dataset)
+    low, high = _nominal_range(dataset)
+    return np.clip((values - low) / (high - low), 0.0, 1.0)
+
+
+def _first(dataset: Any, keyword: str) -> float:
+    """A multi-valued window attribute's first value (PS3.3 says the first is the default)."""
+    element = dataset[keyword]
+    return float(element.value[0] if element.VM > 1 else element.value)
+
+
+def _window_to_unit(values: NDArray[np.float64], dataset: Any) -> NDArray[np.float64]:
+    """DICOM PS3.3 C.11.2.1.2 windowing onto [0, 1] (the first window when several are given)."""
+    centre = _first(dataset, "WindowCenter")
+    width = _first(dataset, "WindowWidth")
+    function = str(dataset.get("VOILUTFunction", "LINEAR")).upper()
+    if function == "SIGMOID":
+        return 1.0 / (1.0 + np.exp(-4.0 * (values - centre) / width))
+    if function == "LINEAR_EXACT":
+        if width <= 0:
+            raise UnsupportedFormatError(f"DICOM window width {width} must be > 0 for LINEAR_EXACT")
+        return np.clip((values - centre) / width + 0.5, 0.0, 1.0)
+    if width < 1:
+        raise UnsupportedFormatError(f"DICOM window width {width} must be >= 1 for LINEAR windowing")
+    return np.clip((values - (centre - 0.5)) / (width - 1.0) + 0.5, 0.0, 1.0)
+
+
+def _nominal_range(dataset: Any) -> tuple[float, float]:
+    """The value range `BitsStored` allows, carried through the rescale slope and intercept."""
+    bits = int(dataset.get("BitsStored", dataset.get("BitsAllocated", 16)))
+    if int(dataset.get("PixelRepresentation", 0)) == 1:
+        low, high = -float(2 ** (bits - 1)), float(2 ** (bits - 1) - 1)
+    else:
+        low, high = 0.0, float(2**bits - 1)
+    slope = float(dataset.get("RescaleSlope", 1.0) or 1.0)
+    intercept = float(dataset.get("RescaleIntercept", 0.0) or 0.0)
+    ends = sorted((low * slope + intercept, high * slope + intercept))
+    if not math.isfinite(ends[0]) or ends[1] <= ends[0]:
+        raise InputImageError(f"DICOM intensity range is invalid (BitsStored {bits}, slope {slope})")
+    return ends[0], ends[1]

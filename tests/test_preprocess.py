@@ -1,0 +1,58 @@
+"""The model-input path shared by training and the device."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_app.errors import ConfigError
+from edge_app.preprocess import PreprocessConfig, pad_to_square, preprocess, to_model_input
+
+
+def test_output_is_the_model_input(tmp_path: Path) -> None:
+    image = np.random.default_rng(1).integers(0, 256, (300, 200), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "a.png"), image)
+    result = preprocess(tmp_path / "a.png", PreprocessConfig(input_size=64))
+    assert result.shape == (64, 64, 1)
+    assert result.dtype == np.uint8
+    assert result.flags.c_contiguous
+
+
+def test_pad_rule_keeps_aspect_and_centres() -> None:
+    tall = np.full((10, 4), 200, np.uint8)
+    square = pad_to_square(tall)
+    assert square.shape == (10, 10)
+    assert square[:, :3].max() == 0 and square[:, 7:].max() == 0  # 3 left, 3 right
+    assert square[:, 3:7].min() == 200
+    wide = np.full((3, 8), 9, np.uint8)
+    padded = pad_to_square(wide)
+    assert padded.shape == (8, 8) and padded[:2].max() == 0 and padded[5:].max() == 0  # extra row at the bottom
+
+
+def test_clahe_changes_contrast_deterministically() -> None:
+    image = (np.add.outer(np.arange(64), np.arange(64)) // 4 + 60).astype(np.uint8)
+    plain = to_model_input(image, PreprocessConfig(input_size=64))
+    enhanced = to_model_input(image, PreprocessConfig(input_size=64, clahe=True, clahe_clip_limit=3.0))
+    assert not np.array_equal(plain, enhanced)
+    assert enhanced.std() > plain.std()
+    np.testing.assert_array_equal(
+        enhanced, to_model_input(image, PreprocessConfig(input_size=64, clahe=True, clahe_clip_limit=3.0))
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("input_size", 8), ("clahe_clip_limit", 0.0), ("clahe_tile_grid", 0), ("max_pixels", 0)]
+)
+def test_invalid_config_names_the_field(field: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=field):
+        PreprocessConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_config_round_trip_rejects_unknown_keys() -> None:
+    config = PreprocessConfig(input_size=96, clahe=True)
+    assert PreprocessConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError, match="gamma"):
+        PreprocessConfig.from_dict({**config.to_dict(), "gamma": 2.0})

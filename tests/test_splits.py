@@ -1,0 +1,81 @@
+"""Grouped splits: no group ever in two splits, stratified, deterministic."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from train.layout import ImageRecord, scan_dataset
+from train.splits import assign_groups, crossing_groups, group_strata, make_split, read_splits, write_splits
+
+layouts = st.lists(
+    st.tuples(
+        st.sampled_from(["INbreast", "MIAS", "DDSM"]),  # source
+        st.integers(0, 1),  # label
+        st.integers(0, 30),  # original index
+        st.integers(0, 6),  # copies
+        st.integers(0, 12),  # patient index
+    ),
+    min_size=1,
+    max_size=60,
+)
+
+
+def _records(layout: list[tuple[str, int, int, int, int]]) -> list[ImageRecord]:
+    records = []
+    patient_of: dict[str, str] = {}  # an original mass belongs to one patient
+    for source, label, original, copies, patient in layout:
+        name = f"{source}-{label}-{original}"
+        patient_of.setdefault(name, f"p{patient}")
+        for copy in range(copies + 1):
+            path = Path(f"/{source}/{label}/{name}" + (f" ({copy})" if copy else "") + ".png")
+            records.append(ImageRecord(path, source, label, name, patient_of[name]))
+    return list({record.path: record for record in records}.values())
+
+
+@settings(max_examples=200, deadline=None)
+@given(layouts, st.sampled_from(["mass", "patient"]), st.floats(0, 0.45), st.floats(0, 0.45), st.integers(0, 99))
+def test_no_group_crosses_splits(
+    layout: list[tuple[str, int, int, int, int]], by: str, val: float, test: float, seed: int
+) -> None:
+    records = _records(layout)
+    assignment = assign_groups(group_strata(records, by), val, test, seed)
+    splits_of_group: dict[str, set[str]] = {}
+    for record in records:
+        splits_of_group.setdefault(record.group(by), set()).add(assignment[record.group(by)])
+    assert all(len(splits) == 1 for splits in splits_of_group.values())
+    # copies stay with their original whatever the grouping
+    by_original: dict[str, set[str]] = {}
+    for record in records:
+        by_original.setdefault(record.original, set()).add(assignment[record.group(by)])
+    assert all(len(splits) == 1 for splits in by_original.values())
+    # every stratum keeps at least one group for training
+    strata = group_strata(records, by)
+    for stratum in set(strata.values()):
+        assert any(assignment[g] == "train" for g, s in strata.items() if s == stratum)
+    assert assignment == assign_groups(dict(reversed(list(group_strata(records, by).items()))), val, test, seed)
+
+
+def test_fractions_are_respected_per_stratum() -> None:
+    strata = {f"g{i}": f"S/{i % 2}" for i in range(200)}
+    assignment = assign_groups(strata, 0.15, 0.2, 0)
+    counts = Counter((strata[g], split) for g, split in assignment.items())
+    for stratum in ("S/0", "S/1"):
+        assert counts[stratum, "test"] == 20 and counts[stratum, "val"] == 15 and counts[stratum, "train"] == 65
+
+
+def test_synthetic_copies_stay_with_their_original(synth_root: Path, tmp_path: Path) -> None:
+    rows = make_split(scan_dataset(synth_root), 0.2, 0.2, 7, "mass")
+    write_splits(rows, tmp_path / "splits.csv")
+    reread = read_splits(tmp_path / "splits.csv")
+    assert [row.path.resolve() for row in reread] == [row.path.resolve() for row in rows]
+    assert not crossing_groups(reread)
+    by_original: dict[str, set[str]] = {}
+    for row in reread:
+        by_original.setdefault(row.path.stem.split(" (")[0], set()).add(row.split)
+    assert all(len(splits) == 1 for splits in by_original.values())
+    assert {row.split for row in reread} == {"train", "val", "test"}
+    assert len({row.sha256 for row in reread}) == len(reread)

@@ -1,0 +1,85 @@
+"""The synthetic generator: layout, determinism, recorded geometry, and no trivial class shortcut."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from edge_app.decode import decode_file
+from train.layout import scan_dataset
+from train.synth import SynthSpec, generate
+
+
+def _sidecar(root: Path, source: str = "SYNTH") -> list[dict[str, str]]:
+    with (root / f"{source} Dataset" / "masses.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_layout_and_counts(synth_root: Path) -> None:
+    records = scan_dataset(synth_root)
+    assert {record.source for record in records} == {"SYNTH", "OTHER"}
+    for source in ("SYNTH", "OTHER"):
+        mine = [record for record in records if record.source == source]
+        assert len(mine) == 2 * 12 * 3  # two classes, 12 originals, original + 2 copies
+        assert sum(record.label for record in mine) == 12 * 3
+        names = {record.path.name for record in mine}
+        assert "SYN00000 (2).png" in names or "OTH00000 (2).png" in names
+
+
+def test_deterministic_per_seed(tmp_path: Path) -> None:
+    spec = SynthSpec(per_class=3, size=64, seed=11, copies=1)
+    generate(tmp_path / "a", spec)
+    generate(tmp_path / "b", spec)
+    generate(tmp_path / "c", SynthSpec(per_class=3, size=64, seed=12, copies=1))
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.png"))
+    assert files
+    for file in files:
+        assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes()
+    assert any((tmp_path / "a" / f).read_bytes() != (tmp_path / "c" / f).read_bytes() for f in files)
+
+
+def test_copies_differ_from_their_original(synth_root: Path) -> None:
+    folder = synth_root / "SYNTH Dataset" / "Benign Masses"
+    original = decode_file(folder / "SYN00000.png").pixels
+    for copy in (1, 2):
+        assert not np.array_equal(original, decode_file(folder / f"SYN00000 ({copy}).png").pixels)
+
+
+def test_recorded_mass_is_where_the_pixels_are(synth_root: Path) -> None:
+    """The mass is brighter than the ring of background around it, in every image including copies."""
+    rows = _sidecar(synth_root)
+    assert len(rows) == 72
+    for row in rows:
+        pixels = decode_file(synth_root / "SYNTH Dataset" / row["file"]).pixels.astype(float)
+        cx, cy, radius = float(row["cx"]), float(row["cy"]), float(row["radius"])
+        rr, cc = np.mgrid[0 : pixels.shape[0], 0 : pixels.shape[1]]
+        distance = np.hypot(cc - cx, rr - cy)
+        inside = pixels[distance < 0.5 * radius].mean()
+        ring = pixels[(distance > 1.6 * radius) & (distance < 2.2 * radius)].mean()
+        assert inside > ring + 10, row["file"]
+
+
+def test_no_intensity_or_size_shortcut(tmp_path: Path) -> None:
+    """Class means of brightness and mass size differ by less than three standard errors."""
+    per_class = 60
+    generate(tmp_path, SynthSpec(per_class=per_class, size=96, seed=5, copies=0))
+    stats: dict[str, list[tuple[float, float]]] = {"0": [], "1": []}
+    for row in _sidecar(tmp_path):
+        pixels = decode_file(tmp_path / "SYNTH Dataset" / row["file"]).pixels
+        stats[row["label"]].append((float(pixels.mean()), float(row["radius"])))
+    benign, malignant = (np.array(stats[label]) for label in ("0", "1"))
+    for column, name in enumerate(("mean intensity", "enclosing radius")):
+        pooled = np.concatenate([benign[:, column], malignant[:, column]]).std()
+        gap = abs(benign[:, column].mean() - malignant[:, column].mean())
+        assert gap < 3 * pooled * np.sqrt(2 / per_class), name
+
+
+def test_patients_group_masses(synth_root: Path) -> None:
+    records = scan_dataset(synth_root)
+    by_patient: dict[str, set[str]] = {}
+    for record in records:
+        by_patient.setdefault(record.group("patient"), set()).add(record.original)
+    assert max(len(originals) for originals in by_patient.values()) == 2
+    assert len(by_patient) == 2 * 12  # 24 originals per source in pairs, two sources
