@@ -80,3 +80,54 @@ def gradient16() -> np.ndarray:
     """A 16-bit test image using the whole range, with structure in both axes."""
     rows, cols = np.mgrid[0:48, 0:64]
     return ((rows * 1000 + cols * 37) % 65536).astype(np.uint16)
+
+
+# --- trained fixtures (TensorFlow): trained once per session, shared by training, conversion and device tests ---
+
+LEARNING_SETTINGS = {"per_class": 80, "copies": 1, "size": 96, "epochs": 4, "batch_size": 16}
+
+
+def _train_fixture(root: Path, shuffle_labels: bool) -> Path:
+    pytest.importorskip("tensorflow", reason="training needs the train extra (TensorFlow)")
+    from dataclasses import replace as dc_replace
+
+    from train.evaluate import evaluate_run
+    from train.layout import scan_dataset
+    from train.runfiles import RunSettings
+    from train.splits import make_split, write_splits
+    from train.trainer import train_run
+
+    s = LEARNING_SETTINGS
+    generate(root / "data", SynthSpec(per_class=s["per_class"], size=s["size"], seed=0, copies=s["copies"]))
+    rows = make_split(scan_dataset(root / "data"), 0.2, 0.25, 0, "mass")
+    if shuffle_labels:  # shuffle labels between groups, so copies still share theirs: nothing left to learn
+        groups = sorted({row.group for row in rows})
+        label_of = {row.group: row.label for row in rows}
+        shuffled = dict(zip(groups, np.random.default_rng(0).permutation([label_of[g] for g in groups]), strict=True))
+        rows = [dc_replace(row, label=int(shuffled[row.group])) for row in rows]
+    write_splits(rows, root / "splits.csv")
+    settings = RunSettings(
+        arch="hybrid",
+        input_size=s["size"],
+        weights="none",
+        epochs=s["epochs"],
+        batch_size=s["batch_size"],
+        learning_rate=1e-3,
+        patience=10,
+        seed=0,
+    )
+    files, arrays = train_run(root / "splits.csv", root / "run", settings, verbose=0)
+    evaluate_run(files.path, "test", arrays=arrays)
+    return files.path
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A hybrid trained from scratch on synthetic data (96 px, 4 epochs): the project's learning check."""
+    return _train_fixture(tmp_path_factory.mktemp("trained"), shuffle_labels=False)
+
+
+@pytest.fixture(scope="session")
+def shuffled_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same run with labels shuffled between groups: must not learn."""
+    return _train_fixture(tmp_path_factory.mktemp("shuffled"), shuffle_labels=True)

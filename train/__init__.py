@@ -1,0 +1,1 @@
+"""Workstation side: datasets, the hybrid model, training and evaluation (TensorFlow/Keras)."""

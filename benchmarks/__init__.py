@@ -1,0 +1,1 @@
+"""Latency, memory and throughput measurements of the device path on real hardware."""

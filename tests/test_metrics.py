@@ -1,0 +1,82 @@
+"""Metric helpers: temperature, threshold, calibration error, group bootstrap, cross-source selection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn", reason="metrics need the train extra")
+
+from train.metrics import (
+    binary_metrics,
+    bootstrap_auc_interval,
+    expected_calibration_error,
+    fit_temperature,
+    sigmoid,
+    threshold_for_sensitivity,
+)
+from train.runfiles import select_sources
+from train.splits import SplitRow
+
+
+def test_temperature_undoes_overconfidence() -> None:
+    rng = np.random.default_rng(0)
+    true_logits = rng.normal(0, 2, 4000)
+    labels = (rng.random(4000) < sigmoid(true_logits)).astype(int)
+    assert fit_temperature(true_logits * 3.0, labels) == pytest.approx(3.0, rel=0.15)
+
+
+def test_threshold_reaches_target_sensitivity() -> None:
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1], 200)
+    scores = np.concatenate([rng.normal(0.3, 0.15, 200), rng.normal(0.7, 0.15, 200)])
+    threshold = threshold_for_sensitivity(scores, labels, 0.9)
+    sensitivity = (scores[labels == 1] >= threshold).mean()
+    assert sensitivity >= 0.9
+    assert (scores[labels == 1] >= threshold + 1e-9).mean() < 0.9  # the highest such threshold
+
+
+def test_ece_zero_for_perfect_calibration_and_large_when_wrong() -> None:
+    probabilities = np.repeat([0.2, 0.8], 1000)
+    labels = np.concatenate([np.r_[np.ones(200), np.zeros(800)], np.r_[np.ones(800), np.zeros(200)]])
+    assert expected_calibration_error(probabilities, labels) == pytest.approx(0.0, abs=1e-9)
+    assert expected_calibration_error(1 - probabilities, labels) == pytest.approx(0.6, abs=1e-9)
+
+
+def test_group_bootstrap_is_wider_than_image_bootstrap_for_copies() -> None:
+    """Ten copies of each mass are one sample, not ten: the interval must reflect that."""
+    rng = np.random.default_rng(2)
+    masses = 30
+    labels = np.repeat(rng.permutation(np.repeat([0, 1], masses // 2)), 10)
+    scores = np.repeat(rng.random(masses), 10) * 0.5 + labels * 0.3
+    groups = [f"m{i}" for i in np.repeat(np.arange(masses), 10)]
+    grouped = bootstrap_auc_interval(scores, labels, groups, rounds=400)
+    naive = bootstrap_auc_interval(scores, labels, [str(i) for i in range(len(labels))], rounds=400)
+    assert grouped[1] - grouped[0] > 1.5 * (naive[1] - naive[0])
+
+
+def test_binary_metrics_match_the_confusion_matrix() -> None:
+    labels = np.array([0, 0, 0, 1, 1, 1, 1])
+    probabilities = np.array([0.1, 0.6, 0.2, 0.9, 0.4, 0.7, 0.8])
+    metrics = binary_metrics(probabilities, labels, [str(i) for i in range(7)], threshold=0.5)
+    assert metrics["confusion_matrix"] == [[2, 1], [1, 3]]
+    assert metrics["sensitivity"] == pytest.approx(3 / 4) and metrics["specificity"] == pytest.approx(2 / 3)
+    assert metrics["ppv"] == pytest.approx(3 / 4) and metrics["npv"] == pytest.approx(2 / 3)
+
+
+def _row(source: str, split: str, name: str) -> SplitRow:
+    return SplitRow(Path(f"/{source}/{name}.png"), 0, source, f"{source}/{name}", split, "0" * 64)
+
+
+def test_cross_source_selection() -> None:
+    rows = [_row(s, split, f"{s}{split}") for s in ("DDSM", "INbreast", "MIAS") for split in ("train", "val", "test")]
+    chosen = select_sources(rows, ("DDSM",), ("INbreast",))
+    assert {(r.source, r.split) for r in chosen} == {("DDSM", "train"), ("DDSM", "val"), ("INbreast", "test")}
+    assert sum(r.source == "INbreast" for r in chosen) == 3  # every INbreast image is test
+    with pytest.raises(ValueError, match="both trained and tested"):
+        select_sources(rows, ("DDSM",), ("DDSM",))
+    with pytest.raises(ValueError, match="not in the split"):
+        select_sources(rows, ("CBIS",), ())
+    assert select_sources(rows, (), ()) == rows

@@ -1,0 +1,117 @@
+"""A run directory: what it holds, and the settings that produced it (``config.json``).
+
+``RUN_DIR/`` holds ``model.keras`` (best checkpoint), ``config.json`` (these settings, tool versions),
+``splits.csv`` (a copy of the split used) with its sha256 in the config, ``history.csv``, ``metrics.json`` and plots.
+`convert` reads the same files, so this module is the one place that names them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from train.splits import SplitRow, read_splits
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything `mammo-train` was asked to do; saved verbatim so a run can be repeated and converted."""
+
+    arch: str = "hybrid"
+    input_size: int = 224
+    weights: str = "imagenet"
+    epochs: int = 30
+    frozen_epochs: int = 3
+    batch_size: int = 16
+    learning_rate: float = 3e-4
+    fine_tune_learning_rate: float = 3e-5
+    bn_momentum: float = 0.9
+    patience: int = 8
+    seed: int = 0
+    target_sensitivity: float = 0.90
+    strategy: str = "auto"
+    train_sources: tuple[str, ...] = ()
+    test_sources: tuple[str, ...] = ()
+    bn_images: int = 256
+    preprocess: dict[str, Any] = field(default_factory=dict)
+    split_sha256: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunSettings:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown run setting(s): {', '.join(unknown)}")
+        values = dict(values)
+        for key in ("train_sources", "test_sources"):
+            values[key] = tuple(values.get(key, ()))
+        return cls(**values)
+
+
+def select_sources(
+    rows: list[SplitRow], train_sources: tuple[str, ...], test_sources: tuple[str, ...]
+) -> list[SplitRow]:
+    """Cross-source rows: train/val from `train_sources`, test = every image of `test_sources`.
+
+    Without `test_sources` the split is kept as it is (restricted to `train_sources` when given).
+    """
+    if not train_sources and not test_sources:
+        return rows
+    known = {row.source for row in rows}
+    for source in (*train_sources, *test_sources):
+        if source not in known:
+            raise ValueError(f"source {source!r} is not in the split (found: {', '.join(sorted(known))})")
+    overlap = set(train_sources) & set(test_sources)
+    if overlap:
+        raise ValueError(f"source(s) {', '.join(sorted(overlap))} cannot be both trained and tested on")
+    trained = set(train_sources) or known - set(test_sources)
+    if not test_sources:
+        return [row for row in rows if row.source in trained]
+    selected = [row for row in rows if row.source in trained and row.split != "test"]
+    selected += [
+        SplitRow(row.path, row.label, row.source, row.group, "test", row.sha256)
+        for row in rows
+        if row.source in test_sources
+    ]
+    return selected
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    path: Path
+
+    @property
+    def model(self) -> Path:
+        return self.path / "model.keras"
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def splits(self) -> Path:
+        return self.path / "splits.csv"
+
+    @property
+    def history(self) -> Path:
+        return self.path / "history.csv"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.json"
+
+    def read_settings(self) -> RunSettings:
+        if not self.config.is_file():
+            raise FileNotFoundError(f"{self.path} is not a training run (no config.json)")
+        return RunSettings.from_dict(json.loads(self.config.read_text())["settings"])
+
+    def write_settings(self, settings: RunSettings, versions: dict[str, str]) -> None:
+        self.config.write_text(json.dumps({"settings": settings.to_dict(), "versions": versions}, indent=2))
+
+    def split_rows(self, settings: RunSettings) -> list[SplitRow]:
+        return select_sources(read_splits(self.splits), settings.train_sources, settings.test_sources)
