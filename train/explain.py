@@ -68,10 +68,10 @@ def randomised_copy(model: keras.Model, seed: int = 1) -> keras.Model:
 
 
 def heatmap_correlation(first: NDArray[np.floating], second: NDArray[np.floating]) -> float:
-    """Pearson correlation of two heatmaps (0 when either is constant)."""
+    """Pearson correlation of two heatmaps; two constant maps that agree (no evidence in either) count as 1."""
     a, b = np.ravel(first).astype(np.float64), np.ravel(second).astype(np.float64)
     if a.std() == 0 or b.std() == 0:
-        return 0.0
+        return 1.0 if a.std() == b.std() == 0 and np.allclose(a, b, atol=1e-6) else 0.0
     return float(np.corrcoef(a, b)[0, 1])
 
 

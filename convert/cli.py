@@ -1,0 +1,317 @@
+"""``mammo-convert RUN_DIR --out BUNDLE``: quantise, export, verify, and only then write the bundle.
+
+The bundle is assembled in a staging folder beside BUNDLE and moved into place only when every variant passed the
+fidelity gate (or ``--force``, which marks the manifest). A rejected conversion leaves only
+``BUNDLE.rejected-report.json`` behind, so a device can never pick up an unverified model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+from numpy.typing import NDArray
+from tqdm import tqdm
+
+from convert.export import classifier_model, gradcam_head_model, to_tflite
+from convert.gate import Reference, Thresholds, failures, measure_variant, table
+from edge_app.errors import MammoEdgeError
+from edge_app.manifest import (
+    LABELS,
+    SCHEMA_VERSION,
+    VARIANTS,
+    Manifest,
+    ModelFile,
+    TensorSpec,
+    manifest_from_dict,
+    sha256_of,
+    write_manifest,
+)
+from edge_app.model import get_output, set_input, set_inputs
+from edge_app.preprocess import PreprocessConfig
+from edge_app.probe import probe
+from edge_app.runtime import load_runtime, make_interpreter
+from train.data import ArraySet, load_arrays
+from train.evaluate import predict_logits
+from train.explain import gradcam
+from train.metrics import sigmoid
+from train.models import BACKBONES, backbone_names
+from train.runfiles import RunFiles
+from train.splits import SplitRow
+from train.trainer import tool_versions
+
+
+def calibration_rows(rows: Sequence[SplitRow], count: int, seed: int) -> list[SplitRow]:
+    """Up to `count` training rows, stratified by class and source (proportional, at least one per stratum)."""
+    strata: dict[tuple[str, int], list[SplitRow]] = defaultdict(list)
+    for row in rows:
+        strata[row.source, row.label].append(row)
+    rng = np.random.default_rng(seed)
+    chosen: list[SplitRow] = []
+    total = len(rows)
+    for key in sorted(strata):
+        members = strata[key]
+        take = max(1, round(count * len(members) / total)) if total else 0
+        chosen += [members[i] for i in sorted(rng.permutation(len(members))[:take])]
+    return chosen
+
+
+def _representative(images: NDArray[np.uint8]) -> Any:
+    def generate() -> Iterator[list[NDArray[np.float32]]]:
+        for image in tqdm(images, desc="int8 calibration", unit="img", leave=False, disable=None):
+            yield [image[np.newaxis].astype(np.float32)]
+
+    return generate
+
+
+def output_positions(
+    file: Path, model: keras.Model, sample: list[NDArray[np.float32]], roles: list[str]
+) -> dict[str, int]:
+    """Which TFLite output is which Keras output: same shape and the closest values on one sample."""
+    interpreter = make_interpreter(load_runtime("auto"), file, threads=1)
+    if len(sample) == 1:
+        set_input(interpreter, sample[0])
+    else:
+        set_inputs(interpreter, dict(enumerate(_match_inputs(interpreter.get_input_details(), sample))))
+    interpreter.invoke()
+    produced = model(sample if len(sample) > 1 else sample[0], training=False)
+    expected = [np.asarray(value) for value in (produced if isinstance(produced, (list, tuple)) else [produced])]
+    outputs = interpreter.get_output_details()
+    positions: dict[str, int] = {}
+    for role, value in zip(roles, expected, strict=True):
+        taken = set(positions.values())
+        candidates = [i for i, d in enumerate(outputs) if tuple(d["shape"]) == value.shape and i not in taken]
+        if not candidates:
+            raise MammoEdgeError(f"no output of {file.name} has the shape of {role} {value.shape}")
+        errors = [float(np.abs(get_output(interpreter, i) - value).mean()) for i in candidates]
+        positions[role] = candidates[int(np.argmin(errors))]
+    return positions
+
+
+def _match_inputs(details: list[dict[str, Any]], values: list[NDArray[np.float32]]) -> list[NDArray[np.float32]]:
+    """Order Keras inputs like the TFLite inputs, by shape (each backbone's maps differ in channels)."""
+    remaining = list(values)
+    ordered = []
+    for detail in details:
+        index = next(i for i, value in enumerate(remaining) if value.shape == tuple(detail["shape"]))
+        ordered.append(remaining.pop(index))
+    return ordered
+
+
+def input_positions(file: Path, names: Sequence[str]) -> dict[str, int]:
+    """The gradcam head's input position per backbone, from the input names the converter keeps."""
+    details = make_interpreter(load_runtime("auto"), file, threads=1).get_input_details()
+    positions = {}
+    for name in names:
+        found = [i for i, detail in enumerate(details) if f"{name}_maps" in detail["name"]]
+        if len(found) != 1:
+            raise MammoEdgeError(f"cannot tell which input of {file.name} takes the {name} maps")
+        positions[name] = found[0]
+    return positions
+
+
+def _input_spec(file: Path) -> TensorSpec:
+    detail = make_interpreter(load_runtime("auto"), file, threads=1).get_input_details()[0]
+    scale, zero_point = detail["quantization"]
+    return TensorSpec(
+        tuple(int(v) for v in detail["shape"]), np.dtype(detail["dtype"]).name, float(scale), int(zero_point)
+    )
+
+
+def _probe_everywhere(files: list[Path], pythons: Sequence[str]) -> dict[str, dict[str, str]]:
+    results = probe(files)
+    for python in pythons:
+        completed = subprocess.run(
+            [python, "-m", "edge_app.probe", *map(str, files)], capture_output=True, text=True, check=False
+        )
+        if completed.returncode != 0:
+            raise MammoEdgeError(f"runtime probe with {python} failed: {completed.stderr.strip().splitlines()[-1:]}")
+        for name, outcomes in json.loads(completed.stdout).items():
+            results.setdefault(name, {}).update(outcomes)
+    return results
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = Thresholds()
+    parser = argparse.ArgumentParser(prog="mammo-convert", description=__doc__)
+    parser.add_argument("run", type=Path, help="training run directory (mammo-train --out)")
+    parser.add_argument("--out", type=Path, required=True, help="bundle folder to write")
+    parser.add_argument("--variants", default="int8", help=f"comma list of {', '.join(VARIANTS)} (int8 always made)")
+    parser.add_argument("--calibration", type=int, default=300, help="representative images for int8")
+    parser.add_argument("--max-auc-drop", type=float, default=defaults.max_auc_drop)
+    parser.add_argument("--min-agreement", type=float, default=defaults.min_agreement)
+    parser.add_argument("--min-heatmap-pearson", type=float, default=defaults.min_heatmap_pearson)
+    parser.add_argument("--force", action="store_true", help="write the bundle even if the gate fails (marked)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model-name", default="mammo-edge")
+    parser.add_argument("--model-version", default=None, help="default: the creation time")
+    parser.add_argument(
+        "--check-python",
+        action="append",
+        default=[],
+        metavar="PYTHON",
+        help="another Python (e.g. a tflite-runtime venv) to verify the files with; repeatable",
+    )
+    return parser
+
+
+def convert_run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    files = RunFiles(args.run)
+    settings = files.read_settings()
+    metrics = json.loads(files.metrics.read_text())
+    variants = ["int8", *[v for v in dict.fromkeys(args.variants.split(",")) if v.strip() and v != "int8"]]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise MammoEdgeError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    config = PreprocessConfig.from_dict(settings.preprocess)
+    rows = files.split_rows(settings)
+    model = keras.models.load_model(files.model)
+    names = backbone_names(model)
+    calibration = load_arrays(
+        calibration_rows([r for r in rows if r.split == "train"], args.calibration, settings.seed),
+        config,
+        "calibration",
+    )
+    test = load_arrays([r for r in rows if r.split == "test"], config, "test")
+    staging = Path(tempfile.mkdtemp(prefix=f".{args.out.name}.", dir=args.out.parent.resolve()))
+    try:
+        timings: dict[str, float] = {}
+        classifier, head = classifier_model(model), gradcam_head_model(model)
+        sample_pixels = calibration.images[:1].astype(np.float32)
+        # Random positive maps give every Grad-CAM output distinct, non-zero values to tell them apart by.
+        rng = np.random.default_rng(settings.seed)
+        sample_maps = [rng.random((1, *model.get_layer(name).output.shape[1:]), np.float32) for name in names]
+        written: list[tuple[str, str, str, dict[str, int]]] = []
+        for variant in variants:
+            tick = time.monotonic()
+            data = to_tflite(classifier, variant, _representative(calibration.images) if variant == "int8" else None)
+            name = f"classifier_{variant}.tflite"
+            (staging / name).write_bytes(data)
+            timings[f"convert_{variant}_s"] = round(time.monotonic() - tick, 1)
+            roles = ["logit", *names]
+            written.append(
+                (name, "classifier", variant, output_positions(staging / name, classifier, [sample_pixels], roles))
+            )
+        tick = time.monotonic()
+        (staging / "gradcam_head.tflite").write_bytes(to_tflite(head, "float32"))
+        timings["convert_gradcam_head_s"] = round(time.monotonic() - tick, 1)
+        written.append(
+            (
+                "gradcam_head.tflite",
+                "gradcam_head",
+                "float32",
+                output_positions(staging / "gradcam_head.tflite", head, sample_maps, list(names)),
+            )
+        )
+        runtimes = _probe_everywhere([staging / name for name, *_ in written], args.check_python)
+        (staging / "labels.txt").write_text("\n".join(LABELS) + "\n")
+        manifest = Manifest(
+            schema_version=SCHEMA_VERSION,
+            name=args.model_name,
+            version=args.model_version or datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S"),
+            architecture=settings.arch,
+            backbones=names,
+            centre_offsets=tuple(BACKBONES[name].centre_offset for name in names),
+            preprocess=config,
+            labels=LABELS,
+            temperature=float(metrics["temperature"]),
+            threshold=float(metrics["threshold"]),
+            target_sensitivity=float(metrics["target_sensitivity"]),
+            files={
+                name: ModelFile(
+                    role,
+                    variant,
+                    sha256_of(staging / name),
+                    (staging / name).stat().st_size,
+                    _input_spec(staging / name),
+                    positions,
+                    input_positions(staging / name, names) if role == "gradcam_head" else {},
+                    runtimes.get(name, {}),
+                )
+                for name, role, variant, positions in written
+            },
+            training={
+                "run": str(Path(args.run).resolve()),
+                "split_sha256": settings.split_sha256,
+                "sources": sorted({row.source for row in rows}),
+                "counts": {split: sum(row.split == split for row in rows) for split in ("train", "val", "test")},
+                "weights": settings.weights,
+                "input_size": settings.input_size,
+            },
+            metrics={"test": metrics["test"]["overall"], "per_source": metrics["test"]["per_source"]},
+            tools={**tool_versions(), "converter": "tf.lite.TFLiteConverter.from_keras_model"},
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+        write_manifest(staging, manifest)
+        manifest_from_dict(manifest.to_dict())  # what is written must read back
+        print(f"Keras reference on {len(test)} test images ...")
+        reference = _reference(model, test, manifest.temperature)
+        limits = Thresholds(args.max_auc_drop, args.min_agreement, args.min_heatmap_pearson)
+        report: dict[str, Any] = {}
+        for variant in variants:
+            result = measure_variant(staging, manifest, variant, test, reference, args.threads)
+            result["size_bytes"] = manifest.classifier(variant)[1].size_bytes
+            result["failures"] = failures(result, limits)
+            report[variant] = result
+        print(table(report))
+        passed = not any(result["failures"] for result in report.values())
+        summary = {
+            "variants": report,
+            "thresholds": limits.__dict__,
+            "timings": timings,
+            "passed": passed,
+            "runtimes": runtimes,
+            "total_s": round(time.monotonic() - started, 1),
+        }
+        if not passed and not args.force:
+            rejected = args.out.with_name(args.out.name + ".rejected-report.json")
+            rejected.write_text(json.dumps(summary, indent=2))
+            print(f"REJECTED: the gate failed; no bundle written (report: {rejected})", file=sys.stderr)
+            return 1
+        if not passed:
+            write_manifest(staging, replace(manifest, forced=True))
+            print("WARNING: --force: the bundle is written although the gate failed; its manifest says forced")
+        (staging / "report.json").write_text(json.dumps(summary, indent=2))
+        if args.out.exists():
+            shutil.rmtree(args.out)
+        staging.rename(args.out)
+        print(f"bundle written to {args.out} in {summary['total_s']} s")
+        return 0
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+
+
+def _reference(model: keras.Model, test: ArraySet, temperature: float) -> Reference:
+    logits = predict_logits(model, test.images)
+    return Reference(sigmoid(logits / temperature), gradcam(model, test.images).fused)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return convert_run(args)
+    except (MammoEdgeError, FileNotFoundError, ValueError) as exc:
+        print(f"mammo-convert: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

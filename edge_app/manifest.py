@@ -1,0 +1,181 @@
+"""The model bundle's ``manifest.json``: defined once here, written by ``convert``, read and verified by the device.
+
+A bundle is a folder: the TFLite files, ``labels.txt``, ``manifest.json`` and (from the fidelity gate)
+``report.json``. The manifest carries everything the device needs to reproduce training exactly and to stamp model
+identity into every result; `load_manifest` refuses a bundle whose schema, files or hashes do not match, with a
+one-line reason.
+
+Files and their roles:
+- ``classifier`` (one per variant: int8, float32, float16, dynamic): input the preprocessed image, outputs the
+  malignant logit and each backbone's last-conv-block feature maps (``outputs`` says which output is which);
+- ``gradcam_head`` (float32, shared by every variant): input those feature maps, outputs each backbone's Grad-CAM
+  map, computed in closed form from the head's weights (exact for a pooled + dense head, no gradient ops).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from edge_app.errors import BundleError
+from edge_app.preprocess import PreprocessConfig
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+LABELS = ("benign", "malignant")
+VARIANTS = ("int8", "float32", "float16", "dynamic")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One model input: shape, dtype and (for quantized tensors) scale and zero point."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float = 0.0
+    zero_point: int = 0
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    role: str  # "classifier" | "gradcam_head"
+    variant: str  # int8 | float32 | float16 | dynamic (gradcam_head: float32)
+    sha256: str
+    size_bytes: int
+    input: TensorSpec  # the first input (the image, for a classifier)
+    outputs: dict[str, int]  # "logit" and "<backbone>" -> output position (classifier); "<backbone>" (gradcam_head)
+    inputs: dict[str, int] = field(default_factory=dict)  # gradcam_head: "<backbone>" -> input position
+    runtimes: dict[str, str] = field(default_factory=dict)  # runtime label -> "ok" or the reason it failed
+
+
+@dataclass(frozen=True)
+class Manifest:
+    schema_version: int
+    name: str
+    version: str
+    architecture: str
+    backbones: tuple[str, ...]
+    centre_offsets: tuple[float, ...]
+    preprocess: PreprocessConfig
+    labels: tuple[str, ...]
+    temperature: float
+    threshold: float
+    target_sensitivity: float
+    files: dict[str, ModelFile]
+    training: dict[str, Any]
+    metrics: dict[str, Any]
+    tools: dict[str, str]
+    created: str
+    forced: bool = False
+
+    def classifier(self, variant: str) -> tuple[str, ModelFile]:
+        for name, entry in self.files.items():
+            if entry.role == "classifier" and entry.variant == variant:
+                return name, entry
+        available = ", ".join(sorted(self.variants)) or "none"
+        raise BundleError(f"the bundle has no {variant} classifier (has: {available})")
+
+    def gradcam_head(self) -> tuple[str, ModelFile]:
+        for name, entry in self.files.items():
+            if entry.role == "gradcam_head":
+                return name, entry
+        raise BundleError("the bundle has no gradcam_head model")
+
+    @property
+    def variants(self) -> list[str]:
+        return [entry.variant for entry in self.files.values() if entry.role == "classifier"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _strict(cls: type, values: Any, where: str) -> dict[str, Any]:
+    if not isinstance(values, dict):
+        raise BundleError(f"manifest {where} must be an object")
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise BundleError(f"manifest {where} has unknown key(s): {', '.join(unknown)}")
+    required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
+    missing = sorted(required - set(values))
+    if missing:
+        raise BundleError(f"manifest {where} lacks key(s): {', '.join(missing)}")
+    return dict(values)
+
+
+def manifest_from_dict(values: Any) -> Manifest:
+    """Parse and type-check a manifest; every problem is a BundleError naming the key."""
+    if not isinstance(values, dict):
+        raise BundleError("manifest.json must hold a JSON object")
+    version = values.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise BundleError(f"manifest schema version {version!r} is not supported (this device reads {SCHEMA_VERSION})")
+    top = _strict(Manifest, values, "top level")
+    files = {}
+    for name, raw in _strict_mapping(top["files"], "files").items():
+        entry = _strict(ModelFile, raw, f"files[{name!r}]")
+        spec = _strict(TensorSpec, entry["input"], f"files[{name!r}].input")
+        entry["input"] = TensorSpec(**{**spec, "shape": tuple(spec["shape"])})
+        files[name] = ModelFile(**entry)
+    try:
+        preprocess = PreprocessConfig.from_dict(top["preprocess"])
+    except Exception as exc:
+        raise BundleError(f"manifest preprocess is invalid: {exc}") from exc
+    top.update(
+        files=files,
+        preprocess=preprocess,
+        backbones=tuple(top["backbones"]),
+        centre_offsets=tuple(float(v) for v in top["centre_offsets"]),
+        labels=tuple(top["labels"]),
+    )
+    manifest = Manifest(**top)
+    if manifest.labels != LABELS:
+        raise BundleError(f"manifest labels {list(manifest.labels)} are not {list(LABELS)}")
+    if len(manifest.backbones) != len(manifest.centre_offsets):
+        raise BundleError("manifest backbones and centre_offsets differ in length")
+    return manifest
+
+
+def _strict_mapping(values: Any, where: str) -> dict[str, Any]:
+    if not isinstance(values, dict) or not values:
+        raise BundleError(f"manifest {where} must be a non-empty object")
+    return values
+
+
+def load_manifest(bundle: Path, verify_files: bool = True) -> Manifest:
+    """Read ``bundle/manifest.json`` and (by default) check every listed file's presence, size and sha256."""
+    path = Path(bundle) / MANIFEST
+    if not path.is_file():
+        raise BundleError(f"{bundle} is not a model bundle: {MANIFEST} not found")
+    try:
+        values = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path} is not valid JSON: {exc}") from exc
+    manifest = manifest_from_dict(values)
+    if verify_files:
+        for name, entry in manifest.files.items():
+            file = Path(bundle) / name
+            if not file.is_file():
+                raise BundleError(f"bundle file {name} listed in the manifest is missing")
+            if sha256_of(file) != entry.sha256:
+                raise BundleError(
+                    f"bundle file {name} does not match its sha256 in the manifest (corrupted or replaced)"
+                )
+    return manifest
+
+
+def write_manifest(bundle: Path, manifest: Manifest) -> Path:
+    path = Path(bundle) / MANIFEST
+    path.write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
+    return path

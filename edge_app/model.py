@@ -1,0 +1,157 @@
+"""The device-side model: one call from a preprocessed image to a calibrated probability and a Grad-CAM heatmap.
+
+`EdgeModel.predict` is the single function the daemon, `mammo-edge once`, the benchmarks and the conversion
+fidelity gate all call, so what the gate checks is exactly what runs. The adapter functions below are explicit
+about quantisation (as pycoral's are): inputs are quantised with the tensor's own scale and zero point, outputs
+dequantised the same way, so a uint8 model, an int8 model and a float model are fed and read by the same code.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edge_app.errors import BundleError
+from edge_app.gradcam import Heatmap, fuse_heatmaps
+from edge_app.manifest import Manifest, ModelFile, load_manifest
+from edge_app.runtime import Runtime, load_runtime, make_interpreter
+
+
+def set_input(interpreter: Any, values: NDArray[Any]) -> None:
+    """Copy `values` (real-valued pixels or maps) into input 0, quantising if the tensor is quantised."""
+    detail = interpreter.get_input_details()[0]
+    dtype = detail["dtype"]
+    scale, zero_point = detail["quantization"]
+    if scale:
+        info = np.iinfo(dtype)
+        quantised = np.rint(np.asarray(values, np.float32) / scale + zero_point)
+        array = np.clip(quantised, info.min, info.max).astype(dtype)
+    else:
+        array = np.asarray(values, dtype)
+    interpreter.set_tensor(detail["index"], array.reshape(detail["shape"]))
+
+
+def set_inputs(interpreter: Any, values: dict[int, NDArray[Any]]) -> None:
+    """Several float inputs by position (the Grad-CAM head takes one feature map per backbone)."""
+    details = interpreter.get_input_details()
+    for position, array in values.items():
+        detail = details[position]
+        interpreter.set_tensor(detail["index"], np.asarray(array, detail["dtype"]).reshape(detail["shape"]))
+
+
+def get_output(interpreter: Any, position: int) -> NDArray[np.float32]:
+    """Output `position` as float32, dequantised if the tensor is quantised."""
+    detail = interpreter.get_output_details()[position]
+    raw = interpreter.get_tensor(detail["index"])
+    scale, zero_point = detail["quantization"]
+    if scale:
+        return np.asarray((raw.astype(np.float32) - zero_point) * scale, np.float32)
+    return np.asarray(raw, np.float32)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One scan's answer: raw logit, calibrated probability, label at the bundle's threshold, optional heatmap."""
+
+    logit: float
+    probability: float
+    label: str
+    heatmap: Heatmap | None
+    timings_ms: dict[str, float]
+
+
+def _check_runtime(name: str, entry: ModelFile, runtime: Runtime) -> None:
+    for label, outcome in entry.runtimes.items():
+        if label.split()[0] == runtime.name and outcome != "ok":
+            raise BundleError(f"{name} was verified not to run under {label}: {outcome}")
+
+
+def _check_input(name: str, entry: ModelFile, interpreter: Any, size: int) -> None:
+    detail = interpreter.get_input_details()[0]
+    shape = tuple(int(v) for v in detail["shape"])
+    if entry.role == "classifier" and shape != (1, size, size, 1):
+        raise BundleError(f"{name} takes input {shape} but the manifest's preprocessing makes (1, {size}, {size}, 1)")
+    if shape != tuple(entry.input.shape) or np.dtype(detail["dtype"]).name != entry.input.dtype:
+        raise BundleError(
+            f"{name} input is {shape} {np.dtype(detail['dtype']).name}, manifest says "
+            f"{tuple(entry.input.shape)} {entry.input.dtype}"
+        )
+
+
+class EdgeModel:
+    """A verified bundle, loaded into interpreters for one variant."""
+
+    def __init__(
+        self,
+        bundle: Path,
+        manifest: Manifest,
+        variant: str = "int8",
+        runtime: str = "auto",
+        threads: int = 2,
+        heatmaps: bool = True,
+    ) -> None:
+        self.bundle = Path(bundle)
+        self.manifest = manifest
+        self.variant = variant
+        self.runtime = load_runtime(runtime)
+        self.classifier_name, self.classifier_entry = manifest.classifier(variant)
+        _check_runtime(self.classifier_name, self.classifier_entry, self.runtime)
+        self._classifier = make_interpreter(self.runtime, self.bundle / self.classifier_name, threads)
+        _check_input(self.classifier_name, self.classifier_entry, self._classifier, manifest.preprocess.input_size)
+        self._head: Any = None
+        if heatmaps:
+            head_name, head_entry = manifest.gradcam_head()
+            self._head_entry = head_entry
+            _check_runtime(head_name, head_entry, self.runtime)
+            self._head = make_interpreter(self.runtime, self.bundle / head_name, threads)
+            _check_input(head_name, head_entry, self._head, manifest.preprocess.input_size)
+
+    @classmethod
+    def load(
+        cls, bundle: Path, variant: str = "int8", runtime: str = "auto", threads: int = 2, heatmaps: bool = True
+    ) -> EdgeModel:
+        """Verify the bundle (schema, sha256 of every file, inputs) and build the interpreters."""
+        return cls(bundle, load_manifest(bundle), variant, runtime, threads, heatmaps)
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """What every result is stamped with."""
+        return {
+            "name": self.manifest.name,
+            "version": self.manifest.version,
+            "architecture": self.manifest.architecture,
+            "variant": self.variant,
+            "file": self.classifier_name,
+            "sha256": self.classifier_entry.sha256,
+            "runtime": self.runtime.label,
+        }
+
+    def predict(self, pixels: NDArray[np.uint8], heatmap: bool = True) -> Prediction:
+        """Classify one preprocessed image ``(size, size, 1)`` uint8; the heatmap if asked and the bundle has one."""
+        outputs = self.classifier_entry.outputs
+        started = time.perf_counter()
+        set_input(self._classifier, pixels[np.newaxis].astype(np.float32))
+        self._classifier.invoke()
+        logit = float(get_output(self._classifier, outputs["logit"]).reshape(-1)[0])
+        invoked = time.perf_counter()
+        timings = {"invoke_ms": (invoked - started) * 1000}
+        fused = None
+        if heatmap and self._head is not None:
+            head = self._head_entry
+            set_inputs(
+                self._head,
+                {head.inputs[name]: get_output(self._classifier, outputs[name]) for name in self.manifest.backbones},
+            )
+            self._head.invoke()
+            cams = [get_output(self._head, head.outputs[name])[0] for name in self.manifest.backbones]
+            fused = fuse_heatmaps(cams, self.manifest.preprocess.input_size, self.manifest.centre_offsets)
+            timings["gradcam_ms"] = (time.perf_counter() - invoked) * 1000
+        probability = 1.0 / (1.0 + math.exp(-logit / self.manifest.temperature))
+        label = self.manifest.labels[int(probability >= self.manifest.threshold)]
+        return Prediction(logit, probability, label, fused, timings)
