@@ -1,10 +1,12 @@
 # Two entry points for a fresh machine: `make demo` and `make test` (see README.md).
-# Each creates what it needs: .venv (workstation: train + dev extras) and .venv-edge (the device: edge extra
-# only, no TensorFlow), so the device's tests run where TensorFlow cannot be imported.
+# Each creates what it needs: .venv (workstation: train + dev extras), .venv-edge (the device: edge extra only,
+# no TensorFlow) and .venv-tflite (the device with tflite-runtime, which needs numpy < 2), so the device's tests
+# run where TensorFlow cannot be imported, under both runtimes.
 
 PYTHON ?= python3
 VENV := .venv
 EDGE_VENV := .venv-edge
+TFLITE_VENV := .venv-tflite
 PIP_FLAGS := --quiet --disable-pip-version-check
 DEMO_DIR ?= demo-out
 
@@ -20,7 +22,14 @@ $(EDGE_VENV)/.installed: pyproject.toml
 	$(EDGE_VENV)/bin/pip install $(PIP_FLAGS) -e '.[edge]' 'pytest>=8'
 	touch $@
 
-venvs: $(VENV)/.installed $(EDGE_VENV)/.installed
+$(TFLITE_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(TFLITE_VENV)
+	$(TFLITE_VENV)/bin/pip install $(PIP_FLAGS) 'numpy<2' 'tflite-runtime>=2.14' pillow opencv-python-headless \
+		pydicom watchdog 'pytest>=8'
+	$(TFLITE_VENV)/bin/pip install $(PIP_FLAGS) --no-deps -e .
+	touch $@
+
+venvs: $(VENV)/.installed $(EDGE_VENV)/.installed $(TFLITE_VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -28,7 +37,8 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
 test: venvs lint
-	MAMMO_EDGE_PYTHON=$(abspath $(EDGE_VENV))/bin/python $(VENV)/bin/pytest
+	MAMMO_EDGE_PYTHON=$(abspath $(EDGE_VENV))/bin/python MAMMO_TFLITE_PYTHON=$(abspath $(TFLITE_VENV))/bin/python \
+		$(VENV)/bin/pytest
 
 demo: $(VENV)/.installed
 	rm -rf $(DEMO_DIR)
@@ -37,4 +47,4 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/mammo-data split $(DEMO_DIR)/data --out $(DEMO_DIR)/splits.csv --by patient
 
 clean:
-	rm -rf $(VENV) $(EDGE_VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(EDGE_VENV) $(TFLITE_VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -131,3 +131,25 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def shuffled_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same run with labels shuffled between groups: must not learn."""
     return _train_fixture(tmp_path_factory.mktemp("shuffled"), shuffle_labels=True)
+
+
+def edge_python(variable: str) -> str:
+    """The interpreter of a device-only venv made by `make test`, or skip with the reason."""
+    python = os.environ.get(variable)
+    if not python:
+        pytest.skip(f"{variable} (a device-only venv made by `make test`) is not set")
+    return python
+
+
+@pytest.fixture(scope="session")
+def bundle(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The trained run converted (int8 + float32) and gated; verified in the tflite-runtime venv when present."""
+    from convert.cli import main as convert_main
+
+    out = tmp_path_factory.mktemp("bundle") / "bundle"
+    extra = ["--check-python", os.environ["MAMMO_TFLITE_PYTHON"]] if os.environ.get("MAMMO_TFLITE_PYTHON") else []
+    code = convert_main(
+        [str(trained_run), "--out", str(out), "--variants", "int8,float32", "--calibration", "96", *extra]
+    )
+    assert code == 0, "the conversion gate rejected the CI model"
+    return out

@@ -1,0 +1,153 @@
+"""Conversion: the bundle, its gate report, the device path in TensorFlow-free venvs, and refused bundles."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow", reason="conversion needs the train extra (TensorFlow)")
+
+from conftest import REPO, edge_python
+
+from edge_app.errors import BundleError
+from edge_app.manifest import MANIFEST, load_manifest
+from edge_app.model import EdgeModel
+
+pytestmark = pytest.mark.slow
+
+
+def test_bundle_holds_verified_files(bundle: Path) -> None:
+    manifest = load_manifest(bundle)
+    assert set(manifest.files) == {"classifier_int8.tflite", "classifier_float32.tflite", "gradcam_head.tflite"}
+    assert (bundle / "labels.txt").read_text().split() == ["benign", "malignant"]
+    int8 = manifest.files["classifier_int8.tflite"]
+    assert int8.input.dtype == "uint8" and int8.input.shape == (1, 96, 96, 1)
+    assert manifest.files["classifier_float32.tflite"].size_bytes > 3 * int8.size_bytes  # ~4x smaller
+    assert manifest.backbones == ("densenet121", "resnet50") and manifest.centre_offsets == (-1.5, -15.5)
+    assert manifest.preprocess.input_size == 96 and not manifest.forced
+    assert 0 < manifest.threshold < 1 and manifest.temperature > 0
+    assert manifest.training["split_sha256"] and manifest.metrics["test"]["roc_auc"] >= 0.75
+    for entry in manifest.files.values():
+        assert any(label.startswith("ai_edge_litert") and outcome == "ok" for label, outcome in entry.runtimes.items())
+        if os.environ.get("MAMMO_TFLITE_PYTHON"):
+            assert any(
+                label.startswith("tflite_runtime") and outcome == "ok" for label, outcome in entry.runtimes.items()
+            )
+
+
+def test_gate_report_follows_the_interface(bundle: Path) -> None:
+    report = json.loads((bundle / "report.json").read_text())
+    assert report["passed"] is True
+    for variant in ("int8", "float32"):
+        result = report["variants"][variant]
+        for key in ("auc_float", "auc_tflite", "auc_drop", "agreement", "max_abs_prob_diff", "heatmap_pearson"):
+            assert result[key] is not None, key
+    float32 = report["variants"]["float32"]
+    assert float32["max_abs_prob_diff"] < 1e-4 and float32["heatmap_pearson"] > 0.999  # the head is exact
+    assert report["variants"]["int8"]["agreement"] >= 0.98
+
+
+def _test_files(bundle: Path, count: int = 12) -> list[str]:
+    from train.splits import read_splits
+
+    run = Path(load_manifest(bundle).training["run"])
+    return [str(row.path) for row in read_splits(run / "splits.csv") if row.split == "test"][:count]
+
+
+def _keras_probabilities(bundle: Path, files: list[str]) -> np.ndarray:
+    import keras
+
+    from edge_app.preprocess import preprocess
+    from train.evaluate import predict_logits
+    from train.metrics import sigmoid
+
+    manifest = load_manifest(bundle)
+    model = keras.models.load_model(Path(manifest.training["run"]) / "model.keras")
+    images = np.stack([preprocess(Path(f), manifest.preprocess) for f in files])
+    return sigmoid(predict_logits(model, images) / manifest.temperature)
+
+
+@pytest.mark.parametrize(
+    ("variable", "runtime"), [("MAMMO_EDGE_PYTHON", "ai_edge_litert"), ("MAMMO_TFLITE_PYTHON", "tflite_runtime")]
+)
+def test_device_venv_agrees_with_keras(bundle: Path, variable: str, runtime: str) -> None:
+    python = edge_python(variable)
+    files = _test_files(bundle)
+    expected = _keras_probabilities(bundle, files)
+    threshold = load_manifest(bundle).threshold
+    for variant, tolerance in (("float32", 1e-4), ("int8", 0.2)):
+        completed = subprocess.run(
+            [python, str(REPO / "tests" / "edge_predict.py"), str(bundle), runtime, variant, *files],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=REPO,
+        )
+        result = json.loads(completed.stdout.strip().splitlines()[-1])
+        assert result["runtime"].startswith(runtime) and result["tensorflow_imported"] is False
+        probabilities = np.array(result["probabilities"])
+        assert np.abs(probabilities - expected).max() < tolerance, (variant, probabilities, expected)
+        assert np.mean((probabilities >= threshold) == (expected >= threshold)) >= 0.9
+        assert all(peak in {1.0, 0.0} for peak in result["heatmap_peaks"])
+
+
+def _variant_bundle(bundle: Path, target: Path, edit_manifest: object = None, replace_head: bool = False) -> Path:
+    """A bundle sharing the original's model files (symlinks) with an edited manifest or a changed head file."""
+    target.mkdir()
+    for file in bundle.iterdir():
+        if file.name != MANIFEST and not (replace_head and file.name == "gradcam_head.tflite"):
+            (target / file.name).symlink_to(file)
+    if replace_head:
+        (target / "gradcam_head.tflite").write_bytes((bundle / "gradcam_head.tflite").read_bytes() + b"\0")
+    values = json.loads((bundle / MANIFEST).read_text())
+    if callable(edit_manifest):
+        edit_manifest(values)
+    (target / MANIFEST).write_text(json.dumps(values))
+    return target
+
+
+def _refusal(path: Path) -> str:
+    with pytest.raises(BundleError) as caught:
+        EdgeModel.load(path, variant="int8", runtime="ai_edge_litert", threads=1)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_wrong_hash_is_refused(bundle: Path, tmp_path: Path) -> None:
+    message = _refusal(_variant_bundle(bundle, tmp_path / "b", replace_head=True))
+    assert "gradcam_head.tflite does not match its sha256" in message
+
+
+def test_wrong_schema_version_is_refused(bundle: Path, tmp_path: Path) -> None:
+    message = _refusal(_variant_bundle(bundle, tmp_path / "b", lambda m: m.update(schema_version=99)))
+    assert "schema version 99 is not supported" in message
+
+
+def test_wrong_input_size_is_refused(bundle: Path, tmp_path: Path) -> None:
+    message = _refusal(_variant_bundle(bundle, tmp_path / "b", lambda m: m["preprocess"].update(input_size=128)))
+    assert "(1, 96, 96, 1)" in message and "128" in message
+
+
+def test_unknown_key_and_missing_file_are_named(bundle: Path, tmp_path: Path) -> None:
+    assert "unknown key(s): colour" in _refusal(_variant_bundle(bundle, tmp_path / "a", lambda m: m.update(colour=1)))
+    missing = _variant_bundle(bundle, tmp_path / "b")
+    (missing / "classifier_int8.tflite").unlink()
+    assert "classifier_int8.tflite listed in the manifest is missing" in _refusal(missing)
+    shutil.rmtree(missing)
+
+
+def test_a_runtime_verified_to_fail_is_refused(bundle: Path, tmp_path: Path) -> None:
+    def mark(values: dict) -> None:
+        values["files"]["classifier_int8.tflite"]["runtimes"] = {
+            "ai_edge_litert 2.3.0": "op FULLY_CONNECTED v12 unsupported"
+        }
+
+    message = _refusal(_variant_bundle(bundle, tmp_path / "b", mark))
+    assert "verified not to run under ai_edge_litert 2.3.0: op FULLY_CONNECTED v12 unsupported" in message
