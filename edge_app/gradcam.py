@@ -13,7 +13,8 @@ and the fused heatmap is:
    mass;
 2. the resized maps summed, so a backbone that carries more evidence weighs more, and a backbone with a flat,
    uninformative map does not move the peak;
-3. the sum divided by its maximum, so the heatmap peaks at 1 when there is any evidence (all zero otherwise).
+3. the sum divided by its maximum, so the heatmap peaks at 1 when there is evidence; a peak under `NO_EVIDENCE`
+   (1e-4 logit) is float rounding, not evidence, and leaves the map all zero.
 
 There is one implementation of this rule: the Keras reference and the device both call `fuse_heatmaps`.
 """
@@ -29,11 +30,15 @@ from numpy.typing import NDArray
 Heatmap = NDArray[np.float32]
 
 
+NO_EVIDENCE = 1e-4
+"""Maps are in logit units: a peak below this is rounding noise, not evidence, and is never stretched to 1."""
+
+
 def normalise(heatmap: NDArray[np.floating]) -> Heatmap:
-    """Scale to [0, 1] by the maximum; negative values (no evidence) are clipped to 0."""
+    """Scale to [0, 1] by the maximum; negative values are clipped to 0; a map without evidence stays all 0."""
     clipped = np.maximum(np.asarray(heatmap, np.float32), 0.0)
     peak = float(clipped.max()) if clipped.size else 0.0
-    if peak <= 0:
+    if peak <= NO_EVIDENCE:
         return np.zeros_like(clipped)
     return np.asarray(clipped / np.float32(peak), np.float32)
 

@@ -35,7 +35,7 @@ def test_bundle_holds_verified_files(bundle: Path) -> None:
     assert manifest.training["split_sha256"] and manifest.metrics["test"]["roc_auc"] >= 0.75
     for entry in manifest.files.values():
         assert any(label.startswith("ai_edge_litert") and outcome == "ok" for label, outcome in entry.runtimes.items())
-        if os.environ.get("MAMMO_TFLITE_PYTHON"):
+        if os.environ.get("MAMMO_TEST_TFLITE_PYTHON"):
             assert any(
                 label.startswith("tflite_runtime") and outcome == "ok" for label, outcome in entry.runtimes.items()
             )
@@ -74,7 +74,8 @@ def _keras_probabilities(bundle: Path, files: list[str]) -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    ("variable", "runtime"), [("MAMMO_EDGE_PYTHON", "ai_edge_litert"), ("MAMMO_TFLITE_PYTHON", "tflite_runtime")]
+    ("variable", "runtime"),
+    [("MAMMO_TEST_EDGE_PYTHON", "ai_edge_litert"), ("MAMMO_TEST_TFLITE_PYTHON", "tflite_runtime")],
 )
 def test_device_venv_agrees_with_keras(bundle: Path, variable: str, runtime: str) -> None:
     python = edge_python(variable)

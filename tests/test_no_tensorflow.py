@@ -30,9 +30,9 @@ def test_edge_app_does_not_import_tensorflow_even_when_installed() -> None:
 
 
 def test_edge_app_imports_in_an_environment_without_tensorflow() -> None:
-    python = os.environ.get("MAMMO_EDGE_PYTHON")
+    python = os.environ.get("MAMMO_TEST_EDGE_PYTHON")
     if not python:
-        pytest.skip("MAMMO_EDGE_PYTHON (the edge-only venv made by `make test`) is not set")
+        pytest.skip("MAMMO_TEST_EDGE_PYTHON (the edge-only venv made by `make test`) is not set")
     missing = subprocess.run([python, "-c", "import tensorflow"], capture_output=True, check=False)
     assert missing.returncode != 0, "the edge venv must not have TensorFlow installed"
     assert _probe(python) == "HEAVY:"

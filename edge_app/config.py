@@ -1,0 +1,190 @@
+"""The daemon's configuration: resolved once (CLI over environment over TOML file over defaults) into a frozen object.
+
+Unknown keys are errors that name the key, in the file (``[model] bundel = ...``) and in the environment
+(``MAMMO_EDGE_MODEL_BUNDEL``): a typo must never silently fall back to a default on a clinic's device.
+Environment variables are ``MAMMO_EDGE_<SECTION>_<KEY>`` (``MAMMO_EDGE_MODEL_THREADS=4``); ``MAMMO_EDGE_CONFIG``
+names the file.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from edge_app.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 (JetPack 6)
+    import tomli as tomllib
+
+DEFAULT_CONFIG = Path("/etc/mammo-edge/config.toml")
+ENV_PREFIX = "MAMMO_EDGE_"
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    bundle: Path = Path("/var/lib/mammo-edge/bundle")
+    variant: str = "int8"
+    runtime: str = "auto"
+    threads: int = 2
+    heatmaps: bool = True
+
+
+@dataclass(frozen=True)
+class PathsSection:
+    inbox: Path = Path("/srv/mammo-edge/inbox")
+    results: Path = Path("/srv/mammo-edge/results")
+    archive: Path = Path("/srv/mammo-edge/archive")
+    quarantine: Path = Path("/srv/mammo-edge/quarantine")
+    state: Path = Path("/var/lib/mammo-edge/state")
+
+
+@dataclass(frozen=True)
+class IngestSection:
+    settle_seconds: float = 2.0
+    rescan_seconds: float = 30.0
+    recursive: bool = False
+    polling: bool = False
+    queue_limit: int = 1000
+    min_free_mb: int = 200
+
+
+@dataclass(frozen=True)
+class LogSection:
+    level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelSection = ModelSection()
+    paths: PathsSection = PathsSection()
+    ingest: IngestSection = IngestSection()
+    log: LogSection = LogSection()
+
+    def to_toml(self) -> str:
+        """The effective configuration, as a TOML file that would reproduce it."""
+        lines = []
+        for section in fields(self):
+            lines.append(f"[{section.name}]")
+            values = getattr(self, section.name)
+            for item in fields(values):
+                value = getattr(values, item.name)
+                text = (
+                    ("true" if value else "false")
+                    if isinstance(value, bool)
+                    else f'"{value}"'
+                    if isinstance(value, (str, Path))
+                    else str(value)
+                )
+                lines.append(f"{item.name} = {text}")
+            lines.append("")
+        return "\n".join(lines)
+
+
+_SECTIONS = {section.name: section.type for section in fields(Config)}
+
+
+def _convert(section: str, key: str, raw: Any, kind: Any) -> Any:
+    name = kind if isinstance(kind, str) else kind.__name__
+    where = f"[{section}] {key}"
+    try:
+        if name == "bool":
+            if isinstance(raw, bool):
+                return raw
+            if str(raw).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(raw).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if name == "int":
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError(raw)
+            return int(raw)
+        if name == "float":
+            return float(raw)
+        if name == "Path":
+            return Path(str(raw)).expanduser()
+        return str(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where} must be {name}, got {raw!r}") from None
+
+
+def _section_class(section: str) -> Any:
+    return {"model": ModelSection, "paths": PathsSection, "ingest": IngestSection, "log": LogSection}[section]
+
+
+def _apply(config: Config, values: Mapping[str, Mapping[str, Any]], origin: str) -> Config:
+    for section, items in values.items():
+        if section not in _SECTIONS:
+            raise ConfigError(f"{origin}: unknown section [{section}] (known: {', '.join(_SECTIONS)})")
+        if not isinstance(items, Mapping):
+            raise ConfigError(f"{origin}: [{section}] must be a table")
+        cls = _section_class(section)
+        known = {item.name: item.type for item in fields(cls)}
+        updates = {}
+        for key, raw in items.items():
+            if key not in known:
+                raise ConfigError(f"{origin}: unknown key {key!r} in [{section}] (known: {', '.join(known)})")
+            updates[key] = _convert(section, key, raw, known[key])
+        config = replace(config, **{section: replace(getattr(config, section), **updates)})
+    return config
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    values: dict[str, dict[str, str]] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        section = next((s for s in _SECTIONS if rest.startswith(s + "_")), None)
+        if section is None:
+            raise ConfigError(f"environment: unknown variable {name} (expected {ENV_PREFIX}<SECTION>_<KEY>)")
+        values.setdefault(section, {})[rest[len(section) + 1 :]] = raw
+    return values
+
+
+def _validate(config: Config) -> Config:
+    if config.model.threads < 1:
+        raise ConfigError(f"[model] threads must be >= 1, got {config.model.threads}")
+    if config.model.variant not in ("int8", "float32", "float16", "dynamic"):
+        raise ConfigError(f"[model] variant must be int8, float32, float16 or dynamic, got {config.model.variant!r}")
+    if config.ingest.settle_seconds < 0 or config.ingest.rescan_seconds <= 0:
+        raise ConfigError("[ingest] settle_seconds must be >= 0 and rescan_seconds > 0")
+    if config.ingest.queue_limit < 1:
+        raise ConfigError(f"[ingest] queue_limit must be >= 1, got {config.ingest.queue_limit}")
+    folders = {name: getattr(config.paths, name).resolve() for name in ("inbox", "results", "archive", "quarantine")}
+    for name, path in folders.items():
+        for other, other_path in folders.items():
+            if name < other and (
+                path == other_path or other_path.is_relative_to(path) or path.is_relative_to(other_path)
+            ):
+                raise ConfigError(f"[paths] {name} and {other} must be separate folders ({path}, {other_path})")
+    return config
+
+
+def resolve_config(
+    file: Path | None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Defaults, then the TOML `file` (if it exists or was named), then the environment, then `overrides` (CLI)."""
+    environ = os.environ if environ is None else environ
+    named = file is not None or ENV_PREFIX + "CONFIG" in environ
+    path = Path(file) if file is not None else Path(environ.get(ENV_PREFIX + "CONFIG", str(DEFAULT_CONFIG)))
+    config = Config()
+    if path.is_file():
+        try:
+            values = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        config = _apply(config, values, str(path))
+    elif named:
+        raise ConfigError(f"config file {path} not found")
+    config = _apply(config, _from_environment(environ), "environment")
+    config = _apply(config, {k: v for k, v in (overrides or {}).items() if v}, "command line")
+    return _validate(config)

@@ -1,0 +1,83 @@
+"""Durable file operations: nothing half-written is ever visible under a final name, and nothing is overwritten.
+
+A temporary file is a dot-file in the target folder (``.<name>.tmp``), fsynced, renamed over the final name and the
+folder fsynced, so after a power cut a final name holds either nothing or the whole content. Dot-files are what
+the watcher ignores and what `remove_temporaries` cleans at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+TEMP_SUFFIX = ".tmp"
+
+
+def fsync_dir(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def temp_path(final: Path) -> Path:
+    return final.with_name(f".{final.name}{TEMP_SUFFIX}")
+
+
+def atomic_write(final: Path, data: bytes) -> None:
+    """Write `data` to `final` all at once (replacing a previous version of *our own* file)."""
+    temporary = temp_path(final)
+    with temporary.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, final)
+    fsync_dir(final.parent)
+
+
+def append_durably(path: Path, line: str) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def move_durably(source: Path, target: Path) -> None:
+    """Rename (same file system) or copy, fsync and unlink (across file systems); both folders fsynced."""
+    try:
+        os.rename(source, target)
+    except OSError:
+        temporary = temp_path(target)
+        shutil.copy2(source, temporary)
+        with temporary.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+        fsync_dir(target.parent)
+        source.unlink()
+    fsync_dir(target.parent)
+    fsync_dir(source.parent)
+
+
+def unique_stem(folder: Path, stem: str, suffixes: tuple[str, ...], taken: set[str]) -> str:
+    """`stem`, else `stem (2)`, `stem (3)`...: the first for which no `stem + suffix` exists and none is `taken`."""
+    candidate, counter = stem, 1
+    while candidate in taken or any((folder / f"{candidate}{suffix}").exists() for suffix in suffixes):
+        counter += 1
+        candidate = f"{stem} ({counter})"
+    return candidate
+
+
+def remove_temporaries(folder: Path) -> int:
+    """Delete our leftover temporary files (a crash mid-write); returns how many."""
+    removed = 0
+    for path in folder.glob(f".*{TEMP_SUFFIX}"):
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def free_megabytes(folder: Path) -> float:
+    usage = shutil.disk_usage(folder)
+    return usage.free / 1e6

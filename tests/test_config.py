@@ -1,0 +1,62 @@
+"""Configuration: CLI over environment over file over defaults; unknown keys named; check-config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_app.cli import main
+from edge_app.config import Config, resolve_config
+from edge_app.errors import ConfigError
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_layers_override_in_order(tmp_path: Path) -> None:
+    file = _write(tmp_path, '[model]\nthreads = 3\nbundle = "/b"\n[ingest]\nsettle_seconds = 5\n')
+    config = resolve_config(file, environ={})
+    assert (config.model.threads, config.model.bundle, config.ingest.settle_seconds) == (3, Path("/b"), 5.0)
+    config = resolve_config(file, environ={"MAMMO_EDGE_MODEL_THREADS": "4", "MAMMO_EDGE_INGEST_POLLING": "yes"})
+    assert config.model.threads == 4 and config.ingest.polling is True
+    config = resolve_config(file, {"model": {"threads": 1}}, environ={"MAMMO_EDGE_MODEL_THREADS": "4"})
+    assert config.model.threads == 1 and config.model.bundle == Path("/b")
+    assert resolve_config(None, environ={}) == Config() or not Path("/etc/mammo-edge/config.toml").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "environ", "message"),
+    [
+        ("[model]\nbundel = '/x'\n", {}, "unknown key 'bundel' in [model]"),
+        ("[modle]\nthreads = 2\n", {}, "unknown section [modle]"),
+        ("", {"MAMMO_EDGE_MODEL_THREDS": "2"}, "unknown key 'threds' in [model]"),
+        ("", {"MAMMO_EDGE_COLOUR": "red"}, "unknown variable MAMMO_EDGE_COLOUR"),
+        ("[model]\nthreads = 'many'\n", {}, "[model] threads must be int"),
+        ("[model]\nthreads = 0\n", {}, "threads must be >= 1"),
+        ("[paths]\ninbox = '/srv/x'\nresults = '/srv/x/results'\n", {}, "inbox and results must be separate"),
+        ("[model\n", {}, "not valid TOML"),
+    ],
+)
+def test_errors_name_the_problem(tmp_path: Path, text: str, environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        resolve_config(_write(tmp_path, text), environ=environ)
+    assert message in str(caught.value)
+
+
+def test_named_file_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        resolve_config(tmp_path / "missing.toml", environ={})
+
+
+def test_check_config_names_the_bad_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", "--config", str(_write(tmp_path, "[ingest]\nsettle = 1\n"))]) == 2
+    assert "unknown key 'settle' in [ingest]" in capsys.readouterr().err
+
+
+def test_effective_config_round_trips(tmp_path: Path) -> None:
+    config = resolve_config(_write(tmp_path, "[model]\nthreads = 3\n[ingest]\nrecursive = true\n"), environ={})
+    assert resolve_config(_write(tmp_path, config.to_toml()), environ={}) == config
