@@ -278,3 +278,18 @@ def test_once_gives_the_same_answer_for_png_tiff_and_dicom(
     probabilities = [r["probability"] for r in results]
     assert max(probabilities) - min(probabilities) <= 1e-6
     assert all((out / f"{stem}.gradcam.png").is_file() for stem in ("a", "b", "c"))
+
+
+def test_low_disk_space_pauses_and_says_why(daemon_factory: Callable[..., DaemonProcess], bundle: Path) -> None:
+    daemon = daemon_factory("MAMMO_TEST_EDGE_PYTHON", "ai_edge_litert")
+    daemon.start({"MAMMO_EDGE_INGEST_MIN_FREE_MB": str(10**12)})  # more than any disk has
+    daemon.wait_for(lambda: "ready:" in Path(daemon.log_file.name).read_text())
+    shutil.copy(_scans(bundle, 1)[0], daemon.folders["inbox"] / "waiting.png")
+    daemon.wait_for(lambda: "not taking new scans" in Path(daemon.log_file.name).read_text())
+    time.sleep(1.0)
+    assert daemon.stop() == 0
+    assert (daemon.folders["inbox"] / "waiting.png").is_file()  # left where it was, nothing lost
+    assert daemon.entries() == 0
+    daemon.start()  # space "returns": the scan is taken
+    daemon.wait_for(lambda: daemon.entries() == 1)
+    assert daemon.stop() == 0
