@@ -32,6 +32,7 @@ from tqdm import tqdm
 from convert.export import classifier_model, gradcam_head_model, to_tflite
 from convert.gate import Reference, Thresholds, failures, measure_variant, table
 from edge_app.errors import MammoEdgeError
+from edge_app.fsutil import sha256_of
 from edge_app.manifest import (
     LABELS,
     SCHEMA_VERSION,
@@ -40,7 +41,6 @@ from edge_app.manifest import (
     ModelFile,
     TensorSpec,
     manifest_from_dict,
-    sha256_of,
     write_manifest,
 )
 from edge_app.model import get_output, set_input, set_inputs

@@ -14,13 +14,13 @@ Files and their roles:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from edge_app.errors import BundleError
+from edge_app.fsutil import sha256_of
 from edge_app.preprocess import PreprocessConfig
 
 SCHEMA_VERSION = 1
@@ -90,14 +90,6 @@ class Manifest:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _strict(cls: type, values: Any, where: str) -> dict[str, Any]:

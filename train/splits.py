@@ -9,7 +9,6 @@ holding both classes, like MIAS mdb144's patient, forms a "mixed" stratum), and 
 from __future__ import annotations
 
 import csv
-import hashlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_app.fsutil import sha256_of
 from train.layout import ImageRecord
 
 SPLITS = ("train", "val", "test")
@@ -72,14 +72,6 @@ def group_strata(records: Sequence[ImageRecord], by: str) -> dict[str, str]:
     }
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def make_split(records: Sequence[ImageRecord], val: float, test: float, seed: int, by: str) -> list[SplitRow]:
     """One `SplitRow` per image, sorted by path."""
     assignment = assign_groups(group_strata(records, by), val, test, seed)
@@ -90,7 +82,7 @@ def make_split(records: Sequence[ImageRecord], val: float, test: float, seed: in
             record.source,
             record.group(by),
             assignment[record.group(by)],
-            file_sha256(record.path),
+            sha256_of(record.path),
         )
         for record in sorted(records, key=lambda record: str(record.path))
     ]

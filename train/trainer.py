@@ -8,7 +8,6 @@ after re-estimating BatchNorm statistics) drives early stopping and the best che
 
 from __future__ import annotations
 
-import hashlib
 import platform
 from dataclasses import replace
 from pathlib import Path
@@ -21,6 +20,7 @@ import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.class_weight import compute_class_weight
 
+from edge_app.fsutil import sha256_of
 from edge_app.preprocess import PreprocessConfig
 from train.batchnorm import BatchNormReestimator
 from train.data import ArraySet, float_batches, load_arrays, training_dataset
@@ -72,10 +72,6 @@ def tool_versions() -> dict[str, str]:
     }
 
 
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def _fit_phase(
     model: keras.Model,
     train: ArraySet,
@@ -111,7 +107,7 @@ def train_run(
         files.history.unlink()
     config = PreprocessConfig.from_dict(settings.preprocess) if settings.preprocess else PreprocessConfig()
     config = replace(config, input_size=settings.input_size)
-    settings = replace(settings, preprocess=config.to_dict(), split_sha256=_file_sha256(split_file))
+    settings = replace(settings, preprocess=config.to_dict(), split_sha256=sha256_of(split_file))
     rows = read_splits(split_file)
     write_splits(rows, files.splits)
     files.write_settings(settings, tool_versions())
