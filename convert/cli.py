@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -83,7 +84,12 @@ def _representative(images: NDArray[np.uint8]) -> Any:
 def output_positions(
     file: Path, model: keras.Model, sample: list[NDArray[np.float32]], roles: list[str]
 ) -> dict[str, int]:
-    """Which TFLite output is which Keras output: same shape and the closest values on one sample."""
+    """Which TFLite output is which Keras output, and a check on one sample that they agree.
+
+    The converter names each output ``<call>:<k>`` with k the Keras output's index; that name, not the values,
+    decides (two Grad-CAM maps of the same shape can both be all zero on a sample). A float file must then
+    reproduce the Keras values; a quantised one, their shapes.
+    """
     interpreter = make_interpreter(load_runtime("auto"), file, threads=1)
     if len(sample) == 1:
         set_input(interpreter, sample[0])
@@ -92,15 +98,21 @@ def output_positions(
     interpreter.invoke()
     produced = model(sample if len(sample) > 1 else sample[0], training=False)
     expected = [np.asarray(value) for value in (produced if isinstance(produced, (list, tuple)) else [produced])]
-    outputs = interpreter.get_output_details()
-    positions: dict[str, int] = {}
+    by_index: dict[int, int] = {}
+    for position, detail in enumerate(interpreter.get_output_details()):
+        match = re.search(r":(\d+)$", detail["name"])
+        if match:
+            by_index[int(match.group(1))] = position
+    if sorted(by_index) != list(range(len(roles))):
+        raise MammoEdgeError(f"cannot tell the outputs of {file.name} apart by name: {sorted(by_index)}")
+    positions = {role: by_index[index] for index, role in enumerate(roles)}
+    quantised = bool(interpreter.get_input_details()[0]["quantization"][0])
     for role, value in zip(roles, expected, strict=True):
-        taken = set(positions.values())
-        candidates = [i for i, d in enumerate(outputs) if tuple(d["shape"]) == value.shape and i not in taken]
-        if not candidates:
-            raise MammoEdgeError(f"no output of {file.name} has the shape of {role} {value.shape}")
-        errors = [float(np.abs(get_output(interpreter, i) - value).mean()) for i in candidates]
-        positions[role] = candidates[int(np.argmin(errors))]
+        got = get_output(interpreter, positions[role])
+        if got.shape != value.shape:
+            raise MammoEdgeError(f"{file.name} output {role} has shape {got.shape}, Keras {value.shape}")
+        if not quantised and np.abs(got - value).max() > 1e-3 * (1.0 + np.abs(value).max()):
+            raise MammoEdgeError(f"{file.name} output {role} does not reproduce the Keras model")
     return positions
 
 
@@ -195,9 +207,7 @@ def convert_run(args: argparse.Namespace) -> int:
         timings: dict[str, float] = {}
         classifier, head = classifier_model(model), gradcam_head_model(model)
         sample_pixels = calibration.images[:1].astype(np.float32)
-        # Random positive maps give every Grad-CAM output distinct, non-zero values to tell them apart by.
-        rng = np.random.default_rng(settings.seed)
-        sample_maps = [rng.random((1, *model.get_layer(name).output.shape[1:]), np.float32) for name in names]
+        sample_maps = [np.asarray(m) for m in classifier(sample_pixels, training=False)[1:]]
         written: list[tuple[str, str, str, dict[str, int]]] = []
         for variant in variants:
             tick = time.monotonic()

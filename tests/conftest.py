@@ -150,9 +150,9 @@ def bundle(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     extra = (
         ["--check-python", os.environ["MAMMO_TEST_TFLITE_PYTHON"]] if os.environ.get("MAMMO_TEST_TFLITE_PYTHON") else []
     )
-    # The CI model trains 4 epochs from scratch; its int8 heatmaps are measured, not yet good enough for the
-    # default gate (0.90): these tests exercise the mechanism, the note reports the default gate on trained models.
-    extra += ["--min-agreement", "0.95", "--min-heatmap-pearson", "0.5"]
+    # The CI model (4 epochs from scratch) is scored on 40 test images, where one label flipping at the threshold
+    # costs 0.025 agreement: measured 0.975 against the default 0.98. The other gate thresholds stay at defaults.
+    extra += ["--min-agreement", "0.95"]
     code = convert_main(
         [str(trained_run), "--out", str(out), "--variants", "int8,float32", "--calibration", "96", *extra]
     )
