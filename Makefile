@@ -49,7 +49,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/mammo-train --split $(DEMO_DIR)/splits.csv --out $(DEMO_DIR)/run --arch hybrid --input-size 96 \
 		--weights none --epochs 4 --lr 1e-3 --batch-size 16 --quiet
 	$(VENV)/bin/mammo-convert $(DEMO_DIR)/run --out $(DEMO_DIR)/bundle --variants int8 --calibration 96
-	$(VENV)/bin/mammo-data synth $(DEMO_DIR)/samples --per-class 4 --size 227 --copies 0 --seed 99
+	$(VENV)/bin/mammo-data synth $(DEMO_DIR)/samples --per-class 4 --size 96 --copies 0 --seed 99
 	cp $(DEMO_DIR)/samples/*/*/*.png $(DEMO_DIR)/inbox/
 	$(VENV)/bin/mammo-edge run --bundle $(DEMO_DIR)/bundle --inbox $(DEMO_DIR)/inbox \
 		--results $(DEMO_DIR)/results --archive $(DEMO_DIR)/archive --quarantine $(DEMO_DIR)/quarantine \

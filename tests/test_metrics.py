@@ -35,7 +35,17 @@ def test_threshold_reaches_target_sensitivity() -> None:
     threshold = threshold_for_sensitivity(scores, labels, 0.9)
     sensitivity = (scores[labels == 1] >= threshold).mean()
     assert sensitivity >= 0.9
-    assert (scores[labels == 1] >= threshold + 1e-9).mean() < 0.9  # the highest such threshold
+    # as specific as the highest threshold reaching the target, and in the middle of the gap that allows it
+    highest = np.sort(scores[labels == 1])[::-1][int(np.ceil(0.9 * 200)) - 1]
+    assert (scores[labels == 0] >= threshold).mean() == (scores[labels == 0] >= highest).mean()
+    gap_low = scores[(labels == 0) & (scores < highest)].max()
+    assert threshold == pytest.approx((highest + gap_low) / 2)
+
+
+def test_threshold_keeps_a_margin_when_validation_separates_perfectly() -> None:
+    labels = np.array([0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1])
+    scores = np.array([0.01, 0.02, 0.05, 0.90, 0.95, 0.96, 0.97, 0.97, 0.98, 0.98, 0.99, 0.99, 0.99])
+    assert threshold_for_sensitivity(scores, labels, 0.9) == pytest.approx((0.95 + 0.05) / 2)
 
 
 def test_ece_zero_for_perfect_calibration_and_large_when_wrong() -> None:

@@ -46,14 +46,22 @@ def fit_temperature(logits: NDArray[Any], labels: NDArray[Any]) -> float:
 
 
 def threshold_for_sensitivity(probabilities: NDArray[Any], labels: NDArray[Any], target: float) -> float:
-    """The highest threshold whose sensitivity reaches `target` (so specificity is as high as it can be)."""
+    """A threshold reaching `target` sensitivity on validation with the highest specificity there, with margin.
+
+    The highest threshold that reaches the target sits on a malignant score; any threshold down to the highest
+    benign score below it gives the same validation sensitivity and specificity. The midpoint of that gap is
+    returned, so a well-separated validation split does not leave the threshold at the edge of the malignant
+    cluster (where a slightly weaker malignant scan on the device would be called benign).
+    """
     if not 0 < target <= 1:
         raise ValueError(f"target sensitivity must be in (0, 1], got {target}")
     if len(np.unique(labels)) < 2:
         raise ValueError("choosing a threshold needs both classes in the validation split")
+    probabilities, labels = np.asarray(probabilities, np.float64), np.asarray(labels)
     _, tpr, thresholds = roc_curve(labels, probabilities, drop_intermediate=False)
-    reaching = np.flatnonzero(tpr >= target)
-    return float(min(thresholds[reaching[0]], 1.0))
+    highest = float(min(thresholds[np.flatnonzero(tpr >= target)[0]], 1.0))
+    below = probabilities[(labels == 0) & (probabilities < highest)]
+    return (highest + float(below.max())) / 2 if below.size else highest / 2
 
 
 def expected_calibration_error(probabilities: NDArray[Any], labels: NDArray[Any], bins: int = 10) -> float:
