@@ -84,14 +84,16 @@ def test_mammo_eval_rewrites_metrics(trained_run: Path, capsys: pytest.CaptureFi
 
 
 def test_gradcam_sanity(trained_run: Path) -> None:
-    """Overlays are written; heatmaps find the mass far above chance; a randomised model's heatmaps differ.
+    """Overlays are written; heatmaps find the mass at least 3x as often as a random peak; a randomised model's
+    heatmaps differ.
 
-    Chance for a peak inside the mass is its area share, under 10% here. The CI model trains 4 epochs from
-    scratch; the >= 80% acceptance figure is measured on the recipe model (benchmarks/results/training.md).
+    The CI model trains 4 epochs from scratch at 96 px (3x3 maps); the >= 80% acceptance figure is a separate
+    measurement on a trained model (benchmarks/results/training.md).
     """
     report = explain_run(trained_run, "test", samples=6)
     assert report["overlays"] == 6
     assert len(list((trained_run / "gradcam").glob("*.png"))) == 6
     assert report["malignant_correct_with_truth"] >= 10
-    assert report["peak_in_mass_rate"] >= 0.5, report
+    assert report["chance_rate"] < 0.15, report
+    assert report["peak_in_mass_rate"] >= 3 * report["chance_rate"], report
     assert report["randomised_heatmap_correlation_mean"] < 0.5, report

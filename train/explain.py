@@ -94,7 +94,8 @@ def explain_run(run: Path, split: str = "test", samples: int = 12, seed: int = 0
     """Grad-CAM overlays for a sample of `split` and the sanity figures, into ``RUN_DIR/gradcam/``.
 
     - peak-in-mass rate: for correctly classified malignant images whose mass position is known, how often the
-      fused heatmap's peak lies within the mass radius;
+      fused heatmap's peak lies within the mass radius, beside the rate a randomly placed peak would reach (the
+      mass's share of the image);
     - randomisation check: mean correlation between the trained and a randomised model's heatmaps (must be low).
     """
     files = RunFiles(run)
@@ -108,7 +109,7 @@ def explain_run(run: Path, split: str = "test", samples: int = 12, seed: int = 0
     probabilities = 1.0 / (1.0 + np.exp(-cams.logits / metrics["temperature"]))
     out = files.path / "gradcam"
     out.mkdir(exist_ok=True)
-    hits, judged = 0, 0
+    hits, judged, chance = 0, 0, 0.0
     for index in np.flatnonzero((data.labels == 1) & (probabilities >= metrics["threshold"])):
         truth = _mass_truth(data.rows[index].path)
         if truth is None:
@@ -117,8 +118,10 @@ def explain_run(run: Path, split: str = "test", samples: int = 12, seed: int = 0
         scale = config.input_size / height  # crops are square: model pixels = crop pixels x scale
         x, y = peak_location(cams.fused[index])
         distance = np.hypot(x - float(truth["cx"]) * scale, y - float(truth["cy"]) * scale)
-        hits += bool(distance <= float(truth["radius"]) * scale)
+        radius = float(truth["radius"]) * scale
+        hits += bool(distance <= radius)
         judged += 1
+        chance += min(1.0, np.pi * radius**2 / config.input_size**2)  # a peak placed at random
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.permutation(len(data))[:samples])
     randomised = gradcam(randomised_copy(model, seed + 1), data.images[sample]).fused
@@ -130,6 +133,7 @@ def explain_run(run: Path, split: str = "test", samples: int = 12, seed: int = 0
         "split": split,
         "malignant_correct_with_truth": judged,
         "peak_in_mass_rate": hits / judged if judged else None,
+        "chance_rate": chance / judged if judged else None,
         "randomised_heatmap_correlation_mean": float(np.mean(correlations)),
         "overlays": len(sample),
     }
