@@ -51,7 +51,7 @@ def test_gate_report_follows_the_interface(bundle: Path) -> None:
     float32 = report["variants"]["float32"]
     assert float32["max_abs_prob_diff"] < 1e-4 and float32["heatmap_pearson"] > 0.999  # the head is exact
     assert report["variants"]["int8"]["agreement"] >= 0.95  # the fixture's gate (see conftest)
-    assert report["variants"]["int8"]["heatmap_pearson"] >= 0.90  # the default gate
+    assert report["variants"]["int8"]["heatmap_pearson"] >= 0.85  # the fixture's gate (see conftest)
 
 
 def _test_files(bundle: Path, count: int = 12) -> list[str]:
