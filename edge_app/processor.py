@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from edge_app.config import Config
-from edge_app.errors import InputImageError, MammoEdgeError
+from edge_app.errors import MammoEdgeError
 from edge_app.fsutil import append_durably, atomic_write, move_durably, remove_temporaries, unique_stem
 from edge_app.journal import Journal, ScanRecord
 from edge_app.model import EdgeModel
@@ -108,11 +108,7 @@ class Processor:
         data = claimed.read_bytes()
         try:
             analysis = analyse(data, self.model)
-        except InputImageError as exc:
-            return self._quarantine(
-                claimed, scan_id, input_name, record, _sha256(data), exc.stage, type(exc).__name__, str(exc)
-            )
-        except MammoEdgeError as exc:
+        except MammoEdgeError as exc:  # input errors and model errors alike: quarantined with their stage
             return self._quarantine(
                 claimed, scan_id, input_name, record, _sha256(data), exc.stage, type(exc).__name__, str(exc)
             )
