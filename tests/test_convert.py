@@ -28,6 +28,7 @@ def test_bundle_holds_verified_files(bundle: Path) -> None:
     assert (bundle / "labels.txt").read_text().split() == ["benign", "malignant"]
     int8 = manifest.files["classifier_int8.tflite"]
     assert int8.input.dtype == "uint8" and int8.input.shape == (1, 96, 96, 1)
+    assert int8.input.scale == pytest.approx(1.0) and int8.input.zero_point == 0  # pixels go in unchanged
     assert manifest.files["classifier_float32.tflite"].size_bytes > 3 * int8.size_bytes  # ~4x smaller
     assert manifest.backbones == ("densenet121", "resnet50") and manifest.centre_offsets == (-1.5, -15.5)
     assert manifest.preprocess.input_size == 96 and not manifest.forced

@@ -57,6 +57,9 @@ def build_train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--clahe", action="store_true", help="CLAHE in preprocessing (stored for the device)")
     parser.add_argument("--val", type=float, default=0.15, help="with --data: validation fraction")
     parser.add_argument("--test", type=float, default=0.15, help="with --data: test fraction")
+    parser.add_argument(
+        "--init-from", type=Path, default=None, help="start from this run's weights (e.g. trained at a smaller size)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -115,6 +118,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         train_sources=args.train_sources,
         test_sources=args.test_sources,
         preprocess=PreprocessConfig(input_size=args.input_size, clahe=args.clahe).to_dict(),
+        init_from=str(args.init_from.resolve()) if args.init_from else "",
     )
     try:
         split = args.split

@@ -35,6 +35,7 @@ class RunSettings:
     train_sources: tuple[str, ...] = ()
     test_sources: tuple[str, ...] = ()
     bn_images: int = 256
+    init_from: str = ""
     preprocess: dict[str, Any] = field(default_factory=dict)
     split_sha256: str = ""
 

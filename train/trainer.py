@@ -72,6 +72,21 @@ def tool_versions() -> dict[str, str]:
     }
 
 
+def warm_start(model: keras.Model, run: Path) -> None:
+    """Start from another run's weights (same architecture, any input size: progressive resizing).
+
+    Convolutions, BatchNorm and the head after global pooling do not depend on the input size, so a model trained
+    quickly at 96 px can be fine-tuned at 224 px instead of starting from scratch at 7.6 s per step.
+    """
+    previous = RunFiles(run)
+    if not previous.model.is_file():
+        raise FileNotFoundError(f"--init-from {run}: no model.keras there (not a finished training run)")
+    source = keras.models.load_model(previous.model)
+    if source.name != model.name:
+        raise ValueError(f"--init-from {run}: it holds a {source.name} model, this run trains {model.name}")
+    model.set_weights(source.get_weights())
+
+
 def _fit_phase(
     model: keras.Model,
     train: ArraySet,
@@ -122,6 +137,8 @@ def train_run(
             None if pretrained else settings.bn_momentum,
             settings.seed,
         )
+    if settings.init_from:
+        warm_start(model, Path(settings.init_from))
     selected = select_sources(rows, settings.train_sources, settings.test_sources)
     arrays = {
         name: load_arrays([row for row in selected if row.split == name], config, name) for name in ("train", "val")
