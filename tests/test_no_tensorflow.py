@@ -1,4 +1,5 @@
-"""The device core never imports TensorFlow: checked where it is installed and where it is not."""
+"""The device core (and the device benchmarks) never import TensorFlow: checked where it is installed and where it is
+not."""
 
 from __future__ import annotations
 
@@ -10,7 +11,19 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-EDGE_MODULES = ["edge_app", "edge_app.decode", "edge_app.preprocess", "edge_app.errors"]
+EDGE_MODULES = [
+    "edge_app.cli",
+    "edge_app.daemon",
+    "edge_app.model",
+    "edge_app.probe",
+    "benchmarks.cli",
+    "benchmarks.latency",
+    "benchmarks.pipeline",
+    "benchmarks.daemon_bench",
+    "benchmarks.autotune",
+    "benchmarks.memory",
+    "benchmarks.scans",
+]
 PROBE = (
     "import importlib, sys\n"
     f"for name in {EDGE_MODULES!r}: importlib.import_module(name)\n"

@@ -1,0 +1,108 @@
+"""``mammo-bench keras``: the float Keras model's latency on the same inputs as the TFLite rows (workstation only).
+
+TensorFlow fixes its thread pools when it starts, so each thread count runs in a child process of its own
+(``python -m benchmarks.keras_bench RUN_DIR THREADS WARMUP RUNS MAX_SECONDS`` prints one row as JSON). The row's
+peak RSS is that child's, TensorFlow included. The child times ``model(x, training=False)`` under one traced
+``tf.function``; its first call (tracing) is ``first_ms``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.machine import peak_rss_mb
+from benchmarks.runners import SEED
+from benchmarks.stats import summarise
+
+
+def keras_rows(run: Path, threads: Sequence[int], warmup: int, runs: int, max_seconds: float) -> list[dict[str, Any]]:
+    """One row per thread count, each from a fresh child process."""
+    rows = []
+    for count in threads:
+        completed = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.keras_bench",
+                str(run),
+                str(count),
+                str(warmup),
+                str(runs),
+                str(max_seconds),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if completed.returncode != 0:
+            tail = completed.stderr.strip().splitlines()[-1:] or ["no output"]
+            raise RuntimeError(f"Keras benchmark of {run} at {count} threads failed: {tail[0]}")
+        rows.append(json.loads(completed.stdout.strip().splitlines()[-1]))
+    return rows
+
+
+def measure(run: Path, threads: int, warmup: int, runs: int, max_seconds: float) -> dict[str, Any]:
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    from train.runfiles import RunFiles
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    files = RunFiles(run)
+    started = time.perf_counter()
+    model = keras.models.load_model(files.model)
+    init_ms = (time.perf_counter() - started) * 1000
+    size = int(model.input.shape[1])
+    pixels = np.random.default_rng(SEED).integers(0, 256, (1, size, size, 1)).astype(np.float32)
+    infer = tf.function(lambda x: model(x, training=False))
+    started = time.perf_counter()
+    infer(pixels).numpy()
+    first_ms = (time.perf_counter() - started) * 1000
+    for _ in range(warmup):
+        infer(pixels).numpy()
+    samples: list[float] = []
+    deadline = time.monotonic() + max_seconds
+    for _ in range(runs):
+        tick = time.perf_counter()
+        infer(pixels).numpy()
+        samples.append((time.perf_counter() - tick) * 1000)
+        if time.monotonic() > deadline:
+            break
+    stats = summarise(samples)
+    return {
+        "model": files.model.name,
+        "role": "classifier",
+        "variant": "keras-float32",
+        "threads": threads,
+        "runtime": f"tensorflow {tf.__version__}",
+        "size_mb": round(files.model.stat().st_size / 1e6, 2),
+        "init_ms": round(init_ms, 2),
+        "first_ms": round(first_ms, 2),
+        **stats.to_dict(),
+        "samples_ms": [round(value, 3) for value in samples],
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "gmacs": None,
+        "gmac_per_s": None,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    run, threads, warmup, runs, max_seconds = (argv if argv is not None else sys.argv[1:])[:5]
+    print(json.dumps(measure(Path(run), int(threads), int(warmup), int(runs), float(max_seconds))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

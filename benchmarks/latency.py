@@ -1,0 +1,91 @@
+"""``mammo-bench latency``: every model file of a bundle at each thread count, timed interleaved.
+
+Each round invokes every case once (A B C A B C ...), so thermal throttling, frequency scaling and other load hit
+all of them equally; a round stops early at ``max_seconds``. Rows follow the interface in ``benchmarks/README.md``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks.memory import model_peak_rss_mb
+from benchmarks.progress import progress
+from benchmarks.runners import Case, TimedInterpreter, start
+from benchmarks.stats import summarise
+from edge_app.manifest import Manifest
+from edge_app.runtime import Runtime
+
+
+def bundle_cases(manifest: Manifest, variants: Sequence[str], threads: Sequence[int]) -> list[Case]:
+    """The classifier of each requested variant the bundle has, and the Grad-CAM head, at each thread count."""
+    files = []
+    for variant in variants:
+        if variant in manifest.variants:
+            name, _ = manifest.classifier(variant)
+            files.append((name, "classifier", variant))
+    if not files:
+        raise ValueError(f"the bundle has none of the variants {', '.join(variants)} (has {manifest.variants})")
+    head = [(name, entry.role, entry.variant) for name, entry in manifest.files.items() if entry.role == "gradcam_head"]
+    return [Case(name, role, variant, count) for count in threads for name, role, variant in files + head]
+
+
+def run_interleaved(
+    timed: list[TimedInterpreter], warmup: int, runs: int, max_seconds: float
+) -> dict[Case, list[float]]:
+    """Warm up, then `runs` rounds of one invoke per case (fewer if `max_seconds` runs out)."""
+    for _ in range(warmup):
+        for entry in timed:
+            entry.invoke()
+    samples: dict[Case, list[float]] = {entry.case: [] for entry in timed}
+    deadline = time.monotonic() + max_seconds
+    for _ in progress(range(runs), runs, "rounds"):
+        for entry in timed:
+            samples[entry.case].append(entry.invoke())
+        if time.monotonic() > deadline:
+            break
+    return samples
+
+
+def row(
+    entry: TimedInterpreter, samples: list[float], runtime: Runtime, size_bytes: int, rss_mb: float | None
+) -> dict[str, Any]:
+    stats = summarise(samples)
+    gmacs = entry.macs / 1e9
+    return {
+        "model": entry.case.model,
+        "role": entry.case.role,
+        "variant": entry.case.variant,
+        "threads": entry.case.threads,
+        "runtime": runtime.label,
+        "size_mb": round(size_bytes / 1e6, 2),
+        "init_ms": round(entry.init_ms, 2),
+        "first_ms": round(entry.first_ms, 2),
+        **stats.to_dict(),
+        "samples_ms": [round(value, 3) for value in samples],
+        "peak_rss_mb": rss_mb,
+        "gmacs": round(gmacs, 4),
+        "gmac_per_s": round(gmacs / (stats.p50_ms / 1000), 2) if stats.p50_ms > 0 else None,
+    }
+
+
+def measure_latency(
+    bundle: Path,
+    manifest: Manifest,
+    runtime: Runtime,
+    cases: list[Case],
+    warmup: int,
+    runs: int,
+    max_seconds: float,
+    memory: bool = True,
+) -> list[dict[str, Any]]:
+    """One row per case; `memory` adds each model's own peak RSS from a child process (else the row has None)."""
+    timed = [start(case, bundle, runtime) for case in cases]
+    samples = run_interleaved(timed, warmup, runs, max_seconds)
+    rows = []
+    for entry in timed:
+        rss = model_peak_rss_mb(bundle / entry.case.model, entry.case.threads, runtime.name) if memory else None
+        rows.append(row(entry, samples[entry.case], runtime, manifest.files[entry.case.model].size_bytes, rss))
+    return rows

@@ -1,0 +1,183 @@
+"""mammo-bench: statistics, machine peak and MAC counting, compare exit codes, and each command on the CI bundle.
+
+No test asserts a time: timings are checked for shape and consistency (counts, ordering of percentiles), never for
+speed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.autotune import thread_candidates
+from benchmarks.cli import main as bench_main
+from benchmarks.compare import compare_results, exit_code
+from benchmarks.machine import clock_ghz, cpu_flags, macs_per_cycle
+from benchmarks.stats import summarise
+from edge_app.config import resolve_config
+from edge_app.manifest import load_manifest
+
+INTERFACE_KEYS = ("model", "variant", "threads", "p50_ms", "mean_ms", "p90_ms", "p99_ms", "init_ms", "peak_rss_mb")
+
+
+def test_summary_statistics_of_known_samples() -> None:
+    stats = summarise([float(v) for v in range(1, 101)])
+    assert stats.runs == 100 and stats.min_ms == 1 and stats.max_ms == 100
+    assert stats.mean_ms == pytest.approx(50.5) and stats.p50_ms == pytest.approx(50.5)
+    assert stats.p90_ms == pytest.approx(90.1) and stats.p99_ms == pytest.approx(99.01)
+    assert stats.std_ms == pytest.approx(np.std(np.arange(1, 101), ddof=1))
+    single = summarise([7.0])
+    assert (single.p50_ms, single.p99_ms, single.std_ms) == (7.0, 7.0, 0.0)
+
+
+@pytest.mark.parametrize("samples", [[], [1.0, -2.0], [float("nan")]])
+def test_summary_refuses_empty_or_invalid_samples(samples: list[float]) -> None:
+    with pytest.raises(ValueError):
+        summarise(samples)
+
+
+def test_machine_peak_from_cpu_flags() -> None:
+    x86 = "model name\t: Some CPU @ 2.50GHz\nflags\t\t: fpu sse4_2 avx avx2 fma\n"
+    arm = "processor\t: 0\nFeatures\t: fp asimd asimddp crc32\nModel\t: Raspberry Pi 5\n"
+    assert cpu_flags(x86) == ["sse4_2", "avx", "avx2", "fma"] and macs_per_cycle(cpu_flags(x86)) == (16, 64)
+    assert macs_per_cycle(cpu_flags(arm)) == (8, 32)
+    assert macs_per_cycle(["asimd"]) == (8, 16) and macs_per_cycle(["avx512f", "avx512_vnni"]) == (32, 128)
+    if not Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").is_file():
+        assert clock_ghz(x86) == 2.5
+
+
+def test_thread_candidates() -> None:
+    assert thread_candidates(1) == [1]
+    assert thread_candidates(2) == [1, 2]
+    assert thread_candidates(6) == [1, 2, 4, 6]
+    assert thread_candidates(8) == [1, 2, 4, 8]
+
+
+def _result(p50: dict[tuple[str, int], float]) -> dict[str, object]:
+    return {
+        "results": [
+            {
+                "model": f"{variant}.tflite",
+                "variant": variant,
+                "threads": threads,
+                "runtime": "ai_edge_litert 2.3",
+                "p50_ms": value,
+            }
+            for (variant, threads), value in p50.items()
+        ]
+    }
+
+
+def test_compare_flags_only_slow_downs_beyond_tolerance() -> None:
+    reference = _result({("int8", 1): 100.0, ("int8", 2): 60.0})
+    within = compare_results(_result({("int8", 1): 125.0, ("int8", 2): 30.0}), reference)
+    assert len(within) == 2 and exit_code(within, 0.3) == 0  # faster is never a regression
+    slower = compare_results(_result({("int8", 1): 131.0, ("int8", 2): 60.0}), reference)
+    assert exit_code(slower, 0.3) == 1
+    assert exit_code(compare_results(_result({("float32", 1): 1.0}), reference), 0.3) == 2  # nothing comparable
+
+
+def test_count_macs_of_a_small_model(tmp_path: Path) -> None:
+    tf = pytest.importorskip("tensorflow", reason="builds a small TFLite model")
+    import keras
+
+    from benchmarks.macs import count_macs
+    from edge_app.runtime import load_runtime, make_interpreter
+
+    inputs = keras.Input((8, 8, 2))
+    mapped = keras.layers.Conv2D(4, 3, padding="same")(inputs)  # 8*8*4 outputs x 3*3*2 = 4608
+    mapped = keras.layers.DepthwiseConv2D(3, padding="same")(mapped)  # 8*8*4 outputs x 3*3 = 2304
+    outputs = keras.layers.Dense(3)(keras.layers.Flatten()(mapped))  # 3 x 256 = 768
+    path = tmp_path / "small.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, outputs)).convert())
+    assert count_macs(make_interpreter(load_runtime(), path, 1)) == 4608 + 2304 + 768
+
+
+@pytest.fixture(scope="module")
+def latency_result(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bench") / "latency.json"
+    assert (
+        bench_main(["latency", str(bundle), "--threads", "1,2", "--runs", "4", "--warmup", "1", "--out", str(out)]) == 0
+    )
+    return out
+
+
+@pytest.mark.slow
+def test_latency_rows_follow_the_interface(latency_result: Path, bundle: Path) -> None:
+    content = json.loads(latency_result.read_text())
+    rows = content["results"]
+    assert {(row["model"], row["threads"]) for row in rows} == {
+        (name, threads) for name in load_manifest(bundle).files for threads in (1, 2)
+    }
+    for row in rows:
+        assert all(row[key] is not None for key in INTERFACE_KEYS)
+        assert row["runs"] == 4 and len(row["samples_ms"]) == 4
+        assert row["min_ms"] <= row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"] <= row["max_ms"]
+        assert 0 < row["peak_rss_mb"] < content["process_peak_rss_mb"]  # one model alone, not all of them
+        assert row["gmacs"] > 0
+    int8 = next(row for row in rows if row["variant"] == "int8")
+    assert int8["gmacs"] == pytest.approx(1.23, rel=0.05)  # DenseNet121 + ResNet50 at 96 px
+    assert content["machine"]["cores"] >= 1 and content["machine"]["runtime"]
+    assert latency_result.with_suffix(".csv").is_file() and latency_result.with_suffix(".png").is_file()
+
+
+@pytest.mark.slow
+def test_compare_cli_exit_codes(latency_result: Path, tmp_path: Path) -> None:
+    content = json.loads(latency_result.read_text())
+    assert bench_main(["compare", str(latency_result), str(latency_result)]) == 0
+    faster_reference = tmp_path / "reference.json"
+    for row in content["results"]:
+        row["p50_ms"] = row["p50_ms"] / 2
+    faster_reference.write_text(json.dumps(content))
+    assert bench_main(["compare", str(latency_result), str(faster_reference), "--tolerance", "0.3"]) == 1
+    assert bench_main(["compare", str(latency_result), str(faster_reference), "--tolerance", "1.5"]) == 0
+    unrelated = tmp_path / "unrelated.json"
+    unrelated.write_text(json.dumps({"results": []}))
+    assert bench_main(["compare", str(latency_result), str(unrelated)]) == 2
+    assert bench_main(["compare", str(latency_result), str(tmp_path / "missing.json")]) == 2
+
+
+@pytest.mark.slow
+def test_pipeline_reports_every_stage(bundle: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pipeline.json"
+    assert bench_main(["pipeline", str(bundle), "--rounds", "1", "--out", str(out)]) == 0
+    figures = json.loads(out.read_text())["pipeline"]
+    stages = ("read", "decode", "preprocess", "invoke", "gradcam", "overlay", "write", "total")
+    assert set(figures["stages"]) == {f"{stage}_ms" for stage in stages}
+    assert all(stats["runs"] == 8 for stats in figures["stages"].values())
+    assert figures["probability_only"]["runs"] == figures["probability_heatmap"]["runs"] == 8
+    assert figures["heatmap_cost_ratio"] > 0
+
+
+@pytest.mark.slow
+def test_daemon_benchmark_runs_the_real_daemon(bundle: Path, tmp_path: Path) -> None:
+    out = tmp_path / "daemon.json"
+    assert bench_main(["daemon", str(bundle), "--files", "4", "--out", str(out)]) == 0
+    figures = json.loads(out.read_text())["daemon"]
+    assert figures["drop_to_result"]["runs"] == 4 and figures["invoke_in_daemon"]["runs"] == 4
+    assert figures["startup_to_ready_s"] > 0 and figures["files_per_s"] > 0 and figures["exit_code"] == 0
+    assert figures["drop_to_result"]["min_ms"] >= 200  # the settle time is part of it
+
+
+@pytest.mark.slow
+def test_autotune_writes_the_fastest_choice_and_keeps_the_old_config(bundle: Path, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[model]\nvariant = "float32"\nthreads = 7\n\n[ingest]\nsettle_seconds = 5.0\n')
+    out = tmp_path / "autotune.json"
+    assert (
+        bench_main(
+            ["autotune", str(bundle), "--threads", "1", "--runs", "3", "--write-config", str(config), "--out", str(out)]
+        )
+        == 0
+    )
+    report = json.loads(out.read_text())
+    measured = [row for row in report["choices"] if "p50_ms" in row]
+    assert {row["variant"] for row in measured} == {"int8", "float32"}
+    assert report["fastest"]["p50_ms"] == min(row["p50_ms"] for row in measured)
+    written = resolve_config(config, environ={})
+    assert written.model.variant == report["fastest"]["variant"] and written.model.threads == 1
+    assert written.model.bundle == bundle.resolve() and written.ingest.settle_seconds == 5.0  # the rest is kept
+    assert "threads = 7" in (tmp_path / "config.toml.bak").read_text()
