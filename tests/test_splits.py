@@ -9,7 +9,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from train.layout import ImageRecord, scan_dataset
-from train.splits import assign_groups, crossing_groups, group_strata, make_split, read_splits, write_splits
+from train.splits import (
+    assign_folds,
+    assign_groups,
+    crossing_groups,
+    fold_splits,
+    group_strata,
+    make_split,
+    read_splits,
+    write_splits,
+)
 
 layouts = st.lists(
     st.tuples(
@@ -79,3 +88,32 @@ def test_synthetic_copies_stay_with_their_original(synth_root: Path, tmp_path: P
     assert all(len(splits) == 1 for splits in by_original.values())
     assert {row.split for row in reread} == {"train", "val", "test"}
     assert len({row.sha256 for row in reread}) == len(reread)
+
+
+@settings(max_examples=100, deadline=None)
+@given(layouts, st.integers(2, 6), st.integers(0, 99))
+def test_folds_partition_groups_and_stay_balanced(
+    layout: list[tuple[str, int, int, int, int]], folds: int, seed: int
+) -> None:
+    records = _records(layout)
+    strata = group_strata(records, "patient")
+    if len(strata) < folds:
+        return
+    assignment = assign_folds(strata, folds, seed)
+    assert set(assignment) == set(strata) and set(assignment.values()) <= set(range(folds))
+    sizes = Counter(assignment.values())
+    assert max(sizes.values()) - min(sizes.get(fold, 0) for fold in range(folds)) <= 1  # balanced overall
+    for stratum in set(strata.values()):
+        per_fold = Counter(assignment[g] for g, s in strata.items() if s == stratum)
+        assert max(per_fold.values()) - min(per_fold.get(fold, 0) for fold in range(folds)) <= 1
+
+
+def test_fold_splits_test_every_group_exactly_once(synth_root: Path) -> None:
+    records = scan_dataset(synth_root)
+    splits = fold_splits(records, 4, 0, "patient")
+    tested: Counter[str] = Counter()
+    for rows in splits:
+        assert len(rows) == len(records) and not crossing_groups(rows)
+        assert {row.split for row in rows} == {"train", "val", "test"}
+        tested.update({row.group for row in rows if row.split == "test"})
+    assert set(tested) == {record.group("patient") for record in records} and set(tested.values()) == {1}

@@ -60,6 +60,8 @@ def build_train_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--init-from", type=Path, default=None, help="start from this run's weights (e.g. trained at a smaller size)"
     )
+    parser.add_argument("--cv", type=int, default=0, metavar="K", help="with --data: grouped K-fold cross-validation")
+    parser.add_argument("--by", default="patient", choices=("patient", "mass"), help="with --data: the split unit")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -93,6 +95,25 @@ def comparison_table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _cross_validate(args: argparse.Namespace, settings: RunSettings, archs: list[str], verbose: int) -> int:
+    from train.crossval import cross_validate, cv_table
+
+    if args.data is None:
+        print("mammo-train: --cv needs --data (the folds are made from the dataset's groups)", file=sys.stderr)
+        return 2
+    summary = cross_validate(
+        scan_dataset(args.data),
+        args.out,
+        settings,
+        archs,
+        args.cv,
+        args.by,
+        lambda split, out, chosen: _train_one(split, out, chosen, verbose),
+    )
+    print(cv_table(summary))
+    return 0
+
+
 def train_main(argv: Sequence[str] | None = None) -> int:
     args = build_train_parser().parse_args(argv)
     archs = [arch.strip() for arch in args.arch.split(",") if arch.strip()]
@@ -121,12 +142,14 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         init_from=str(args.init_from.resolve()) if args.init_from else "",
     )
     try:
+        verbose = 0 if args.quiet else 1
+        if args.cv:
+            return _cross_validate(args, settings, archs, verbose)
         split = args.split
         if split is None:
             args.out.mkdir(parents=True, exist_ok=True)
             split = args.out / "splits.csv"
-            write_splits(make_split(scan_dataset(args.data), args.val, args.test, args.seed, "patient"), split)
-        verbose = 0 if args.quiet else 1
+            write_splits(make_split(scan_dataset(args.data), args.val, args.test, args.seed, args.by), split)
         if len(archs) == 1:
             _train_one(split, args.out, replace(settings, arch=archs[0]), verbose)
             return 0

@@ -6,6 +6,7 @@ scored with both unchanged, overall and per source. Everything lands in ``RUN_DI
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -72,10 +73,20 @@ def evaluate_run(
         "input_size": settings.input_size,
     }
     files.metrics.write_text(json.dumps(metrics, indent=2))
+    write_predictions(files.path / f"predictions_{split}.csv", _rows_of(rows, split), probabilities)
     plot_roc(evaluated.labels, probabilities, files.path / f"roc_{split}.png")
     plot_calibration(evaluated.labels, probabilities, files.path / f"calibration_{split}.png")
     plot_confusion(scores["overall"]["confusion_matrix"], files.path / f"confusion_{split}.png")
     return metrics
+
+
+def write_predictions(path: Path, rows: list[SplitRow], probabilities: NDArray[np.float64]) -> None:
+    """Per-image calibrated probabilities (what cross-validation pools and a reader reviews)."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(("path", "source", "group", "label", "probability"))
+        for row, probability in zip(rows, probabilities, strict=True):
+            writer.writerow((row.path.as_posix(), row.source, row.group, row.label, f"{probability:.6f}"))
 
 
 def _rows_of(rows: list[SplitRow], split: str) -> list[SplitRow]:

@@ -88,6 +88,51 @@ def make_split(records: Sequence[ImageRecord], val: float, test: float, seed: in
     ]
 
 
+def assign_folds(strata: dict[str, str], folds: int, seed: int) -> dict[str, int]:
+    """Map each group to one of `folds` folds, dealing each stratum's shuffled groups round-robin (so every fold gets
+    its share of each source and class, and fold sizes differ by at most one group per stratum)."""
+    if folds < 2:
+        raise ValueError(f"cross-validation needs at least 2 folds, got {folds}")
+    by_stratum: dict[str, list[str]] = defaultdict(list)
+    for group, stratum in strata.items():
+        by_stratum[stratum].append(group)
+    if len(strata) < folds:
+        raise ValueError(f"{len(strata)} groups cannot fill {folds} folds")
+    rng = np.random.default_rng(seed)
+    assignment: dict[str, int] = {}
+    offset = 0
+    for stratum in sorted(by_stratum):
+        groups = sorted(by_stratum[stratum])
+        for position, index in enumerate(rng.permutation(len(groups))):
+            assignment[groups[index]] = (offset + position) % folds
+        offset += len(groups)  # the next stratum starts where this one stopped: folds stay balanced
+    return assignment
+
+
+def fold_splits(records: Sequence[ImageRecord], folds: int, seed: int, by: str) -> list[list[SplitRow]]:
+    """K grouped folds: in split k, fold k is the test set, fold k+1 validation, the rest training."""
+    assignment = assign_folds(group_strata(records, by), folds, seed)
+    ordered = sorted(records, key=lambda record: str(record.path))
+    hashes = {record.path: sha256_of(record.path) for record in ordered}
+    splits = []
+    for fold in range(folds):
+        names = {fold: "test", (fold + 1) % folds: "val"}
+        splits.append(
+            [
+                SplitRow(
+                    record.path,
+                    record.label,
+                    record.source,
+                    record.group(by),
+                    names.get(assignment[record.group(by)], "train"),
+                    hashes[record.path],
+                )
+                for record in ordered
+            ]
+        )
+    return splits
+
+
 def crossing_groups(rows: Sequence[SplitRow]) -> dict[str, set[str]]:
     """Groups found in more than one split (must be empty)."""
     seen: dict[str, set[str]] = defaultdict(set)
