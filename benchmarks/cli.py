@@ -178,7 +178,10 @@ def run_compare(args: argparse.Namespace) -> int:
         return 2
     comparisons = compare_results(result, reference)
     if not comparisons:
-        print("mammo-bench compare: no row of the result matches the reference (model, variant, threads, runtime)")
+        print(
+            "mammo-bench compare: no row of the result matches the reference "
+            "(model, architecture, input size, variant, threads, runtime)"
+        )
         return 2
     print(comparison_table(comparisons, args.tolerance))
     return exit_code(comparisons, args.tolerance)

@@ -1,6 +1,7 @@
 """``mammo-bench compare``: a result against a device's reference file, like pycoral's per-device references.
 
-Rows match on (model, variant, threads, runtime name). A row regresses when its p50 exceeds the reference's by more
+Rows match on (model file, architecture, input size, variant, threads, runtime name): a 96 px bundle is never
+compared with a 224 px reference. A row regresses when its p50 exceeds the reference's by more
 than `tolerance` (0.3: 30% slower). Exit codes: 0 no regression, 1 regression, 2 nothing comparable (never a
 silent pass).
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-Key = tuple[str, str, int, str]
+Key = tuple[str, str, int, str, int, str]
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,15 @@ class Comparison:
 
 
 def _key(row: dict[str, Any]) -> Key:
-    return (str(row["model"]), str(row["variant"]), int(row["threads"]), str(row.get("runtime", "")).split(" ")[0])
+    runtime = str(row.get("runtime", "")).split(" ")[0]
+    return (
+        str(row["model"]),
+        str(row.get("architecture", "")),
+        int(row.get("input_size", 0)),
+        str(row["variant"]),
+        int(row["threads"]),
+        runtime,
+    )
 
 
 def compare_results(result: dict[str, Any], reference: dict[str, Any]) -> list[Comparison]:
@@ -44,7 +53,7 @@ def compare_results(result: dict[str, Any], reference: dict[str, Any]) -> list[C
 def comparison_table(comparisons: list[Comparison], tolerance: float) -> str:
     lines = [f"{'model':<28} {'variant':<14} {'thr':>3} {'p50 ms':>9} {'ref ms':>9} {'ratio':>6}  verdict"]
     for item in comparisons:
-        model, variant, threads, _ = item.key
+        model, _, _, variant, threads, _ = item.key
         verdict = "REGRESSION" if item.regressed(tolerance) else "ok"
         lines.append(
             f"{model:<28} {variant:<14} {threads:>3} {item.result_p50_ms:>9.2f} {item.reference_p50_ms:>9.2f} "

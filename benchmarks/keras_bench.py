@@ -83,6 +83,8 @@ def measure(run: Path, threads: int, warmup: int, runs: int, max_seconds: float)
     stats = summarise(samples)
     return {
         "model": files.model.name,
+        "architecture": model.name,
+        "input_size": size,
         "role": "classifier",
         "variant": "keras-float32",
         "threads": threads,

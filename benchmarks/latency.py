@@ -50,17 +50,19 @@ def run_interleaved(
 
 
 def row(
-    entry: TimedInterpreter, samples: list[float], runtime: Runtime, size_bytes: int, rss_mb: float | None
+    entry: TimedInterpreter, samples: list[float], runtime: Runtime, manifest: Manifest, rss_mb: float | None
 ) -> dict[str, Any]:
     stats = summarise(samples)
     gmacs = entry.macs / 1e9
     return {
         "model": entry.case.model,
+        "architecture": manifest.architecture,
+        "input_size": manifest.preprocess.input_size,
         "role": entry.case.role,
         "variant": entry.case.variant,
         "threads": entry.case.threads,
         "runtime": runtime.label,
-        "size_mb": round(size_bytes / 1e6, 2),
+        "size_mb": round(manifest.files[entry.case.model].size_bytes / 1e6, 2),
         "init_ms": round(entry.init_ms, 2),
         "first_ms": round(entry.first_ms, 2),
         **stats.to_dict(),
@@ -87,5 +89,5 @@ def measure_latency(
     rows = []
     for entry in timed:
         rss = model_peak_rss_mb(bundle / entry.case.model, entry.case.threads, runtime.name) if memory else None
-        rows.append(row(entry, samples[entry.case], runtime, manifest.files[entry.case.model].size_bytes, rss))
+        rows.append(row(entry, samples[entry.case], runtime, manifest, rss))
     return rows

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -56,11 +57,13 @@ def test_thread_candidates() -> None:
     assert thread_candidates(8) == [1, 2, 4, 8]
 
 
-def _result(p50: dict[tuple[str, int], float]) -> dict[str, object]:
+def _result(p50: dict[tuple[str, int], float]) -> dict[str, Any]:
     return {
         "results": [
             {
                 "model": f"{variant}.tflite",
+                "architecture": "hybrid",
+                "input_size": 224,
                 "variant": variant,
                 "threads": threads,
                 "runtime": "ai_edge_litert 2.3",
@@ -78,6 +81,9 @@ def test_compare_flags_only_slow_downs_beyond_tolerance() -> None:
     slower = compare_results(_result({("int8", 1): 131.0, ("int8", 2): 60.0}), reference)
     assert exit_code(slower, 0.3) == 1
     assert exit_code(compare_results(_result({("float32", 1): 1.0}), reference), 0.3) == 2  # nothing comparable
+    other_size = _result({("int8", 1): 10.0})
+    other_size["results"][0]["input_size"] = 96
+    assert exit_code(compare_results(other_size, reference), 0.3) == 2  # another input size is another model
 
 
 def test_count_macs_of_a_small_model(tmp_path: Path) -> None:

@@ -155,3 +155,16 @@ def test_a_runtime_verified_to_fail_is_refused(bundle: Path, tmp_path: Path) -> 
 
     message = _refusal(_variant_bundle(bundle, tmp_path / "b", mark))
     assert "verified not to run under ai_edge_litert 2.3.0: op FULLY_CONNECTED v12 unsupported" in message
+
+
+def test_a_failing_gate_writes_no_bundle(trained_run: Path, tmp_path: Path) -> None:
+    from convert.cli import main as convert_main
+
+    out = tmp_path / "bundle"
+    code = convert_main(
+        [str(trained_run), "--out", str(out), "--calibration", "16", "--max-auc-drop", "-1"]  # no model can pass
+    )
+    assert code == 1 and not out.exists()
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]  # no staging left behind
+    report = json.loads((tmp_path / "bundle.rejected-report.json").read_text())
+    assert report["passed"] is False and report["variants"]["int8"]["failures"]
