@@ -30,7 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from convert.export import classifier_model, gradcam_head_model, to_tflite
+from convert.export import classifier_model, embed_metadata, gradcam_head_model, to_tflite
 from convert.gate import Reference, Thresholds, failures, measure_variant, table
 from edge_app.errors import MammoEdgeError
 from edge_app.fsutil import sha256_of
@@ -52,7 +52,7 @@ from train.data import ArraySet, load_arrays
 from train.evaluate import predict_logits
 from train.explain import gradcam
 from train.metrics import sigmoid
-from train.models import BACKBONES, backbone_names
+from train.models import BACKBONES, backbone_names, normalisation
 from train.runfiles import RunFiles
 from train.splits import SplitRow
 from train.trainer import tool_versions
@@ -71,6 +71,20 @@ def calibration_rows(rows: Sequence[SplitRow], count: int, seed: int) -> list[Sp
         take = max(1, round(count * len(members) / total)) if total else 0
         chosen += [members[i] for i in sorted(rng.permutation(len(members))[:take])]
     return chosen
+
+
+def file_metadata(arch: str, backbones: Sequence[str], config: PreprocessConfig) -> dict[str, Any]:
+    """What each .tflite file says about itself (the manifest stays the device's source of truth)."""
+    return {
+        "architecture": arch,
+        "labels": list(LABELS),
+        "input": "preprocessed grayscale pixels 0-255, (1, size, size, 1); uint8 for int8 files, else float32",
+        "normalisation_in_graph": {
+            name: dict(zip(("mean", "variance"), normalisation(name), strict=True)) for name in backbones
+        },
+        "preprocess": config.to_dict(),
+        "outputs": "malignant logit and each backbone's last-conv-block maps (manifest.json maps them by position)",
+    }
 
 
 def _representative(images: NDArray[np.uint8]) -> Any:
@@ -218,11 +232,12 @@ def convert_run(args: argparse.Namespace) -> int:
         sample_pixels = calibration.images[:1].astype(np.float32)
         sample_maps = [np.asarray(m) for m in classifier(sample_pixels, training=False)[1:]]
         written: list[tuple[str, str, str, dict[str, int]]] = []
+        about = file_metadata(settings.arch, names, config)
         for variant in variants:
             tick = time.monotonic()
             data = to_tflite(classifier, variant, _representative(calibration.images) if variant == "int8" else None)
             name = f"classifier_{variant}.tflite"
-            (staging / name).write_bytes(data)
+            (staging / name).write_bytes(embed_metadata(data, {**about, "role": "classifier", "variant": variant}))
             timings[f"convert_{variant}_s"] = round(time.monotonic() - tick, 1)
             roles = ["logit", *names]
             written.append(
@@ -234,7 +249,8 @@ def convert_run(args: argparse.Namespace) -> int:
                 )
             )
         tick = time.monotonic()
-        (staging / "gradcam_head.tflite").write_bytes(to_tflite(head, "float32"))
+        head_data = to_tflite(head, "float32")
+        (staging / "gradcam_head.tflite").write_bytes(embed_metadata(head_data, {**about, "role": "gradcam_head"}))
         timings["convert_gradcam_head_s"] = round(time.monotonic() - tick, 1)
         written.append(
             (

@@ -11,6 +11,7 @@ multiply-adds, and one float head serves every classifier variant (int8 included
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -87,3 +88,40 @@ def to_tflite(model: keras.Model, variant: str, representative: RepresentativeDa
     elif variant != "float32":
         raise ValueError(f"unknown variant {variant!r}")
     return bytes(converter.convert())
+
+
+METADATA_NAME = "mammo_edge"
+
+
+def embed_metadata(model: bytes, payload: dict[str, Any]) -> bytes:
+    """Add a ``mammo_edge`` metadata entry (JSON: labels, preprocessing, where normalisation happens) to a TFLite file.
+
+    Metadata buffers are never read by the interpreter, so this costs nothing at run time; it lets anyone holding
+    only the .tflite file see what it expects and what it answers. (tflite-support's standard metadata writer
+    predates this TensorFlow, so the entry is a named JSON buffer, readable with `read_metadata`.)
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    graph = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(json.dumps(payload, sort_keys=True).encode(), np.uint8)
+    graph.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = METADATA_NAME
+    entry.buffer = len(graph.buffers) - 1
+    graph.metadata = [*(graph.metadata or []), entry]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(graph))
+
+
+def read_metadata(model: bytes) -> dict[str, Any]:
+    """The ``mammo_edge`` entry written by `embed_metadata`."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    graph = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
+    for entry in graph.metadata or []:
+        name = entry.name.decode() if isinstance(entry.name, bytes) else entry.name
+        if name == METADATA_NAME:
+            loaded: dict[str, Any] = json.loads(bytes(graph.buffers[entry.buffer].data).decode())
+            return loaded
+    raise ValueError(f"no {METADATA_NAME} metadata in this model")

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Install or update mammo-edge on a Raspberry Pi / Jetson (Debian-based, systemd). Run as root from a checkout:
-#   sudo deploy/install.sh BUNDLE_DIR            # install, or update code and model in place
+#   sudo deploy/install.sh BUNDLE_DIR [--autotune]   # install, or update code and model in place
 # Idempotent: re-running updates the code and the bundle, keeps the configuration and every scan folder.
+# --autotune measures every verified variant, runtime and thread count on this board (a few minutes for the 224 px
+# hybrid) and writes the fastest into /etc/mammo-edge/config.toml (the previous file kept as config.toml.bak).
 set -euo pipefail
 
-bundle=${1:?usage: deploy/install.sh BUNDLE_DIR (a folder written by mammo-convert)}
+bundle=${1:?usage: deploy/install.sh BUNDLE_DIR [--autotune] (a folder written by mammo-convert)}
+autotune=${2:-}
 here=$(cd "$(dirname "$0")/.." && pwd)
 prefix=/opt/mammo-edge
 
@@ -32,6 +35,9 @@ rm -rf /var/lib/mammo-edge/bundle.old
 [ -d /var/lib/mammo-edge/bundle ] && mv /var/lib/mammo-edge/bundle /var/lib/mammo-edge/bundle.old
 mv "$staged" /var/lib/mammo-edge/bundle
 chown -R mammo-edge:mammo-edge /var/lib/mammo-edge/bundle
+if [ "$autotune" = "--autotune" ]; then
+    "$prefix/venv/bin/mammo-bench" autotune /var/lib/mammo-edge/bundle --write-config /etc/mammo-edge/config.toml
+fi
 
 install -m 0644 "$here/systemd/mammo-edge.service" /etc/systemd/system/mammo-edge.service
 systemctl daemon-reload

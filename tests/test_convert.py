@@ -168,3 +168,15 @@ def test_a_failing_gate_writes_no_bundle(trained_run: Path, tmp_path: Path) -> N
     assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]  # no staging left behind
     report = json.loads((tmp_path / "bundle.rejected-report.json").read_text())
     assert report["passed"] is False and report["variants"]["int8"]["failures"]
+
+
+def test_each_file_describes_itself_in_tflite_metadata(bundle: Path) -> None:
+    from convert.export import read_metadata
+
+    for name, entry in load_manifest(bundle).files.items():
+        about = read_metadata((bundle / name).read_bytes())
+        assert about["labels"] == ["benign", "malignant"] and about["role"] == entry.role
+        assert about["preprocess"]["input_size"] == 96 and set(about["normalisation_in_graph"]) == {
+            "densenet121",
+            "resnet50",
+        }

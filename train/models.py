@@ -65,13 +65,15 @@ def backbones_of(arch: str) -> tuple[str, ...]:
     raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
 
 
-def _normaliser(backbone: str) -> keras.layers.Layer:
-    """Each backbone's own ImageNet normalisation of 0-255 RGB input."""
+def normalisation(backbone: str) -> tuple[list[float], list[float]]:
+    """Each backbone's own ImageNet normalisation of 0-255 RGB input, as per-channel (mean, variance)."""
     if backbone == "densenet121":
-        mean = [255.0 * m for m in IMAGENET_MEAN_RGB]
-        variance = [(255.0 * s) ** 2 for s in IMAGENET_STD_RGB]
-    else:
-        mean, variance = list(CAFFE_MEAN_BGR), [1.0, 1.0, 1.0]
+        return [255.0 * m for m in IMAGENET_MEAN_RGB], [(255.0 * s) ** 2 for s in IMAGENET_STD_RGB]
+    return list(CAFFE_MEAN_BGR), [1.0, 1.0, 1.0]
+
+
+def _normaliser(backbone: str) -> keras.layers.Layer:
+    mean, variance = normalisation(backbone)
     return keras.layers.Normalization(mean=mean, variance=variance, name=f"{backbone}_imagenet_norm")
 
 
