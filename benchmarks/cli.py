@@ -77,6 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     daemon.add_argument("--interval", type=float, default=0.0, help="seconds between drops (0: one burst)")
     daemon.add_argument("--out", type=Path)
 
+    everything = commands.add_parser("all", help="latency (+ Keras), pipeline and daemon in one run; summary.md")
+    everything.add_argument("bundle", type=Path)
+    everything.add_argument("--out", type=Path, required=True, help="folder for the results and summary.md")
+    everything.add_argument("--keras", type=Path, metavar="RUN_DIR", help="add the Keras float rows (train extra)")
+    everything.add_argument("--variants", type=_names, default=list(VARIANTS))
+    everything.add_argument("--threads", type=_ints, default=[1, 2])
+    everything.add_argument("--runs", type=int, default=30)
+    everything.add_argument("--warmup", type=int, default=3)
+    everything.add_argument("--files", type=int, default=30, help="scans for the daemon run")
+    everything.add_argument("--images", type=Path, help="a folder of scans (default: synthetic 227 px crops)")
+
     compare = commands.add_parser("compare", help="exit 1 if RESULT is slower than REFERENCE beyond --tolerance")
     compare.add_argument("result", type=Path)
     compare.add_argument("reference", type=Path)
@@ -207,11 +218,56 @@ def run_autotune(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_all(args: argparse.Namespace) -> int:
+    """The acceptance run: every variant and Keras side by side, the per-scan path and the daemon, one summary."""
+    from benchmarks.summary import summary_markdown
+
+    out: Path = args.out
+    common = ["--threads", ",".join(map(str, args.threads)), "--runs", str(args.runs), "--warmup", str(args.warmup)]
+    latency = ["latency", str(args.bundle), "--variants", ",".join(args.variants), *common]
+    latency += ["--out", str(out / "latency.json")] + (["--keras", str(args.keras)] if args.keras else [])
+    images = ["--images", str(args.images)] if args.images else []
+    steps = [
+        latency,
+        [
+            "pipeline",
+            str(args.bundle),
+            "--threads",
+            str(max(args.threads)),
+            *images,
+            "--out",
+            str(out / "pipeline.json"),
+        ],
+        [
+            "daemon",
+            str(args.bundle),
+            "--threads",
+            str(max(args.threads)),
+            "--files",
+            str(args.files),
+            *images,
+            "--out",
+            str(out / "daemon.json"),
+        ],
+    ]
+    for step in steps:
+        print(f"== mammo-bench {' '.join(step)}")
+        code = COMMANDS[step[0]](build_parser().parse_args(step))
+        if code:
+            return code
+    loaded = [json.loads((out / f"{name}.json").read_text()) for name in ("latency", "pipeline", "daemon")]
+    summary = summary_markdown(loaded[0], loaded[1]["pipeline"], loaded[2]["daemon"])
+    (out / "summary.md").write_text(summary)
+    print(summary)
+    return 0
+
+
 COMMANDS = {
     "latency": run_latency,
     "keras": run_keras,
     "pipeline": run_pipeline,
     "daemon": run_daemon,
+    "all": run_all,
     "compare": run_compare,
     "autotune": run_autotune,
 }

@@ -103,17 +103,17 @@ def test_count_macs_of_a_small_model(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def latency_result(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("bench") / "latency.json"
-    assert (
-        bench_main(["latency", str(bundle), "--threads", "1,2", "--runs", "4", "--warmup", "1", "--out", str(out)]) == 0
-    )
+def bench_run(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`mammo-bench all` once: latency at 1 and 2 threads, the pipeline, the daemon, and summary.md."""
+    out = tmp_path_factory.mktemp("bench")
+    arguments = ["all", str(bundle), "--out", str(out), "--runs", "4", "--warmup", "1", "--files", "4"]
+    assert bench_main(arguments) == 0
     return out
 
 
 @pytest.mark.slow
-def test_latency_rows_follow_the_interface(latency_result: Path, bundle: Path) -> None:
-    content = json.loads(latency_result.read_text())
+def test_latency_rows_follow_the_interface(bench_run: Path, bundle: Path) -> None:
+    content = json.loads((bench_run / "latency.json").read_text())
     rows = content["results"]
     assert {(row["model"], row["threads"]) for row in rows} == {
         (name, threads) for name in load_manifest(bundle).files for threads in (1, 2)
@@ -123,49 +123,53 @@ def test_latency_rows_follow_the_interface(latency_result: Path, bundle: Path) -
         assert row["runs"] == 4 and len(row["samples_ms"]) == 4
         assert row["min_ms"] <= row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"] <= row["max_ms"]
         assert 0 < row["peak_rss_mb"] < content["process_peak_rss_mb"]  # one model alone, not all of them
-        assert row["gmacs"] > 0
+        assert row["gmacs"] > 0 and row["input_size"] == 96
     int8 = next(row for row in rows if row["variant"] == "int8")
     assert int8["gmacs"] == pytest.approx(1.23, rel=0.05)  # DenseNet121 + ResNet50 at 96 px
     assert content["machine"]["cores"] >= 1 and content["machine"]["runtime"]
-    assert latency_result.with_suffix(".csv").is_file() and latency_result.with_suffix(".png").is_file()
+    assert (bench_run / "latency.csv").is_file() and (bench_run / "latency.png").is_file()
 
 
 @pytest.mark.slow
-def test_compare_cli_exit_codes(latency_result: Path, tmp_path: Path) -> None:
-    content = json.loads(latency_result.read_text())
-    assert bench_main(["compare", str(latency_result), str(latency_result)]) == 0
+def test_compare_cli_exit_codes(bench_run: Path, tmp_path: Path) -> None:
+    result = bench_run / "latency.json"
+    content = json.loads(result.read_text())
+    assert bench_main(["compare", str(result), str(result)]) == 0
     faster_reference = tmp_path / "reference.json"
     for row in content["results"]:
         row["p50_ms"] = row["p50_ms"] / 2
     faster_reference.write_text(json.dumps(content))
-    assert bench_main(["compare", str(latency_result), str(faster_reference), "--tolerance", "0.3"]) == 1
-    assert bench_main(["compare", str(latency_result), str(faster_reference), "--tolerance", "1.5"]) == 0
+    assert bench_main(["compare", str(result), str(faster_reference), "--tolerance", "0.3"]) == 1
+    assert bench_main(["compare", str(result), str(faster_reference), "--tolerance", "1.5"]) == 0
     unrelated = tmp_path / "unrelated.json"
     unrelated.write_text(json.dumps({"results": []}))
-    assert bench_main(["compare", str(latency_result), str(unrelated)]) == 2
-    assert bench_main(["compare", str(latency_result), str(tmp_path / "missing.json")]) == 2
+    assert bench_main(["compare", str(result), str(unrelated)]) == 2
+    assert bench_main(["compare", str(result), str(tmp_path / "missing.json")]) == 2
 
 
 @pytest.mark.slow
-def test_pipeline_reports_every_stage(bundle: Path, tmp_path: Path) -> None:
-    out = tmp_path / "pipeline.json"
-    assert bench_main(["pipeline", str(bundle), "--rounds", "1", "--out", str(out)]) == 0
-    figures = json.loads(out.read_text())["pipeline"]
+def test_pipeline_reports_every_stage(bench_run: Path) -> None:
+    figures = json.loads((bench_run / "pipeline.json").read_text())["pipeline"]
     stages = ("read", "decode", "preprocess", "invoke", "gradcam", "overlay", "write", "total")
     assert set(figures["stages"]) == {f"{stage}_ms" for stage in stages}
-    assert all(stats["runs"] == 8 for stats in figures["stages"].values())
-    assert figures["probability_only"]["runs"] == figures["probability_heatmap"]["runs"] == 8
+    assert all(stats["runs"] == 5 * 8 for stats in figures["stages"].values())  # 5 rounds of 8 scans
+    assert figures["probability_only"]["runs"] == figures["probability_heatmap"]["runs"] == 5 * 8
     assert figures["heatmap_cost_ratio"] > 0
 
 
 @pytest.mark.slow
-def test_daemon_benchmark_runs_the_real_daemon(bundle: Path, tmp_path: Path) -> None:
-    out = tmp_path / "daemon.json"
-    assert bench_main(["daemon", str(bundle), "--files", "4", "--out", str(out)]) == 0
-    figures = json.loads(out.read_text())["daemon"]
+def test_daemon_benchmark_runs_the_real_daemon(bench_run: Path) -> None:
+    figures = json.loads((bench_run / "daemon.json").read_text())["daemon"]
     assert figures["drop_to_result"]["runs"] == 4 and figures["invoke_in_daemon"]["runs"] == 4
     assert figures["startup_to_ready_s"] > 0 and figures["files_per_s"] > 0 and figures["exit_code"] == 0
     assert figures["drop_to_result"]["min_ms"] >= 200  # the settle time is part of it
+
+
+@pytest.mark.slow
+def test_summary_sets_everything_side_by_side(bench_run: Path) -> None:
+    summary = (bench_run / "summary.md").read_text()
+    for text in ("| float32 | 125.1 |", "| int8 | 32.5 |", "Grad-CAM head, 2 thr", "start-up to READY", "GMAC/s"):
+        assert text in summary, text
 
 
 @pytest.mark.slow
