@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,26 @@ from typing import Any
 from benchmarks.machine import vm_hwm_mb
 from benchmarks.progress import progress
 from benchmarks.stats import summarise
+
+
+def _drain(notifications: socket.socket, stop: threading.Event) -> None:
+    """Keep reading the notify socket after READY, as systemd does (the daemon's STATUS lines)."""
+    while not stop.is_set():
+        try:
+            notifications.recv(4096)
+        except (TimeoutError, OSError):
+            continue
+
+
+def _stop(daemon: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, as systemd stops it; a daemon that does not stop within 60 s is killed and reported."""
+    daemon.send_signal(signal.SIGTERM)
+    try:
+        daemon.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        daemon.wait()
+        raise RuntimeError("the daemon did not stop within 60 s of SIGTERM (killed)") from None
 
 
 def _wait_ready(notifications: socket.socket, daemon: subprocess.Popen[bytes], timeout: float) -> None:
@@ -70,18 +91,23 @@ def measure_daemon(
             started = time.monotonic()
             with log.open("wb") as stderr:
                 daemon = subprocess.Popen(command, env=environment, stderr=stderr)
+            draining = threading.Event()
             try:
                 _wait_ready(notifications, daemon, timeout)
                 ready_s = time.monotonic() - started
+                threading.Thread(target=_drain, args=(notifications, draining), daemon=True).start()
                 dropped = _drop(scans, files, folders["inbox"], interval)
                 latencies = _collect(folders["results"], dropped, daemon, timeout)
                 peak = vm_hwm_mb(daemon.pid)
+                _stop(daemon)
             except RuntimeError as exc:
+                if daemon.poll() is None:
+                    daemon.kill()
+                    daemon.wait()
                 last = log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no log)"]
                 raise RuntimeError(f"{exc}; daemon log: {last[0]}") from exc
             finally:
-                daemon.send_signal(signal.SIGTERM)
-                daemon.wait(timeout=60)
+                draining.set()
         inside = [_invoke_ms(path) for path in folders["results"].glob("*.json")]
     first_drop = min(dropped.values())
     last_result = max(first_drop + latency / 1000 for latency in latencies)

@@ -1,12 +1,17 @@
 """systemd integration without dependencies: sd_notify over $NOTIFY_SOCKET, and the watchdog interval.
 
-Every function is a no-op when the process is not run by systemd (no ``NOTIFY_SOCKET``).
+Every function is a no-op when the process is not run by systemd (no ``NOTIFY_SOCKET``). Notifications are best
+effort: a notify socket whose queue is full (the kernel holds 10 datagrams by default) or that has gone away must
+never stall or crash the daemon, so sends do not block and failures are dropped (logged at debug level).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+
+log = logging.getLogger("mammo-edge")
 
 
 def notify(message: str) -> bool:
@@ -16,9 +21,14 @@ def notify(message: str) -> bool:
         return False
     if address.startswith("@"):
         address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as connection:
-        connection.connect(address)
-        connection.sendall(message.encode())
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as connection:
+            connection.setblocking(False)
+            connection.connect(address)
+            connection.send(message.encode())
+    except OSError as exc:
+        log.debug("sd_notify %r not delivered: %s", message.split("=", maxsplit=1)[0], exc)
+        return False
     return True
 
 
