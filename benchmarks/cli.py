@@ -184,10 +184,13 @@ def run_compare(args: argparse.Namespace) -> int:
 
     try:
         result, reference = (json.loads(Path(path).read_text()) for path in (args.result, args.reference))
+        comparisons = compare_results(result, reference)
     except (OSError, json.JSONDecodeError) as exc:
         print(f"mammo-bench compare: {exc}", file=sys.stderr)
         return 2
-    comparisons = compare_results(result, reference)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        print(f"mammo-bench compare: not a mammo-bench latency file ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return 2
     if not comparisons:
         print(
             "mammo-bench compare: no row of the result matches the reference "

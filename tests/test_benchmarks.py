@@ -145,6 +145,9 @@ def test_compare_cli_exit_codes(bench_run: Path, tmp_path: Path) -> None:
     unrelated.write_text(json.dumps({"results": []}))
     assert bench_main(["compare", str(result), str(unrelated)]) == 2
     assert bench_main(["compare", str(result), str(tmp_path / "missing.json")]) == 2
+    malformed = tmp_path / "malformed.json"
+    malformed.write_text(json.dumps({"results": [{"model": "x"}]}))
+    assert bench_main(["compare", str(result), str(malformed)]) == 2
 
 
 @pytest.mark.slow
