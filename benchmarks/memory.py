@@ -29,7 +29,8 @@ def model_peak_rss_mb(model: Path, threads: int, runtime: str) -> float:
         check=False,
     )
     if completed.returncode != 0:
-        raise RuntimeError(f"memory probe of {model.name} failed: {completed.stderr.strip().splitlines()[-1:]}")
+        tail = completed.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"memory probe of {model.name} failed: {tail[0]}")
     return float(json.loads(completed.stdout.strip().splitlines()[-1])["peak_rss_mb"])
 
 
