@@ -55,6 +55,16 @@ def get_output(interpreter: Any, position: int) -> NDArray[np.float32]:
     return np.asarray(raw, np.float32)
 
 
+def calibrated_probability(logit: float, temperature: float) -> float:
+    """sigmoid(logit / temperature), stable for any logit: a sharp model with a small temperature gives |z| > 709,
+    where the naive form overflows ``math.exp`` and would crash on a perfectly valid scan."""
+    z = logit / temperature
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    small = math.exp(z)
+    return small / (1.0 + small)
+
+
 @dataclass(frozen=True)
 class Prediction:
     """One scan's answer: raw logit, calibrated probability, label at the bundle's threshold, optional heatmap."""
@@ -152,6 +162,6 @@ class EdgeModel:
             cams = [get_output(self._head, head.outputs[name])[0] for name in self.manifest.backbones]
             fused = fuse_heatmaps(cams, self.manifest.preprocess.input_size, self.manifest.centre_offsets)
             timings["gradcam_ms"] = (time.perf_counter() - invoked) * 1000
-        probability = 1.0 / (1.0 + math.exp(-logit / self.manifest.temperature))
+        probability = calibrated_probability(logit, self.manifest.temperature)
         label = self.manifest.labels[int(probability >= self.manifest.threshold)]
         return Prediction(logit, probability, label, fused, timings)
