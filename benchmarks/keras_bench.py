@@ -9,7 +9,6 @@ peak RSS is that child's, TensorFlow included. The child times ``model(x, traini
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -18,35 +17,22 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.child import run_json_child
 from benchmarks.machine import peak_rss_mb
 from benchmarks.runners import SEED
-from benchmarks.stats import summarise
+from benchmarks.stats import RowIdentity, latency_row
 
 
 def keras_rows(run: Path, threads: Sequence[int], warmup: int, runs: int, max_seconds: float) -> list[dict[str, Any]]:
     """One row per thread count, each from a fresh child process."""
-    rows = []
-    for count in threads:
-        completed = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "benchmarks.keras_bench",
-                str(run),
-                str(count),
-                str(warmup),
-                str(runs),
-                str(max_seconds),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
+    return [
+        run_json_child(
+            "benchmarks.keras_bench",
+            [str(run), str(count), str(warmup), str(runs), str(max_seconds)],
+            f"Keras benchmark of {run} at {count} threads",
         )
-        if completed.returncode != 0:
-            tail = completed.stderr.strip().splitlines()[-1:] or ["no output"]
-            raise RuntimeError(f"Keras benchmark of {run} at {count} threads failed: {tail[0]}")
-        rows.append(json.loads(completed.stdout.strip().splitlines()[-1]))
-    return rows
+        for count in threads
+    ]
 
 
 def measure(run: Path, threads: int, warmup: int, runs: int, max_seconds: float) -> dict[str, Any]:
@@ -80,24 +66,17 @@ def measure(run: Path, threads: int, warmup: int, runs: int, max_seconds: float)
         samples.append((time.perf_counter() - tick) * 1000)
         if time.monotonic() > deadline:
             break
-    stats = summarise(samples)
-    return {
-        "model": files.model.name,
-        "architecture": model.name,
-        "input_size": size,
-        "role": "classifier",
-        "variant": "keras-float32",
-        "threads": threads,
-        "runtime": f"tensorflow {tf.__version__}",
-        "size_mb": round(files.model.stat().st_size / 1e6, 2),
-        "init_ms": round(init_ms, 2),
-        "first_ms": round(first_ms, 2),
-        **stats.to_dict(),
-        "samples_ms": [round(value, 3) for value in samples],
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-        "gmacs": None,
-        "gmac_per_s": None,
-    }
+    identity = RowIdentity(
+        model=files.model.name,
+        architecture=model.name,
+        input_size=size,
+        role="classifier",
+        variant="keras-float32",
+        threads=threads,
+        runtime=f"tensorflow {tf.__version__}",
+        size_mb=files.model.stat().st_size / 1e6,
+    )
+    return latency_row(identity, init_ms, first_ms, samples, peak_rss_mb(), gmacs=None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 from benchmarks.memory import model_peak_rss_mb
 from benchmarks.progress import progress
 from benchmarks.runners import Case, TimedInterpreter, start
-from benchmarks.stats import summarise
+from benchmarks.stats import RowIdentity, latency_row
 from edge_app.manifest import Manifest
 from edge_app.runtime import Runtime
 
@@ -52,25 +52,17 @@ def run_interleaved(
 def row(
     entry: TimedInterpreter, samples: list[float], runtime: Runtime, manifest: Manifest, rss_mb: float | None
 ) -> dict[str, Any]:
-    stats = summarise(samples)
-    gmacs = entry.macs / 1e9
-    return {
-        "model": entry.case.model,
-        "architecture": manifest.architecture,
-        "input_size": manifest.preprocess.input_size,
-        "role": entry.case.role,
-        "variant": entry.case.variant,
-        "threads": entry.case.threads,
-        "runtime": runtime.label,
-        "size_mb": round(manifest.files[entry.case.model].size_bytes / 1e6, 2),
-        "init_ms": round(entry.init_ms, 2),
-        "first_ms": round(entry.first_ms, 2),
-        **stats.to_dict(),
-        "samples_ms": [round(value, 3) for value in samples],
-        "peak_rss_mb": rss_mb,
-        "gmacs": round(gmacs, 4),
-        "gmac_per_s": round(gmacs / (stats.p50_ms / 1000), 2) if stats.p50_ms > 0 else None,
-    }
+    identity = RowIdentity(
+        model=entry.case.model,
+        architecture=manifest.architecture,
+        input_size=manifest.preprocess.input_size,
+        role=entry.case.role,
+        variant=entry.case.variant,
+        threads=entry.case.threads,
+        runtime=runtime.label,
+        size_mb=manifest.files[entry.case.model].size_bytes / 1e6,
+    )
+    return latency_row(identity, entry.init_ms, entry.first_ms, samples, rss_mb, entry.macs / 1e9)
 
 
 def measure_latency(

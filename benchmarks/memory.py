@@ -8,11 +8,11 @@ Child: ``python -m benchmarks.memory MODEL THREADS RUNTIME`` prints ``{"peak_rss
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from benchmarks.child import run_json_child
 from benchmarks.machine import peak_rss_mb
 from benchmarks.runners import feed_random
 from edge_app.runtime import load_runtime, make_interpreter
@@ -22,16 +22,8 @@ CHILD_INVOKES = 3
 
 def model_peak_rss_mb(model: Path, threads: int, runtime: str) -> float:
     """Run the child for `model` and return its peak RSS in MB."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.memory", str(model), str(threads), runtime],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if completed.returncode != 0:
-        tail = completed.stderr.strip().splitlines()[-1:] or ["no output"]
-        raise RuntimeError(f"memory probe of {model.name} failed: {tail[0]}")
-    return float(json.loads(completed.stdout.strip().splitlines()[-1])["peak_rss_mb"])
+    result = run_json_child("benchmarks.memory", [str(model), str(threads), runtime], f"memory probe of {model.name}")
+    return float(result["peak_rss_mb"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

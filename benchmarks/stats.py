@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -44,3 +45,40 @@ def summarise(samples_ms: Sequence[float]) -> LatencyStats:
         min_ms=float(values.min()),
         max_ms=float(values.max()),
     )
+
+
+@dataclass(frozen=True)
+class RowIdentity:
+    """What a latency row measured: the key `compare` matches rows by, plus the file's size."""
+
+    model: str
+    architecture: str
+    input_size: int
+    role: str
+    variant: str
+    threads: int
+    runtime: str
+    size_mb: float
+
+
+def latency_row(
+    identity: RowIdentity,
+    init_ms: float,
+    first_ms: float,
+    samples_ms: Sequence[float],
+    peak_rss_mb: float | None,
+    gmacs: float | None,
+) -> dict[str, Any]:
+    """The one row layout of every latency benchmark (TFLite and Keras): identity, start-up, statistics, samples."""
+    stats = summarise(samples_ms)
+    return {
+        **asdict(identity),
+        "size_mb": round(identity.size_mb, 2),
+        "init_ms": round(init_ms, 2),
+        "first_ms": round(first_ms, 2),
+        **stats.to_dict(),
+        "samples_ms": [round(value, 3) for value in samples_ms],
+        "peak_rss_mb": None if peak_rss_mb is None else round(peak_rss_mb, 1),
+        "gmacs": None if gmacs is None else round(gmacs, 4),
+        "gmac_per_s": round(gmacs / (stats.p50_ms / 1000), 2) if gmacs is not None and stats.p50_ms > 0 else None,
+    }

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from benchmarks.autotune import thread_candidates
+from benchmarks.child import run_json_child
 from benchmarks.cli import main as bench_main
 from benchmarks.compare import compare_results, exit_code
 from benchmarks.machine import clock_ghz, cpu_flags, macs_per_cycle
@@ -38,6 +39,19 @@ def test_summary_statistics_of_known_samples() -> None:
 def test_summary_refuses_empty_or_invalid_samples(samples: list[float]) -> None:
     with pytest.raises(ValueError):
         summarise(samples)
+
+
+def test_child_result_and_failures(tmp_path: Path) -> None:
+    """A child's last stdout line is its JSON result; a failure names the measurement and the child's reason."""
+    document = tmp_path / "result.json"
+    document.write_text('{"peak_rss_mb": 12.5}')
+    assert run_json_child("json.tool", ["--compact", str(document)], "echo") == {"peak_rss_mb": 12.5}
+    with pytest.raises(RuntimeError, match=r"^echo printed no JSON result$"):
+        run_json_child("json.tool", [str(document)], "echo")  # indented: the last line is "}"
+    with pytest.raises(RuntimeError, match=r"^memory probe of missing.tflite failed: .*BundleError.*missing.tflite"):
+        run_json_child(
+            "benchmarks.memory", [str(tmp_path / "missing.tflite"), "1", "auto"], "memory probe of missing.tflite"
+        )
 
 
 def test_machine_peak_from_cpu_flags() -> None:
