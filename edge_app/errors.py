@@ -47,6 +47,14 @@ class BundleError(MammoEdgeError):
     stage = "model"
 
 
+class ModelRefusedError(BundleError):
+    """A runtime cannot load a model file (an op it lacks, a corrupt file); `reason` is the runtime's own words."""
+
+    def __init__(self, runtime: str, model: str, reason: str) -> None:
+        super().__init__(f"{runtime} cannot run {model}: {reason}")
+        self.reason = reason
+
+
 class RuntimeUnavailableError(MammoEdgeError):
     """No TFLite runtime that can run the model is installed."""
 

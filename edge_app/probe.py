@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_app.errors import BundleError
+from edge_app.errors import ModelRefusedError
 from edge_app.runtime import installed_runtimes, make_interpreter
 
 
@@ -29,7 +29,9 @@ def probe(files: Sequence[Path]) -> dict[str, dict[str, str]]:
                     interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
                 interpreter.invoke()
                 outcomes[runtime.label] = "ok"
-            except (BundleError, ValueError, RuntimeError) as exc:
+            except ModelRefusedError as exc:
+                outcomes[runtime.label] = exc.reason  # the file and the runtime are the keys already
+            except (ValueError, RuntimeError) as exc:
                 outcomes[runtime.label] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return results
 

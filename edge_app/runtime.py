@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from edge_app.errors import BundleError, RuntimeUnavailableError
+from edge_app.errors import ModelRefusedError, RuntimeUnavailableError
 
 RUNTIMES: dict[str, tuple[str, str]] = {
     # name: (module holding Interpreter, distribution for the version)
@@ -67,11 +67,11 @@ def installed_runtimes() -> list[Runtime]:
 
 
 def make_interpreter(runtime: Runtime, model: Path, threads: int) -> Any:
-    """An interpreter with tensors allocated; a model the runtime cannot run raises BundleError with its reason."""
+    """An interpreter with tensors allocated; a model the runtime cannot run raises ModelRefusedError."""
     try:
         interpreter = runtime.interpreter_class(model_path=str(model), num_threads=threads)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BundleError(f"{runtime.label} cannot run {Path(model).name}: {reason}") from exc
+        raise ModelRefusedError(runtime.label, Path(model).name, reason) from exc
     return interpreter

@@ -18,6 +18,7 @@ from conftest import REPO, edge_python
 from edge_app.errors import BundleError
 from edge_app.manifest import MANIFEST, load_manifest
 from edge_app.model import EdgeModel
+from edge_app.probe import probe
 
 pytestmark = pytest.mark.slow
 
@@ -155,6 +156,16 @@ def test_a_runtime_verified_to_fail_is_refused(bundle: Path, tmp_path: Path) -> 
 
     message = _refusal(_variant_bundle(bundle, tmp_path / "b", mark))
     assert "verified not to run under ai_edge_litert 2.3.0: op FULLY_CONNECTED v12 unsupported" in message
+
+
+def test_probe_records_each_runtimes_own_reason(tmp_path: Path) -> None:
+    """The manifest keys outcomes by file and runtime, so the reason does not repeat them (the refusal reads once)."""
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(b"not a flatbuffer" * 8)
+    outcomes = probe([broken])["broken.tflite"]
+    assert outcomes, "no TFLite runtime installed"
+    for label, reason in outcomes.items():
+        assert reason and reason != "ok" and label not in reason and "broken.tflite" not in reason, reason
 
 
 def test_a_failing_gate_writes_no_bundle(trained_run: Path, tmp_path: Path) -> None:
