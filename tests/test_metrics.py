@@ -28,6 +28,14 @@ def test_temperature_undoes_overconfidence() -> None:
     assert fit_temperature(true_logits * 3.0, labels) == pytest.approx(3.0, rel=0.15)
 
 
+def test_sigmoid_is_stable_for_sharp_logits() -> None:
+    """Logits divided by a small temperature reach |z| > 709, where exp overflows in the naive form."""
+    with np.errstate(all="raise"):
+        values = sigmoid(np.array([-2e4, -1.0, 0.0, 1.0, 2e4]) / 0.05)
+    assert values[0] == 0.0 and values[2] == 0.5 and values[-1] == 1.0
+    assert values[1] == pytest.approx(1 - values[3]) and values[1] < 1e-8
+
+
 def test_threshold_reaches_target_sensitivity() -> None:
     rng = np.random.default_rng(1)
     labels = np.repeat([0, 1], 200)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import minimize_scalar
+from scipy.special import expit
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import (
     accuracy_score,
@@ -29,7 +30,8 @@ FloatArray = NDArray[np.float64]
 
 
 def sigmoid(logits: NDArray[Any]) -> FloatArray:
-    return np.asarray(1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64))), np.float64)
+    """Stable for any logit (scipy's expit): a sharp model at a small temperature overflows the naive form."""
+    return np.asarray(expit(np.asarray(logits, np.float64)), np.float64)
 
 
 def fit_temperature(logits: NDArray[Any], labels: NDArray[Any]) -> float:
