@@ -9,7 +9,7 @@ import numpy as np
 
 from edge_app.decode import decode_file
 from train.layout import scan_dataset
-from train.synth import SynthSpec, generate
+from train.synth import SynthSpec, generate, mass_geometry, render_mass
 
 
 def _sidecar(root: Path, source: str = "SYNTH") -> list[dict[str, str]]:
@@ -48,17 +48,33 @@ def test_copies_differ_from_their_original(synth_root: Path) -> None:
 
 
 def test_recorded_mass_is_where_the_pixels_are(synth_root: Path) -> None:
-    """The mass is brighter than the ring of background around it, in every image including copies."""
+    """The mass body is brighter than the ring of background around it, in every image including copies."""
     rows = _sidecar(synth_root)
     assert len(rows) == 72
     for row in rows:
         pixels = decode_file(synth_root / "SYNTH Dataset" / row["file"]).pixels.astype(float)
-        cx, cy, radius = float(row["cx"]), float(row["cy"]), float(row["radius"])
+        cx, cy, radius = float(row["cx"]), float(row["cy"]), float(row["body_radius"])
         rr, cc = np.mgrid[0 : pixels.shape[0], 0 : pixels.shape[1]]
         distance = np.hypot(cc - cx, rr - cy)
         inside = pixels[distance < 0.5 * radius].mean()
         ring = pixels[(distance > 1.6 * radius) & (distance < 2.2 * radius)].mean()
         assert inside > ring + 10, row["file"]
+
+
+def test_lesion_circle_encloses_the_spicules() -> None:
+    """The recorded circle encloses the whole lesion mask (body and spicules), as MIAS's circles do; benign masses
+    have no spicules, so their two circles agree."""
+    for seed in range(6):
+        for malignant in (False, True):
+            mass = render_mass(np.random.default_rng(seed), 96, malignant)
+            geometry = mass_geometry(mass)
+            rows, cols = np.nonzero(mass.lesion)
+            assert np.hypot(cols - geometry.cx, rows - geometry.cy).max() <= geometry.radius + 1e-6
+            assert mass.body.sum() > 0 and not (mass.body & ~mass.lesion).any()
+            if malignant:
+                assert geometry.radius > 1.2 * geometry.body_radius  # the spicules reach beyond the body
+            else:
+                assert geometry.radius == geometry.body_radius
 
 
 def test_no_intensity_or_size_shortcut(tmp_path: Path) -> None:
@@ -68,9 +84,9 @@ def test_no_intensity_or_size_shortcut(tmp_path: Path) -> None:
     stats: dict[str, list[tuple[float, float]]] = {"0": [], "1": []}
     for row in _sidecar(tmp_path):
         pixels = decode_file(tmp_path / "SYNTH Dataset" / row["file"]).pixels
-        stats[row["label"]].append((float(pixels.mean()), float(row["radius"])))
+        stats[row["label"]].append((float(pixels.mean()), float(row["body_radius"])))
     benign, malignant = (np.array(stats[label]) for label in ("0", "1"))
-    for column, name in enumerate(("mean intensity", "enclosing radius")):
+    for column, name in enumerate(("mean intensity", "body radius")):
         pooled = np.concatenate([benign[:, column], malignant[:, column]]).std()
         gap = abs(benign[:, column].mean() - malignant[:, column].mean())
         assert gap < 3 * pooled * np.sqrt(2 / per_class), name

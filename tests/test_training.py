@@ -84,8 +84,8 @@ def test_mammo_eval_rewrites_metrics(trained_run: Path, capsys: pytest.CaptureFi
 
 
 def test_gradcam_sanity(trained_run: Path) -> None:
-    """Overlays are written; heatmaps find the mass at least 3x as often as a random peak; a randomised model's
-    heatmaps differ.
+    """Overlays are written; heatmaps find the mass (and, stricter, its body) far more often than a random peak;
+    a randomised model's heatmaps differ.
 
     The CI model trains 4 epochs from scratch at 96 px (3x3 maps); the >= 80% acceptance figure is a separate
     measurement on a trained model (benchmarks/results/training.md).
@@ -94,6 +94,8 @@ def test_gradcam_sanity(trained_run: Path) -> None:
     assert report["overlays"] == 6
     assert len(list((trained_run / "gradcam").glob("*.png"))) == 6
     assert report["malignant_correct_with_truth"] >= 10
-    assert report["chance_rate"] < 0.15, report
-    assert report["peak_in_mass_rate"] >= 3 * report["chance_rate"], report
+    assert report["malignant_correct_with_body_truth"] == report["malignant_correct_with_truth"]
+    assert report["body_chance_rate"] < 0.15 and report["chance_rate"] < 0.4, report
+    assert report["peak_in_mass_rate"] >= 2 * report["chance_rate"], report
+    assert report["peak_in_body_rate"] >= 3 * report["body_chance_rate"], report
     assert report["randomised_heatmap_correlation_mean"] < 0.5, report

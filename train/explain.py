@@ -25,6 +25,7 @@ from edge_app.gradcam import fuse_heatmaps, overlay, peak_location
 from edge_app.preprocess import PreprocessConfig
 from train.data import load_arrays
 from train.layout import read_sidecar
+from train.metrics import sigmoid
 from train.models import BACKBONES, backbone_names, build_explainer
 from train.runfiles import RunFiles
 
@@ -90,12 +91,23 @@ def _mass_truth(path: Path) -> dict[str, str] | None:
     return read_sidecar(source_dir).get(path.relative_to(source_dir).as_posix())
 
 
+def _peak_in_circle_rates(pairs: list[tuple[float, float]], size: int) -> tuple[float | None, float | None]:
+    """How often the peak lies within the circle, and how often a peak placed at random would (its area share)."""
+    if not pairs:
+        return None, None
+    distances, radii = np.array(pairs).T
+    chance = np.minimum(1.0, np.pi * radii**2 / size**2)
+    return float(np.mean(distances <= radii)), float(np.mean(chance))
+
+
 def explain_run(run: Path, split: str = "test", samples: int = 12, seed: int = 0) -> dict[str, Any]:
     """Grad-CAM overlays for a sample of `split` and the sanity figures, into ``RUN_DIR/gradcam/``.
 
     - peak-in-mass rate: for correctly classified malignant images whose mass position is known, how often the
-      fused heatmap's peak lies within the mass radius, beside the rate a randomly placed peak would reach (the
-      mass's share of the image);
+      fused heatmap's peak lies within the circle enclosing the mass (``radius``: MIAS's truth, a circle enclosing
+      the whole abnormality, spicules included), beside the rate a randomly placed peak would reach (the circle's
+      share of the image); where the truth also gives ``body_radius`` (synthetic set), the same for the circle
+      enclosing the mass body alone, the stricter figure;
     - randomisation check: mean correlation between the trained and a randomised model's heatmaps (must be low).
     """
     files = RunFiles(run)
@@ -106,10 +118,10 @@ def explain_run(run: Path, split: str = "test", samples: int = 12, seed: int = 0
     data = load_arrays(rows, config, split)
     model = keras.models.load_model(files.model)
     cams = gradcam(model, data.images)
-    probabilities = 1.0 / (1.0 + np.exp(-cams.logits / metrics["temperature"]))
+    probabilities = sigmoid(cams.logits / metrics["temperature"])
     out = files.path / "gradcam"
     out.mkdir(exist_ok=True)
-    hits, judged, chance = 0, 0, 0.0
+    circles: dict[str, list[tuple[float, float]]] = {"radius": [], "body_radius": []}  # (distance, radius) pairs
     for index in np.flatnonzero((data.labels == 1) & (probabilities >= metrics["threshold"])):
         truth = _mass_truth(data.rows[index].path)
         if truth is None:
@@ -117,11 +129,10 @@ def explain_run(run: Path, split: str = "test", samples: int = 12, seed: int = 0
         height = decode_file(data.rows[index].path).pixels.shape[0]
         scale = config.input_size / height  # crops are square: model pixels = crop pixels x scale
         x, y = peak_location(cams.fused[index])
-        distance = np.hypot(x - float(truth["cx"]) * scale, y - float(truth["cy"]) * scale)
-        radius = float(truth["radius"]) * scale
-        hits += bool(distance <= radius)
-        judged += 1
-        chance += min(1.0, np.pi * radius**2 / config.input_size**2)  # a peak placed at random
+        distance = float(np.hypot(x - float(truth["cx"]) * scale, y - float(truth["cy"]) * scale))
+        for column, pairs in circles.items():
+            if truth.get(column):
+                pairs.append((distance, float(truth[column]) * scale))
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.permutation(len(data))[:samples])
     randomised = gradcam(randomised_copy(model, seed + 1), data.images[sample]).fused
@@ -129,11 +140,16 @@ def explain_run(run: Path, split: str = "test", samples: int = 12, seed: int = 0
     for i in sample:
         name = f"{data.rows[i].path.stem}.p{probabilities[i]:.2f}.label{data.labels[i]}.png"
         cv2.imwrite(str(out / name), overlay(data.images[i, :, :, 0], cams.fused[i]))
+    mass_rate, mass_chance = _peak_in_circle_rates(circles["radius"], config.input_size)
+    body_rate, body_chance = _peak_in_circle_rates(circles["body_radius"], config.input_size)
     report = {
         "split": split,
-        "malignant_correct_with_truth": judged,
-        "peak_in_mass_rate": hits / judged if judged else None,
-        "chance_rate": chance / judged if judged else None,
+        "malignant_correct_with_truth": len(circles["radius"]),
+        "peak_in_mass_rate": mass_rate,
+        "chance_rate": mass_chance,
+        "malignant_correct_with_body_truth": len(circles["body_radius"]),
+        "peak_in_body_rate": body_rate,
+        "body_chance_rate": body_chance,
         "randomised_heatmap_correlation_mean": float(np.mean(correlations)),
         "overlays": len(sample),
     }

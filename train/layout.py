@@ -24,7 +24,7 @@ LABEL_NAMES = ("benign", "malignant")
 CLASS_FOLDERS = ("Benign Masses", "Malignant Masses")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".ppm", ".dcm"})
 SIDECAR = "masses.csv"
-SIDECAR_FIELDS = ("file", "original", "label", "patient", "cx", "cy", "radius")
+SIDECAR_FIELDS = ("file", "original", "label", "patient", "cx", "cy", "radius", "body_radius")
 
 _KNOWN_SOURCES = {"inbreast": "INbreast", "mias": "MIAS", "ddsm": "DDSM", "cbis-ddsm": "CBIS-DDSM"}
 _COPY_SUFFIX = re.compile(r"^(?P<original>.*?)\s*\(\d+\)$")

@@ -6,7 +6,9 @@ noise, and both draw their size and contrast from the same distributions, so nei
 class away: a model has to learn margin shape. Deterministic per seed; every original has ``copies`` augmented
 copies named ``NAME (n).png`` (dihedral transform + zoom, never the identity), like the real set. Each source
 folder gets a ``masses.csv`` with every image's mass centre and radius (pixels, after its augmentation) and a
-patient id, so explanations can be checked against the truth and splits can be made by patient.
+patient id, so explanations can be checked against the truth and splits can be made by patient. The radius follows
+MIAS's truth (the one real ground truth the project reads): a circle about the centre enclosing the whole
+abnormality, spicules included; ``body_radius`` encloses the mass body alone (the synthetic set alone knows it).
 """
 
 from __future__ import annotations
@@ -34,10 +36,11 @@ class SynthSpec:
 
 @dataclass(frozen=True)
 class Mass:
-    """A rendered crop and the mask of its mass body (spicules excluded)."""
+    """A rendered crop, the mask of its mass body and the mask of the whole lesion (body and spicules)."""
 
     image: NDArray[np.uint8]
-    mask: NDArray[np.bool_]
+    body: NDArray[np.bool_]
+    lesion: NDArray[np.bool_]
 
 
 def _smooth_noise(rng: np.random.Generator, size: int, sigma: float) -> FloatImage:
@@ -96,8 +99,9 @@ def render_mass(rng: np.random.Generator, size: int, malignant: bool) -> Mass:
     # A dense core, fading towards the margin, as masses look on film.
     profile = body * (0.75 + 0.25 * np.clip(1 - distance / (boundary + 1e-6), 0, 1))
     mass = profile.astype(np.float32)
+    body_mask = distance <= boundary
+    spicules = np.zeros((size, size), np.float32)
     if malignant:
-        spicules = np.zeros((size, size), np.float32)
         for angle in rng.uniform(0, 2 * np.pi, int(rng.integers(8, 16))):
             start_r = outline[int(angle / (2 * np.pi) * len(outline)) % len(outline)] * 0.85
             length = radius * rng.uniform(0.5, 1.1)
@@ -119,7 +123,7 @@ def render_mass(rng: np.random.Generator, size: int, malignant: bool) -> Mass:
     image = image + rng.normal(0, 0.015, image.shape).astype(np.float32)
     gamma = rng.uniform(0.85, 1.15)
     pixels = np.rint(np.clip(image, 0, 1) ** gamma * 255).astype(np.uint8)
-    return Mass(image=pixels, mask=distance <= boundary)
+    return Mass(image=pixels, body=body_mask, lesion=body_mask | (spicules > 0))
 
 
 _DIHEDRAL = tuple((rotations, flip) for flip in (False, True) for rotations in range(4))[1:]
@@ -140,18 +144,34 @@ def augment(plane: NDArray[np.uint8], transform: int, zoom: float, interpolation
 
 
 def augment_mass(mass: Mass, transform: int, zoom: float) -> Mass:
-    """The same augmentation on a crop and on its mass mask, so the recorded geometry follows the pixels."""
+    """The same augmentation on a crop and on its masks, so the recorded geometry follows the pixels."""
+
+    def augment_mask(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
+        return augment(mask.astype(np.uint8), transform, zoom, cv2.INTER_NEAREST).astype(bool)
+
     image = augment(mass.image, transform, zoom, cv2.INTER_LINEAR)
-    mask = augment(mass.mask.astype(np.uint8), transform, zoom, cv2.INTER_NEAREST)
-    return Mass(image=image, mask=mask.astype(bool))
+    return Mass(image=image, body=augment_mask(mass.body), lesion=augment_mask(mass.lesion))
 
 
-def mass_geometry(mask: NDArray[np.bool_]) -> tuple[float, float, float]:
-    """Centre (x, y) and the radius that encloses the mass mask."""
-    rows, cols = np.nonzero(mask)
+@dataclass(frozen=True)
+class MassGeometry:
+    """Centre of the mass body and the radii of the circles about it enclosing the lesion and the body (pixels)."""
+
+    cx: float
+    cy: float
+    radius: float
+    body_radius: float
+
+
+def mass_geometry(mass: Mass) -> MassGeometry:
+    rows, cols = np.nonzero(mass.body)
     cx, cy = float(cols.mean()), float(rows.mean())
-    radius = float(np.sqrt(((cols - cx) ** 2 + (rows - cy) ** 2).max()))
-    return cx, cy, radius
+
+    def enclosing_radius(mask: NDArray[np.bool_]) -> float:
+        mask_rows, mask_cols = np.nonzero(mask)
+        return float(np.sqrt(((mask_cols - cx) ** 2 + (mask_rows - cy) ** 2).max()))
+
+    return MassGeometry(cx, cy, enclosing_radius(mass.lesion), enclosing_radius(mass.body))
 
 
 def generate(out: Path, spec: SynthSpec) -> dict[str, int]:
@@ -179,16 +199,17 @@ def generate(out: Path, spec: SynthSpec) -> dict[str, int]:
             for name, variant in variants:
                 file = folder / f"{name}.png"
                 cv2.imwrite(str(file), variant.image)
-                cx, cy, radius = mass_geometry(variant.mask)
+                geometry = mass_geometry(variant)
                 rows.append(
                     {
                         "file": file.relative_to(source_dir).as_posix(),
                         "original": original,
                         "label": label,
                         "patient": f"{source}-P{int(patients[index]):05d}",
-                        "cx": round(cx, 2),
-                        "cy": round(cy, 2),
-                        "radius": round(radius, 2),
+                        "cx": round(geometry.cx, 2),
+                        "cy": round(geometry.cy, 2),
+                        "radius": round(geometry.radius, 2),
+                        "body_radius": round(geometry.body_radius, 2),
                     }
                 )
         write_sidecar(source_dir, rows)
