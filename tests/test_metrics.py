@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,14 @@ def test_temperature_undoes_overconfidence() -> None:
     true_logits = rng.normal(0, 2, 4000)
     labels = (rng.random(4000) < sigmoid(true_logits)).astype(int)
     assert fit_temperature(true_logits * 3.0, labels) == pytest.approx(3.0, rel=0.15)
+
+
+def test_temperature_of_a_separated_split_stays_finite() -> None:
+    """Plain log-loss would drive T to its lower bound; Platt's targets stop where p = (N + 1) / (N + 2)."""
+    logits = np.concatenate([np.full(20, -10.0), np.full(20, 10.0)])
+    labels = np.repeat([0, 1], 20)
+    expected = 10.0 / math.log(21.0)  # sigmoid(10 / T) = 21 / 22
+    assert fit_temperature(logits, labels) == pytest.approx(expected, rel=1e-3)
 
 
 def test_sigmoid_is_stable_for_sharp_logits() -> None:

@@ -21,7 +21,6 @@ from sklearn.metrics import (
     brier_score_loss,
     confusion_matrix,
     f1_score,
-    log_loss,
     roc_auc_score,
     roc_curve,
 )
@@ -35,13 +34,24 @@ def sigmoid(logits: NDArray[Any]) -> FloatArray:
 
 
 def fit_temperature(logits: NDArray[Any], labels: NDArray[Any]) -> float:
-    """The temperature T > 0 minimising validation log-loss of sigmoid(logit / T)."""
+    """The temperature T > 0 minimising validation cross-entropy of sigmoid(logit / T) against Platt's targets.
+
+    Platt (1999) fits against (N+ + 1) / (N+ + 2) for malignant and 1 / (N- + 2) for benign instead of 1 and 0:
+    on a perfectly separated validation split plain log-loss keeps falling as T -> 0 and would make the device's
+    probabilities as sharp as the search allows; the targets keep them as sure as the split's size warrants. With
+    many images they approach 0 and 1 and the fit is the usual one.
+    """
     labels = np.asarray(labels)
     if len(np.unique(labels)) < 2:
         return 1.0
+    positives = int(np.sum(labels == 1))
+    negatives = labels.size - positives
+    targets = np.where(labels == 1, (positives + 1) / (positives + 2), 1 / (negatives + 2))
+    logits = np.asarray(logits, np.float64)
 
     def loss(log_t: float) -> float:
-        return float(log_loss(labels, sigmoid(np.asarray(logits) / math.exp(log_t)), labels=[0, 1]))
+        z = logits / math.exp(log_t)  # -log(sigmoid(z)) = logaddexp(0, -z): stable for any z
+        return float(np.mean(targets * np.logaddexp(0, -z) + (1 - targets) * np.logaddexp(0, z)))
 
     result = minimize_scalar(loss, bounds=(math.log(0.05), math.log(20.0)), method="bounded")
     return float(math.exp(result.x))
