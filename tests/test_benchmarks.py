@@ -48,7 +48,10 @@ def test_child_result_and_failures(tmp_path: Path) -> None:
     assert run_json_child("json.tool", ["--compact", str(document)], "echo") == {"peak_rss_mb": 12.5}
     with pytest.raises(RuntimeError, match=r"^echo printed no JSON result$"):
         run_json_child("json.tool", [str(document)], "echo")  # indented: the last line is "}"
-    with pytest.raises(RuntimeError, match=r"^memory probe of missing.tflite failed: .*BundleError.*missing.tflite"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"^memory probe of missing.tflite failed: .*ModelRefusedError: .* cannot run missing.tflite: ",
+    ):
         run_json_child(
             "benchmarks.memory", [str(tmp_path / "missing.tflite"), "1", "auto"], "memory probe of missing.tflite"
         )
