@@ -25,6 +25,8 @@ CLASS_FOLDERS = ("Benign Masses", "Malignant Masses")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".ppm", ".dcm"})
 SIDECAR = "masses.csv"
 SIDECAR_FIELDS = ("file", "original", "label", "patient", "cx", "cy", "radius", "body_radius")
+"""Per image: ``cx``, ``cy`` the mass centre and ``radius`` a circle enclosing the abnormality (pixels, MIAS's
+definition, spicules included); ``body_radius`` the mass body's circle where known (the synthetic set), else empty."""
 
 _KNOWN_SOURCES = {"inbreast": "INbreast", "mias": "MIAS", "ddsm": "DDSM", "cbis-ddsm": "CBIS-DDSM"}
 _COPY_SUFFIX = re.compile(r"^(?P<original>.*?)\s*\(\d+\)$")

@@ -164,6 +164,7 @@ class MassGeometry:
 
 
 def mass_geometry(mass: Mass) -> MassGeometry:
+    """The body's centroid is the centre (where a reader marks a mass); both circles are drawn about it."""
     rows, cols = np.nonzero(mass.body)
     cx, cy = float(cols.mean()), float(rows.mean())
 
