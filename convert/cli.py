@@ -44,14 +44,13 @@ from edge_app.manifest import (
     manifest_from_dict,
     write_manifest,
 )
-from edge_app.model import get_output, set_input, set_inputs
+from edge_app.model import calibrated_probabilities, get_output, set_input, set_inputs
 from edge_app.preprocess import PreprocessConfig
 from edge_app.probe import probe
 from edge_app.runtime import load_runtime, make_interpreter
 from train.data import ArraySet, load_arrays
 from train.evaluate import predict_logits
 from train.explain import gradcam
-from train.metrics import sigmoid
 from train.models import BACKBONES, backbone_names, normalisation
 from train.runfiles import RunFiles
 from train.splits import SplitRow
@@ -341,7 +340,7 @@ def convert_run(args: argparse.Namespace) -> int:
 
 def _reference(model: keras.Model, test: ArraySet, temperature: float) -> Reference:
     logits = predict_logits(model, test.images)
-    return Reference(sigmoid(logits / temperature), gradcam(model, test.images).fused)
+    return Reference(calibrated_probabilities(logits, temperature), gradcam(model, test.images).fused)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,14 +8,13 @@ dequantised the same way, so a uint8 model, an int8 model and a float model are 
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from edge_app.errors import BundleError
 from edge_app.gradcam import Heatmap, fuse_heatmaps
@@ -55,14 +54,18 @@ def get_output(interpreter: Any, position: int) -> NDArray[np.float32]:
     return np.asarray(raw, np.float32)
 
 
+def calibrated_probabilities(logits: ArrayLike, temperature: float) -> NDArray[np.float64]:
+    """sigmoid(logit / temperature): the one calibration rule, by which training picks the threshold and the device
+    applies it. Written as exp(-log(1 + exp(-z))), it is stable for any logit (the naive form overflows for
+    |z| > 709, which a sharp model at a small temperature reaches); underflowing to exactly 0 is the right answer."""
+    z = np.asarray(logits, np.float64) / temperature
+    with np.errstate(under="ignore"):
+        return np.asarray(np.exp(-np.logaddexp(0.0, -z)), np.float64)
+
+
 def calibrated_probability(logit: float, temperature: float) -> float:
-    """sigmoid(logit / temperature), stable for any logit: a sharp model with a small temperature gives |z| > 709,
-    where the naive form overflows ``math.exp`` and would crash on a perfectly valid scan."""
-    z = logit / temperature
-    if z >= 0:
-        return 1.0 / (1.0 + math.exp(-z))
-    small = math.exp(z)
-    return small / (1.0 + small)
+    """One scan's calibrated probability."""
+    return float(calibrated_probabilities(logit, temperature))
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from conftest import REPO, edge_python
 
 from edge_app.errors import BundleError
 from edge_app.manifest import MANIFEST, load_manifest
-from edge_app.model import EdgeModel
+from edge_app.model import EdgeModel, calibrated_probabilities
 from edge_app.probe import probe
 
 pytestmark = pytest.mark.slow
@@ -68,12 +68,11 @@ def _keras_probabilities(bundle: Path, files: list[str]) -> np.ndarray:
 
     from edge_app.preprocess import preprocess
     from train.evaluate import predict_logits
-    from train.metrics import sigmoid
 
     manifest = load_manifest(bundle)
     model = keras.models.load_model(Path(manifest.training["run"]) / "model.keras")
     images = np.stack([preprocess(Path(f), manifest.preprocess) for f in files])
-    return sigmoid(predict_logits(model, images) / manifest.temperature)
+    return calibrated_probabilities(predict_logits(model, images), manifest.temperature)
 
 
 @pytest.mark.parametrize(

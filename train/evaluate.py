@@ -15,9 +15,10 @@ import keras
 import numpy as np
 from numpy.typing import NDArray
 
+from edge_app.model import calibrated_probabilities
 from edge_app.preprocess import PreprocessConfig
 from train.data import ArraySet, float_batches, load_arrays
-from train.metrics import binary_metrics, fit_temperature, sigmoid, threshold_for_sensitivity
+from train.metrics import binary_metrics, fit_temperature, threshold_for_sensitivity
 from train.plots import plot_calibration, plot_confusion, plot_roc
 from train.runfiles import RunFiles
 from train.splits import SplitRow
@@ -59,9 +60,9 @@ def evaluate_run(
     model = keras.models.load_model(files.model)
     val_logits = predict_logits(model, val.images)
     temperature = fit_temperature(val_logits, val.labels)
-    val_probabilities = sigmoid(val_logits / temperature)
+    val_probabilities = calibrated_probabilities(val_logits, temperature)
     threshold = threshold_for_sensitivity(val_probabilities, val.labels, target)
-    probabilities = sigmoid(predict_logits(model, evaluated.images) / temperature)
+    probabilities = calibrated_probabilities(predict_logits(model, evaluated.images), temperature)
     scores = _scores(evaluated, probabilities, threshold, settings.seed)
     metrics: dict[str, Any] = {
         split: scores,

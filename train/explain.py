@@ -22,10 +22,10 @@ from numpy.typing import NDArray
 
 from edge_app.decode import decode_file
 from edge_app.gradcam import fuse_heatmaps, overlay, peak_location
+from edge_app.model import calibrated_probabilities
 from edge_app.preprocess import PreprocessConfig
 from train.data import load_arrays
 from train.layout import read_sidecar
-from train.metrics import sigmoid
 from train.models import BACKBONES, backbone_names, build_explainer
 from train.runfiles import RunFiles
 
@@ -118,7 +118,7 @@ def explain_run(run: Path, split: str = "test", samples: int = 12, seed: int = 0
     data = load_arrays(rows, config, split)
     model = keras.models.load_model(files.model)
     cams = gradcam(model, data.images)
-    probabilities = sigmoid(cams.logits / metrics["temperature"])
+    probabilities = calibrated_probabilities(cams.logits, metrics["temperature"])
     out = files.path / "gradcam"
     out.mkdir(exist_ok=True)
     circles: dict[str, list[tuple[float, float]]] = {"radius": [], "body_radius": []}  # (distance, radius) pairs

@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import minimize_scalar
-from scipy.special import expit
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import (
     accuracy_score,
@@ -26,11 +25,6 @@ from sklearn.metrics import (
 )
 
 FloatArray = NDArray[np.float64]
-
-
-def sigmoid(logits: NDArray[Any]) -> FloatArray:
-    """Stable for any logit (scipy's expit): a sharp model at a small temperature overflows the naive form."""
-    return np.asarray(expit(np.asarray(logits, np.float64)), np.float64)
 
 
 def fit_temperature(logits: NDArray[Any], labels: NDArray[Any]) -> float:
