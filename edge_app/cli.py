@@ -1,6 +1,6 @@
 """``mammo-edge``: run the watched-folder daemon, classify files now, check the configuration, show status.
 
-Exit codes: 0 success, 1 some scans were rejected (``once``), 2 configuration or model bundle refused.
+Exit codes: 0 success, 1 some scans were rejected (``once``), 2 refused (configuration, model bundle or input).
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from edge_app.config import Config, resolve_config
-from edge_app.errors import InputImageError, MammoEdgeError
+from edge_app.decode import DEFAULT_MAX_PIXELS, SCAN_SUFFIXES
+from edge_app.errors import EXIT_OK, EXIT_SOME_REJECTED, MammoEdgeError, run_main
 from edge_app.model import EdgeModel
+from edge_app.service.analyse import ModelAnalyser
+from edge_app.service.journal import Journal
 
-log = logging.getLogger("mammo-edge")
-SCAN_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".ppm", ".dcm", ".dicom")
+log = logging.getLogger(__name__)
 
 
 def setup_logging(level: str) -> None:
@@ -35,7 +37,7 @@ def setup_logging(level: str) -> None:
         handler.setFormatter(_Journald("%(message)s"))
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    root = logging.getLogger("mammo-edge")
+    root = logging.getLogger("edge_app")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
 
@@ -84,26 +86,31 @@ def build_parser() -> argparse.ArgumentParser:
     once.add_argument("--variant", default="int8")
     once.add_argument("--runtime", default="auto")
     once.add_argument("--threads", type=int, default=2)
+    once.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger images unread")
     return parser
 
 
-def _load_model(config: Config) -> EdgeModel:
+def _load_analyser(config: Config) -> ModelAnalyser:
     model = config.model
-    return EdgeModel.load(model.bundle, model.variant, model.runtime, model.threads, model.heatmaps)
+    loaded = EdgeModel.load(model.bundle, model.variant, model.runtime, model.threads, model.heatmaps)
+    return ModelAnalyser(loaded, config.ingest.max_pixels)
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from edge_app.daemon import Daemon, install_signal_handlers, outcome_table
+    from edge_app.service.daemon import Daemon, install_signal_handlers, journal_path, outcome_table
 
     stopping = threading.Event()
     install_signal_handlers(stopping)
     config = resolve_config(args.config, _overrides(args))
     setup_logging(config.log.level)
-    daemon = Daemon(config, _load_model(config), args.exit_when_idle, stopping)
-    code = daemon.run()
-    if args.exit_when_idle and daemon.outcomes:
-        print(outcome_table(daemon.outcomes, config.paths.results))
-    return code
+    summary = Daemon(config, _load_analyser(config), args.exit_when_idle, stopping).run()
+    if args.exit_when_idle and summary.counts:
+        journal = Journal(journal_path(config))
+        try:
+            print(outcome_table(journal.since(summary.started), config.paths.results))
+        finally:
+            journal.close()
+    return EXIT_OK
 
 
 def check_config_command(args: argparse.Namespace) -> int:
@@ -117,33 +124,32 @@ def check_config_command(args: argparse.Namespace) -> int:
         f"# model bundle OK: {manifest.name} {manifest.version} ({manifest.architecture}, "
         f"variants {', '.join(manifest.variants)})"
     )
-    return 0
+    return EXIT_OK
 
 
 def status_command(args: argparse.Namespace) -> int:
-    from edge_app.journal import Journal
     from edge_app.manifest import load_manifest
+    from edge_app.service.daemon import journal_path
 
     config = resolve_config(args.config, _overrides(args))
-    journal_path = config.paths.state / "journal.sqlite3"
-    if not journal_path.exists():
-        print(f"no scans yet (no journal at {journal_path})")
+    path = journal_path(config)
+    if not path.exists():
+        print(f"no scans yet (no journal at {path})")
     else:
-        journal = Journal(journal_path)
-        counts = journal.counts()
-        last = journal.last()
-        journal.close()
+        journal = Journal(path)
+        try:
+            counts, last = journal.counts(), journal.last_finished()
+        finally:
+            journal.close()
         print("counts: " + ", ".join(f"{key} {value}" for key, value in sorted(counts.items())))
         if last:
-            print(
-                f"last: {last.input_name} -> {last.status} {last.label or ''} "
-                f"{'' if last.probability is None else f'p={last.probability:.3f}'}".rstrip()
-            )
+            detail = f"{last.label} p={last.probability:.3f}" if last.probability is not None else ""
+            print(f"last: {last.input_name} -> {last.state.value} {detail}".rstrip())
     waiting = [p for p in config.paths.inbox.glob("*") if p.is_file()] if config.paths.inbox.is_dir() else []
     print(f"inbox: {len(waiting)} file(s) waiting")
     manifest = load_manifest(config.model.bundle, verify_files=False)
     print(f"model: {manifest.name} {manifest.version} ({manifest.architecture}, threshold {manifest.threshold:.3f})")
-    return 0
+    return EXIT_OK
 
 
 def _expand(inputs: Sequence[Path]) -> list[Path]:
@@ -157,43 +163,50 @@ def _expand(inputs: Sequence[Path]) -> list[Path]:
 
 
 def once_command(args: argparse.Namespace) -> int:
+    """Classify files now, through the same analyser and writer as the daemon (no journal, nothing moved)."""
     from edge_app.fsutil import unique_stem
-    from edge_app.results import analyse, result_document, write_result
+    from edge_app.service.lifecycle import Failure, ScanState, advance, received
+    from edge_app.service.pipeline import RESULT_SUFFIXES
+    from edge_app.service.writer import ResultWriter
 
     model = EdgeModel.load(args.model, args.variant, args.runtime, args.threads)
-    args.results.mkdir(parents=True, exist_ok=True)
+    analyser = ModelAnalyser(model, args.max_pixels)
+    writer = ResultWriter(args.results, analyser.identity)
     rows: list[tuple[str, str, str, str]] = []
     failed, taken = 0, set[str]()
     for path in _expand(args.inputs):
+        record = advance(received(path.name), ScanState.CLAIMED)
         try:
-            analysis = analyse(path.read_bytes(), model)
-        except (InputImageError, OSError) as exc:
+            analysis = analyser.analyse(path.read_bytes())
+        except (MammoEdgeError, OSError) as exc:
+            failure = Failure(getattr(exc, "stage", "ingest"), type(exc).__name__, str(exc))
+            writer.write_rejection(advance(record, ScanState.REJECTED, failure=failure))
             rows.append((path.name, "REJECTED", "", str(exc)))
             failed += 1
             continue
-        stem = unique_stem(args.results, path.stem, (".json", ".gradcam.png"), taken)
+        stem = unique_stem(args.results, path.stem or "scan", RESULT_SUFFIXES, taken.__contains__)
         taken.add(stem)
-        heatmap = f"{stem}.gradcam.png" if analysis.overlay_png is not None else None
-        document = result_document(stem, path.name, analysis, model, heatmap, None)
-        write_result(args.results, stem, document, analysis.overlay_png)
-        prediction = analysis.prediction
-        rows.append(
-            (
-                path.name,
-                prediction.label,
-                f"{prediction.probability:.4f}",
-                str(args.results / heatmap) if heatmap else "",
-            )
+        record = advance(
+            record,
+            ScanState.ANALYSED,
+            sha256=analysis.sha256,
+            result_stem=stem,
+            label=analysis.label,
+            probability=analysis.probability,
         )
+        writer.write_result(record, analysis)
+        overlay = str(args.results / str(record.overlay_file)) if analysis.overlay_png is not None else ""
+        rows.append((path.name, analysis.label, f"{analysis.probability:.4f}", overlay))
     width = max([len(row[0]) for row in rows] + [5])
     print(f"{'input':<{width}}  {'label':<9} {'p(malig)':>8}  overlay / reason")
     for name, label, probability, detail in rows:
         print(f"{name:<{width}}  {label:<9} {probability:>8}  {detail}")
+    identity = analyser.identity
     print(
-        f"model {model.manifest.name} {model.manifest.version} ({model.variant}, {model.runtime.label}); "
-        f"threshold {model.manifest.threshold:.3f}. Research use only: not for clinical use."
+        f"model {identity.name} {identity.version} ({identity.variant}, {identity.runtime}); "
+        f"threshold {identity.threshold:.3f}. Research use only: not for clinical use."
     )
-    return 1 if failed else 0
+    return EXIT_SOME_REJECTED if failed else EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -204,11 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "status": status_command,
         "once": once_command,
     }
-    try:
-        return commands[args.command](args)
-    except MammoEdgeError as exc:
-        print(f"mammo-edge {args.command}: {exc}", file=sys.stderr)
-        return 2
+    return run_main(f"mammo-edge {args.command}", lambda: commands[args.command](args))
 
 
 if __name__ == "__main__":

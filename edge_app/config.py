@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from edge_app.decode import DEFAULT_MAX_PIXELS
 from edge_app.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -52,6 +53,12 @@ class IngestSection:
     polling: bool = False
     queue_limit: int = 1000
     min_free_mb: int = 200
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+@dataclass(frozen=True)
+class JournalSection:
+    retention_days: float = 365.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,7 @@ class Config:
     model: ModelSection = ModelSection()
     paths: PathsSection = PathsSection()
     ingest: IngestSection = IngestSection()
+    journal: JournalSection = JournalSection()
     log: LogSection = LogSection()
 
     def to_toml(self) -> str:
@@ -86,7 +94,7 @@ class Config:
         return "\n".join(lines)
 
 
-_SECTIONS = {section.name: section.type for section in fields(Config)}
+_SECTIONS: dict[str, Any] = {section.name: type(section.default) for section in fields(Config)}
 
 
 def _convert(section: str, key: str, raw: Any, kind: Any) -> Any:
@@ -114,17 +122,13 @@ def _convert(section: str, key: str, raw: Any, kind: Any) -> Any:
         raise ConfigError(f"{where} must be {name}, got {raw!r}") from None
 
 
-def _section_class(section: str) -> Any:
-    return {"model": ModelSection, "paths": PathsSection, "ingest": IngestSection, "log": LogSection}[section]
-
-
 def _apply(config: Config, values: Mapping[str, Mapping[str, Any]], origin: str) -> Config:
     for section, items in values.items():
         if section not in _SECTIONS:
             raise ConfigError(f"{origin}: unknown section [{section}] (known: {', '.join(_SECTIONS)})")
         if not isinstance(items, Mapping):
             raise ConfigError(f"{origin}: [{section}] must be a table")
-        cls = _section_class(section)
+        cls = _SECTIONS[section]
         known = {item.name: item.type for item in fields(cls)}
         updates = {}
         for key, raw in items.items():
@@ -157,6 +161,10 @@ def _validate(config: Config) -> Config:
         raise ConfigError("[ingest] settle_seconds must be >= 0 and rescan_seconds > 0")
     if config.ingest.queue_limit < 1:
         raise ConfigError(f"[ingest] queue_limit must be >= 1, got {config.ingest.queue_limit}")
+    if config.ingest.max_pixels < 1:
+        raise ConfigError(f"[ingest] max_pixels must be >= 1, got {config.ingest.max_pixels}")
+    if config.journal.retention_days <= 0:
+        raise ConfigError(f"[journal] retention_days must be > 0, got {config.journal.retention_days}")
     folders = {name: getattr(config.paths, name).resolve() for name in ("inbox", "results", "archive", "quarantine")}
     for name, path in folders.items():
         for other, other_path in folders.items():

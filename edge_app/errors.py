@@ -6,6 +6,9 @@ product's interface: a technician reads them.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 
 class MammoEdgeError(Exception):
     """Base of every error mammo-edge raises on purpose."""
@@ -55,7 +58,52 @@ class ModelRefusedError(BundleError):
         self.reason = reason
 
 
+class LifecycleError(MammoEdgeError):
+    """A scan was asked to make a move its state does not allow (a bug, never an input problem)."""
+
+    stage = "lifecycle"
+
+
+class DataError(MammoEdgeError, ValueError):
+    """A dataset, split, run folder, setting or argument given to a tool is invalid; the message says which."""
+
+    stage = "data"
+
+
+class MissingInputError(MammoEdgeError, FileNotFoundError):
+    """A file or folder a tool was pointed at is not there (or is not what it should be)."""
+
+    stage = "data"
+
+
+class MeasurementError(MammoEdgeError, RuntimeError):
+    """A benchmark could not measure what it was asked to (a child process failed, a daemon did not answer)."""
+
+    stage = "benchmark"
+
+
+class MissingExtraError(MammoEdgeError):
+    """A tool was run where the optional dependencies it needs (an extra of the package) are not installed."""
+
+    stage = "setup"
+
+
 class RuntimeUnavailableError(MammoEdgeError):
     """No TFLite runtime that can run the model is installed."""
 
     stage = "runtime"
+
+
+EXIT_OK = 0
+EXIT_SOME_REJECTED = 1
+EXIT_REFUSED = 2
+
+
+def run_main(prog: str, command: Callable[[], int]) -> int:
+    """Every console tool's `main` ends here: a MammoEdgeError is one line on stderr and exit code 2 (refused);
+    anything else is a bug and keeps its traceback."""
+    try:
+        return command()
+    except MammoEdgeError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_REFUSED

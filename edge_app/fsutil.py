@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 TEMP_SUFFIX = ".tmp"
@@ -70,10 +71,11 @@ def move_durably(source: Path, target: Path) -> None:
     fsync_dir(source.parent)
 
 
-def unique_stem(folder: Path, stem: str, suffixes: tuple[str, ...], taken: set[str]) -> str:
-    """`stem`, else `stem (2)`, `stem (3)`...: the first for which no `stem + suffix` exists and none is `taken`."""
+def unique_stem(folder: Path, stem: str, suffixes: tuple[str, ...], is_taken: Callable[[str], bool]) -> str:
+    """`stem`, else `stem (2)`, `stem (3)`...: the first for which no `stem + suffix` exists in `folder` (a link
+    counts) and `is_taken` (reservations not yet on disk) says no."""
     candidate, counter = stem, 1
-    while candidate in taken or any((folder / f"{candidate}{suffix}").exists() for suffix in suffixes):
+    while is_taken(candidate) or any(os.path.lexists(folder / f"{candidate}{suffix}") for suffix in suffixes):
         counter += 1
         candidate = f"{stem} ({counter})"
     return candidate
@@ -82,7 +84,7 @@ def unique_stem(folder: Path, stem: str, suffixes: tuple[str, ...], taken: set[s
 def remove_temporaries(folder: Path) -> int:
     """Delete our leftover temporary files (a crash mid-write); returns how many."""
     removed = 0
-    for path in folder.glob(f".*{TEMP_SUFFIX}"):
+    for path in folder.rglob(f".*{TEMP_SUFFIX}"):
         path.unlink(missing_ok=True)
         removed += 1
     return removed

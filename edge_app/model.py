@@ -9,7 +9,7 @@ dequantised the same way, so a uint8 model, an int8 model and a float model are 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,27 @@ def calibrated_probabilities(logits: ArrayLike, temperature: float) -> NDArray[n
 def calibrated_probability(logit: float, temperature: float) -> float:
     """One scan's calibrated probability."""
     return float(calibrated_probabilities(logit, temperature))
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What every result is stamped with: which model, which file, which runtime, and its operating point."""
+
+    name: str
+    version: str
+    architecture: str
+    variant: str
+    file: str
+    sha256: str
+    runtime: str
+    threshold: float
+    target_sensitivity: float
+
+    def stamp(self) -> dict[str, str]:
+        """The result's ``model`` object (the operating point is written beside it, as the schema says)."""
+        values = asdict(self)
+        del values["threshold"], values["target_sensitivity"]
+        return values
 
 
 @dataclass(frozen=True)
@@ -133,17 +154,19 @@ class EdgeModel:
         return cls(bundle, load_manifest(bundle), variant, runtime, threads, heatmaps)
 
     @property
-    def identity(self) -> dict[str, str]:
+    def identity(self) -> ModelIdentity:
         """What every result is stamped with."""
-        return {
-            "name": self.manifest.name,
-            "version": self.manifest.version,
-            "architecture": self.manifest.architecture,
-            "variant": self.variant,
-            "file": self.classifier_name,
-            "sha256": self.classifier_entry.sha256,
-            "runtime": self.runtime.label,
-        }
+        return ModelIdentity(
+            name=self.manifest.name,
+            version=self.manifest.version,
+            architecture=self.manifest.architecture,
+            variant=self.variant,
+            file=self.classifier_name,
+            sha256=self.classifier_entry.sha256,
+            runtime=self.runtime.label,
+            threshold=self.manifest.threshold,
+            target_sensitivity=self.manifest.target_sensitivity,
+        )
 
     def predict(self, pixels: NDArray[np.uint8], heatmap: bool = True) -> Prediction:
         """Classify one preprocessed image ``(size, size, 1)`` uint8; the heatmap if asked and the bundle has one."""

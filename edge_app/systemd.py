@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 
-log = logging.getLogger("mammo-edge")
+log = logging.getLogger(__name__)
 
 
 def notify(message: str) -> bool:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from train.synth import SynthSpec, generate
+from mammo_train.synth import SynthSpec, generate
 
 REPO = Path(__file__).resolve().parents[1]
 MIAS_DIR = Path(os.environ.get("MAMMO_SHARED", REPO.parent / "shared")) / "data" / "mini-mias"
@@ -91,11 +91,11 @@ def _train_fixture(root: Path, shuffle_labels: bool) -> Path:
     pytest.importorskip("tensorflow", reason="training needs the train extra (TensorFlow)")
     from dataclasses import replace as dc_replace
 
-    from train.evaluate import evaluate_run
-    from train.layout import scan_dataset
-    from train.runfiles import RunSettings
-    from train.splits import make_split, write_splits
-    from train.trainer import train_run
+    from mammo_train.evaluate import evaluate_run
+    from mammo_train.layout import scan_dataset
+    from mammo_train.runfiles import RunSettings
+    from mammo_train.splits import make_split, write_splits
+    from mammo_train.trainer import train_run
 
     s = LEARNING_SETTINGS
     generate(root / "data", SynthSpec(per_class=s["per_class"], size=s["size"], seed=0, copies=s["copies"]))
@@ -144,7 +144,7 @@ def edge_python(variable: str) -> str:
 @pytest.fixture(scope="session")
 def bundle(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The trained run converted (int8 + float32) and gated; verified in the tflite-runtime venv when present."""
-    from convert.cli import main as convert_main
+    from mammo_convert.cli import main as convert_main
 
     out = tmp_path_factory.mktemp("bundle") / "bundle"
     extra = (

@@ -1,9 +1,12 @@
 """The import rules that keep the layers apart, read from the source (every import, including ones inside functions).
 
-- `edge_app` (the device) never imports `train`, `convert` or `benchmarks`;
-- `train` never imports `convert`, the device's daemon or its folder watcher, and its data pipeline uses the one
-  preprocessing implementation in `edge_app`;
-- `convert` never imports the daemon or the watcher; `benchmarks` (device side) never imports `convert`.
+- `edge_app` (the device) never imports the tools (`mammo_train`, `mammo_convert`, `mammo_bench`) or TensorFlow;
+  inside it, the pixel and model modules never import the service (`edge_app.service`) or the CLI;
+- `mammo_train` never imports `mammo_convert` or the device service, and its data pipeline uses the one
+  preprocessing implementation in `edge_app`; `mammo_convert` never imports the device service;
+- `mammo_bench` never imports `mammo_convert`, imports nothing from `edge_app.cli` and no private `edge_app` name,
+  and on the device path (everything but the Keras bench) nothing from `mammo_train`;
+- no package claims a generic top-level name (`train`, `convert`, `benchmarks`).
 """
 
 from __future__ import annotations
@@ -12,15 +15,24 @@ import ast
 from pathlib import Path
 
 import pytest
+import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
-DEVICE_RUNTIME = ("edge_app.daemon", "edge_app.watcher", "edge_app.processor", "edge_app.journal")
+FOLDERS = {
+    "edge_app": REPO / "edge_app",
+    "mammo_train": REPO / "train" / "mammo_train",
+    "mammo_convert": REPO / "convert" / "mammo_convert",
+    "mammo_bench": REPO / "benchmarks" / "mammo_bench",
+}
+TOOLS = ("mammo_train", "mammo_convert", "mammo_bench", "train", "convert", "benchmarks")
+DEVICE_SERVICE = ("edge_app.service", "edge_app.cli")
+PIXEL_AND_MODEL = ("decode", "preprocess", "gradcam", "model", "manifest", "runtime", "samples", "probe")
 
 
-def imported_modules(package: str, root: Path = REPO) -> dict[str, set[str]]:
-    """Module file -> every module it imports (absolute names; the project uses no relative imports)."""
+def imports(folder: Path, root: Path) -> dict[str, set[str]]:
+    """Module file -> every module it imports, and `module:name` for each name taken with `from module import`."""
     found: dict[str, set[str]] = {}
-    for path in sorted((root / package).rglob("*.py")):
+    for path in sorted(folder.rglob("*.py")):
         names: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
             if isinstance(node, ast.Import):
@@ -28,43 +40,76 @@ def imported_modules(package: str, root: Path = REPO) -> dict[str, set[str]]:
             elif isinstance(node, ast.ImportFrom):
                 assert node.level == 0, f"{path}: relative import"
                 names.add(node.module or "")
+                names.update(f"{node.module}:{alias.name}" for alias in node.names)
         found[path.relative_to(root).as_posix()] = names
-    assert found, f"no modules under {package}"
+    assert found, f"no modules under {folder}"
     return found
 
 
-def _offenders(package: str, forbidden: tuple[str, ...], root: Path = REPO) -> list[str]:
+def offenders(folder: Path, forbidden: tuple[str, ...], root: Path = REPO) -> list[str]:
     return [
         f"{file} imports {name}"
-        for file, names in imported_modules(package, root).items()
+        for file, names in imports(folder, root).items()
         for name in sorted(names)
-        if any(name == prefix or name.startswith(prefix + ".") for prefix in forbidden)
+        if ":" not in name and any(name == prefix or name.startswith(prefix + ".") for prefix in forbidden)
     ]
 
 
 @pytest.mark.parametrize(
     ("package", "forbidden"),
     [
-        ("edge_app", ("train", "convert", "benchmarks", "tensorflow", "keras")),
-        ("train", ("convert", *DEVICE_RUNTIME)),
-        ("convert", DEVICE_RUNTIME),
-        ("benchmarks", ("convert",)),
+        ("edge_app", (*TOOLS, "tensorflow", "keras")),
+        ("mammo_train", ("mammo_convert", "mammo_bench", *DEVICE_SERVICE)),
+        ("mammo_convert", ("mammo_bench", *DEVICE_SERVICE)),
+        ("mammo_bench", ("mammo_convert", "edge_app.cli")),
     ],
 )
 def test_layers_import_only_downwards(package: str, forbidden: tuple[str, ...]) -> None:
-    assert _offenders(package, forbidden) == []
+    assert offenders(FOLDERS[package], forbidden) == []
+
+
+@pytest.mark.parametrize("module", PIXEL_AND_MODEL)
+def test_pixels_and_model_know_nothing_of_the_service(module: str) -> None:
+    names = imports(REPO / "edge_app", REPO)[f"edge_app/{module}.py"]
+    assert not [name for name in names if name.startswith(DEVICE_SERVICE)]
+
+
+def test_device_benchmarks_need_no_training_code_and_no_private_names() -> None:
+    found = imports(FOLDERS["mammo_bench"], REPO)
+    device_path = {file: names for file, names in found.items() if not file.endswith("keras_bench.py")}
+    assert not [f"{f} imports {n}" for f, names in device_path.items() for n in names if n.startswith("mammo_train")]
+    private = [
+        f"{file} imports {name}"
+        for file, names in found.items()
+        for name in names
+        if name.startswith("edge_app") and ":" in name and name.split(":")[1].startswith("_")
+    ]
+    assert private == []
 
 
 def test_training_data_goes_through_the_device_preprocessing() -> None:
-    assert "edge_app.preprocess" in imported_modules("train")["train/data.py"]
+    assert "edge_app.preprocess" in imports(FOLDERS["mammo_train"], REPO)["train/mammo_train/data.py"]
 
 
-def test_the_rule_sees_imports_inside_functions(tmp_path: Path) -> None:
+def test_no_generic_top_level_names_are_installed() -> None:
+    """What `pip install` puts on sys.path: the packages setuptools finds with the project's own settings."""
+    from setuptools import find_packages
+
+    settings = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    top = {
+        name.split(".")[0]
+        for where in settings["where"]
+        for name in find_packages(str(REPO / where), include=settings["include"])
+    }
+    assert top == {"edge_app", "mammo_train", "mammo_convert", "mammo_bench"}
+
+
+def test_the_rule_finds_deferred_and_plain_imports(tmp_path: Path) -> None:
     """The check is not vacuous: a deferred import in a function body, and a plain one, are both found."""
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "late.py").write_text("import os\n\ndef late() -> None:\n    from convert.cli import main\n")
     (tmp_path / "pkg" / "plain.py").write_text("import convert\n")
-    assert _offenders("pkg", ("convert",), tmp_path) == [
+    assert offenders(tmp_path / "pkg", ("convert",), tmp_path) == [
         "pkg/late.py imports convert.cli",
         "pkg/plain.py imports convert",
     ]

@@ -13,14 +13,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmarks.autotune import thread_candidates
-from benchmarks.child import run_json_child
-from benchmarks.cli import main as bench_main
-from benchmarks.compare import compare_results, exit_code
-from benchmarks.machine import clock_ghz, cpu_flags, macs_per_cycle
-from benchmarks.stats import summarise
 from edge_app.config import resolve_config
 from edge_app.manifest import load_manifest
+from mammo_bench.autotune import thread_candidates
+from mammo_bench.child import run_json_child
+from mammo_bench.cli import main as bench_main
+from mammo_bench.compare import compare_results, exit_code
+from mammo_bench.machine import clock_ghz, cpu_flags, macs_per_cycle
+from mammo_bench.stats import summarise
 
 INTERFACE_KEYS = ("model", "variant", "threads", "p50_ms", "mean_ms", "p90_ms", "p99_ms", "init_ms", "peak_rss_mb")
 
@@ -53,7 +53,7 @@ def test_child_result_and_failures(tmp_path: Path) -> None:
         match=r"^memory probe of missing.tflite failed: .*ModelRefusedError: .* cannot run missing.tflite: ",
     ):
         run_json_child(
-            "benchmarks.memory", [str(tmp_path / "missing.tflite"), "1", "auto"], "memory probe of missing.tflite"
+            "mammo_bench.memory", [str(tmp_path / "missing.tflite"), "1", "auto"], "memory probe of missing.tflite"
         )
 
 
@@ -107,8 +107,8 @@ def test_count_macs_of_a_small_model(tmp_path: Path) -> None:
     tf = pytest.importorskip("tensorflow", reason="builds a small TFLite model")
     import keras
 
-    from benchmarks.macs import count_macs
     from edge_app.runtime import load_runtime, make_interpreter
+    from mammo_bench.macs import count_macs
 
     inputs = keras.Input((8, 8, 2))
     mapped = keras.layers.Conv2D(4, 3, padding="same")(inputs)  # 8*8*4 outputs x 3*3*2 = 4608

@@ -57,7 +57,7 @@ def test_gate_report_follows_the_interface(bundle: Path) -> None:
 
 
 def _test_files(bundle: Path, count: int = 12) -> list[str]:
-    from train.splits import read_splits
+    from mammo_train.splits import read_splits
 
     run = Path(load_manifest(bundle).training["run"])
     return [str(row.path) for row in read_splits(run / "splits.csv") if row.split == "test"][:count]
@@ -67,7 +67,7 @@ def _keras_probabilities(bundle: Path, files: list[str]) -> np.ndarray:
     import keras
 
     from edge_app.preprocess import preprocess
-    from train.evaluate import predict_logits
+    from mammo_train.evaluate import predict_logits
 
     manifest = load_manifest(bundle)
     model = keras.models.load_model(Path(manifest.training["run"]) / "model.keras")
@@ -168,7 +168,7 @@ def test_probe_records_each_runtimes_own_reason(tmp_path: Path) -> None:
 
 
 def test_a_failing_gate_writes_no_bundle(trained_run: Path, tmp_path: Path) -> None:
-    from convert.cli import main as convert_main
+    from mammo_convert.cli import main as convert_main
 
     out = tmp_path / "bundle"
     code = convert_main(
@@ -181,7 +181,7 @@ def test_a_failing_gate_writes_no_bundle(trained_run: Path, tmp_path: Path) -> N
 
 
 def test_each_file_describes_itself_in_tflite_metadata(bundle: Path) -> None:
-    from convert.export import read_metadata
+    from mammo_convert.export import read_metadata
 
     for name, entry in load_manifest(bundle).files.items():
         about = read_metadata((bundle / name).read_bytes())

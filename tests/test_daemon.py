@@ -26,7 +26,7 @@ RUNTIMES = [("MAMMO_TEST_EDGE_PYTHON", "ai_edge_litert"), ("MAMMO_TEST_TFLITE_PY
 
 def _scans(bundle: Path, count: int) -> list[Path]:
     from edge_app.manifest import load_manifest
-    from train.splits import read_splits
+    from mammo_train.splits import read_splits
 
     run = Path(load_manifest(bundle).training["run"])
     rows = read_splits(run / "splits.csv")
@@ -43,7 +43,7 @@ class DaemonProcess:
         paths = "\n".join(f'{name} = "{path}"' for name, path in self.folders.items())
         self.config.write_text(
             f'[model]\nbundle = "{bundle}"\nruntime = "{runtime}"\nthreads = 1\n\n[paths]\n{paths}\n\n'
-            f"[ingest]\nsettle_seconds = {settle}\nrescan_seconds = 1.0\n"
+            f"[ingest]\nsettle_seconds = {settle}\nrescan_seconds = 1.0\nrecursive = true\n"
         )
         self.process: subprocess.Popen[str] | None = None
         self.logs: list[str] = []
@@ -108,7 +108,7 @@ def test_drops_slow_writes_and_bad_files(
 ) -> None:
     from jsonschema import validate
 
-    from edge_app.results import result_schema
+    from edge_app.service.writer import result_schema
 
     daemon = daemon_factory(variable, runtime)
     scans = _scans(bundle, 3)
@@ -143,7 +143,7 @@ def test_drops_slow_writes_and_bad_files(
     assert error["exception"] == "UnsupportedFormatError" and error["stage"] == "decode"
     assert (daemon.folders["quarantine"] / "notes.txt").read_text() == "not a scan"  # kept, never deleted
     audit = [json.loads(line) for line in (daemon.folders["results"] / "results.jsonl").read_text().splitlines()]
-    assert sorted(entry["status"] for entry in audit) == ["classified"] * 3 + ["quarantined"]
+    assert sorted(entry["status"] for entry in audit) == ["classified"] * 3 + ["rejected"]
     assert len((daemon.folders["results"] / "results.csv").read_text().splitlines()) == 5
     assert not any(daemon.folders["inbox"].iterdir())
 
@@ -249,6 +249,49 @@ def test_sigkill_at_random_moments_loses_nothing(daemon_factory: Callable[..., D
     audit = (daemon.folders["results"] / "results.jsonl").read_text().splitlines()
     assert len(audit) == 100 and len({json.loads(line)["id"] for line in audit}) == 100
     assert kills >= 20
+
+
+def test_names_with_double_underscores_round_trip_and_once_writes_what_run_writes(
+    daemon_factory: Callable[..., DaemonProcess], bundle: Path, tmp_path: Path
+) -> None:
+    """`scan__left.png` (flat and nested) is reported, archived and logged under exactly that name, and `once` on
+    the same file writes the same result JSON as the daemon, apart from the id, the time and measured durations."""
+    daemon = daemon_factory("MAMMO_TEST_EDGE_PYTHON", "ai_edge_litert")
+    scan = _scans(bundle, 1)[0]
+    daemon.start()
+    inbox = daemon.folders["inbox"]
+    (inbox / "nested").mkdir()
+    shutil.copy(scan, inbox / "nested" / "scan__left.png")
+    shutil.copy(scan, inbox / "scan__left.png")
+    daemon.wait_for(lambda: daemon.entries() == 2)
+    assert daemon.stop() == 0
+    assert sorted(r["input"] for r in daemon.results()) == ["nested/scan__left.png", "scan__left.png"]
+    assert (daemon.folders["archive"] / "scan__left.png").is_file()
+    assert (daemon.folders["archive"] / "nested" / "scan__left.png").is_file()
+    audit = [json.loads(line) for line in (daemon.folders["results"] / "results.jsonl").read_text().splitlines()]
+    assert sorted(entry["input"] for entry in audit) == ["nested/scan__left.png", "scan__left.png"]
+
+    (tmp_path / "once-in").mkdir()
+    shutil.copy(scan, tmp_path / "once-in" / "scan__left.png")
+    python = edge_python("MAMMO_TEST_EDGE_PYTHON")
+    command = [python, "-m", "edge_app.cli", "once", "--model", str(bundle), "--runtime", "ai_edge_litert"]
+    command += ["--threads", "1", "--results", str(tmp_path / "once-out"), str(tmp_path / "once-in")]
+    completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+    assert completed.returncode == 0, completed.stderr
+
+    def comparable(path: Path) -> dict:
+        document = json.loads(path.read_text())
+        for varying in ("id", "created", "timings_ms"):
+            assert varying in document
+            del document[varying]
+        return document
+
+    from_run = comparable(daemon.folders["results"] / "scan__left.json")
+    from_once = comparable(tmp_path / "once-out" / "scan__left.json")
+    assert from_run == from_once
+    assert (daemon.folders["results"] / "scan__left.gradcam.png").read_bytes() == (
+        tmp_path / "once-out" / "scan__left.gradcam.png"
+    ).read_bytes()
 
 
 def test_once_gives_the_same_answer_for_png_tiff_and_dicom(

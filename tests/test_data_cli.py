@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from train.data_cli import main
-from train.splits import crossing_groups, read_splits
+from mammo_train.data_cli import main
+from mammo_train.splits import crossing_groups, read_splits
 
 
 def test_synth_audit_split(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from train.layout import class_label, ddsm_patient, find_sources, original_name, scan_dataset, source_name
+from mammo_train.layout import class_label, ddsm_patient, find_sources, original_name, scan_dataset, source_name
 
 
 @pytest.mark.parametrize(

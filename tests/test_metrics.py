@@ -11,15 +11,15 @@ import pytest
 pytest.importorskip("sklearn", reason="metrics need the train extra")
 
 from edge_app.model import calibrated_probabilities
-from train.metrics import (
+from mammo_train.metrics import (
     binary_metrics,
     bootstrap_auc_interval,
     expected_calibration_error,
     fit_temperature,
     threshold_for_sensitivity,
 )
-from train.runfiles import select_sources
-from train.splits import SplitRow
+from mammo_train.runfiles import select_sources
+from mammo_train.splits import SplitRow
 
 
 def test_temperature_undoes_overconfidence() -> None:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from edge_app.decode import decode_file
-from train.layout import scan_dataset
-from train.mias import import_mias, parse_info
+from mammo_train.layout import scan_dataset
+from mammo_train.mias import import_mias, parse_info
 
 
 @pytest.fixture(scope="module")

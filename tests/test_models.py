@@ -9,7 +9,7 @@ import pytest
 
 keras = pytest.importorskip("keras", reason="models need the train extra")
 
-from train.models import BACKBONES, build_explainer, build_model, set_backbones_trainable  # noqa: E402
+from mammo_train.models import BACKBONES, build_explainer, build_model, set_backbones_trainable  # noqa: E402
 
 
 @pytest.mark.parametrize("arch", ["densenet121", "resnet50"])

@@ -13,16 +13,16 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 EDGE_MODULES = [
     "edge_app.cli",
-    "edge_app.daemon",
+    "edge_app.service.daemon",
     "edge_app.model",
     "edge_app.probe",
-    "benchmarks.cli",
-    "benchmarks.latency",
-    "benchmarks.pipeline",
-    "benchmarks.daemon_bench",
-    "benchmarks.autotune",
-    "benchmarks.memory",
-    "benchmarks.scans",
+    "mammo_bench.cli",
+    "mammo_bench.latency",
+    "mammo_bench.pipeline",
+    "mammo_bench.daemon_bench",
+    "mammo_bench.autotune",
+    "mammo_bench.memory",
+    "mammo_bench.scans",
 ]
 PROBE = (
     "import importlib, sys\n"
@@ -49,3 +49,31 @@ def test_edge_app_imports_in_an_environment_without_tensorflow() -> None:
     missing = subprocess.run([python, "-c", "import tensorflow"], capture_output=True, check=False)
     assert missing.returncode != 0, "the edge venv must not have TensorFlow installed"
     assert _probe(python) == "HEAVY:"
+
+
+def test_every_console_script_helps_and_training_tools_refuse_plainly_without_tensorflow(tmp_path: Path) -> None:
+    """The edge venv has every console script (one package); each answers --help, and the ones that need
+    TensorFlow end with exit 2 and the extra to install, never a traceback."""
+    import tomllib
+
+    python = os.environ.get("MAMMO_TEST_EDGE_PYTHON")
+    if not python:
+        pytest.skip("MAMMO_TEST_EDGE_PYTHON (the edge-only venv made by `make test`) is not set")
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    bin_dir = Path(python).parent
+    for script in scripts:
+        helped = subprocess.run([bin_dir / script, "--help"], cwd=tmp_path, capture_output=True, text=True, check=False)
+        assert helped.returncode == 0 and "usage:" in helped.stdout, (script, helped.stderr[-500:])
+    for command in (
+        ["mammo-train", "--data", "d", "--out", "o"],
+        ["mammo-eval", "run"],
+        ["mammo-convert", "run", "--out", "b"],
+    ):
+        refused = subprocess.run(
+            [bin_dir / command[0], *command[1:]], cwd=tmp_path, capture_output=True, text=True, check=False
+        )
+        assert refused.returncode == 2, (command, refused.stderr[-500:])
+        assert refused.stderr.strip() == (
+            f"{command[0]}: this tool needs the train extra (tensorflow, keras not installed): "
+            "pip install 'mammo-edge[train]'"
+        )

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from train.layout import ImageRecord, scan_dataset
-from train.splits import (
+from mammo_train.layout import ImageRecord, scan_dataset
+from mammo_train.splits import (
     assign_folds,
     assign_groups,
     crossing_groups,
@@ -117,3 +118,28 @@ def test_fold_splits_test_every_group_exactly_once(synth_root: Path) -> None:
         assert {row.split for row in rows} == {"train", "val", "test"}
         tested.update({row.group for row in rows if row.split == "test"})
     assert set(tested) == {record.group("patient") for record in records} and set(tested.values()) == {1}
+
+
+def test_run_metrics_say_which_evaluation_is_missing(tmp_path: Path) -> None:
+    """`mammo-convert` reads test scores through `RunMetrics`: a run evaluated only on val is a clear error naming
+    the command to run, not a KeyError."""
+    import json
+
+    from edge_app.errors import DataError, MissingInputError
+    from mammo_train.runfiles import RunMetrics
+
+    with pytest.raises(MissingInputError, match="evaluate the run first"):
+        RunMetrics.read(tmp_path / "metrics.json")
+    scores = {"overall": {"roc_auc": 0.9}, "per_source": {}}
+    (tmp_path / "metrics.json").write_text(
+        json.dumps(
+            {"val": scores, "validation": scores, "threshold": 0.4, "target_sensitivity": 0.9, "temperature": 1.5}
+        )
+    )
+    metrics = RunMetrics.read(tmp_path / "metrics.json")
+    assert (metrics.temperature, metrics.threshold) == (1.5, 0.4) and metrics.split_scores("val") == scores
+    with pytest.raises(DataError, match=r"no 'test' evaluation \(has: val\); run `mammo-eval RUN_DIR --split test`"):
+        metrics.split_scores("test")
+    (tmp_path / "metrics.json").write_text(json.dumps({"test": scores}))
+    with pytest.raises(DataError, match="not a mammo-eval metrics file"):
+        RunMetrics.read(tmp_path / "metrics.json")

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from edge_app.decode import decode_file
-from train.layout import scan_dataset
-from train.synth import SynthSpec, generate, mass_geometry, render_mass
+from mammo_train.layout import scan_dataset
+from mammo_train.synth import SynthSpec, generate, mass_geometry, render_mass
 
 
 def _sidecar(root: Path, source: str = "SYNTH") -> list[dict[str, str]]:

@@ -10,8 +10,8 @@ import pytest
 
 pytest.importorskip("tensorflow", reason="training needs the train extra (TensorFlow)")
 
-from train.cli import eval_main
-from train.explain import explain_run
+from mammo_train.cli import eval_main
+from mammo_train.explain import explain_run
 
 pytestmark = pytest.mark.slow
 

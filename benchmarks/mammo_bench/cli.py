@@ -1,0 +1,281 @@
+"""``mammo-bench``: latency, pipeline, daemon, keras, compare, autotune (see ``benchmarks/README.md``).
+
+Exit codes: 0 done, 1 a regression (``compare``), 2 bad input or nothing comparable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from edge_app.errors import DataError, run_main
+from edge_app.manifest import VARIANTS, load_manifest
+from edge_app.runtime import installed_runtimes, load_runtime
+from mammo_bench.machine import machine_info, peak_rss_mb
+from mammo_bench.report import document, latency_table, write_outputs
+
+
+def _ints(text: str) -> list[int]:
+    values = [int(part) for part in text.split(",") if part.strip()]
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected a comma list of positive integers, got {text!r}")
+    return values
+
+
+def _names(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [name for name in names if name not in VARIANTS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    return names
+
+
+def _timing_arguments(parser: argparse.ArgumentParser, runs: int) -> None:
+    parser.add_argument("--threads", type=_ints, default=[1, 2], help="comma list (default 1,2)")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=runs)
+    parser.add_argument("--max-seconds", type=float, default=300.0, help="stop the timed rounds after this long")
+    parser.add_argument("--out", type=Path, help="write FILE.json (+ .csv and .png for latency rows)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mammo-bench", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    latency = commands.add_parser("latency", help="every model file at each thread count, interleaved")
+    latency.add_argument("bundle", type=Path)
+    latency.add_argument("--variants", type=_names, default=list(VARIANTS))
+    latency.add_argument("--runtime", default="auto")
+    latency.add_argument("--keras", type=Path, metavar="RUN_DIR", help="add the Keras float rows (train extra)")
+    latency.add_argument("--no-memory", action="store_true", help="skip the per-model peak-RSS child processes")
+    _timing_arguments(latency, 50)
+
+    keras_command = commands.add_parser("keras", help="the Keras float model (workstation, train extra)")
+    keras_command.add_argument("run", type=Path)
+    _timing_arguments(keras_command, 50)
+
+    pipeline = commands.add_parser("pipeline", help="per-scan stages; probability vs probability+heatmap")
+    pipeline.add_argument("bundle", type=Path)
+    pipeline.add_argument("--images", type=Path, help="a folder of scans (default: 8 synthetic 227 px crops)")
+    pipeline.add_argument("--variant", default="int8", choices=VARIANTS)
+    pipeline.add_argument("--runtime", default="auto")
+    pipeline.add_argument("--threads", type=int, default=2)
+    pipeline.add_argument("--rounds", type=int, default=5, help="passes through the images")
+    pipeline.add_argument("--out", type=Path)
+
+    daemon = commands.add_parser("daemon", help="the real daemon: files/s, drop-to-result latency, RSS, start-up")
+    daemon.add_argument("bundle", type=Path)
+    daemon.add_argument("--files", type=int, default=50)
+    daemon.add_argument("--images", type=Path, help="a folder of scans (default: synthetic 227 px crops)")
+    daemon.add_argument("--variant", default="int8", choices=VARIANTS)
+    daemon.add_argument("--threads", type=int, default=2)
+    daemon.add_argument("--settle-seconds", type=float, default=0.2)
+    daemon.add_argument("--interval", type=float, default=0.0, help="seconds between drops (0: one burst)")
+    daemon.add_argument("--out", type=Path)
+
+    everything = commands.add_parser("all", help="latency (+ Keras), pipeline and daemon in one run; summary.md")
+    everything.add_argument("bundle", type=Path)
+    everything.add_argument("--out", type=Path, required=True, help="folder for the results and summary.md")
+    everything.add_argument("--keras", type=Path, metavar="RUN_DIR", help="add the Keras float rows (train extra)")
+    everything.add_argument("--variants", type=_names, default=list(VARIANTS))
+    everything.add_argument("--threads", type=_ints, default=[1, 2])
+    everything.add_argument("--runs", type=int, default=30)
+    everything.add_argument("--warmup", type=int, default=3)
+    everything.add_argument("--files", type=int, default=30, help="scans for the daemon run")
+    everything.add_argument("--images", type=Path, help="a folder of scans (default: synthetic 227 px crops)")
+
+    compare = commands.add_parser("compare", help="exit 1 if RESULT is slower than REFERENCE beyond --tolerance")
+    compare.add_argument("result", type=Path)
+    compare.add_argument("reference", type=Path)
+    compare.add_argument("--tolerance", type=float, default=0.3, help="allowed p50 slow-down (0.3 = 30%%)")
+
+    autotune = commands.add_parser("autotune", help="measure every variant/runtime/threads here; keep the fastest")
+    autotune.add_argument("bundle", type=Path)
+    autotune.add_argument("--threads", type=_ints, default=None, help="default 1, 2, 4... up to the cores")
+    autotune.add_argument("--warmup", type=int, default=3)
+    autotune.add_argument("--runs", type=int, default=20)
+    autotune.add_argument("--write-config", type=Path, help="the daemon's config.toml to update")
+    autotune.add_argument("--out", type=Path)
+    return parser
+
+
+def _finish(content: dict[str, Any], out: Path | None) -> None:
+    if out is not None:
+        for path in write_outputs(out, content):
+            print(f"written {path}")
+
+
+def _scans(images: Path | None, folder: Path, count: int) -> list[Path]:
+    from mammo_bench.scans import scan_files, synthetic_scans
+
+    return scan_files(images) if images is not None else synthetic_scans(folder, count)
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
+
+
+def run_latency(args: argparse.Namespace) -> int:
+    from mammo_bench.keras_bench import keras_rows
+    from mammo_bench.latency import bundle_cases, measure_latency
+
+    manifest = load_manifest(args.bundle)
+    runtime = load_runtime(args.runtime)
+    cases = bundle_cases(manifest, args.variants, args.threads)
+    rows = measure_latency(
+        args.bundle, manifest, runtime, cases, args.warmup, args.runs, args.max_seconds, not args.no_memory
+    )
+    if args.keras is not None:
+        rows = keras_rows(args.keras, args.threads, args.warmup, args.runs, args.max_seconds) + rows
+    print(latency_table(rows))
+    content = document(
+        "latency", machine_info(runtime.label), _settings(args), results=rows, process_peak_rss_mb=peak_rss_mb()
+    )
+    _finish(content, args.out)
+    return 0
+
+
+def run_keras(args: argparse.Namespace) -> int:
+    from mammo_bench.keras_bench import keras_rows
+
+    rows = keras_rows(args.run, args.threads, args.warmup, args.runs, args.max_seconds)
+    print(latency_table(rows))
+    _finish(document("keras", machine_info(), _settings(args), results=rows), args.out)
+    return 0
+
+
+def run_pipeline(args: argparse.Namespace) -> int:
+    from edge_app.model import EdgeModel
+    from mammo_bench.pipeline import measure_pipeline
+
+    model = EdgeModel.load(args.bundle, args.variant, args.runtime, args.threads)
+    with tempfile.TemporaryDirectory(prefix="mammo-bench-scans-") as folder:
+        figures = measure_pipeline(model, _scans(args.images, Path(folder), 8), args.rounds)
+    for stage, stats in figures["stages"].items():
+        print(f"{stage.removesuffix('_ms'):<12} p50 {stats['p50_ms']:9.2f} ms  mean {stats['mean_ms']:9.2f} ms")
+    print(
+        f"probability only p50 {figures['probability_only']['p50_ms']:.2f} ms; with heatmap "
+        f"{figures['probability_heatmap']['p50_ms']:.2f} ms; ratio {figures['heatmap_cost_ratio']:.3f}"
+    )
+    _finish(document("pipeline", machine_info(model.runtime.label), _settings(args), pipeline=figures), args.out)
+    return 0
+
+
+def run_daemon(args: argparse.Namespace) -> int:
+    from mammo_bench.daemon_bench import measure_daemon
+
+    load_manifest(args.bundle)  # refuse a bad bundle here, with its reason, before starting a daemon
+    with tempfile.TemporaryDirectory(prefix="mammo-bench-scans-") as folder:
+        scans = _scans(args.images, Path(folder), min(args.files, 16))
+        figures = measure_daemon(
+            args.bundle, scans, args.files, args.variant, args.threads, args.settle_seconds, args.interval
+        )
+    print(json.dumps(figures, indent=2))
+    _finish(document("daemon", machine_info(), _settings(args), daemon=figures), args.out)
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from mammo_bench.compare import compare_results, comparison_table, exit_code
+
+    try:
+        result, reference = (json.loads(Path(path).read_text()) for path in (args.result, args.reference))
+        comparisons = compare_results(result, reference)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(str(exc)) from exc
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DataError(f"not a mammo-bench latency file ({type(exc).__name__}: {exc})") from exc
+    if not comparisons:
+        raise DataError(
+            "no row of the result matches the reference (model, architecture, input size, variant, threads, runtime)"
+        )
+    print(comparison_table(comparisons, args.tolerance))
+    return exit_code(comparisons, args.tolerance)
+
+
+def run_autotune(args: argparse.Namespace) -> int:
+    from mammo_bench.autotune import fastest, measure_choices, thread_candidates, write_choice
+
+    manifest = load_manifest(args.bundle)
+    runtimes = installed_runtimes()
+    rows = measure_choices(
+        args.bundle, manifest.variants, runtimes, args.threads or thread_candidates(), args.warmup, args.runs
+    )
+    for row in rows:
+        outcome = f"p50 {row['p50_ms']:.2f} ms" if "p50_ms" in row else f"refused: {row['refused']}"
+        print(f"{row['runtime']:<15} {row['variant']:<8} threads {row['threads']:<3} {outcome}")
+    best = fastest(rows)
+    print(f"fastest: {best['variant']} on {best['runtime']} with {best['threads']} threads ({best['p50_ms']:.2f} ms)")
+    if args.write_config is not None:
+        backup = write_choice(args.write_config, args.bundle, best)
+        print(f"written {args.write_config}" + (f" (previous kept as {backup})" if backup else ""))
+    _finish(document("autotune", machine_info(), _settings(args), choices=rows, fastest=best), args.out)
+    return 0
+
+
+def run_all(args: argparse.Namespace) -> int:
+    """The acceptance run: every variant and Keras side by side, the per-scan path and the daemon, one summary."""
+    from mammo_bench.summary import summary_markdown
+
+    out: Path = args.out
+    common = ["--threads", ",".join(map(str, args.threads)), "--runs", str(args.runs), "--warmup", str(args.warmup)]
+    latency = ["latency", str(args.bundle), "--variants", ",".join(args.variants), *common]
+    latency += ["--out", str(out / "latency.json")] + (["--keras", str(args.keras)] if args.keras else [])
+    images = ["--images", str(args.images)] if args.images else []
+    steps = [
+        latency,
+        [
+            "pipeline",
+            str(args.bundle),
+            "--threads",
+            str(max(args.threads)),
+            *images,
+            "--out",
+            str(out / "pipeline.json"),
+        ],
+        [
+            "daemon",
+            str(args.bundle),
+            "--threads",
+            str(max(args.threads)),
+            "--files",
+            str(args.files),
+            *images,
+            "--out",
+            str(out / "daemon.json"),
+        ],
+    ]
+    for step in steps:
+        print(f"== mammo-bench {' '.join(step)}")
+        code = COMMANDS[step[0]](build_parser().parse_args(step))
+        if code:
+            return code
+    loaded = [json.loads((out / f"{name}.json").read_text()) for name in ("latency", "pipeline", "daemon")]
+    summary = summary_markdown(loaded[0], loaded[1]["pipeline"], loaded[2]["daemon"])
+    (out / "summary.md").write_text(summary)
+    print(summary)
+    return 0
+
+
+COMMANDS = {
+    "latency": run_latency,
+    "keras": run_keras,
+    "pipeline": run_pipeline,
+    "daemon": run_daemon,
+    "all": run_all,
+    "compare": run_compare,
+    "autotune": run_autotune,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_main(f"mammo-bench {args.command}", lambda: COMMANDS[args.command](args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""``mammo-bench daemon``: the real daemon on temporary folders, fed N scans, timed from the outside.
+
+Start-up is process start to ``READY=1``, received on a notify socket exactly as systemd would. Scans are written
+as hidden ``.part`` files and renamed into the inbox (what a well-behaved sender does); drop-to-result latency is a
+result JSON's modification time minus its rename time, so it includes the daemon's settle time (reported) and, in a
+burst (``interval`` 0), the queue. Peak RSS is the daemon's ``VmHWM`` read from ``/proc`` before it is stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from edge_app.errors import MeasurementError
+from mammo_bench.machine import vm_hwm_mb
+from mammo_bench.progress import progress
+from mammo_bench.stats import summarise
+
+
+def _drain(notifications: socket.socket, stop: threading.Event) -> None:
+    """Keep reading the notify socket after READY, as systemd does (the daemon's STATUS lines)."""
+    while not stop.is_set():
+        try:
+            notifications.recv(4096)
+        except (TimeoutError, OSError):
+            continue
+
+
+def _stop(daemon: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, as systemd stops it; a daemon that does not stop within 60 s is killed and reported."""
+    daemon.send_signal(signal.SIGTERM)
+    try:
+        daemon.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        daemon.wait()
+        raise MeasurementError("the daemon did not stop within 60 s of SIGTERM (killed)") from None
+
+
+def _wait_ready(notifications: socket.socket, daemon: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if daemon.poll() is not None:
+            raise MeasurementError(f"the daemon exited with code {daemon.returncode} before READY")
+        try:
+            if b"READY=1" in notifications.recv(4096):
+                return
+        except TimeoutError:
+            continue
+    raise MeasurementError(f"the daemon sent no READY=1 within {timeout:.0f} s")
+
+
+def measure_daemon(
+    bundle: Path,
+    scans: list[Path],
+    files: int,
+    variant: str,
+    threads: int,
+    settle_seconds: float = 0.2,
+    interval: float = 0.0,
+    timeout: float = 600.0,
+) -> dict[str, Any]:
+    """Run `mammo-edge run` on `files` drops (cycling through `scans`) and return its figures."""
+    with tempfile.TemporaryDirectory(prefix="mammo-bench-daemon-") as temporary:
+        root = Path(temporary)
+        folders = {name: root / name for name in ("inbox", "results", "archive", "quarantine", "state")}
+        for folder in folders.values():
+            folder.mkdir()
+        notify_path = root / "notify.sock"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notifications:
+            notifications.bind(str(notify_path))
+            notifications.settimeout(0.2)
+            command = [sys.executable, "-m", "edge_app.cli", "run", "--config", str(root / "none.toml")]
+            (root / "none.toml").write_text("")  # an empty file: defaults, never the machine's /etc config
+            command += ["--bundle", str(bundle), "--variant", variant, "--threads", str(threads)]
+            command += ["--settle-seconds", str(settle_seconds)]
+            for name, folder in folders.items():
+                command += [f"--{name}", str(folder)]
+            environment = {key: value for key, value in os.environ.items() if not key.startswith("MAMMO_EDGE_")}
+            environment["NOTIFY_SOCKET"] = str(notify_path)
+            log = root / "daemon.log"
+            started = time.monotonic()
+            with log.open("wb") as stderr:
+                daemon = subprocess.Popen(command, env=environment, stderr=stderr)
+            draining = threading.Event()
+            try:
+                _wait_ready(notifications, daemon, timeout)
+                ready_s = time.monotonic() - started
+                threading.Thread(target=_drain, args=(notifications, draining), daemon=True).start()
+                dropped = _drop(scans, files, folders["inbox"], interval)
+                latencies = _collect(folders["results"], dropped, daemon, timeout)
+                peak = vm_hwm_mb(daemon.pid)
+                _stop(daemon)
+            except RuntimeError as exc:
+                if daemon.poll() is None:
+                    daemon.kill()
+                    daemon.wait()
+                last = log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no log)"]
+                raise MeasurementError(f"{exc}; daemon log: {last[0]}") from exc
+            finally:
+                draining.set()
+        inside = [_invoke_ms(path) for path in folders["results"].glob("*.json")]
+    first_drop = min(dropped.values())
+    last_result = max(first_drop + latency / 1000 for latency in latencies)
+    return {
+        "files": files,
+        "variant": variant,
+        "threads": threads,
+        "settle_seconds": settle_seconds,
+        "interval_seconds": interval,
+        "startup_to_ready_s": round(ready_s, 3),
+        "files_per_s": round(files / (last_result - first_drop), 3),
+        "wall_ms_per_file": round((last_result - first_drop) * 1000 / files, 2),
+        "drop_to_result": summarise(latencies).to_dict(),
+        "invoke_in_daemon": summarise(inside).to_dict(),
+        "peak_rss_mb": peak,
+        "exit_code": daemon.returncode,
+    }
+
+
+def _drop(scans: list[Path], files: int, inbox: Path, interval: float) -> dict[str, float]:
+    """Copy, then rename into the inbox; returns result stem -> rename time (epoch seconds)."""
+    dropped = {}
+    for index in progress(range(files), files, "drops"):
+        source = scans[index % len(scans)]
+        name = f"drop{index:05d}{source.suffix.lower()}"
+        hidden = inbox / f".{name}.part"
+        shutil.copyfile(source, hidden)
+        os.replace(hidden, inbox / name)
+        dropped[Path(name).stem] = time.time()
+        if interval:
+            time.sleep(interval)
+    return dropped
+
+
+def _collect(results: Path, dropped: dict[str, float], daemon: subprocess.Popen[bytes], timeout: float) -> list[float]:
+    """Wait for every result; drop-to-result milliseconds per file."""
+    deadline = time.monotonic() + timeout
+    latencies: dict[str, float] = {}
+    while len(latencies) < len(dropped):
+        if daemon.poll() is not None:
+            raise MeasurementError(f"the daemon exited with code {daemon.returncode} while scans were waiting")
+        if time.monotonic() > deadline:
+            raise MeasurementError(f"only {len(latencies)} of {len(dropped)} results within {timeout:.0f} s")
+        for path in results.glob("drop*.json"):
+            if path.stem not in latencies and path.stem in dropped:
+                latencies[path.stem] = (path.stat().st_mtime - dropped[path.stem]) * 1000
+        time.sleep(0.02)
+    return list(latencies.values())
+
+
+def _invoke_ms(result: Path) -> float:
+    return float(json.loads(result.read_text())["timings_ms"]["invoke_ms"])

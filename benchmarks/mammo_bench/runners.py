@@ -1,0 +1,66 @@
+"""Timed interpreters: what one benchmark row measures (init, first invoke, steady-state invokes)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_app.model import set_input, set_inputs
+from edge_app.runtime import Runtime, make_interpreter
+from mammo_bench.macs import count_macs
+
+SEED = 0
+
+
+def feed_random(interpreter: Any) -> None:
+    """Fixed pseudo-random inputs: image-like 0-255 for the classifier, non-negative maps for the Grad-CAM head.
+
+    Latency of these graphs does not depend on values (no data-dependent control flow), only on shapes and dtypes.
+    """
+    rng = np.random.default_rng(SEED)
+    details = interpreter.get_input_details()
+    if len(details) == 1 and int(details[0]["shape"][-1]) == 1:
+        set_input(interpreter, rng.integers(0, 256, details[0]["shape"]).astype(np.float32))
+        return
+    set_inputs(interpreter, {i: rng.random(d["shape"], np.float32) for i, d in enumerate(details)})
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row of the latency table: a bundle file at a thread count."""
+
+    model: str
+    role: str
+    variant: str
+    threads: int
+
+
+@dataclass
+class TimedInterpreter:
+    case: Case
+    interpreter: Any
+    init_ms: float
+    first_ms: float
+    macs: int
+
+    def invoke(self) -> float:
+        """One invoke; its wall time in milliseconds."""
+        started = time.perf_counter()
+        self.interpreter.invoke()
+        return (time.perf_counter() - started) * 1000
+
+
+def start(case: Case, bundle: Path, runtime: Runtime) -> TimedInterpreter:
+    """Build the interpreter (timed: load + allocate), feed it, and time its first invoke."""
+    started = time.perf_counter()
+    interpreter = make_interpreter(runtime, bundle / case.model, case.threads)
+    init_ms = (time.perf_counter() - started) * 1000
+    feed_random(interpreter)
+    started = time.perf_counter()
+    interpreter.invoke()
+    first_ms = (time.perf_counter() - started) * 1000
+    return TimedInterpreter(case, interpreter, init_ms, first_ms, count_macs(interpreter))

@@ -1,0 +1,56 @@
+"""``mammo-convert RUN_DIR --out BUNDLE``: quantise, export, verify, and only then write the bundle.
+
+The bundle is assembled in a staging folder beside BUNDLE and moved into place only when every variant passed the
+fidelity gate (or ``--force``, which marks the manifest). A rejected conversion leaves only
+``BUNDLE.rejected-report.json`` behind, so a device can never pick up an unverified model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from edge_app.errors import run_main
+from edge_app.manifest import VARIANTS
+from mammo_train.extra import require_train_extra
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mammo-convert", description=__doc__)
+    parser.add_argument("run", type=Path, help="training run directory (mammo-train --out)")
+    parser.add_argument("--out", type=Path, required=True, help="bundle folder to write")
+    parser.add_argument("--variants", default="int8", help=f"comma list of {', '.join(VARIANTS)} (int8 always made)")
+    parser.add_argument("--calibration", type=int, default=300, help="representative images for int8")
+    parser.add_argument("--max-auc-drop", type=float, default=None, help="default: the gate's own (convert/gate.py)")
+    parser.add_argument("--min-agreement", type=float, default=None, help="default: the gate's own")
+    parser.add_argument("--min-heatmap-pearson", type=float, default=None, help="default: the gate's own")
+    parser.add_argument("--force", action="store_true", help="write the bundle even if the gate fails (marked)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model-name", default="mammo-edge")
+    parser.add_argument("--model-version", default=None, help="default: the creation time")
+    parser.add_argument(
+        "--check-python",
+        action="append",
+        default=[],
+        metavar="PYTHON",
+        help="another Python (e.g. a tflite-runtime venv) to verify the files with; repeatable",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def convert() -> int:
+        require_train_extra()
+        from mammo_convert.build import convert_run
+
+        return convert_run(args)
+
+    return run_main("mammo-convert", convert)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

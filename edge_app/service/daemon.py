@@ -1,0 +1,197 @@
+"""``mammo-edge run``: the watched-folder service, composed from the intake and the scan pipeline.
+
+One scan at a time, in arrival order. Memory stays flat over months: the process keeps counters, never a list of
+scans; the journal is the history, pruned to ``[journal] retention_days``. SIGTERM and SIGINT let the current scan
+finish, then the observer is stopped and joined and `run` returns 0. Under systemd: ``READY=1`` once the backlog is
+recovered, ``WATCHDOG=1`` from this loop at half of ``WATCHDOG_USEC``, ``STATUS=`` with counts, ``STOPPING=1``.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from edge_app.config import Config
+from edge_app.fsutil import free_megabytes
+from edge_app.service.analyse import Analyser
+from edge_app.service.claim import Claimer
+from edge_app.service.intake import InboxTracker, start_observer
+from edge_app.service.journal import Journal
+from edge_app.service.lifecycle import ScanRecord, ScanState
+from edge_app.service.pipeline import ScanPipeline
+from edge_app.service.settle import Settler
+from edge_app.service.writer import ResultWriter
+from edge_app.systemd import notify, watchdog_interval
+
+log = logging.getLogger(__name__)
+TICK_SECONDS = 0.2
+PRUNE_EVERY_SECONDS = 3600.0
+
+
+def journal_path(config: Config) -> Path:
+    return config.paths.state / "journal.sqlite3"
+
+
+def build_pipeline(config: Config, journal: Journal, analyser: Analyser) -> ScanPipeline:
+    """The scan pipeline over the configured folders (the one place that wires the stages together)."""
+    paths = config.paths
+    paths.inbox.mkdir(parents=True, exist_ok=True)
+    return ScanPipeline(
+        journal,
+        Claimer(paths.inbox, paths.state / "processing", journal),
+        analyser,
+        ResultWriter(paths.results, analyser.identity, rejections=paths.quarantine),
+        Settler(paths.archive, paths.quarantine, journal.settled_name_taken),
+    )
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    started: float  # wall clock, as records' `received`
+    counts: dict[str, int]
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        analyser: Analyser,
+        exit_when_idle: bool = False,
+        stopping: threading.Event | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.analyser = analyser
+        self.journal = Journal(journal_path(config))
+        self.pipeline = build_pipeline(config, self.journal, analyser)
+        ingest = config.ingest
+        self.tracker = InboxTracker(
+            config.paths.inbox, ingest.settle_seconds, ingest.recursive, ingest.queue_limit, clock
+        )
+        self.stopping = stopping or threading.Event()
+        self.exit_when_idle = exit_when_idle
+        self.clock = clock
+        self.counts: Counter[str] = Counter()
+        self._paused_for_disk = False
+
+    def run(self) -> RunSummary:
+        started = time.time()
+        pruned = self.journal.prune(self.config.journal.retention_days)
+        if pruned:
+            log.info("pruned %d journal record(s) older than %s days", pruned, self.config.journal.retention_days)
+        recovered = self.pipeline.recover()
+        if recovered:
+            log.info("recovered %d scan(s) interrupted by an earlier stop", recovered)
+        observer = start_observer(self.tracker, self.config.ingest.polling)
+        try:
+            self.tracker.rescan()
+            notify("READY=1")
+            identity = self.analyser.identity
+            log.info(
+                "ready: model %s %s (%s, %s); watching %s",
+                identity.name,
+                identity.version,
+                identity.variant,
+                identity.runtime,
+                self.config.paths.inbox,
+            )
+            self._loop()
+        finally:
+            notify("STOPPING=1")
+            observer.stop()
+            observer.join()
+            self.journal.close()
+        log.info("stopped: %s this run", _counts_text(self.counts) or "nothing processed")
+        return RunSummary(started, dict(self.counts))
+
+    def _loop(self) -> None:
+        ping_every = watchdog_interval()
+        last_ping = last_rescan = last_prune = self.clock()
+        while not self.stopping.is_set():
+            now = self.clock()
+            if ping_every is not None and now - last_ping >= ping_every:
+                notify("WATCHDOG=1")
+                last_ping = now
+            if now - last_rescan >= self.config.ingest.rescan_seconds:
+                self.tracker.rescan()
+                last_rescan = now
+            if now - last_prune >= PRUNE_EVERY_SECONDS:
+                self.journal.prune(self.config.journal.retention_days)
+                last_prune = now
+            if self._disk_low():
+                self.stopping.wait(1.0)
+                continue
+            ready = self.tracker.ready()
+            for path in ready:
+                if self.stopping.is_set() or self._disk_low():
+                    break
+                self.tracker.forget(path)
+                record = self.pipeline.take(path)
+                self.counts[record.state.value] += 1
+                notify(f"STATUS={_counts_text(self.counts)}, {self.tracker.pending} waiting")
+                if ping_every is not None:
+                    notify("WATCHDOG=1")
+                    last_ping = self.clock()
+            if not ready:
+                if self.exit_when_idle and self.tracker.pending == 0 and not any(self.config.paths.inbox.iterdir()):
+                    log.info("inbox empty: exiting (--exit-when-idle)")
+                    break
+                self.stopping.wait(TICK_SECONDS)
+
+    def _disk_low(self) -> bool:
+        minimum = self.config.ingest.min_free_mb
+        free = min(free_megabytes(self.config.paths.results), free_megabytes(self.config.paths.state))
+        low = free < minimum
+        if low != self._paused_for_disk:
+            self._paused_for_disk = low
+            if low:
+                log.error("only %.0f MB free (minimum %d MB): not taking new scans until space is freed", free, minimum)
+                notify(f"STATUS=paused: only {free:.0f} MB free, minimum {minimum} MB")
+            else:
+                log.info("disk space is back (%.0f MB free): resuming", free)
+        return low
+
+
+def _counts_text(counts: Counter[str]) -> str:
+    return ", ".join(f"{counts[state.value]} {state.value}" for state in ScanState if counts[state.value])
+
+
+def outcome_table(records: Iterable[ScanRecord], results: Path) -> str:
+    """A plain-text table of finished scans: the result and overlay paths, or the reason of a rejection."""
+    rows = [
+        (
+            record.input_name,
+            record.label or record.state.value,
+            "" if record.probability is None else f"{record.probability:.4f}",
+            record.failure.reason
+            if record.failure
+            else f"{results / str(record.result_file)}  {results / str(record.overlay_file)}",
+        )
+        for record in records
+        if record.state.final
+    ]
+    width = max([len(row[0]) for row in rows] + [5])
+    lines = [f"{'input':<{width}}  {'outcome':<11} {'p(malig)':>8}  result / overlay / reason"]
+    lines += [
+        f"{name:<{width}}  {outcome:<11} {probability:>8}  {detail}" for name, outcome, probability, detail in rows
+    ]
+    return "\n".join(lines)
+
+
+def install_signal_handlers(stopping: threading.Event) -> None:
+    """SIGTERM/SIGINT set `stopping`: the scan in progress finishes, then the loop ends (installed before the
+    model loads, so a stop during start-up is clean too)."""
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: finishing the current scan, then stopping", signum)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)

@@ -1,0 +1,129 @@
+"""Finding complete scans in the inbox: watchdog events, a scan at start-up and a periodic rescan.
+
+Events only say *where to look*; a file is ready once its size and modification time have not changed for
+``settle_seconds`` (a copy over a slow network share or a scanner writing in chunks is never taken half-written).
+Temporary names (``.*``, ``*.part``, ``*.tmp``, ``*.partial``...) are ignored until renamed. The clock is
+injected, so the settle rule is tested with a fake one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.polling import PollingObserver
+
+TEMPORARY_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload", ".download")
+
+
+def is_temporary_name(name: str) -> bool:
+    """Names a copy in progress uses: hidden files and the usual partial-download suffixes."""
+    lowered = name.lower()
+    return name.startswith(".") or lowered.endswith(TEMPORARY_SUFFIXES)
+
+
+@dataclass
+class _Seen:
+    size: int
+    mtime_ns: int
+    since: float
+
+
+class InboxTracker:
+    """Candidate paths and their stability; thread-safe (watchdog calls `note` from its own thread)."""
+
+    def __init__(
+        self,
+        inbox: Path,
+        settle_seconds: float,
+        recursive: bool,
+        limit: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.inbox = inbox
+        self.settle = settle_seconds
+        self.recursive = recursive
+        self.limit = limit
+        self.clock = clock
+        self._seen: dict[Path, _Seen | None] = {}
+        self._lock = threading.Lock()
+
+    def note(self, path: Path) -> None:
+        if not self._wanted(path):
+            return
+        with self._lock:
+            if path not in self._seen and len(self._seen) < self.limit:
+                self._seen[path] = None
+
+    def rescan(self) -> None:
+        """Look at every entry of the inbox (missed events, network shares, the backlog at start-up)."""
+        pattern = "**/*" if self.recursive else "*"
+        for path in sorted(self.inbox.glob(pattern)):
+            if path.is_symlink() or path.is_file():
+                self.note(path)
+
+    def ready(self) -> list[Path]:
+        """Candidates whose size and mtime held still for the settle time (symbolic links at once), oldest first."""
+        now = self.clock()
+        found = []
+        with self._lock:
+            for path, seen in list(self._seen.items()):
+                try:
+                    if path.is_symlink():
+                        found.append(path)
+                        continue
+                    status = path.stat()
+                except FileNotFoundError:
+                    del self._seen[path]
+                    continue
+                current = (status.st_size, status.st_mtime_ns)
+                if seen is None or (seen.size, seen.mtime_ns) != current:
+                    self._seen[path] = _Seen(current[0], current[1], now)
+                elif now - seen.since >= self.settle:
+                    found.append(path)
+        return found
+
+    def forget(self, path: Path) -> None:
+        with self._lock:
+            self._seen.pop(path, None)
+
+    @property
+    def pending(self) -> int:
+        return len(self._seen)
+
+    def _wanted(self, path: Path) -> bool:
+        try:
+            relative = path.relative_to(self.inbox)
+        except ValueError:
+            return False
+        parts = relative.parts
+        if not parts or (len(parts) > 1 and not self.recursive):
+            return False
+        return not any(is_temporary_name(part) for part in parts)
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, tracker: InboxTracker) -> None:
+        self.tracker = tracker
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory:
+            return
+        for attribute in ("dest_path", "src_path"):
+            value = getattr(event, attribute, "")
+            if value:
+                self.tracker.note(Path(value if isinstance(value, str) else value.decode()))
+
+
+def start_observer(tracker: InboxTracker, polling: bool) -> Any:
+    """A started watchdog observer feeding `tracker`; the caller stops and joins it."""
+    observer = PollingObserver(timeout=1.0) if polling else Observer()
+    observer.schedule(_Handler(tracker), str(tracker.inbox), recursive=tracker.recursive)
+    observer.start()
+    return observer

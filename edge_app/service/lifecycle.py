@@ -1,0 +1,112 @@
+"""A scan's whole story: its states, the legal moves between them, and the one typed record that carries it.
+
+Where the input file is in each state (the record says so; no fact is ever read back from a file name):
+
+``RECEIVED``   the record exists, the file is still in the inbox under ``input_name``
+``CLAIMED``    the file was renamed to ``processing/<scan_id>``; from here on the daemon owns it
+``ANALYSED``   classified; the result stem and the settled name are reserved; the file is still in processing
+``REJECTED``   refused with a stage, kind and reason; the settled name is reserved; the file is still in processing
+``WRITTEN``    the result (or the rejection) files and the audit line are durable
+``ARCHIVED``   the file is in ``archive/<settled_name>``                         (final)
+``QUARANTINED`` the file is in ``quarantine/<settled_name>``                     (final)
+``VANISHED``   the file left the inbox before it could be claimed (someone else took it) (final)
+
+Every move goes through `advance`, which refuses an illegal one, so a bug can never skip a durable step.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, replace
+from enum import Enum
+from typing import Any
+
+from edge_app.errors import LifecycleError
+
+
+class ScanState(str, Enum):
+    RECEIVED = "received"
+    CLAIMED = "claimed"
+    ANALYSED = "analysed"
+    REJECTED = "rejected"
+    WRITTEN = "written"
+    ARCHIVED = "archived"
+    QUARANTINED = "quarantined"
+    VANISHED = "vanished"
+
+    @property
+    def final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset({ScanState.ARCHIVED, ScanState.QUARANTINED, ScanState.VANISHED})
+
+LEGAL_MOVES: dict[ScanState, frozenset[ScanState]] = {
+    ScanState.RECEIVED: frozenset({ScanState.CLAIMED, ScanState.VANISHED}),
+    ScanState.CLAIMED: frozenset({ScanState.ANALYSED, ScanState.REJECTED}),
+    # ANALYSED -> REJECTED: after a crash the scan is analysed again, and the model may refuse it this time.
+    ScanState.ANALYSED: frozenset({ScanState.WRITTEN, ScanState.REJECTED}),
+    ScanState.REJECTED: frozenset({ScanState.WRITTEN}),
+    ScanState.WRITTEN: frozenset({ScanState.ARCHIVED, ScanState.QUARANTINED}),
+    ScanState.ARCHIVED: frozenset(),
+    ScanState.QUARANTINED: frozenset(),
+    ScanState.VANISHED: frozenset(),
+}
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a scan was refused: the pipeline stage, the error's class name (a technician reads it) and the reason."""
+
+    stage: str
+    kind: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ScanRecord:
+    """Everything known about one scan. Written to the journal before any file it describes is moved."""
+
+    scan_id: str
+    input_name: str  # the path relative to the inbox, exactly as dropped (posix separators)
+    state: ScanState
+    received: float  # wall-clock seconds since the epoch
+    updated: float
+    sha256: str | None = None
+    result_stem: str | None = None  # results/<stem>.json (+ .gradcam.png)
+    settled_name: str | None = None  # path relative to archive/ or quarantine/
+    duplicate_of: str | None = None  # result file of the first scan with the same content
+    label: str | None = None
+    probability: float | None = None
+    failure: Failure | None = None
+
+    @property
+    def rejected(self) -> bool:
+        return self.failure is not None
+
+    @property
+    def result_file(self) -> str | None:
+        return None if self.result_stem is None else f"{self.result_stem}.json"
+
+    @property
+    def overlay_file(self) -> str | None:
+        return None if self.result_stem is None else f"{self.result_stem}.gradcam.png"
+
+
+def new_scan_id() -> str:
+    """Time-ordered and unique across restarts: nanoseconds in hex plus 24 random bits."""
+    return f"{time.time_ns():x}{secrets.token_hex(3)}"
+
+
+def received(input_name: str, now: float | None = None) -> ScanRecord:
+    """The record of a file just seen in the inbox, before it is claimed."""
+    stamp = time.time() if now is None else now
+    return ScanRecord(new_scan_id(), input_name, ScanState.RECEIVED, stamp, stamp)
+
+
+def advance(record: ScanRecord, state: ScanState, now: float | None = None, **changes: Any) -> ScanRecord:
+    """`record` moved to `state` with `changes`; LifecycleError if the move is not legal."""
+    if state not in LEGAL_MOVES[record.state]:
+        raise LifecycleError(f"scan {record.scan_id}: {record.state.value} -> {state.value} is not a legal move")
+    return replace(record, state=state, updated=time.time() if now is None else now, **changes)

@@ -1,0 +1,135 @@
+"""One scan's path, composed from the stages: claim -> analyse -> write -> settle, each ending in a journal move.
+
+`resume` drives a record from whatever state it is in to a final one; taking a new file and recovering after a
+crash are the same call, so recovery is not a second implementation of the lifecycle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+from edge_app.errors import MammoEdgeError
+from edge_app.fsutil import remove_temporaries, unique_stem
+from edge_app.service.analyse import Analyser, Analysis
+from edge_app.service.claim import Claimer
+from edge_app.service.journal import Journal
+from edge_app.service.lifecycle import Failure, ScanRecord, ScanState
+from edge_app.service.settle import Settler
+from edge_app.service.writer import ResultWriter
+
+log = logging.getLogger(__name__)
+RESULT_SUFFIXES = (".json", ".gradcam.png")
+SYMLINK_REASON = "symbolic links are never followed; copy the scan itself into the inbox"
+
+
+class ScanPipeline:
+    def __init__(
+        self, journal: Journal, claimer: Claimer, analyser: Analyser, writer: ResultWriter, settler: Settler
+    ) -> None:
+        self.journal = journal
+        self.claimer = claimer
+        self.analyser = analyser
+        self.writer = writer
+        self.settler = settler
+
+    def take(self, path: Path) -> ScanRecord:
+        """Process one inbox entry to its final state."""
+        return self.resume(self.claimer.receive(path))
+
+    def resume(self, record: ScanRecord) -> ScanRecord:
+        """Drive `record` from its state to a final one (every step is idempotent, so a repeat is harmless)."""
+        analysis: Analysis | None = None
+        while not record.state.final:
+            if record.state is ScanState.RECEIVED:
+                record = self.claimer.claim(record)
+            elif record.state is ScanState.CLAIMED:
+                record, analysis = self._analyse(record)
+            elif record.state is ScanState.ANALYSED and analysis is None:
+                record, analysis = self._analyse(record)  # a crash lost the analysis: the same bytes give it again
+            elif record.state is ScanState.ANALYSED:
+                assert analysis is not None
+                self.writer.write_result(record, analysis)
+                record = self.journal.advance(record, ScanState.WRITTEN)
+            elif record.state is ScanState.REJECTED:
+                self.writer.write_rejection(record)
+                record = self.journal.advance(record, ScanState.WRITTEN)
+            elif record.state is ScanState.WRITTEN:
+                self.settler.settle(record, self.claimer.claimed_path(record))
+                record = self.journal.advance(record, ScanState.QUARANTINED if record.rejected else ScanState.ARCHIVED)
+        return record
+
+    def recover(self) -> int:
+        """After a crash: drop half-written temporaries, finish every unfinished record, adopt orphaned claims."""
+        for folder in (self.writer.results, self.settler.archive, self.settler.quarantine):
+            removed = remove_temporaries(folder)
+            if removed:
+                log.info("removed %d unfinished temporary file(s) from %s", removed, folder)
+        unfinished = self.journal.unfinished()
+        for record in unfinished:
+            self.resume(record)
+        orphans = sorted(self.claimer.processing.iterdir())
+        for path in orphans:
+            self.resume(self.claimer.adopt(path))
+        return len(unfinished) + len(orphans)
+
+    def _analyse(self, record: ScanRecord) -> tuple[ScanRecord, Analysis | None]:
+        """CLAIMED (or ANALYSED after a crash) -> ANALYSED with names reserved, or -> REJECTED with the reason."""
+        claimed = self.claimer.claimed_path(record)
+        if claimed.is_symlink():
+            return self._reject(record, None, Failure("ingest", "SymbolicLink", SYMLINK_REASON)), None
+        try:
+            data = claimed.read_bytes()
+        except OSError as exc:
+            return self._reject(record, None, Failure("ingest", type(exc).__name__, str(exc))), None
+        try:
+            analysis = self.analyser.analyse(data)
+        except MammoEdgeError as exc:  # input and model errors alike: refused with their stage
+            sha256 = hashlib.sha256(data).hexdigest()
+            return self._reject(record, sha256, Failure(exc.stage, type(exc).__name__, str(exc))), None
+        if record.state is ScanState.ANALYSED:
+            return record, analysis
+        stem = unique_stem(
+            self.writer.results, Path(record.input_name).stem or "scan", RESULT_SUFFIXES, self.journal.result_stem_taken
+        )
+        analysed = self.journal.advance(
+            record,
+            ScanState.ANALYSED,
+            sha256=analysis.sha256,
+            result_stem=stem,
+            settled_name=self.settler.reserve(record.input_name, rejected=False),
+            duplicate_of=self.journal.first_result_for(analysis.sha256),
+            label=analysis.label,
+            probability=analysis.probability,
+        )
+        log.info(
+            "%s %s: %s p=%.3f%s",
+            record.scan_id,
+            record.input_name,
+            analysis.label,
+            analysis.probability,
+            f" (duplicate of {analysed.duplicate_of})" if analysed.duplicate_of else "",
+        )
+        return analysed, analysis
+
+    def _reject(self, record: ScanRecord, sha256: str | None, failure: Failure) -> ScanRecord:
+        log.warning(
+            "%s %s: rejected at %s (%s): %s",
+            record.scan_id,
+            record.input_name,
+            failure.stage,
+            failure.kind,
+            failure.reason,
+        )
+        return self.journal.advance(
+            record,
+            ScanState.REJECTED,
+            sha256=sha256,
+            failure=failure,
+            result_stem=None,
+            settled_name=self.settler.reserve(record.input_name, rejected=True),
+            duplicate_of=None,
+            label=None,
+            probability=None,
+        )

@@ -1,0 +1,49 @@
+"""The settle stage: the input goes to ``archive/`` (classified) or ``quarantine/`` (refused), never deleted.
+
+The input keeps its path relative to the inbox (``nested/scan__left.png`` is archived as exactly that); a name already
+used gets `` (2)``, `` (3)``... before the suffix. Names are reserved in the record before anything is moved, and the
+move is skipped if a crash happened after it, so settling twice is settling once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+
+from edge_app.fsutil import move_durably, unique_stem
+from edge_app.service.lifecycle import ScanRecord
+from edge_app.service.writer import ERROR_SUFFIX
+
+
+class Settler:
+    def __init__(self, archive: Path, quarantine: Path, is_reserved: Callable[[str], bool]) -> None:
+        self.archive = archive
+        self.quarantine = quarantine
+        self.is_reserved = is_reserved
+        for folder in (archive, quarantine):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def folder_for(self, rejected: bool) -> Path:
+        return self.quarantine if rejected else self.archive
+
+    def reserve(self, input_name: str, rejected: bool) -> str:
+        """A free name (relative path) for `input_name` in the archive, or in the quarantine beside its error file."""
+        relative = PurePosixPath(input_name)
+        folder = self.folder_for(rejected) / relative.parent
+        suffix = relative.suffix
+        companions = (suffix, suffix + ERROR_SUFFIX) if rejected else (suffix,)
+        parent = "" if str(relative.parent) == "." else f"{relative.parent}/"
+        stem = unique_stem(
+            folder, relative.stem, companions, lambda candidate: self.is_reserved(f"{parent}{candidate}{suffix}")
+        )
+        return f"{parent}{stem}{suffix}"
+
+    def settle(self, record: ScanRecord, claimed: Path) -> Path:
+        """Move the claimed input to its reserved place (unless a crash already moved it); returns where it is."""
+        assert record.settled_name is not None, "the settled name is reserved before settling"
+        target = self.folder_for(record.rejected) / record.settled_name
+        if os.path.lexists(claimed):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            move_durably(claimed, target)
+        return target

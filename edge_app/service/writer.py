@@ -1,0 +1,158 @@
+"""The write stage: the only code that writes what a scan produced. ``run``, ``once`` and the benchmarks all use it.
+
+For a classified scan: ``<stem>.gradcam.png`` then ``<stem>.json`` (schema ``schemas/result.schema.json``), both
+atomic and in that order, so a result never names a missing overlay. For a refused scan: ``<name>.error.json`` beside
+the quarantined input. Then one line in ``results.jsonl`` and ``results.csv`` (the audit log). Every write is
+idempotent, so a crash anywhere in this stage is repaired by doing it again: files are replaced whole, and an audit
+line whose scan id is already at the end of the log is not written twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from edge_app.fsutil import append_durably, atomic_write
+from edge_app.model import ModelIdentity
+from edge_app.service.analyse import Analysis
+from edge_app.service.lifecycle import ScanRecord
+
+RESULT_SCHEMA_VERSION = 1
+NOTICE = "Research software: NOT FOR CLINICAL USE. Not a medical device; do not use for diagnosis."
+AUDIT_JSONL = "results.jsonl"
+AUDIT_CSV = "results.csv"
+AUDIT_FIELDS = (
+    "time",
+    "id",
+    "input",
+    "sha256",
+    "status",
+    "label",
+    "probability",
+    "result",
+    "duplicate_of",
+    "stage",
+    "reason",
+)
+ERROR_SUFFIX = ".error.json"
+_AUDIT_TAIL_BYTES = 1 << 16
+
+
+def result_schema() -> dict[str, Any]:
+    text = resources.files("edge_app").joinpath("schemas/result.schema.json").read_text()
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def result_document(record: ScanRecord, analysis: Analysis, identity: ModelIdentity) -> dict[str, Any]:
+    """The result JSON of a classified scan (everything comes from the record, the analysis and the model)."""
+    return {
+        "schema": "mammo-edge/result",
+        "schema_version": RESULT_SCHEMA_VERSION,
+        "id": record.scan_id,
+        "input": record.input_name,
+        "sha256": analysis.sha256,
+        "label": analysis.label,
+        "probability": round(analysis.probability, 6),
+        "logit": round(analysis.logit, 6),
+        "threshold": identity.threshold,
+        "target_sensitivity": identity.target_sensitivity,
+        "model": identity.stamp(),
+        "heatmap": record.overlay_file if analysis.overlay_png is not None else None,
+        "timings_ms": {key: round(value, 3) for key, value in analysis.timings_ms.items()},
+        "created": now_iso(),
+        "duplicate_of": record.duplicate_of,
+        "notice": NOTICE,
+    }
+
+
+def rejection_document(record: ScanRecord) -> dict[str, Any]:
+    failure = record.failure
+    assert failure is not None, "only a rejected record has a rejection document"
+    return {
+        "id": record.scan_id,
+        "input": record.input_name,
+        "sha256": record.sha256,
+        "stage": failure.stage,
+        "exception": failure.kind,
+        "reason": failure.reason,
+        "time": now_iso(),
+    }
+
+
+class ResultWriter:
+    """Writes into `results` (and rejections into `rejections`, the quarantine, when there is one)."""
+
+    def __init__(self, results: Path, identity: ModelIdentity, rejections: Path | None = None) -> None:
+        self.results = results
+        self.identity = identity
+        self.rejections = rejections
+        results.mkdir(parents=True, exist_ok=True)
+
+    def write_result(self, record: ScanRecord, analysis: Analysis) -> Path:
+        """Overlay, result JSON and audit line of a classified scan; returns the JSON's path."""
+        assert record.result_stem is not None, "the result stem is reserved before writing"
+        if analysis.overlay_png is not None:
+            atomic_write(self.results / str(record.overlay_file), analysis.overlay_png)
+        target = self.results / str(record.result_file)
+        atomic_write(target, _json_bytes(result_document(record, analysis, self.identity)))
+        self._audit(record, "classified")
+        return target
+
+    def write_rejection(self, record: ScanRecord) -> Path | None:
+        """The error JSON beside the quarantined input (when there is a quarantine) and the audit line."""
+        target = None
+        if self.rejections is not None:
+            assert record.settled_name is not None, "the quarantine name is reserved before writing"
+            target = self.rejections / f"{record.settled_name}{ERROR_SUFFIX}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(target, _json_bytes(rejection_document(record)))
+        self._audit(record, "rejected")
+        return target
+
+    def _audit(self, record: ScanRecord, status: str) -> None:
+        """One line per scan in each log; each log is checked on its own, so a crash between them is repaired."""
+        failure = record.failure
+        entry = {
+            "time": now_iso(),
+            "id": record.scan_id,
+            "input": record.input_name,
+            "sha256": record.sha256,
+            "status": status,
+            "label": record.label,
+            "probability": None if record.probability is None else round(record.probability, 6),
+            "result": record.result_file,
+            "duplicate_of": record.duplicate_of,
+            "stage": failure.stage if failure else None,
+            "reason": failure.reason if failure else None,
+        }
+        csv_path = self.results / AUDIT_CSV
+        if not csv_path.exists():
+            append_durably(csv_path, ",".join(AUDIT_FIELDS) + "\n")
+        if f",{record.scan_id}," not in _tail(csv_path):
+            buffer = io.StringIO()
+            csv.writer(buffer).writerow(["" if entry[key] is None else entry[key] for key in AUDIT_FIELDS])
+            append_durably(csv_path, buffer.getvalue())
+        jsonl = self.results / AUDIT_JSONL
+        if not jsonl.exists() or f'"id": "{record.scan_id}"' not in _tail(jsonl):
+            append_durably(jsonl, json.dumps(entry, ensure_ascii=False) + "\n")
+
+
+def _json_bytes(document: dict[str, Any]) -> bytes:
+    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def _tail(path: Path) -> str:
+    with path.open("rb") as handle:
+        handle.seek(max(0, os.path.getsize(path) - _AUDIT_TAIL_BYTES))
+        return handle.read().decode("utf-8", errors="replace")

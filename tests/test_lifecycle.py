@@ -1,0 +1,307 @@
+"""The scan lifecycle with a fake analyser (no model, milliseconds): every legal and illegal move, the journal on its
+own, odd names round-tripped exactly, and a stop injected at every state (before and after each journal move), from
+which recovery must end in exactly one result or quarantine entry."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakes import OVERLAY, FakeAnalyser
+
+from edge_app.config import Config, IngestSection, PathsSection
+from edge_app.errors import LifecycleError
+from edge_app.service.daemon import Daemon, build_pipeline
+from edge_app.service.journal import Journal
+from edge_app.service.lifecycle import LEGAL_MOVES, Failure, ScanRecord, ScanState, advance, received
+from edge_app.service.pipeline import ScanPipeline
+
+ODD_NAMES = [
+    "scan__left.png",
+    "nested/scan__left.png",
+    "with space.png",
+    "ünïcødé 乳腺.png",
+    "-leading-dash.png",
+    "a.b.c.png",
+    "deep/er/still/x__y.dcm",
+]
+
+
+def _config(root: Path) -> Config:
+    folders = {name: root / name for name in ("inbox", "results", "archive", "quarantine", "state")}
+    return Config(paths=PathsSection(**folders), ingest=IngestSection(settle_seconds=0.0, recursive=True))
+
+
+def _pipeline(config: Config, journal: Journal | None = None) -> ScanPipeline:
+    return build_pipeline(config, journal or Journal(config.paths.state / "journal.sqlite3"), FakeAnalyser())
+
+
+def _drop(config: Config, name: str, data: bytes) -> Path:
+    path = config.paths.inbox / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def _outcomes(config: Config) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Result JSONs, quarantine error JSONs, audit lines."""
+    paths = config.paths
+    results = [json.loads(p.read_text()) for p in paths.results.glob("*.json")]
+    errors = [json.loads(p.read_text()) for p in paths.quarantine.rglob("*.error.json")]
+    jsonl = paths.results / "results.jsonl"
+    audit = [json.loads(line) for line in jsonl.read_text().splitlines()] if jsonl.exists() else []
+    return results, errors, audit
+
+
+@pytest.mark.parametrize("origin", list(ScanState))
+@pytest.mark.parametrize("target", list(ScanState))
+def test_only_legal_moves_are_allowed(origin: ScanState, target: ScanState) -> None:
+    record = ScanRecord("id", "a.png", origin, 0.0, 0.0)
+    if target in LEGAL_MOVES[origin]:
+        assert advance(record, target, now=5.0).state is target
+    else:
+        with pytest.raises(LifecycleError, match=f"{origin.value} -> {target.value} is not a legal move"):
+            advance(record, target)
+
+
+def test_every_state_is_reachable_and_every_path_ends() -> None:
+    reachable, frontier = {ScanState.RECEIVED}, [ScanState.RECEIVED]
+    while frontier:
+        for nxt in LEGAL_MOVES[frontier.pop()] - reachable:
+            reachable.add(nxt)
+            frontier.append(nxt)
+    assert reachable == set(ScanState)
+    assert {state for state, moves in LEGAL_MOVES.items() if not moves} == {s for s in ScanState if s.final}
+
+
+def test_journal_round_trips_every_field_and_prunes_only_old_finished_records(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    record = journal.insert(received("nested/a__b.png", now=100.0))
+    claimed = journal.advance(record, ScanState.CLAIMED)
+    rejected = journal.advance(
+        claimed,
+        ScanState.REJECTED,
+        sha256="f" * 64,
+        settled_name="nested/a__b.png",
+        failure=Failure("decode", "K", "r"),
+    )
+    assert journal.get(record.scan_id) == rejected
+    assert journal.unfinished() == [rejected]
+    with pytest.raises(LifecycleError):
+        journal.advance(rejected, ScanState.ARCHIVED)
+    assert journal.get(record.scan_id) == rejected  # a refused move changes nothing
+    done = journal.advance(journal.advance(rejected, ScanState.WRITTEN), ScanState.QUARANTINED)
+    fresh = journal.insert(received("new.png"))
+    assert journal.unfinished() == [fresh]
+    assert journal.settled_name_taken("nested/a__b.png") and not journal.settled_name_taken("a__b.png")
+    assert journal.prune(retention_days=1, now=done.updated + 86399) == 0
+    assert journal.prune(retention_days=1, now=done.updated + 86401) == 1
+    assert journal.get(record.scan_id) is None and journal.get(fresh.scan_id) == fresh  # unfinished never pruned
+    journal.close()
+
+
+def test_odd_names_are_reported_archived_and_logged_exactly(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    pipeline = _pipeline(config)
+    for index, name in enumerate(ODD_NAMES):
+        final = pipeline.take(_drop(config, name, f"scan {index}".encode()))
+        assert final.state is ScanState.ARCHIVED and final.input_name == name
+        assert (config.paths.archive / name).read_bytes() == f"scan {index}".encode()
+    bad = pipeline.take(_drop(config, "nested/bad__x.png", b"BAD bytes"))
+    assert bad.state is ScanState.QUARANTINED
+    results, errors, audit = _outcomes(config)
+    assert sorted(r["input"] for r in results) == sorted(ODD_NAMES)
+    assert [e["input"] for e in errors] == ["nested/bad__x.png"]
+    assert errors[0]["exception"] == "UnsupportedFormatError" and errors[0]["stage"] == "decode"
+    assert (config.paths.quarantine / "nested/bad__x.png").read_bytes() == b"BAD bytes"
+    assert [a["input"] for a in audit] == [*ODD_NAMES, "nested/bad__x.png"]
+    assert [a["status"] for a in audit] == ["classified"] * len(ODD_NAMES) + ["rejected"]
+    csv_lines = (config.paths.results / "results.csv").read_text(encoding="utf-8").splitlines()
+    assert len(csv_lines) == 1 + len(ODD_NAMES) + 1 and "ünïcødé 乳腺.png" in csv_lines[4]
+    assert not list((config.paths.state / "processing").iterdir()) and not list(config.paths.inbox.rglob("*.*"))
+
+
+def test_same_name_twice_never_overwrites_and_same_content_is_a_duplicate(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    pipeline = _pipeline(config)
+    first = pipeline.take(_drop(config, "scan.png", b"content"))
+    second = pipeline.take(_drop(config, "scan.png", b"content"))
+    assert (first.result_stem, first.settled_name, first.duplicate_of) == ("scan", "scan.png", None)
+    assert (second.result_stem, second.settled_name, second.duplicate_of) == ("scan (2)", "scan (2).png", "scan.json")
+    assert sorted(p.name for p in config.paths.archive.iterdir()) == ["scan (2).png", "scan.png"]
+    assert (config.paths.results / "scan (2).gradcam.png").read_bytes() == OVERLAY
+
+
+def test_a_symlink_is_quarantined_unread(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"never read")
+    config.paths.inbox.mkdir(parents=True)
+    (config.paths.inbox / "link.png").symlink_to(secret)
+    pipeline = _pipeline(config)
+    final = pipeline.take(config.paths.inbox / "link.png")
+    assert final.failure == Failure("ingest", "SymbolicLink", final.failure.reason if final.failure else "")
+    assert (config.paths.quarantine / "link.png").is_symlink()
+    assert pipeline.analyser.calls == 0  # type: ignore[attr-defined]
+
+
+def test_a_file_taken_away_before_the_claim_vanishes_cleanly(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    pipeline = _pipeline(config)
+    path = _drop(config, "gone.png", b"x")
+    record = pipeline.claimer.receive(path)
+    path.unlink()
+    assert pipeline.resume(record).state is ScanState.VANISHED
+    assert _outcomes(config) == ([], [], [])
+
+
+class StopInjectedError(Exception):
+    """The injected fault: the process 'dies' here."""
+
+
+class StoppingJournal(Journal):
+    """Stops the pipeline right before or right after the journal commits a move to `state`."""
+
+    def __init__(self, path: Path, state: ScanState, when: str) -> None:
+        super().__init__(path)
+        self.state, self.when = state, when
+
+    def insert(self, record: ScanRecord) -> ScanRecord:
+        stored = super().insert(record)
+        if (self.state, self.when) == (ScanState.RECEIVED, "after"):
+            raise StopInjectedError
+        return stored
+
+    def advance(self, record: ScanRecord, state: ScanState, **changes: Any) -> ScanRecord:
+        if (state, self.when) == (self.state, "before"):
+            raise StopInjectedError
+        moved = super().advance(record, state, **changes)
+        if (state, self.when) == (self.state, "after"):
+            raise StopInjectedError
+        return moved
+
+
+STOPS = (
+    [(ScanState.RECEIVED, "after")]
+    + [
+        (state, when)
+        for state in (ScanState.CLAIMED, ScanState.ANALYSED, ScanState.REJECTED, ScanState.WRITTEN)
+        for when in ("before", "after")
+    ]
+    + [(ScanState.ARCHIVED, "before"), (ScanState.QUARANTINED, "before"), (ScanState.VANISHED, "before")]
+)
+
+
+@pytest.mark.parametrize(("state", "when"), STOPS, ids=[f"{when}-{state.value}" for state, when in STOPS])
+def test_recovery_from_a_stop_at_every_state_ends_in_exactly_one_outcome(
+    tmp_path: Path, state: ScanState, when: str
+) -> None:
+    config = _config(tmp_path)
+    journal_file = config.paths.state / "journal.sqlite3"
+    rejected = state in (ScanState.REJECTED, ScanState.QUARANTINED)
+    data = b"BAD input" if rejected else b"good input"
+    path = _drop(config, "nested/odd__name.png", data)
+    stopping = _pipeline(config, StoppingJournal(journal_file, state, when))
+    if state is ScanState.VANISHED:
+        record = stopping.claimer.receive(path)
+        path.unlink()
+        with pytest.raises(StopInjectedError):
+            stopping.resume(record)
+    else:
+        with pytest.raises(StopInjectedError):
+            stopping.take(path)
+    stopping.journal.close()
+
+    recovering = _pipeline(config)  # a new process: a fresh journal connection, a fresh analyser
+    recovering.recover()
+    recovering.recover()  # recovering twice is recovering once
+    results, errors, audit = _outcomes(config)
+    finals = list(recovering.journal.since(0))
+    assert len(finals) == 1 and finals[0].state.final
+    assert not list((config.paths.state / "processing").iterdir()) and not list(config.paths.inbox.rglob("*.png"))
+    if state is ScanState.VANISHED:
+        assert finals[0].state is ScanState.VANISHED and (results, errors, audit) == ([], [], [])
+    elif rejected:
+        assert finals[0].state is ScanState.QUARANTINED and results == [] and len(errors) == len(audit) == 1
+        assert (config.paths.quarantine / "nested/odd__name.png").read_bytes() == data
+    else:
+        assert finals[0].state is ScanState.ARCHIVED and errors == [] and len(results) == len(audit) == 1
+        assert results[0]["input"] == audit[0]["input"] == "nested/odd__name.png"
+        assert (config.paths.archive / "nested/odd__name.png").read_bytes() == data
+    csv_file = config.paths.results / "results.csv"
+    assert (len(csv_file.read_text().splitlines()) if csv_file.exists() else 0) == (
+        0 if finals[0].state is ScanState.VANISHED else 2
+    )
+
+
+def test_an_orphan_in_processing_is_adopted_not_lost(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    processing = config.paths.state / "processing"
+    processing.mkdir(parents=True)
+    (processing / "0001__left.png").write_bytes(b"from an older version")
+    pipeline = _pipeline(config)
+    assert pipeline.recover() == 1
+    results, _, _ = _outcomes(config)
+    assert [r["input"] for r in results] == ["0001__left.png"]  # named as found, never parsed
+    assert (config.paths.archive / "0001__left.png").is_file()
+
+
+def test_the_daemon_leaks_no_threads_and_keeps_no_per_scan_list(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    for index in range(5):
+        _drop(config, f"s{index}.png", f"{index}".encode())
+    _drop(config, "bad.png", b"BAD")
+    before = set(threading.enumerate())
+    daemon = Daemon(config, FakeAnalyser(), exit_when_idle=True)
+    summary = daemon.run()
+    assert set(threading.enumerate()) == before
+    assert summary.counts == {"archived": 5, "quarantined": 1}
+    collections = {name for name, value in vars(daemon).items() if isinstance(value, (list, dict, set)) and value}
+    assert collections == {"counts"} and set(daemon.counts) <= {state.value for state in ScanState}  # bounded
+
+    stopping = threading.Event()
+    daemon = Daemon(config, FakeAnalyser(), stopping=stopping)
+    summaries: list[object] = []
+    runner = threading.Thread(target=lambda: summaries.append(daemon.run()))  # built here, run in another thread
+    runner.start()
+    stopping.set()
+    runner.join(30)
+    assert not runner.is_alive() and set(threading.enumerate()) == before
+    assert len(summaries) == 1, "the daemon's run raised in its thread"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_file_is_ready_only_after_holding_still_for_the_settle_time(tmp_path: Path) -> None:
+    from edge_app.service.intake import InboxTracker
+
+    clock = FakeClock()
+    tracker = InboxTracker(tmp_path, settle_seconds=2.0, recursive=False, limit=10, clock=clock)
+    scan = tmp_path / "scan.png"
+    scan.write_bytes(b"part one")
+    (tmp_path / "copy.png.part").write_bytes(b"in progress")
+    tracker.rescan()
+    assert tracker.ready() == [] and tracker.pending == 1  # first seen now; the .part name is ignored
+    clock.now += 1.9
+    assert tracker.ready() == []
+    with scan.open("ab") as handle:
+        handle.write(b" and two")  # it grew: the settle time starts again
+    clock.now += 0.2
+    assert tracker.ready() == []
+    clock.now += 1.99
+    assert tracker.ready() == []
+    clock.now += 0.02
+    assert tracker.ready() == [scan]
+    tracker.forget(scan)
+    scan.unlink()
+    tracker.note(scan)
+    assert tracker.ready() == [] and tracker.pending == 0  # a vanished candidate is dropped

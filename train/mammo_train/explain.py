@@ -1,0 +1,157 @@
+"""The Keras Grad-CAM reference (GradientTape), the one the device's heatmaps are checked against.
+
+Per backbone: weights = spatial mean of d(malignant logit)/d(last conv block), map = relu(sum_k weight_k * A_k);
+the maps are fused by `edge_app.gradcam.fuse_heatmaps` (with each backbone's receptive-field offset), the rule the
+device uses too.
+Also the model-parameter randomisation sanity check (Adebayo et al. 2018): a heatmap method that gives the same
+maps for a randomised model explains the image, not the model.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import keras
+import numpy as np
+import tensorflow as tf
+from numpy.typing import NDArray
+
+from edge_app.decode import decode_file
+from edge_app.gradcam import fuse_heatmaps, overlay, peak_location
+from edge_app.model import calibrated_probabilities
+from edge_app.preprocess import PreprocessConfig
+from mammo_train.data import load_arrays
+from mammo_train.layout import read_sidecar
+from mammo_train.models import BACKBONES, backbone_names, build_explainer
+from mammo_train.runfiles import RunFiles
+
+
+@dataclass(frozen=True)
+class GradCams:
+    """Per-image logits, raw per-backbone maps ``(n, h, w)`` and fused heatmaps ``(n, size, size)``."""
+
+    logits: NDArray[np.float32]
+    backbone_maps: tuple[NDArray[np.float32], ...]
+    fused: NDArray[np.float32]
+
+
+def gradcam(model: keras.Model, images: NDArray[np.uint8], batch_size: int = 16) -> GradCams:
+    explainer = build_explainer(model)
+    size = images.shape[1]
+    logits, maps_per_batch = [], []
+    for start in range(0, len(images), batch_size):
+        batch = tf.cast(images[start : start + batch_size], tf.float32)
+        with tf.GradientTape() as tape:
+            logit, *feature_maps = explainer(batch, training=False)
+            tape.watch(feature_maps)
+            score = tf.reduce_sum(logit)
+        gradients = tape.gradient(score, feature_maps)
+        cams = [
+            tf.nn.relu(tf.reduce_sum(fmap * tf.reduce_mean(grad, axis=(1, 2), keepdims=True), axis=-1)).numpy()
+            for fmap, grad in zip(feature_maps, gradients, strict=True)
+        ]
+        logits.append(logit.numpy()[:, 0])
+        maps_per_batch.append(cams)
+    backbone_maps = tuple(np.concatenate(per_backbone) for per_backbone in zip(*maps_per_batch, strict=True))
+    offsets = [BACKBONES[name].centre_offset for name in backbone_names(model)]
+    fused = np.stack([fuse_heatmaps([m[i] for m in backbone_maps], size, offsets) for i in range(len(images))])
+    return GradCams(np.concatenate(logits), backbone_maps, fused)
+
+
+def randomised_copy(model: keras.Model, seed: int = 1) -> keras.Model:
+    """The same architecture with every layer freshly initialised (full randomisation, Adebayo et al.)."""
+    keras.utils.set_random_seed(seed)
+    return keras.models.clone_model(model)
+
+
+def heatmap_correlation(first: NDArray[np.floating], second: NDArray[np.floating]) -> float:
+    """Pearson correlation of two heatmaps; two constant maps that agree (no evidence in either) count as 1."""
+    a, b = np.ravel(first).astype(np.float64), np.ravel(second).astype(np.float64)
+    if a.std() == 0 or b.std() == 0:
+        return 1.0 if a.std() == b.std() == 0 and np.allclose(a, b, atol=1e-6) else 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def top_region_overlap(first: NDArray[np.floating], second: NDArray[np.floating], fraction: float = 0.2) -> float:
+    """Intersection over union of the two heatmaps' top-`fraction` pixels."""
+    a, b = np.ravel(first), np.ravel(second)
+    count = max(1, round(fraction * a.size))
+    top_a = set(np.argsort(a)[-count:].tolist())
+    top_b = set(np.argsort(b)[-count:].tolist())
+    return len(top_a & top_b) / len(top_a | top_b)
+
+
+def _mass_truth(path: Path) -> dict[str, str] | None:
+    """The image's row in its source folder's ``masses.csv`` (synthetic and MIAS imports have one)."""
+    source_dir = path.parent.parent
+    return read_sidecar(source_dir).get(path.relative_to(source_dir).as_posix())
+
+
+def _peak_in_circle_rates(pairs: list[tuple[float, float]], size: int) -> tuple[float | None, float | None]:
+    """How often the peak lies within the circle, and how often a peak placed at random would (its area share)."""
+    if not pairs:
+        return None, None
+    distances, radii = np.array(pairs).T
+    chance = np.minimum(1.0, np.pi * radii**2 / size**2)
+    return float(np.mean(distances <= radii)), float(np.mean(chance))
+
+
+def explain_run(run: Path, split: str = "test", samples: int = 12, seed: int = 0) -> dict[str, Any]:
+    """Grad-CAM overlays for a sample of `split` and the sanity figures, into ``RUN_DIR/gradcam/``.
+
+    - peak-in-mass rate: for correctly classified malignant images whose mass position is known, how often the
+      fused heatmap's peak lies within the circle enclosing the mass (``radius``: MIAS's truth, a circle enclosing
+      the whole abnormality, spicules included), beside the rate a randomly placed peak would reach (the circle's
+      share of the image); where the truth also gives ``body_radius`` (synthetic set), the same for the circle
+      enclosing the mass body alone, the stricter figure;
+    - randomisation check: mean correlation between the trained and a randomised model's heatmaps (must be low).
+    """
+    files = RunFiles(run)
+    settings = files.read_settings()
+    metrics = files.read_metrics()
+    rows = [row for row in files.split_rows(settings) if row.split == split]
+    config = PreprocessConfig.from_dict(settings.preprocess)
+    data = load_arrays(rows, config, split)
+    model = keras.models.load_model(files.model)
+    cams = gradcam(model, data.images)
+    probabilities = calibrated_probabilities(cams.logits, metrics.temperature)
+    out = files.path / "gradcam"
+    out.mkdir(exist_ok=True)
+    circles: dict[str, list[tuple[float, float]]] = {"radius": [], "body_radius": []}  # (distance, radius) pairs
+    for index in np.flatnonzero((data.labels == 1) & (probabilities >= metrics.threshold)):
+        truth = _mass_truth(data.rows[index].path)
+        if truth is None:
+            continue
+        height = decode_file(data.rows[index].path).pixels.shape[0]
+        scale = config.input_size / height  # crops are square: model pixels = crop pixels x scale
+        x, y = peak_location(cams.fused[index])
+        distance = float(np.hypot(x - float(truth["cx"]) * scale, y - float(truth["cy"]) * scale))
+        for column, pairs in circles.items():
+            if truth.get(column):
+                pairs.append((distance, float(truth[column]) * scale))
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.permutation(len(data))[:samples])
+    randomised = gradcam(randomised_copy(model, seed + 1), data.images[sample]).fused
+    correlations = [heatmap_correlation(cams.fused[i], r) for i, r in zip(sample, randomised, strict=True)]
+    for i in sample:
+        name = f"{data.rows[i].path.stem}.p{probabilities[i]:.2f}.label{data.labels[i]}.png"
+        cv2.imwrite(str(out / name), overlay(data.images[i, :, :, 0], cams.fused[i]))
+    mass_rate, mass_chance = _peak_in_circle_rates(circles["radius"], config.input_size)
+    body_rate, body_chance = _peak_in_circle_rates(circles["body_radius"], config.input_size)
+    report = {
+        "split": split,
+        "malignant_correct_with_truth": len(circles["radius"]),
+        "peak_in_mass_rate": mass_rate,
+        "chance_rate": mass_chance,
+        "malignant_correct_with_body_truth": len(circles["body_radius"]),
+        "peak_in_body_rate": body_rate,
+        "body_chance_rate": body_chance,
+        "randomised_heatmap_correlation_mean": float(np.mean(correlations)),
+        "overlays": len(sample),
+    }
+    (out / "gradcam.json").write_text(json.dumps(report, indent=2))
+    return report
