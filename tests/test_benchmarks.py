@@ -188,6 +188,18 @@ def test_daemon_benchmark_runs_the_real_daemon(bench_run: Path) -> None:
 
 
 @pytest.mark.slow
+def test_soak_reads_the_daemons_memory_at_each_checkpoint(bundle: Path, tmp_path: Path) -> None:
+    """The soak run's mechanics at a small size (the memory figures themselves are in the committed results)."""
+    out = tmp_path / "soak.json"
+    assert bench_main(["soak", str(bundle), "--checkpoints", "3,6", "--threads", "1", "--out", str(out)]) == 0
+    figures = json.loads(out.read_text())["soak"]
+    assert figures["archived"] == 6 and figures["exit_code"] == 0
+    assert set(figures["rss_mb_after"]) == {"3", "6"} and all(v > 0 for v in figures["rss_mb_after"].values())
+    assert figures["growth_mb"] == round(figures["rss_mb_after"]["6"] - figures["rss_mb_after"]["3"], 1)
+    assert bench_main(["soak", str(bundle), "--checkpoints", "0"]) == 2
+
+
+@pytest.mark.slow
 def test_summary_sets_everything_side_by_side(bench_run: Path) -> None:
     summary = (bench_run / "summary.md").read_text()
     for text in ("| float32 | 125.1 |", "| int8 | 32.5 |", "Grad-CAM head, 2 thr", "start-up to READY", "GMAC/s"):

@@ -77,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     daemon.add_argument("--interval", type=float, default=0.0, help="seconds between drops (0: one burst)")
     daemon.add_argument("--out", type=Path)
 
+    soak = commands.add_parser("soak", help="the daemon's resident memory after N and M processed scans (flat?)")
+    soak.add_argument("bundle", type=Path)
+    soak.add_argument("--checkpoints", default="200,2000", help="comma list of processed-scan counts to read RSS at")
+    soak.add_argument("--images", type=Path, help="a folder of scans (default: synthetic 227 px crops)")
+    soak.add_argument("--variant", default="int8", choices=VARIANTS)
+    soak.add_argument("--threads", type=int, default=2)
+    soak.add_argument("--out", type=Path)
+
     everything = commands.add_parser("all", help="latency (+ Keras), pipeline and daemon in one run; summary.md")
     everything.add_argument("bundle", type=Path)
     everything.add_argument("--out", type=Path, required=True, help="folder for the results and summary.md")
@@ -179,6 +187,21 @@ def run_daemon(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_soak(args: argparse.Namespace) -> int:
+    from mammo_bench.daemon_bench import measure_memory_growth
+
+    load_manifest(args.bundle)
+    checkpoints = tuple(sorted({int(value) for value in args.checkpoints.split(",") if value.strip()}))
+    if not checkpoints or checkpoints[0] < 1:
+        raise DataError(f"--checkpoints must be positive counts, got {args.checkpoints!r}")
+    with tempfile.TemporaryDirectory(prefix="mammo-bench-scans-") as folder:
+        scans = _scans(args.images, Path(folder), 16)
+        figures = measure_memory_growth(args.bundle, scans, checkpoints, args.variant, args.threads)
+    print(json.dumps(figures, indent=2))
+    _finish(document("soak", machine_info(), _settings(args), soak=figures), args.out)
+    return 0
+
+
 def run_compare(args: argparse.Namespace) -> int:
     from mammo_bench.compare import compare_results, comparison_table, exit_code
 
@@ -269,6 +292,7 @@ COMMANDS = {
     "all": run_all,
     "compare": run_compare,
     "autotune": run_autotune,
+    "soak": run_soak,
 }
 
 

@@ -18,11 +18,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edge_app.errors import MeasurementError
-from mammo_bench.machine import vm_hwm_mb
+from mammo_bench.machine import vm_hwm_mb, vm_rss_mb
 from mammo_bench.progress import progress
 from mammo_bench.stats import summarise
 
@@ -60,17 +63,21 @@ def _wait_ready(notifications: socket.socket, daemon: subprocess.Popen[bytes], t
     raise MeasurementError(f"the daemon sent no READY=1 within {timeout:.0f} s")
 
 
-def measure_daemon(
-    bundle: Path,
-    scans: list[Path],
-    files: int,
-    variant: str,
-    threads: int,
-    settle_seconds: float = 0.2,
-    interval: float = 0.0,
-    timeout: float = 600.0,
-) -> dict[str, Any]:
-    """Run `mammo-edge run` on `files` drops (cycling through `scans`) and return its figures."""
+@dataclass
+class DaemonSession:
+    """A running `mammo-edge run` on temporary folders, READY, with its notify socket drained as systemd would."""
+
+    process: subprocess.Popen[bytes]
+    folders: dict[str, Path]
+    ready_s: float
+
+
+@contextmanager
+def running_daemon(
+    bundle: Path, variant: str, threads: int, settle_seconds: float, timeout: float
+) -> Iterator[DaemonSession]:
+    """Start the daemon, wait for READY=1, yield it; on the way out stop it with SIGTERM (an error kills it and names
+    the daemon's last log line)."""
     with tempfile.TemporaryDirectory(prefix="mammo-bench-daemon-") as temporary:
         root = Path(temporary)
         folders = {name: root / name for name in ("inbox", "results", "archive", "quarantine", "state")}
@@ -95,13 +102,11 @@ def measure_daemon(
             draining = threading.Event()
             try:
                 _wait_ready(notifications, daemon, timeout)
-                ready_s = time.monotonic() - started
+                session = DaemonSession(daemon, folders, time.monotonic() - started)
                 threading.Thread(target=_drain, args=(notifications, draining), daemon=True).start()
-                dropped = _drop(scans, files, folders["inbox"], interval)
-                latencies = _collect(folders["results"], dropped, daemon, timeout)
-                peak = vm_hwm_mb(daemon.pid)
+                yield session
                 _stop(daemon)
-            except RuntimeError as exc:
+            except MeasurementError as exc:
                 if daemon.poll() is None:
                     daemon.kill()
                     daemon.wait()
@@ -109,7 +114,24 @@ def measure_daemon(
                 raise MeasurementError(f"{exc}; daemon log: {last[0]}") from exc
             finally:
                 draining.set()
-        inside = [_invoke_ms(path) for path in folders["results"].glob("*.json")]
+
+
+def measure_daemon(
+    bundle: Path,
+    scans: list[Path],
+    files: int,
+    variant: str,
+    threads: int,
+    settle_seconds: float = 0.2,
+    interval: float = 0.0,
+    timeout: float = 600.0,
+) -> dict[str, Any]:
+    """Run `mammo-edge run` on `files` drops (cycling through `scans`) and return its figures."""
+    with running_daemon(bundle, variant, threads, settle_seconds, timeout) as session:
+        dropped = _drop(scans, files, session.folders["inbox"], interval)
+        latencies = _collect(session.folders["results"], dropped, session.process, timeout)
+        peak = vm_hwm_mb(session.process.pid)
+        inside = [_invoke_ms(path) for path in session.folders["results"].glob("*.json")]
     first_drop = min(dropped.values())
     last_result = max(first_drop + latency / 1000 for latency in latencies)
     return {
@@ -118,20 +140,54 @@ def measure_daemon(
         "threads": threads,
         "settle_seconds": settle_seconds,
         "interval_seconds": interval,
-        "startup_to_ready_s": round(ready_s, 3),
+        "startup_to_ready_s": round(session.ready_s, 3),
         "files_per_s": round(files / (last_result - first_drop), 3),
         "wall_ms_per_file": round((last_result - first_drop) * 1000 / files, 2),
         "drop_to_result": summarise(latencies).to_dict(),
         "invoke_in_daemon": summarise(inside).to_dict(),
         "peak_rss_mb": peak,
-        "exit_code": daemon.returncode,
+        "exit_code": session.process.returncode,
     }
 
 
-def _drop(scans: list[Path], files: int, inbox: Path, interval: float) -> dict[str, float]:
+def measure_memory_growth(
+    bundle: Path,
+    scans: list[Path],
+    checkpoints: tuple[int, ...],
+    variant: str,
+    threads: int,
+    batch: int = 200,
+    timeout: float = 3600.0,
+) -> dict[str, Any]:
+    """Resident memory of one daemon after each checkpoint's number of processed scans (dropped `batch` at a time,
+    each batch finished before the next): flat memory over a long run, measured in one run."""
+    rss: dict[int, float | None] = {}
+    with running_daemon(bundle, variant, threads, 0.0, timeout) as session:
+        done = 0
+        for target in sorted(checkpoints):
+            while done < target:
+                count = min(batch, target - done)
+                dropped = _drop(scans, count, session.folders["inbox"], 0.0, first=done)
+                _collect(session.folders["results"], dropped, session.process, timeout)
+                done += count
+            rss[target] = vm_rss_mb(session.process.pid)
+        archived = sum(1 for _ in session.folders["archive"].iterdir())
+    first, last = rss[min(checkpoints)], rss[max(checkpoints)]
+    growth = None if first is None or last is None else round(last - first, 1)
+    return {
+        "variant": variant,
+        "threads": threads,
+        "archived": archived,
+        "rss_mb_after": {str(count): value for count, value in sorted(rss.items())},
+        "growth_mb": growth,
+        "exit_code": session.process.returncode,
+    }
+
+
+def _drop(scans: list[Path], files: int, inbox: Path, interval: float, first: int = 0) -> dict[str, float]:
     """Copy, then rename into the inbox; returns result stem -> rename time (epoch seconds)."""
     dropped = {}
-    for index in progress(range(files), files, "drops"):
+    for index in progress(range(first, first + files), files, "drops"):
         source = scans[index % len(scans)]
         name = f"drop{index:05d}{source.suffix.lower()}"
         hidden = inbox / f".{name}.part"

@@ -123,15 +123,24 @@ def machine_info(runtime_label: str = "") -> dict[str, Any]:
     }
 
 
-def vm_hwm_mb(pid: int | str = "self") -> float | None:
-    """A process's resident-set high-water mark from ``/proc`` (Linux), None elsewhere."""
+def _proc_status_mb(pid: int | str, field: str) -> float | None:
     status = Path(f"/proc/{pid}/status")
     if not status.is_file():
         return None
     for line in status.read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return round(int(line.split()[1]) / 1024, 1)
     return None
+
+
+def vm_hwm_mb(pid: int | str = "self") -> float | None:
+    """A process's resident-set high-water mark from ``/proc`` (Linux), None elsewhere."""
+    return _proc_status_mb(pid, "VmHWM")
+
+
+def vm_rss_mb(pid: int | str) -> float | None:
+    """A process's resident set now, from ``/proc`` (Linux), None elsewhere."""
+    return _proc_status_mb(pid, "VmRSS")
 
 
 def peak_rss_mb() -> float:

@@ -50,6 +50,11 @@ def build_train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bn-momentum", type=float, default=defaults.bn_momentum, help="from scratch only")
     parser.add_argument("--patience", type=int, default=defaults.patience)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="same data, split and seed give the same weights (op determinism, sequential input pipeline; slower)",
+    )
     parser.add_argument("--target-sensitivity", type=float, default=defaults.target_sensitivity)
     parser.add_argument("--strategy", default=defaults.strategy, choices=("auto", "default", "mirrored"))
     parser.add_argument("--train-sources", type=_sources, default=(), help="comma list; default all")
@@ -135,6 +140,7 @@ def _train(args: argparse.Namespace) -> int:
         bn_momentum=args.bn_momentum,
         patience=args.patience,
         seed=args.seed,
+        deterministic=args.deterministic,
         target_sensitivity=args.target_sensitivity,
         strategy=args.strategy,
         train_sources=args.train_sources,

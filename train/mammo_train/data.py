@@ -62,16 +62,21 @@ def augmenter(seed: int) -> keras.Sequential:
     )
 
 
-def training_dataset(data: ArraySet, batch_size: int, seed: int, augment: bool = True) -> tf.data.Dataset:
+def training_dataset(
+    data: ArraySet, batch_size: int, seed: int, augment: bool = True, deterministic: bool = False
+) -> tf.data.Dataset:
+    """Shuffled (seeded), augmented batches. `deterministic`: the augmentation map runs in order on one thread, so
+    its random layers draw their numbers for the same batches every run (in parallel, batches race for them)."""
+    parallel = None if deterministic else tf.data.AUTOTUNE
     dataset = tf.data.Dataset.from_tensor_slices((data.images, data.labels.astype(np.float32)))
     dataset = dataset.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=parallel)
     dataset = dataset.batch(batch_size)
     if augment:
         pipeline = augmenter(seed)
         dataset = dataset.map(
             lambda x, y: (tf.clip_by_value(pipeline(x, training=True), 0.0, 255.0), y),
-            num_parallel_calls=tf.data.AUTOTUNE,
+            num_parallel_calls=parallel,
         )
     return dataset.prefetch(tf.data.AUTOTUNE)
 

@@ -40,6 +40,7 @@ class RunSettings:
     test_sources: tuple[str, ...] = ()
     bn_images: int = 256
     init_from: str = ""
+    deterministic: bool = False  # op determinism + a sequential input pipeline: same inputs, same weights
     preprocess: dict[str, Any] = field(default_factory=dict)
     split_sha256: str = ""
 

@@ -104,7 +104,7 @@ def _fit_phase(
     )
     weights = compute_class_weight("balanced", classes=np.array([0, 1]), y=train.labels)
     model.fit(
-        training_dataset(train, settings.batch_size, settings.seed),
+        training_dataset(train, settings.batch_size, settings.seed, deterministic=settings.deterministic),
         epochs=epochs[1],
         initial_epoch=epochs[0],
         class_weight={0: float(weights[0]), 1: float(weights[1])},
@@ -128,6 +128,8 @@ def train_run(
     write_splits(rows, files.splits)
     files.write_settings(settings, tool_versions())
     keras.utils.set_random_seed(settings.seed)
+    if settings.deterministic:
+        tf.config.experimental.enable_op_determinism()  # process-wide; TensorFlow offers no way back
     pretrained = settings.weights != "none"
     strategy = choose_strategy(settings.strategy)
     with strategy.scope():  # built first: a missing weight file or download fails before data is loaded
