@@ -40,18 +40,21 @@ test: venvs lint
 	MAMMO_TEST_EDGE_PYTHON=$(abspath $(EDGE_VENV))/bin/python MAMMO_TEST_TFLITE_PYTHON=$(abspath $(TFLITE_VENV))/bin/python \
 		$(VENV)/bin/pytest
 
-# The whole chain, offline: synthetic data -> a small hybrid from scratch -> int8 bundle -> the daemon.
+# The whole chain, offline: synthetic data -> a small hybrid from scratch (deterministic) -> a verified bundle ->
+# autotune picks among the variants that passed the gate -> the daemon.
 demo: $(VENV)/.installed
 	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)/inbox
 	$(VENV)/bin/mammo-data synth $(DEMO_DIR)/data --per-class 80 --size 96 --copies 1 --seed 0
 	$(VENV)/bin/mammo-data audit $(DEMO_DIR)/data
 	$(VENV)/bin/mammo-data split $(DEMO_DIR)/data --out $(DEMO_DIR)/splits.csv --by patient
 	$(VENV)/bin/mammo-train --split $(DEMO_DIR)/splits.csv --out $(DEMO_DIR)/run --arch hybrid --input-size 96 \
-		--weights none --epochs 4 --lr 1e-3 --batch-size 16 --quiet
+		--weights none --epochs 4 --lr 1e-3 --batch-size 16 --deterministic --quiet
 	$(VENV)/bin/mammo-convert $(DEMO_DIR)/run --out $(DEMO_DIR)/bundle --variants int8 --calibration 96
+	$(VENV)/bin/mammo-bench autotune $(DEMO_DIR)/bundle --threads 2 --warmup 2 --runs 10 \
+		--write-config $(DEMO_DIR)/config.toml
 	$(VENV)/bin/mammo-data synth $(DEMO_DIR)/samples --per-class 4 --size 96 --copies 0 --seed 99
 	cp $(DEMO_DIR)/samples/*/*/*.png $(DEMO_DIR)/inbox/
-	$(VENV)/bin/mammo-edge run --bundle $(DEMO_DIR)/bundle --inbox $(DEMO_DIR)/inbox \
+	$(VENV)/bin/mammo-edge run --config $(DEMO_DIR)/config.toml --inbox $(DEMO_DIR)/inbox \
 		--results $(DEMO_DIR)/results --archive $(DEMO_DIR)/archive --quarantine $(DEMO_DIR)/quarantine \
 		--state $(DEMO_DIR)/state --settle-seconds 0.2 --exit-when-idle
 

@@ -23,7 +23,8 @@ from edge_app.errors import BundleError
 from edge_app.fsutil import sha256_of
 from edge_app.preprocess import PreprocessConfig
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)  # 2 added `rejected` and each file's `float_layers`; a version 1 bundle reads as is
 MANIFEST = "manifest.json"
 LABELS = ("benign", "malignant")
 VARIANTS = ("int8", "float32", "float16", "dynamic")
@@ -49,6 +50,9 @@ class ModelFile:
     outputs: dict[str, int]  # "logit" and "<backbone>" -> output position (classifier); "<backbone>" (gradcam_head)
     inputs: dict[str, int] = field(default_factory=dict)  # gradcam_head: "<backbone>" -> input position
     runtimes: dict[str, str] = field(default_factory=dict)  # runtime label -> "ok" or the reason it failed
+    # int8 repaired by selective quantisation: the layers left in float (and why), and their share of the MACs
+    float_layers: dict[str, str] = field(default_factory=dict)
+    float_macs_share: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -70,13 +74,20 @@ class Manifest:
     tools: dict[str, str]
     created: str
     forced: bool = False
+    rejected: dict[str, list[str]] = field(default_factory=dict)  # variant -> why the fidelity gate refused it
 
     def classifier(self, variant: str) -> tuple[str, ModelFile]:
         for name, entry in self.files.items():
             if entry.role == "classifier" and entry.variant == variant:
                 return name, entry
         available = ", ".join(sorted(self.variants)) or "none"
-        raise BundleError(f"the bundle has no {variant} classifier (has: {available})")
+        why = (
+            f": the fidelity gate rejected it ({'; '.join(self.rejected[variant])})" if variant in self.rejected else ""
+        )
+        raise BundleError(
+            f"the bundle has no {variant} classifier{why}; it has {available}: "
+            "choose one of them ([model] variant, or --variant)"
+        )
 
     def gradcam_head(self) -> tuple[str, ModelFile]:
         for name, entry in self.files.items():
@@ -111,8 +122,9 @@ def manifest_from_dict(values: Any) -> Manifest:
     if not isinstance(values, dict):
         raise BundleError("manifest.json must hold a JSON object")
     version = values.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise BundleError(f"manifest schema version {version!r} is not supported (this device reads {SCHEMA_VERSION})")
+    if version not in READABLE_SCHEMA_VERSIONS:
+        readable = ", ".join(map(str, READABLE_SCHEMA_VERSIONS))
+        raise BundleError(f"manifest schema version {version!r} is not supported (this device reads {readable})")
     top = _strict(Manifest, values, "top level")
     files = {}
     for name, raw in _strict_mapping(top["files"], "files").items():

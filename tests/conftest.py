@@ -75,6 +75,29 @@ def write_dicom() -> Callable[..., Path]:
     return _write_dicom
 
 
+FOLDERS = ("inbox", "results", "archive", "quarantine", "state")
+
+
+def write_daemon_config(
+    root: Path, bundle: Path, runtime: str = "ai_edge_litert", variant: str = "int8", settle: float = 0.3
+) -> Path:
+    """A daemon config over fresh folders under `root` (one thread, fast rescans, subfolders watched)."""
+    for name in FOLDERS:
+        (root / name).mkdir(parents=True, exist_ok=True)
+    paths = "\n".join(f'{name} = "{root / name}"' for name in FOLDERS)
+    config = root / "config.toml"
+    config.write_text(
+        f'[model]\nbundle = "{bundle}"\nvariant = "{variant}"\nruntime = "{runtime}"\nthreads = 1\n\n'
+        f"[paths]\n{paths}\n\n[ingest]\nsettle_seconds = {settle}\nrescan_seconds = 1.0\nrecursive = true\n"
+    )
+    return config
+
+
+@pytest.fixture
+def write_config() -> Callable[..., Path]:
+    return write_daemon_config
+
+
 @pytest.fixture
 def gradient16() -> np.ndarray:
     """A 16-bit test image using the whole range, with structure in both axes."""
@@ -115,6 +138,7 @@ def _train_fixture(root: Path, shuffle_labels: bool) -> Path:
         learning_rate=1e-3,
         patience=10,
         seed=0,
+        deterministic=True,  # the same model every run, so every figure the tests read from it is fixed
     )
     files, arrays = train_run(root / "splits.csv", root / "run", settings, verbose=0)
     evaluate_run(files.path, "test", arrays=arrays)
@@ -143,17 +167,14 @@ def edge_python(variable: str) -> str:
 
 @pytest.fixture(scope="session")
 def bundle(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The trained run converted (int8 + float32) and gated; verified in the tflite-runtime venv when present."""
+    """The trained run converted (int8 + float32) through the default gate; verified in the tflite-runtime venv when
+    present."""
     from mammo_convert.cli import main as convert_main
 
     out = tmp_path_factory.mktemp("bundle") / "bundle"
     extra = (
         ["--check-python", os.environ["MAMMO_TEST_TFLITE_PYTHON"]] if os.environ.get("MAMMO_TEST_TFLITE_PYTHON") else []
     )
-    # The CI model (4 epochs from scratch, 40 test images) sits at the edge of the default gate, run to run:
-    # agreement measured 0.975-1.0 (one flipped label costs 0.025) against 0.98, int8 heatmap correlation
-    # 0.889-0.929 against 0.90. These tests exercise the mechanism; the defaults are for trained models.
-    extra += ["--min-agreement", "0.95", "--min-heatmap-pearson", "0.85"]
     code = convert_main(
         [str(trained_run), "--out", str(out), "--variants", "int8,float32", "--calibration", "96", *extra]
     )

@@ -107,8 +107,8 @@ def test_count_macs_of_a_small_model(tmp_path: Path) -> None:
     tf = pytest.importorskip("tensorflow", reason="builds a small TFLite model")
     import keras
 
+    from edge_app.macs import count_macs
     from edge_app.runtime import load_runtime, make_interpreter
-    from mammo_bench.macs import count_macs
 
     inputs = keras.Input((8, 8, 2))
     mapped = keras.layers.Conv2D(4, 3, padding="same")(inputs)  # 8*8*4 outputs x 3*3*2 = 4608

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO, edge_python
+from conftest import FOLDERS, REPO, edge_python, write_daemon_config
 
 pytestmark = pytest.mark.slow
 
@@ -36,15 +36,8 @@ def _scans(bundle: Path, count: int) -> list[Path]:
 class DaemonProcess:
     def __init__(self, python: str, root: Path, bundle: Path, runtime: str, settle: float = 0.3) -> None:
         self.python, self.root = python, root
-        self.folders = {name: root / name for name in ("inbox", "results", "archive", "quarantine", "state")}
-        for folder in self.folders.values():
-            folder.mkdir(parents=True, exist_ok=True)
-        self.config = root / "config.toml"
-        paths = "\n".join(f'{name} = "{path}"' for name, path in self.folders.items())
-        self.config.write_text(
-            f'[model]\nbundle = "{bundle}"\nruntime = "{runtime}"\nthreads = 1\n\n[paths]\n{paths}\n\n'
-            f"[ingest]\nsettle_seconds = {settle}\nrescan_seconds = 1.0\nrecursive = true\n"
-        )
+        self.config = write_daemon_config(root, bundle, runtime, settle=settle)
+        self.folders = {name: root / name for name in FOLDERS}
         self.process: subprocess.Popen[str] | None = None
         self.logs: list[str] = []
 
@@ -193,12 +186,17 @@ def test_systemd_notifications_and_sigterm(
     receiver.settimeout(30)
     daemon = daemon_factory("MAMMO_TEST_EDGE_PYTHON", "ai_edge_litert")
     daemon.start({"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "1000000"})
-    messages = []
-    while "READY=1" not in messages:
-        messages.append(receiver.recv(4096).decode())
+    messages: list[str] = []
+
+    def receive_until(condition: Callable[[], bool], seconds: float = 60) -> None:
+        deadline = time.monotonic() + seconds
+        while not condition():
+            assert time.monotonic() < deadline, f"not seen within {seconds} s; got {messages[-5:]}"
+            messages.append(receiver.recv(4096).decode())
+
+    receive_until(lambda: "READY=1" in messages)
     shutil.copy(_scans(bundle, 1)[0], daemon.folders["inbox"] / "a.png")
-    while not any(m.startswith("STATUS=1 classified") for m in messages):
-        messages.append(receiver.recv(4096).decode())
+    receive_until(lambda: "STATUS=1 classified, 0 quarantined, 0 waiting" in messages)
     started = time.monotonic()
     while messages.count("WATCHDOG=1") < 3 and time.monotonic() - started < 10:
         messages.append(receiver.recv(4096).decode())

@@ -85,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     soak.add_argument("--threads", type=int, default=2)
     soak.add_argument("--out", type=Path)
 
+    gate = commands.add_parser("gate", help="train and convert K seeds (workstation): how often int8 ships")
+    gate.add_argument("--seeds", type=int, default=8, help="seeds 0..K-1")
+    gate.add_argument("--work", type=Path, required=True, help="folder for the data, runs and bundles")
+    gate.add_argument("--out", type=Path, required=True, help="the table (JSON)")
+
     everything = commands.add_parser("all", help="latency (+ Keras), pipeline and daemon in one run; summary.md")
     everything.add_argument("bundle", type=Path)
     everything.add_argument("--out", type=Path, required=True, help="folder for the results and summary.md")
@@ -202,6 +207,17 @@ def run_soak(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_gate(args: argparse.Namespace) -> int:
+    from mammo_bench.gate_stability import measure_gate_stability
+
+    if args.seeds < 1:
+        raise DataError(f"--seeds must be >= 1, got {args.seeds}")
+    figures = measure_gate_stability(args.work, list(range(args.seeds)))
+    print(json.dumps(figures["summary"], indent=2))
+    _finish(document("gate", machine_info(), _settings(args), **figures), args.out)
+    return 0
+
+
 def run_compare(args: argparse.Namespace) -> int:
     from mammo_bench.compare import compare_results, comparison_table, exit_code
 
@@ -293,6 +309,7 @@ COMMANDS = {
     "compare": run_compare,
     "autotune": run_autotune,
     "soak": run_soak,
+    "gate": run_gate,
 }
 
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from edge_app.macs import count_macs
 from edge_app.model import set_input, set_inputs
 from edge_app.runtime import Runtime, make_interpreter
-from mammo_bench.macs import count_macs
 
 SEED = 0
 

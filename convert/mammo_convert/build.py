@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,8 +25,9 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from edge_app.errors import MammoEdgeError
+from edge_app.errors import DataError, MammoEdgeError
 from edge_app.fsutil import sha256_of
+from edge_app.macs import macs_per_op
 from edge_app.manifest import (
     LABELS,
     SCHEMA_VERSION,
@@ -42,8 +43,9 @@ from edge_app.preprocess import PreprocessConfig
 from edge_app.probe import probe
 from edge_app.runtime import load_runtime, make_interpreter
 from mammo_convert.export import classifier_model, embed_metadata, gradcam_head_model, to_tflite
-from mammo_convert.gate import Reference, Thresholds, failures, measure_variant, table
-from mammo_train.data import ArraySet, load_arrays
+from mammo_convert.gate import Reference, Thresholds, failures, fidelity_set, measure_variant, table
+from mammo_convert.repair import layer_errors, repair_plan, selective_int8
+from mammo_train.data import load_arrays
 from mammo_train.evaluate import predict_logits
 from mammo_train.explain import gradcam
 from mammo_train.models import BACKBONES, backbone_names, normalisation
@@ -176,145 +178,260 @@ def _probe_everywhere(files: list[Path], pythons: Sequence[str]) -> dict[str, di
     return results
 
 
-def convert_run(args: argparse.Namespace) -> int:
-    started = time.monotonic()
-    files = RunFiles(args.run)
-    settings = files.read_settings()
-    metrics = files.read_metrics()
-    test_scores = metrics.split_scores("test")
-    variants = ["int8", *[v for v in dict.fromkeys(args.variants.split(",")) if v.strip() and v != "int8"]]
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        raise MammoEdgeError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
-    config = PreprocessConfig.from_dict(settings.preprocess)
-    rows = files.split_rows(settings)
-    model = keras.models.load_model(files.model)
-    names = backbone_names(model)
-    calibration = load_arrays(
-        calibration_rows([r for r in rows if r.split == "train"], args.calibration, settings.seed),
-        config,
-        "calibration",
-    )
-    test = load_arrays([r for r in rows if r.split == "test"], config, "test")
-    staging = Path(tempfile.mkdtemp(prefix=f".{args.out.name}.", dir=args.out.parent.resolve()))
-    try:
-        timings: dict[str, float] = {}
-        classifier, head = classifier_model(model), gradcam_head_model(model)
-        sample_pixels = calibration.images[:1].astype(np.float32)
-        sample_maps = [np.asarray(m) for m in classifier(sample_pixels, training=False)[1:]]
-        written: list[tuple[str, str, str, dict[str, int]]] = []
-        about = file_metadata(settings.arch, names, config)
-        for variant in variants:
-            tick = time.monotonic()
-            data = to_tflite(classifier, variant, _representative(calibration.images) if variant == "int8" else None)
-            name = f"classifier_{variant}.tflite"
-            (staging / name).write_bytes(embed_metadata(data, {**about, "role": "classifier", "variant": variant}))
-            timings[f"convert_{variant}_s"] = round(time.monotonic() - tick, 1)
-            roles = ["logit", *names]
-            written.append(
-                (
-                    name,
-                    "classifier",
-                    variant,
-                    output_positions(staging / name, classifier, [sample_pixels], roles, exact=variant == "float32"),
-                )
-            )
-        tick = time.monotonic()
-        head_data = to_tflite(head, "float32")
-        (staging / "gradcam_head.tflite").write_bytes(embed_metadata(head_data, {**about, "role": "gradcam_head"}))
-        timings["convert_gradcam_head_s"] = round(time.monotonic() - tick, 1)
-        written.append(
-            (
-                "gradcam_head.tflite",
-                "gradcam_head",
-                "float32",
-                output_positions(staging / "gradcam_head.tflite", head, sample_maps, list(names), exact=True),
-            )
+@dataclass
+class Candidate:
+    """One converted variant on its way through the gate."""
+
+    variant: str
+    name: str
+    positions: dict[str, int]
+    result: dict[str, Any]
+    status: str  # first | repaired | rejected
+    float_layers: dict[str, str] = field(default_factory=dict)
+    float_macs_share: float = 0.0
+
+
+class Conversion:
+    """Everything one `mammo-convert` run needs, resolved once: the run, its images, the models and the staging
+    folder the bundle is assembled in."""
+
+    def __init__(self, args: argparse.Namespace, staging: Path) -> None:
+        self.args = args
+        self.staging = staging
+        run = RunFiles(args.run)
+        self.settings = run.read_settings()
+        self.metrics = run.read_metrics()
+        self.test_scores = self.metrics.split_scores("test")
+        self.config = PreprocessConfig.from_dict(self.settings.preprocess)
+        self.rows = run.split_rows(self.settings)
+        self.model = keras.models.load_model(run.model)
+        self.names = backbone_names(self.model)
+        self.classifier, self.head = classifier_model(self.model), gradcam_head_model(self.model)
+        train_rows = [r for r in self.rows if r.split == "train"]
+        self.calibration = load_arrays(
+            calibration_rows(train_rows, args.calibration, self.settings.seed), self.config, "calibration"
         )
-        runtimes = _probe_everywhere([staging / name for name, *_ in written], args.check_python)
-        (staging / "labels.txt").write_text("\n".join(LABELS) + "\n")
-        manifest = Manifest(
-            schema_version=SCHEMA_VERSION,
-            name=args.model_name,
-            version=args.model_version or datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S"),
-            architecture=settings.arch,
-            backbones=names,
-            centre_offsets=tuple(BACKBONES[name].centre_offset for name in names),
-            preprocess=config,
-            labels=LABELS,
-            temperature=metrics.temperature,
-            threshold=metrics.threshold,
-            target_sensitivity=metrics.target_sensitivity,
-            files={
-                name: ModelFile(
-                    role,
-                    variant,
-                    sha256_of(staging / name),
-                    (staging / name).stat().st_size,
-                    _input_spec(staging / name),
-                    positions,
-                    input_positions(staging / name, names) if role == "gradcam_head" else {},
-                    runtimes.get(name, {}),
-                )
-                for name, role, variant, positions in written
-            },
-            training={
-                "run": str(Path(args.run).resolve()),
-                "split_sha256": settings.split_sha256,
-                "sources": sorted({row.source for row in rows}),
-                "counts": {split: sum(row.split == split for row in rows) for split in ("train", "val", "test")},
-                "weights": settings.weights,
-                "input_size": settings.input_size,
-            },
-            metrics={"test": test_scores["overall"], "per_source": test_scores["per_source"]},
-            tools={**tool_versions(), "converter": "tf.lite.TFLiteConverter.from_keras_model"},
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        self.fidelity = fidelity_set(
+            load_arrays([r for r in self.rows if r.split == "test"], self.config, "test"),
+            load_arrays([r for r in self.rows if r.split == "val"], self.config, "val"),
         )
-        write_manifest(staging, manifest)
-        manifest_from_dict(manifest.to_dict())  # what is written must read back
-        print(f"Keras reference on {len(test)} test images ...")
-        reference = _reference(model, test, manifest.temperature)
         given = {
             "max_auc_drop": args.max_auc_drop,
             "min_agreement": args.min_agreement,
             "min_heatmap_pearson": args.min_heatmap_pearson,
         }
-        limits = Thresholds(**{name: value for name, value in given.items() if value is not None})
-        report: dict[str, Any] = {}
+        self.limits = Thresholds(**{name: value for name, value in given.items() if value is not None})
+        self.about = file_metadata(self.settings.arch, self.names, self.config)
+        self.timings: dict[str, float] = {}
+        self.reference = Reference(np.empty(0), np.empty(0, np.float32))
+        self.head_positions: dict[str, int] = {}
+        self.version = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
+
+    def write_file(self, name: str, data: bytes, role: str, variant: str) -> None:
+        (self.staging / name).write_bytes(embed_metadata(data, {**self.about, "role": role, "variant": variant}))
+
+    def entry(self, name: str, role: str, variant: str, positions: dict[str, int], **extra: Any) -> ModelFile:
+        path = self.staging / name
+        return ModelFile(
+            role,
+            variant,
+            sha256_of(path),
+            path.stat().st_size,
+            _input_spec(path),
+            positions,
+            input_positions(path, self.names) if role == "gradcam_head" else {},
+            **extra,
+        )
+
+    def manifest(self, files: dict[str, ModelFile], rejected: dict[str, list[str]]) -> Manifest:
+        settings, rows = self.settings, self.rows
+        return Manifest(
+            schema_version=SCHEMA_VERSION,
+            name=self.args.model_name,
+            version=self.args.model_version or self.version,
+            architecture=settings.arch,
+            backbones=self.names,
+            centre_offsets=tuple(BACKBONES[name].centre_offset for name in self.names),
+            preprocess=self.config,
+            labels=LABELS,
+            temperature=self.metrics.temperature,
+            threshold=self.metrics.threshold,
+            target_sensitivity=self.metrics.target_sensitivity,
+            files=files,
+            training={
+                "run": str(Path(self.args.run).resolve()),
+                "split_sha256": settings.split_sha256,
+                "sources": sorted({row.source for row in rows}),
+                "counts": {split: sum(row.split == split for row in rows) for split in ("train", "val", "test")},
+                "weights": settings.weights,
+                "input_size": settings.input_size,
+                "deterministic": settings.deterministic,
+            },
+            metrics={"test": self.test_scores["overall"], "per_source": self.test_scores["per_source"]},
+            tools={**tool_versions(), "converter": "tf.lite.TFLiteConverter.from_keras_model"},
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            rejected=rejected,
+        )
+
+    def measure(self, variant: str, name: str, positions: dict[str, int]) -> dict[str, Any]:
+        """Gate figures of one classifier file, read through the device's own `EdgeModel`."""
+        head = self.entry("gradcam_head.tflite", "gradcam_head", "float32", self.head_positions)
+        files = {name: self.entry(name, "classifier", variant, positions), "gradcam_head.tflite": head}
+        result = measure_variant(
+            self.staging, self.manifest(files, {}), variant, self.fidelity, self.reference, self.args.threads
+        )
+        result["size_bytes"] = files[name].size_bytes
+        result["failures"] = failures(result, self.limits)
+        return result
+
+    def convert(self, variant: str, data: bytes, name: str) -> Candidate:
+        self.write_file(name, data, "classifier", variant)
+        sample = [self.calibration.images[:1].astype(np.float32)]
+        roles = ["logit", *self.names]
+        positions = output_positions(self.staging / name, self.classifier, sample, roles, exact=variant == "float32")
+        result = self.measure(variant, name, positions)
+        return Candidate(variant, name, positions, result, "rejected" if result["failures"] else "first")
+
+    def repair_int8(self, failed: Candidate) -> Candidate:
+        """Re-convert int8 keeping the worst layers in float, one step at a time, within the MAC budget."""
+        tick = time.monotonic()
+        macs = macs_per_op(make_interpreter(load_runtime("auto"), self.staging / "classifier_float32.tflite", 1))
+        total = sum(macs.values())
+        representative = _representative(self.calibration.images)
+        debug = self.fidelity.images[:: max(1, len(self.fidelity.images) // self.args.debug_images)]
+        errors = layer_errors(self.classifier, representative, debug, macs)
+        failed.result["worst_layers"] = [error.to_dict(total) for error in errors[:10]]
+        attempts = failed.result.setdefault("repair_attempts", [])
+        for plan in repair_plan(errors, total, self.args.float_budget):
+            share = sum(error.macs for error in plan) / total
+            print(f"int8 repair: {len(plan)} layer(s) in float ({share:.2%} of MACs) ...")
+            data = selective_int8(self.classifier, representative, debug, [error.tensor for error in plan])
+            candidate = self.convert("int8", data, failed.name)
+            attempts.append(
+                {
+                    "float_layers": len(plan),
+                    "float_macs_share": round(share, 6),
+                    "failures": candidate.result["failures"],
+                }
+            )
+            if not candidate.result["failures"]:
+                candidate.status = "repaired"
+                candidate.result["worst_layers"] = failed.result["worst_layers"]
+                candidate.result["repair_attempts"] = attempts
+                candidate.float_layers = {
+                    error.tensor: f"{error.op}: {error.steps_rmse:.2f} quantisation steps RMSE against float "
+                    f"(rank {rank} of {len(errors)}); the gate failed with it quantised"
+                    for rank, error in enumerate(plan, start=1)
+                }
+                candidate.float_macs_share = round(share, 6)
+                self.timings["repair_int8_s"] = round(time.monotonic() - tick, 1)
+                return candidate
+        self.timings["repair_int8_s"] = round(time.monotonic() - tick, 1)
+        (self.staging / failed.name).unlink(missing_ok=True)
+        return failed
+
+
+def _variants(text: str) -> list[str]:
+    """float32 (the fallback every bundle has) and int8 (the device's default) first, then the others asked for."""
+    asked = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in asked if v not in VARIANTS]
+    if unknown:
+        raise DataError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    return list(dict.fromkeys(["float32", "int8", *asked]))
+
+
+def convert_run(args: argparse.Namespace) -> int:
+    """Exit 0 when a bundle is written (every verified variant; a rejected one is listed with its reasons), 1 when
+    even float32 fails the gate (no bundle, only the report)."""
+    started = time.monotonic()
+    variants = _variants(args.variants)
+    staging = Path(tempfile.mkdtemp(prefix=f".{args.out.name}.", dir=args.out.parent.resolve()))
+    try:
+        job = Conversion(args, staging)
+        tick = time.monotonic()
+        job.write_file("gradcam_head.tflite", to_tflite(job.head, "float32"), "gradcam_head", "float32")
+        sample_maps = [np.asarray(m) for m in job.classifier(job.calibration.images[:1].astype(np.float32))[1:]]
+        job.head_positions = output_positions(
+            staging / "gradcam_head.tflite", job.head, sample_maps, list(job.names), exact=True
+        )
+        job.timings["convert_gradcam_head_s"] = round(time.monotonic() - tick, 1)
+        print(f"Keras reference on {len(job.fidelity.images)} fidelity images ...")
+        job.reference = _reference(job.model, job.fidelity.images, job.metrics.temperature)
+        candidates: dict[str, Candidate] = {}
         for variant in variants:
-            result = measure_variant(staging, manifest, variant, test, reference, args.threads)
-            result["size_bytes"] = manifest.classifier(variant)[1].size_bytes
-            result["failures"] = failures(result, limits)
-            report[variant] = result
+            tick = time.monotonic()
+            representative = _representative(job.calibration.images) if variant == "int8" else None
+            candidate = job.convert(
+                variant, to_tflite(job.classifier, variant, representative), f"classifier_{variant}.tflite"
+            )
+            job.timings[f"convert_{variant}_s"] = round(time.monotonic() - tick, 1)
+            if candidate.status == "rejected" and variant == "int8" and not args.force:
+                print(f"int8 missed the gate ({'; '.join(candidate.result['failures'])}): locating the layers ...")
+                candidate = job.repair_int8(candidate)
+            if candidate.status == "rejected" and not args.force:
+                (staging / candidate.name).unlink(missing_ok=True)
+            candidates[variant] = candidate
+            if variant == "float32" and candidate.status == "rejected" and not args.force:
+                break  # no bundle without a verified float32: converting the rest would be wasted
+        report = {variant: {**c.result, "status": c.status} for variant, c in candidates.items()}
         print(table(report))
-        passed = not any(result["failures"] for result in report.values())
-        summary = {
+        rejected = {v: c.result["failures"] for v, c in candidates.items() if c.status == "rejected"}
+        summary: dict[str, Any] = {
             "variants": report,
-            "thresholds": limits.__dict__,
-            "timings": timings,
-            "passed": passed,
-            "runtimes": runtimes,
-            "total_s": round(time.monotonic() - started, 1),
+            "thresholds": asdict(job.limits),
+            "fidelity_images": len(job.fidelity.images),
+            "timings": job.timings,
+            "passed": not rejected,
         }
-        if not passed and not args.force:
-            rejected = args.out.with_name(args.out.name + ".rejected-report.json")
-            rejected.write_text(json.dumps(summary, indent=2))
-            print(f"REJECTED: the gate failed; no bundle written (report: {rejected})", file=sys.stderr)
+        if "float32" in rejected and not args.force:
+            summary["total_s"] = round(time.monotonic() - started, 1)
+            report_path = args.out.with_name(args.out.name + ".rejected-report.json")
+            report_path.write_text(json.dumps(summary, indent=2))
+            print(f"REJECTED: float32 failed the gate; no bundle written (report: {report_path})", file=sys.stderr)
             return 1
-        if not passed:
-            write_manifest(staging, replace(manifest, forced=True))
-            print("WARNING: --force: the bundle is written although the gate failed; its manifest says forced")
+        kept = {v: c for v, c in candidates.items() if args.force or c.status != "rejected"}
+        names = [c.name for c in kept.values()] + ["gradcam_head.tflite"]
+        runtimes = _probe_everywhere([staging / name for name in names], args.check_python)
+        files = {
+            c.name: job.entry(
+                c.name,
+                "classifier",
+                c.variant,
+                c.positions,
+                runtimes=runtimes.get(c.name, {}),
+                float_layers=c.float_layers,
+                float_macs_share=c.float_macs_share,
+            )
+            for c in kept.values()
+        }
+        files["gradcam_head.tflite"] = job.entry(
+            "gradcam_head.tflite",
+            "gradcam_head",
+            "float32",
+            job.head_positions,
+            runtimes=runtimes.get("gradcam_head.tflite", {}),
+        )
+        manifest = replace(job.manifest(files, {} if args.force else rejected), forced=bool(rejected) and args.force)
+        write_manifest(staging, manifest)
+        manifest_from_dict(manifest.to_dict())  # what is written must read back
+        (staging / "labels.txt").write_text("\n".join(LABELS) + "\n")
+        summary["runtimes"] = runtimes
+        summary["total_s"] = round(time.monotonic() - started, 1)
         (staging / "report.json").write_text(json.dumps(summary, indent=2))
         if args.out.exists():
             shutil.rmtree(args.out)
         staging.rename(args.out)
-        print(f"bundle written to {args.out} in {summary['total_s']} s")
+        for variant, reasons in rejected.items():
+            verb = "kept anyway (--force; the manifest says forced)" if args.force else "left out"
+            print(f"WARNING: {variant} failed the gate ({'; '.join(reasons)}): {verb}", file=sys.stderr)
+        shipped = ", ".join(f"{v} ({c.status})" for v, c in kept.items())
+        print(f"bundle written to {args.out} in {summary['total_s']} s: {shipped}")
         return 0
     finally:
         if staging.exists():
             shutil.rmtree(staging)
 
 
-def _reference(model: keras.Model, test: ArraySet, temperature: float) -> Reference:
-    logits = predict_logits(model, test.images)
-    return Reference(calibrated_probabilities(logits, temperature), gradcam(model, test.images).fused)
+def _reference(model: keras.Model, images: NDArray[np.uint8], temperature: float) -> Reference:
+    logits = predict_logits(model, images)
+    return Reference(calibrated_probabilities(logits, temperature), gradcam(model, images).fused)

@@ -1,8 +1,10 @@
 """``mammo-convert RUN_DIR --out BUNDLE``: quantise, export, verify, and only then write the bundle.
 
-The bundle is assembled in a staging folder beside BUNDLE and moved into place only when every variant passed the
-fidelity gate (or ``--force``, which marks the manifest). A rejected conversion leaves only
-``BUNDLE.rejected-report.json`` behind, so a device can never pick up an unverified model.
+The bundle is assembled in a staging folder beside BUNDLE and moved into place with every variant that passed the
+fidelity gate; float32 is always made. An int8 file that misses the gate is diagnosed layer by layer and re-converted
+with its worst layers in float (within ``--float-budget`` of the MACs) before it is rejected; a rejected variant is
+left out and listed in the manifest with its reasons. Only when float32 itself fails is no bundle written (exit 1,
+``BUNDLE.rejected-report.json``), so a device can never pick up an unverified model.
 """
 
 from __future__ import annotations
@@ -26,7 +28,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-auc-drop", type=float, default=None, help="default: the gate's own (convert/gate.py)")
     parser.add_argument("--min-agreement", type=float, default=None, help="default: the gate's own")
     parser.add_argument("--min-heatmap-pearson", type=float, default=None, help="default: the gate's own")
-    parser.add_argument("--force", action="store_true", help="write the bundle even if the gate fails (marked)")
+    parser.add_argument(
+        "--float-budget",
+        type=float,
+        default=0.10,
+        help="int8 repair: the largest share of the model's MACs that may stay in float (default 0.10)",
+    )
+    parser.add_argument(
+        "--debug-images", type=int, default=32, help="int8 repair: fidelity images the per-layer diagnosis runs on"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="keep variants that fail the gate, unrepaired (the manifest says forced)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--model-name", default="mammo-edge")
     parser.add_argument("--model-version", default=None, help="default: the creation time")

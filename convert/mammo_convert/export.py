@@ -69,8 +69,24 @@ def gradcam_head_model(model: keras.Model) -> keras.Model:
     return keras.Model(maps, outputs, name="gradcam_head")
 
 
+def int8_converter(model: keras.Model, representative: RepresentativeData) -> tf.lite.TFLiteConverter:
+    """Full-integer int8 (uint8 pixels in, int8 out), builtin ops only: what `to_tflite` converts and what the
+    quantisation debugger re-converts with layers left in float."""
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.uint8
+    converter.inference_output_type = tf.int8
+    return converter
+
+
 def to_tflite(model: keras.Model, variant: str, representative: RepresentativeData | None = None) -> bytes:
     """Convert with the builtin op set only (no Flex: the device has no TensorFlow)."""
+    if variant == "int8":
+        if representative is None:
+            raise DataError("full-integer int8 needs a representative dataset")
+        return bytes(int8_converter(model, representative).convert())
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if variant == "float16":
@@ -78,14 +94,6 @@ def to_tflite(model: keras.Model, variant: str, representative: RepresentativeDa
         converter.target_spec.supported_types = [tf.float16]
     elif variant == "dynamic":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif variant == "int8":
-        if representative is None:
-            raise DataError("full-integer int8 needs a representative dataset")
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.uint8
-        converter.inference_output_type = tf.int8
     elif variant != "float32":
         raise DataError(f"unknown variant {variant!r}")
     return bytes(converter.convert())

@@ -108,7 +108,7 @@ class Daemon:
             observer.stop()
             observer.join()
             self.journal.close()
-        log.info("stopped: %s this run", _counts_text(self.counts) or "nothing processed")
+        log.info("stopped: %s this run", _counts_text(self.counts))
         return RunSummary(started, dict(self.counts))
 
     def _loop(self) -> None:
@@ -160,7 +160,10 @@ class Daemon:
 
 
 def _counts_text(counts: Counter[str]) -> str:
-    return ", ".join(f"{counts[state.value]} {state.value}" for state in ScanState if counts[state.value])
+    """What systemd's STATUS= and the stop line say, in a technician's words."""
+    classified, rejected = counts[ScanState.ARCHIVED.value], counts[ScanState.QUARANTINED.value]
+    vanished = counts[ScanState.VANISHED.value]
+    return f"{classified} classified, {rejected} quarantined" + (f", {vanished} vanished" if vanished else "")
 
 
 def outcome_table(records: Iterable[ScanRecord], results: Path) -> str:
