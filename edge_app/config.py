@@ -17,6 +17,7 @@ from typing import Any
 
 from edge_app.decode import DEFAULT_MAX_PIXELS
 from edge_app.errors import ConfigError
+from edge_app.strict import checked_fields
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -123,18 +124,13 @@ def _convert(section: str, key: str, raw: Any, kind: Any) -> Any:
 
 
 def _apply(config: Config, values: Mapping[str, Mapping[str, Any]], origin: str) -> Config:
-    for section, items in values.items():
-        if section not in _SECTIONS:
-            raise ConfigError(f"{origin}: unknown section [{section}] (known: {', '.join(_SECTIONS)})")
-        if not isinstance(items, Mapping):
-            raise ConfigError(f"{origin}: [{section}] must be a table")
+    for section, items in checked_fields(Config, dict(values), origin, ConfigError, noun="section").items():
         cls = _SECTIONS[section]
         known = {item.name: item.type for item in fields(cls)}
-        updates = {}
-        for key, raw in items.items():
-            if key not in known:
-                raise ConfigError(f"{origin}: unknown key {key!r} in [{section}] (known: {', '.join(known)})")
-            updates[key] = _convert(section, key, raw, known[key])
+        checked = checked_fields(
+            cls, dict(items) if isinstance(items, Mapping) else items, f"{origin} [{section}]", ConfigError
+        )
+        updates = {key: _convert(section, key, raw, known[key]) for key, raw in checked.items()}
         config = replace(config, **{section: replace(getattr(config, section), **updates)})
     return config
 

@@ -15,13 +15,14 @@ Files and their roles:
 from __future__ import annotations
 
 import json
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edge_app.errors import BundleError
 from edge_app.fsutil import sha256_of
 from edge_app.preprocess import PreprocessConfig
+from edge_app.strict import checked_fields
 
 SCHEMA_VERSION = 2
 READABLE_SCHEMA_VERSIONS = (1, 2)  # 2 added `rejected` and each file's `float_layers`; a version 1 bundle reads as is
@@ -104,17 +105,7 @@ class Manifest:
 
 
 def _strict(cls: type, values: Any, where: str) -> dict[str, Any]:
-    if not isinstance(values, dict):
-        raise BundleError(f"manifest {where} must be an object")
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise BundleError(f"manifest {where} has unknown key(s): {', '.join(unknown)}")
-    required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
-    missing = sorted(required - set(values))
-    if missing:
-        raise BundleError(f"manifest {where} lacks key(s): {', '.join(missing)}")
-    return dict(values)
+    return checked_fields(cls, values, f"manifest {where}", BundleError)
 
 
 def manifest_from_dict(values: Any) -> Manifest:

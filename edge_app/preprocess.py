@@ -24,6 +24,7 @@ import numpy as np
 
 from edge_app.decode import DEFAULT_MAX_PIXELS, Gray8, decode_file
 from edge_app.errors import ConfigError
+from edge_app.strict import checked_fields
 
 
 @dataclass(frozen=True)
@@ -51,10 +52,7 @@ class PreprocessConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PreprocessConfig:
-        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ConfigError(f"unknown preprocessing key(s): {', '.join(unknown)}")
-        return cls(**values)
+        return cls(**checked_fields(cls, values, "preprocessing", ConfigError))
 
 
 def pad_to_square(gray: Gray8) -> Gray8:

@@ -31,9 +31,9 @@ def test_layers_override_in_order(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "environ", "message"),
     [
-        ("[model]\nbundel = '/x'\n", {}, "unknown key 'bundel' in [model]"),
-        ("[modle]\nthreads = 2\n", {}, "unknown section [modle]"),
-        ("", {"MAMMO_EDGE_MODEL_THREDS": "2"}, "unknown key 'threds' in [model]"),
+        ("[model]\nbundel = '/x'\n", {}, "[model]: unknown key(s) 'bundel' (known: bundle, variant,"),
+        ("[modle]\nthreads = 2\n", {}, "unknown section(s) 'modle' (known: model, paths, ingest, journal, log)"),
+        ("", {"MAMMO_EDGE_MODEL_THREDS": "2"}, "environment [model]: unknown key(s) 'threds'"),
         ("", {"MAMMO_EDGE_COLOUR": "red"}, "unknown variable MAMMO_EDGE_COLOUR"),
         ("[model]\nthreads = 'many'\n", {}, "[model] threads must be int"),
         ("[model]\nthreads = 0\n", {}, "threads must be >= 1"),
@@ -54,9 +54,26 @@ def test_named_file_must_exist(tmp_path: Path) -> None:
 
 def test_check_config_names_the_bad_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-config", "--config", str(_write(tmp_path, "[ingest]\nsettle = 1\n"))]) == 2
-    assert "unknown key 'settle' in [ingest]" in capsys.readouterr().err
+    assert "[ingest]: unknown key(s) 'settle' (known: settle_seconds," in capsys.readouterr().err
 
 
 def test_effective_config_round_trips(tmp_path: Path) -> None:
     config = resolve_config(_write(tmp_path, "[model]\nthreads = 3\n[ingest]\nrecursive = true\n"), environ={})
     assert resolve_config(_write(tmp_path, config.to_toml()), environ={}) == config
+
+
+def test_one_validation_rule_for_config_manifest_settings_and_preprocessing() -> None:
+    """The same wording, each in its own error class, wherever a document is read (no TensorFlow needed)."""
+    from edge_app.errors import BundleError, DataError
+    from edge_app.manifest import manifest_from_dict
+    from edge_app.preprocess import PreprocessConfig
+    from mammo_train.runfiles import RunSettings
+
+    with pytest.raises(BundleError, match=r"^manifest top level: missing key\(s\) 'architecture', 'backbones'"):
+        manifest_from_dict({"schema_version": 2, "name": "m"})
+    with pytest.raises(ConfigError, match=r"^preprocessing: unknown key\(s\) 'sharpen' \(known: input_size, clahe,"):
+        PreprocessConfig.from_dict({"input_size": 96, "sharpen": True})
+    with pytest.raises(DataError, match=r"^run settings: unknown key\(s\) 'epoch' \(known: arch, input_size,"):
+        RunSettings.from_dict({"epoch": 3})
+    with pytest.raises(ConfigError, match=r"\[log\] must be a table of keys and values, got str"):
+        resolve_config(None, {"log": "loud"}, environ={})  # type: ignore[dict-item]

@@ -148,7 +148,8 @@ def test_wrong_input_size_is_refused(bundle: Path, tmp_path: Path) -> None:
 
 
 def test_unknown_key_and_missing_file_are_named(bundle: Path, tmp_path: Path) -> None:
-    assert "unknown key(s): colour" in _refusal(_variant_bundle(bundle, tmp_path / "a", lambda m: m.update(colour=1)))
+    coloured = _variant_bundle(bundle, tmp_path / "a", lambda m: m.update(colour=1))
+    assert "manifest top level: unknown key(s) 'colour' (known: schema_version," in _refusal(coloured)
     missing = _variant_bundle(bundle, tmp_path / "b")
     (missing / "classifier_int8.tflite").unlink()
     assert "classifier_int8.tflite listed in the manifest is missing" in _refusal(missing)

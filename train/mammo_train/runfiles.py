@@ -8,11 +8,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edge_app.errors import DataError, MissingInputError
+from edge_app.strict import checked_fields
 from mammo_train.splits import SplitRow, read_splits
 
 ARCHITECTURES = ("hybrid", "densenet121", "resnet50")
@@ -49,11 +50,7 @@ class RunSettings:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunSettings:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise DataError(f"unknown run setting(s): {', '.join(unknown)}")
-        values = dict(values)
+        values = checked_fields(cls, values, "run settings", DataError)
         for key in ("train_sources", "test_sources"):
             values[key] = tuple(values.get(key, ()))
         return cls(**values)
