@@ -210,8 +210,12 @@ def test_an_int8_that_stays_off_after_repair_is_left_out_and_float32_serves(
         len(int8["worst_layers"]) == 10
         and int8["worst_layers"][0]["steps_rmse"] >= int8["worst_layers"][-1]["steps_rmse"]
     )
-    assert int8["repair_attempts"] and all(a["float_macs_share"] <= 0.002 for a in int8["repair_attempts"])
-    assert [a["float_layers"] for a in int8["repair_attempts"]][:2] == [1, 2][: len(int8["repair_attempts"])]
+    recalibrated, *selective = int8["repair_attempts"]
+    assert recalibrated["float_layers"] == 0 and recalibrated["failures"]
+    assert recalibrated["calibration_images"] % 2 == 0 and recalibrated["calibration_images"] >= 30  # + flips
+    assert selective and all(a["float_macs_share"] <= 0.002 and a["failures"] for a in selective)
+    counts = [a["float_layers"] for a in selective]  # the worst 1, 2, 4... layers, last the most the budget allows
+    assert counts[:-1] == [2**k for k in range(len(counts) - 1)] and counts == sorted(set(counts))
     assert not (out / "classifier_int8.tflite").exists()
     with pytest.raises(BundleError, match=r"no int8 classifier: the fidelity gate rejected it \(heatmap Pearson"):
         EdgeModel.load(out, variant="int8", runtime="ai_edge_litert", threads=1)

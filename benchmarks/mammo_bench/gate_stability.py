@@ -49,7 +49,7 @@ def _variant_rows(bundle: Path) -> dict[str, dict[str, Any]]:
             "auc_drop": result["auc_drop"],
             "float_layers": len(shipped.float_layers) if kept and shipped else None,
             "float_macs_share": shipped.float_macs_share if kept and shipped else None,
-            "failures_first_time": result["repair_attempts"][0]["failures"] if "repair_attempts" in result else [],
+            "failures_first_time": result.get("first_failures", result["failures"]),
         }
     return rows
 

@@ -293,42 +293,60 @@ class Conversion:
         return Candidate(variant, name, positions, result, "rejected" if result["failures"] else "first")
 
     def repair_int8(self, failed: Candidate) -> Candidate:
-        """Re-convert int8 keeping the worst layers in float, one step at a time, within the MAC budget."""
+        """First recalibrate with twice the images, half of them flipped (ranges seen more widely); then keep the
+        worst layers in float, one step at a time, within the MAC budget. The first attempt that passes ships."""
         tick = time.monotonic()
+        images = self.calibration.images
+        varied = np.concatenate([images, images[:, :, ::-1]])
+        representative = _representative(varied)
+        attempts: list[dict[str, Any]] = []
+        failed.result["repair_attempts"] = attempts
+        print(f"int8 repair: recalibrating on {len(varied)} images (half flipped) ...")
+        candidate = self.convert("int8", to_tflite(self.classifier, "int8", representative), failed.name)
+        attempts.append(
+            {"calibration_images": len(varied), "float_layers": 0, "failures": candidate.result["failures"]}
+        )
+        if not candidate.result["failures"]:
+            return self._repaired(candidate, failed, tick)
         macs = macs_per_op(make_interpreter(load_runtime("auto"), self.staging / "classifier_float32.tflite", 1))
         total = sum(macs.values())
-        representative = _representative(self.calibration.images)
         debug = self.fidelity.images[:: max(1, len(self.fidelity.images) // self.args.debug_images)]
         errors = layer_errors(self.classifier, representative, debug, macs)
         failed.result["worst_layers"] = [error.to_dict(total) for error in errors[:10]]
-        attempts = failed.result.setdefault("repair_attempts", [])
         for plan in repair_plan(errors, total, self.args.float_budget):
             share = sum(error.macs for error in plan) / total
             print(f"int8 repair: {len(plan)} layer(s) in float ({share:.2%} of MACs) ...")
             data = selective_int8(self.classifier, representative, debug, [error.tensor for error in plan])
             candidate = self.convert("int8", data, failed.name)
+            failures = candidate.result["failures"]
             attempts.append(
                 {
+                    "calibration_images": len(varied),
                     "float_layers": len(plan),
                     "float_macs_share": round(share, 6),
-                    "failures": candidate.result["failures"],
+                    "failures": failures,
                 }
             )
-            if not candidate.result["failures"]:
-                candidate.status = "repaired"
-                candidate.result["worst_layers"] = failed.result["worst_layers"]
-                candidate.result["repair_attempts"] = attempts
+            if not failures:
                 candidate.float_layers = {
                     error.tensor: f"{error.op}: {error.steps_rmse:.2f} quantisation steps RMSE against float "
                     f"(rank {rank} of {len(errors)}); the gate failed with it quantised"
                     for rank, error in enumerate(plan, start=1)
                 }
                 candidate.float_macs_share = round(share, 6)
-                self.timings["repair_int8_s"] = round(time.monotonic() - tick, 1)
-                return candidate
+                return self._repaired(candidate, failed, tick)
         self.timings["repair_int8_s"] = round(time.monotonic() - tick, 1)
         (self.staging / failed.name).unlink(missing_ok=True)
         return failed
+
+    def _repaired(self, candidate: Candidate, failed: Candidate, started: float) -> Candidate:
+        candidate.status = "repaired"
+        for key in ("worst_layers", "repair_attempts"):
+            if key in failed.result:
+                candidate.result[key] = failed.result[key]
+        candidate.result["first_failures"] = failed.result["failures"]
+        self.timings["repair_int8_s"] = round(time.monotonic() - started, 1)
+        return candidate
 
 
 def _variants(text: str) -> list[str]:
