@@ -25,7 +25,6 @@ def test_layers_override_in_order(tmp_path: Path) -> None:
     assert config.model.threads == 4 and config.ingest.polling is True
     config = resolve_config(file, {"model": {"threads": 1}}, environ={"MAMMO_EDGE_MODEL_THREADS": "4"})
     assert config.model.threads == 1 and config.model.bundle == Path("/b")
-    assert resolve_config(None, environ={}) == Config() or not Path("/etc/mammo-edge/config.toml").exists()
 
 
 @pytest.mark.parametrize(
@@ -77,3 +76,17 @@ def test_one_validation_rule_for_config_manifest_settings_and_preprocessing() ->
         RunSettings.from_dict({"epoch": 3})
     with pytest.raises(ConfigError, match=r"\[log\] must be a table of keys and values, got str"):
         resolve_config(None, {"log": "loud"}, environ={})  # type: ignore[dict-item]
+
+
+def test_the_shipped_config_file_states_every_default() -> None:
+    """deploy/config.toml documents each key at its default: a default changed in code without the file (or the
+    file without the code) fails here, and so does a key missing from the file."""
+    from dataclasses import fields
+
+    import tomllib
+
+    shipped = Path(__file__).resolve().parents[1] / "deploy" / "config.toml"
+    assert resolve_config(shipped, environ={}) == Config()
+    written = tomllib.loads(shipped.read_text())
+    expected = {section.name: {item.name for item in fields(type(section.default))} for section in fields(Config)}
+    assert {name: set(values) for name, values in written.items()} == expected
