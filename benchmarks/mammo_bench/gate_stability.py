@@ -43,9 +43,9 @@ def _variant_rows(bundle: Path) -> dict[str, dict[str, Any]]:
         rows[variant] = {
             "status": result["status"],
             "agreement": round(result["agreement"], 4),
-            "agreement_ci": result["agreement_ci"],
+            "agreement_ci": [round(bound, 4) for bound in result["agreement_ci"]],
             "heatmap_pearson": round(result["heatmap_pearson"], 4),
-            "heatmap_pearson_ci": result["heatmap_pearson_ci"],
+            "heatmap_pearson_ci": [round(bound, 4) for bound in result["heatmap_pearson_ci"]],
             "auc_drop": result["auc_drop"],
             "float_layers": len(shipped.float_layers) if kept and shipped else None,
             "float_macs_share": shipped.float_macs_share if kept and shipped else None,

@@ -74,7 +74,7 @@ def file_metadata(arch: str, backbones: Sequence[str], config: PreprocessConfig)
     return {
         "architecture": arch,
         "labels": list(LABELS),
-        "input": "preprocessed grayscale pixels 0-255, (1, size, size, 1); uint8 for int8 files, else float32",
+        "input": "preprocessed grayscale pixels 0-255, (1, size, size, 1); uint8 for full-integer int8, else float32",
         "normalisation_in_graph": {
             name: dict(zip(("mean", "variance"), normalisation(name), strict=True)) for name in backbones
         },

@@ -69,7 +69,7 @@ def cluster_interval(
     picks = np.random.default_rng(seed).integers(0, len(sums), (resamples, len(sums)))
     means = sums[picks].sum(axis=1) / counts[picks].sum(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
-    return round(float(low), 4), round(float(high), 4)
+    return float(low), float(high)
 
 
 def _auc(labels: NDArray[Any], scores: NDArray[Any]) -> float | None:
