@@ -32,7 +32,7 @@ def test_bundle_holds_verified_files(bundle: Path) -> None:
     assert int8.input.shape == (1, 96, 96, 1)
     if int8.float_layers:  # repaired by selective quantisation: float in and out, named layers float, in budget
         assert status == "repaired" and int8.input.dtype == "float32" and int8.input.scale == 0.0
-        assert all("quantisation steps RMSE" in why for why in int8.float_layers.values())
+        assert all("quantisation noise-to-signal" in why for why in int8.float_layers.values())
         assert 0.0 <= int8.float_macs_share <= 0.10
     else:  # full integer (first time, or recalibrated): uint8 pixels go in unchanged
         assert status in ("first", "repaired") and int8.float_macs_share == 0.0
@@ -215,7 +215,7 @@ def test_an_int8_that_stays_off_after_repair_is_left_out_and_float32_serves(
     assert int8["status"] == "rejected" and report["variants"]["float32"]["status"] == "first"
     assert (
         len(int8["worst_layers"]) == 10
-        and int8["worst_layers"][0]["steps_rmse"] >= int8["worst_layers"][-1]["steps_rmse"]
+        and int8["worst_layers"][0]["noise_to_signal"] >= int8["worst_layers"][-1]["noise_to_signal"]
     )
     recalibrated, *selective = int8["repair_attempts"]
     assert recalibrated["float_layers"] == 0 and recalibrated["failures"]

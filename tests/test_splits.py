@@ -149,7 +149,7 @@ def test_repair_plan_doubles_then_stops_at_the_mac_budget() -> None:
     pytest.importorskip("tensorflow", reason="the repair module converts with TensorFlow")
     from mammo_convert.repair import LayerError, repair_plan
 
-    errors = [LayerError(f"t{i}", "CONV_2D", 1.0 / (i + 1), macs) for i, macs in enumerate([0, 1, 2, 3, 4, 50, 1])]
+    errors = [LayerError(f"t{i}", "CONV_2D", 1.0 / (i + 1), 0.3, macs) for i, macs in enumerate([0, 1, 2, 3, 4, 50, 1])]
     plans = repair_plan(errors, total_macs=100, budget=0.10)  # 0+1+2+3+4 = 10 fits, + 50 does not
     assert [[e.tensor for e in plan] for plan in plans] == [
         ["t0"],
@@ -158,4 +158,4 @@ def test_repair_plan_doubles_then_stops_at_the_mac_budget() -> None:
         [f"t{i}" for i in range(5)],
     ]
     assert repair_plan(errors, total_macs=100, budget=0.0) == [[errors[0]]]  # a free layer (0 MACs) still fits
-    assert repair_plan([LayerError("big", "CONV_2D", 9.0, 50)], total_macs=100, budget=0.10) == []
+    assert repair_plan([LayerError("big", "CONV_2D", 9.0, 0.3, 50)], total_macs=100, budget=0.10) == []

@@ -2,8 +2,10 @@
 
 One synthetic dataset and split; per seed, `mammo-train --deterministic` then `mammo-convert` with the default
 gate, each run as the user runs it (a subprocess of this environment's console scripts: this module imports neither
-training nor conversion code). Per seed and variant: whether it passed first time, after repair, or was rejected;
-agreement and heatmap Pearson on the fidelity set; the AUC drop on the test split; the layers left in float.
+training nor conversion code). Training is deterministic, so a seed whose run already finished under `work` (its
+``metrics.json`` exists) is not trained again; every seed is converted again. Per seed and variant: whether it
+passed first time, after repair, or was rejected; agreement and heatmap Pearson on the fidelity set; the AUC drop on
+the test split; the layers left in float.
 """
 
 from __future__ import annotations
@@ -65,11 +67,13 @@ def measure_gate_stability(work: Path, seeds: list[int]) -> dict[str, Any]:
     entries = []
     for seed in seeds:
         run, bundle = work / f"seed{seed}" / "run", work / f"seed{seed}" / "bundle"
-        train_s = _tool(
-            "mammo-train", "--split", str(split), "--out", str(run), "--arch", "hybrid", "--input-size",
-            str(recipe["size"]), "--weights", "none", "--epochs", str(recipe["epochs"]), "--lr", str(recipe["lr"]),
-            "--batch-size", str(recipe["batch_size"]), "--seed", str(seed), "--deterministic", "--quiet",
-        )  # fmt: skip
+        train_s = None  # reused: a finished deterministic run is the run training would make again
+        if not (run / "metrics.json").is_file():
+            train_s = _tool(
+                "mammo-train", "--split", str(split), "--out", str(run), "--arch", "hybrid", "--input-size",
+                str(recipe["size"]), "--weights", "none", "--epochs", str(recipe["epochs"]), "--lr", str(recipe["lr"]),
+                "--batch-size", str(recipe["batch_size"]), "--seed", str(seed), "--deterministic", "--quiet",
+            )  # fmt: skip
         convert_s = _tool("mammo-convert", str(run), "--out", str(bundle), "--calibration", str(recipe["calibration"]))
         metrics = json.loads((run / "metrics.json").read_text())
         entries.append(

@@ -329,8 +329,9 @@ class Conversion:
             )
             if not failures:
                 candidate.float_layers = {
-                    error.tensor: f"{error.op}: {error.steps_rmse:.2f} quantisation steps RMSE against float "
-                    f"(rank {rank} of {len(errors)}); the gate failed with it quantised"
+                    error.tensor: f"{error.op}: quantisation noise-to-signal {error.noise_to_signal:.2e} "
+                    f"({error.steps_rmse:.2f} steps RMSE), rank {rank} of {len(errors)}; the gate failed with it "
+                    "quantised"
                     for rank, error in enumerate(plan, start=1)
                 }
                 candidate.float_macs_share = round(share, 6)

@@ -1,10 +1,13 @@
 """When an int8 file misses the fidelity gate: find the layers whose quantisation strays most, and re-convert with
 them left in float (selective quantisation), within a budget of the model's MACs.
 
-A layer's error is TFLite's quantisation debugger's per-tensor comparison with float on the same images: the RMSE
-of the quantised output against the float one, in units of its quantisation step. Plain rounding gives about 0.29
-(the RMSE of a uniform error over one step); a layer well above that lost range or resolution. The ranking and the
-MACs each layer costs are written into the conversion report, and the layers kept in float into the manifest.
+A layer's error is TFLite's quantisation debugger's per-tensor comparison with float on the same images (each
+quantised op fed the same inputs as its float twin). Layers are ranked by noise-to-signal ratio: the power of the
+quantisation error against the power of the float activation. The RMSE in quantisation steps is reported beside
+it; plain rounding gives about 0.29 (a uniform error over one step), so a value well above that means clipping, but
+every layer rounds, and what hurts the answer is rounding that is large against the signal (an activation whose
+range is set by rare outliers). The ranking and the MACs each layer costs are written into the conversion report,
+and the layers kept in float into the manifest.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from mammo_convert.export import RepresentativeData, int8_converter
 class LayerError:
     tensor: str  # the tensor the op writes (what the debugger's denylist names)
     op: str
+    noise_to_signal: float  # mean squared error against float / mean square of the float activation
     steps_rmse: float  # RMSE against float, in quantisation steps
     macs: int
 
@@ -33,9 +37,19 @@ class LayerError:
         return {
             "tensor": self.tensor,
             "op": self.op,
+            "noise_to_signal": round(self.noise_to_signal, 6),
             "steps_rmse": round(self.steps_rmse, 4),
             "macs_share": round(self.macs / total_macs, 6) if total_macs else 0.0,
         }
+
+
+def _noise_to_signal(
+    float_values: NDArray[np.float32], quantised: NDArray[np.int8], scale: float, zero_point: int
+) -> float:
+    """The debugger's per-layer callback: error power over signal power for one image."""
+    dequantised = (np.asarray(quantised, np.int32) - zero_point) * scale
+    signal = float(np.mean(np.square(float_values, dtype=np.float64)))
+    return float(np.mean(np.square(dequantised - float_values, dtype=np.float64))) / signal if signal > 0 else 0.0
 
 
 def _debug_images(images: NDArray[np.uint8]) -> Callable[[], Iterator[list[NDArray[np.float32]]]]:
@@ -52,9 +66,14 @@ def layer_errors(
     debug_images: NDArray[np.uint8],
     macs: dict[str, int],
 ) -> list[LayerError]:
-    """Every quantised tensor's error on `debug_images`, worst first."""
+    """Every quantised tensor's error on `debug_images`, the worst noise-to-signal ratio first."""
+    options = tf.lite.experimental.QuantizationDebugOptions(
+        layer_direct_compare_metrics={"noise_to_signal": _noise_to_signal}
+    )
     debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=int8_converter(classifier, representative), debug_dataset=_debug_images(debug_images)
+        converter=int8_converter(classifier, representative),
+        debug_dataset=_debug_images(debug_images),
+        debug_options=options,
     )
     debugger.run()
     buffer = io.StringIO()
@@ -64,8 +83,10 @@ def layer_errors(
         scale = float(row["scale"])
         if scale > 0:
             steps = float(np.sqrt(float(row["mean_squared_error"]))) / scale
-            errors.append(LayerError(row["tensor_name"], row["op_name"], steps, macs.get(row["tensor_name"], 0)))
-    return sorted(errors, key=lambda error: -error.steps_rmse)
+            ratio = float(row["noise_to_signal"])
+            name = row["tensor_name"]
+            errors.append(LayerError(name, row["op_name"], ratio, steps, macs.get(name, 0)))
+    return sorted(errors, key=lambda error: -error.noise_to_signal)
 
 
 def selective_int8(
