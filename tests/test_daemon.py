@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import FOLDERS, REPO, edge_python, write_daemon_config
+from conftest import FOLDERS, REPO, edge_python, shipped_variant, write_daemon_config
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ def _scans(bundle: Path, count: int) -> list[Path]:
 class DaemonProcess:
     def __init__(self, python: str, root: Path, bundle: Path, runtime: str, settle: float = 0.3) -> None:
         self.python, self.root = python, root
-        self.config = write_daemon_config(root, bundle, runtime, settle=settle)
+        self.config = write_daemon_config(root, bundle, runtime, shipped_variant(bundle), settle)
         self.folders = {name: root / name for name in FOLDERS}
         self.process: subprocess.Popen[str] | None = None
         self.logs: list[str] = []
@@ -273,6 +273,7 @@ def test_names_with_double_underscores_round_trip_and_once_writes_what_run_write
     shutil.copy(scan, tmp_path / "once-in" / "scan__left.png")
     python = edge_python("MAMMO_TEST_EDGE_PYTHON")
     command = [python, "-m", "edge_app.cli", "once", "--model", str(bundle), "--runtime", "ai_edge_litert"]
+    command += ["--variant", shipped_variant(bundle)]
     command += ["--threads", "1", "--results", str(tmp_path / "once-out"), str(tmp_path / "once-in")]
     completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
     assert completed.returncode == 0, completed.stderr

@@ -261,6 +261,8 @@ def run_all(args: argparse.Namespace) -> int:
     from mammo_bench.summary import summary_markdown
 
     out: Path = args.out
+    shipped = load_manifest(args.bundle).variants
+    device_variant = "int8" if "int8" in shipped else "float32"  # what the device runs by default, if verified
     common = ["--threads", ",".join(map(str, args.threads)), "--runs", str(args.runs), "--warmup", str(args.warmup)]
     latency = ["latency", str(args.bundle), "--variants", ",".join(args.variants), *common]
     latency += ["--out", str(out / "latency.json")] + (["--keras", str(args.keras)] if args.keras else [])
@@ -270,6 +272,8 @@ def run_all(args: argparse.Namespace) -> int:
         [
             "pipeline",
             str(args.bundle),
+            "--variant",
+            device_variant,
             "--threads",
             str(max(args.threads)),
             *images,
@@ -279,6 +283,8 @@ def run_all(args: argparse.Namespace) -> int:
         [
             "daemon",
             str(args.bundle),
+            "--variant",
+            device_variant,
             "--threads",
             str(max(args.threads)),
             "--files",

@@ -49,12 +49,13 @@ def latency_section(latency: dict[str, Any]) -> list[str]:
             "ran at (boost; virtual machines report the nominal clock), so the peak is a lower bound here."
         )
     lines.append("")
+    device = "int8" if any(row["variant"] == "int8" for row in rows) else "float32"  # what the device runs
     for count in threads:
         head = _p50(rows, "float32", count, "gradcam_head")
-        int8 = _p50(rows, "int8", count)
-        if head is not None and int8:
+        invoke = _p50(rows, device, count)
+        if head is not None and invoke:
             lines.append(
-                f"- Grad-CAM head, {count} thr: p50 {head:.2f} ms, {100 * head / int8:.1f}% of the int8 invoke."
+                f"- Grad-CAM head, {count} thr: p50 {head:.2f} ms, {100 * head / invoke:.1f}% of the {device} invoke."
             )
     return lines
 

@@ -46,10 +46,14 @@ class LayerError:
 def _noise_to_signal(
     float_values: NDArray[np.float32], quantised: NDArray[np.int8], scale: float, zero_point: int
 ) -> float:
-    """The debugger's per-layer callback: error power over signal power for one image."""
+    """The debugger's per-layer callback: error power over signal power for one image (NaN where the float value is
+    not finite; the debugger averages with nanmean)."""
+    values = np.asarray(float_values, np.float64)
+    if not np.isfinite(values).all():
+        return float("nan")
     dequantised = (np.asarray(quantised, np.int32) - zero_point) * scale
-    signal = float(np.mean(np.square(float_values, dtype=np.float64)))
-    return float(np.mean(np.square(dequantised - float_values, dtype=np.float64))) / signal if signal > 0 else 0.0
+    signal = float(np.mean(np.square(values)))
+    return float(np.mean(np.square(dequantised - values))) / signal if signal > 0 else 0.0
 
 
 def _debug_images(images: NDArray[np.uint8]) -> Callable[[], Iterator[list[NDArray[np.float32]]]]:
