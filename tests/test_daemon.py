@@ -255,11 +255,11 @@ def test_names_with_double_underscores_round_trip_and_once_writes_what_run_write
     """`scan__left.png` (flat and nested) is reported, archived and logged under exactly that name, and `once` on
     the same file writes the same result JSON as the daemon, apart from the id, the time and measured durations."""
     daemon = daemon_factory("MAMMO_TEST_EDGE_PYTHON", "ai_edge_litert")
-    scan = _scans(bundle, 1)[0]
+    scan, other = _scans(bundle, 2)  # different content: neither result is a duplicate of the other
     daemon.start()
     inbox = daemon.folders["inbox"]
     (inbox / "nested").mkdir()
-    shutil.copy(scan, inbox / "nested" / "scan__left.png")
+    shutil.copy(other, inbox / "nested" / "scan__left.png")
     shutil.copy(scan, inbox / "scan__left.png")
     daemon.wait_for(lambda: daemon.entries() == 2)
     assert daemon.stop() == 0
@@ -285,12 +285,12 @@ def test_names_with_double_underscores_round_trip_and_once_writes_what_run_write
             del document[varying]
         return document
 
-    from_run = comparable(daemon.folders["results"] / "scan__left.json")
-    from_once = comparable(tmp_path / "once-out" / "scan__left.json")
-    assert from_run == from_once
-    assert (daemon.folders["results"] / "scan__left.gradcam.png").read_bytes() == (
-        tmp_path / "once-out" / "scan__left.gradcam.png"
-    ).read_bytes()
+    by_input = {json.loads(p.read_text())["input"]: p for p in daemon.folders["results"].glob("*.json")}
+    from_run = by_input["scan__left.png"]
+    from_once = tmp_path / "once-out" / "scan__left.json"
+    assert comparable(from_run) == comparable(from_once)
+    run_overlay = from_run.with_name(from_run.name.replace(".json", ".gradcam.png"))
+    assert run_overlay.read_bytes() == (tmp_path / "once-out" / "scan__left.gradcam.png").read_bytes()
 
 
 def test_once_gives_the_same_answer_for_png_tiff_and_dicom(
@@ -306,8 +306,9 @@ def test_once_gives_the_same_answer_for_png_tiff_and_dicom(
     tifffile.imwrite(inputs / "b.tif", pixels.astype(np.uint16) * 257)  # the same pixels at 16 bits
     write_dicom(inputs / "c.dcm", pixels)
     out = tmp_path / "out"
+    command = [python, "-m", "edge_app.cli", "once", "--model", str(bundle), "--variant", shipped_variant(bundle)]
     completed = subprocess.run(
-        [python, "-m", "edge_app.cli", "once", "--model", str(bundle), "--results", str(out), str(inputs)],
+        [*command, "--results", str(out), str(inputs)],
         cwd=REPO,
         capture_output=True,
         text=True,
