@@ -259,8 +259,9 @@ def test_names_with_double_underscores_round_trip_and_once_writes_what_run_write
     daemon.start()
     inbox = daemon.folders["inbox"]
     (inbox / "nested").mkdir()
-    shutil.copy(other, inbox / "nested" / "scan__left.png")
     shutil.copy(scan, inbox / "scan__left.png")
+    daemon.wait_for(lambda: daemon.entries() == 1)  # first, so its result stem is scan__left, as once's will be
+    shutil.copy(other, inbox / "nested" / "scan__left.png")
     daemon.wait_for(lambda: daemon.entries() == 2)
     assert daemon.stop() == 0
     assert sorted(r["input"] for r in daemon.results()) == ["nested/scan__left.png", "scan__left.png"]
