@@ -164,9 +164,7 @@ def _expand(inputs: Sequence[Path]) -> list[Path]:
 
 def once_command(args: argparse.Namespace) -> int:
     """Classify files now, through the same analyser and writer as the daemon (no journal, nothing moved)."""
-    from edge_app.fsutil import unique_stem
     from edge_app.service.lifecycle import Failure, ScanState, advance, received
-    from edge_app.service.pipeline import RESULT_SUFFIXES
     from edge_app.service.writer import ResultWriter
 
     model = EdgeModel.load(args.model, args.variant, args.runtime, args.threads)
@@ -184,7 +182,7 @@ def once_command(args: argparse.Namespace) -> int:
             rows.append((path.name, "REJECTED", "", str(exc)))
             failed += 1
             continue
-        stem = unique_stem(args.results, path.stem or "scan", RESULT_SUFFIXES, taken.__contains__)
+        stem = writer.free_stem(path.name, taken.__contains__)
         taken.add(stem)
         record = advance(
             record,

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from edge_app.errors import MammoEdgeError
-from edge_app.fsutil import remove_temporaries, unique_stem
+from edge_app.fsutil import remove_temporaries
 from edge_app.service.analyse import Analyser, Analysis
 from edge_app.service.claim import Claimer
 from edge_app.service.journal import Journal
@@ -20,7 +20,6 @@ from edge_app.service.settle import Settler
 from edge_app.service.writer import ResultWriter
 
 log = logging.getLogger(__name__)
-RESULT_SUFFIXES = (".json", ".gradcam.png")
 SYMLINK_REASON = "symbolic links are never followed; copy the scan itself into the inbox"
 
 
@@ -90,14 +89,11 @@ class ScanPipeline:
             return self._reject(record, sha256, Failure(exc.stage, type(exc).__name__, str(exc))), None
         if record.state is ScanState.ANALYSED:
             return record, analysis
-        stem = unique_stem(
-            self.writer.results, Path(record.input_name).stem or "scan", RESULT_SUFFIXES, self.journal.result_stem_taken
-        )
         analysed = self.journal.advance(
             record,
             ScanState.ANALYSED,
             sha256=analysis.sha256,
-            result_stem=stem,
+            result_stem=self.writer.free_stem(record.input_name, self.journal.result_stem_taken),
             settled_name=self.settler.reserve(record.input_name, rejected=False),
             duplicate_of=self.journal.first_result_for(analysis.sha256),
             label=analysis.label,

@@ -13,12 +13,13 @@ import csv
 import io
 import json
 import os
+from collections.abc import Callable
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from edge_app.fsutil import append_durably, atomic_write
+from edge_app.fsutil import append_durably, atomic_write, unique_stem
 from edge_app.model import ModelIdentity
 from edge_app.service.analyse import Analysis
 from edge_app.service.lifecycle import ScanRecord
@@ -41,6 +42,7 @@ AUDIT_FIELDS = (
     "reason",
 )
 ERROR_SUFFIX = ".error.json"
+RESULT_SUFFIXES = (".json", ".gradcam.png")
 _AUDIT_TAIL_BYTES = 1 << 16
 
 
@@ -98,6 +100,12 @@ class ResultWriter:
         self.identity = identity
         self.rejections = rejections
         results.mkdir(parents=True, exist_ok=True)
+
+    def free_stem(self, input_name: str, is_reserved: Callable[[str], bool]) -> str:
+        """The result stem for `input_name` (its file stem, `scan` if it has none) that neither names a file in the
+        results folder nor is reserved; `name (2)`, `name (3)`... otherwise."""
+        stem = Path(input_name).stem or "scan"
+        return unique_stem(self.results, stem, RESULT_SUFFIXES, is_reserved)
 
     def write_result(self, record: ScanRecord, analysis: Analysis) -> Path:
         """Overlay, result JSON and audit line of a classified scan; returns the JSON's path."""
