@@ -1,6 +1,7 @@
 """``mammo-edge``: run the watched-folder daemon, classify files now, check the configuration, show status.
 
-Exit codes: 0 success, 1 some scans were rejected (``once``), 2 refused (configuration, model bundle or input).
+Exit codes: 0 success, 1 some scans were rejected or need regions (``once``), 2 refused (configuration, model bundle
+or input).
 """
 
 from __future__ import annotations
@@ -11,14 +12,17 @@ import os
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from edge_app.config import Config, resolve_config
 from edge_app.decode import DEFAULT_MAX_PIXELS, SCAN_SUFFIXES
-from edge_app.errors import EXIT_OK, EXIT_SOME_REJECTED, MammoEdgeError, run_main
+from edge_app.errors import EXIT_OK, EXIT_SOME_REJECTED, DataError, MammoEdgeError, MissingInputError, run_main
 from edge_app.model import EdgeModel
-from edge_app.service.analyse import ModelAnalyser
+from edge_app.regions import sidecar_kind, sidecar_names
+from edge_app.scope import ScopeLimits
+from edge_app.service.analyse import ModelAnalyser, Sidecar
 from edge_app.service.journal import Journal
 
 log = logging.getLogger(__name__)
@@ -87,13 +91,21 @@ def build_parser() -> argparse.ArgumentParser:
     once.add_argument("--runtime", default="auto")
     once.add_argument("--threads", type=int, default=2)
     once.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger images unread")
+    once.add_argument(
+        "--roi",
+        type=Path,
+        help="the regions of the one scan given (.roi.json or mask image); default: NAME.roi.json / NAME.mask.png "
+        "beside the scan",
+    )
     return parser
 
 
 def _load_analyser(config: Config) -> ModelAnalyser:
     model = config.model
     loaded = EdgeModel.load(model.bundle, model.variant, model.runtime, model.threads, model.heatmaps)
-    return ModelAnalyser(loaded, config.ingest.max_pixels)
+    scope = config.scope
+    limits = ScopeLimits.resolve(loaded.manifest.scope, scope.min_side_px, scope.max_side_px, scope.max_extent_mm)
+    return ModelAnalyser(loaded, config.ingest.max_pixels, limits)
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -156,31 +168,53 @@ def _expand(inputs: Sequence[Path]) -> list[Path]:
     files: list[Path] = []
     for item in inputs:
         if item.is_dir():
-            files += sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in SCAN_SUFFIXES)
+            files += sorted(
+                p
+                for p in item.iterdir()
+                if p.is_file() and p.suffix.lower() in SCAN_SUFFIXES and sidecar_kind(p.name) is None
+            )
         else:
             files.append(item)
     return files
 
 
+def _sidecar_beside(path: Path, roi: Path | None) -> Sidecar | None:
+    """The region sidecar of `path`: the one named by --roi, else ``NAME.roi.json`` or ``NAME.mask.png`` beside it."""
+    candidates = [roi] if roi is not None else [path.parent / name for name in sidecar_names(path.name)]
+    for candidate in candidates:
+        kind = sidecar_kind(candidate.name) or ("roi" if candidate.suffix.lower() == ".json" else "mask")
+        if candidate.is_file():
+            return Sidecar(candidate.name, kind, candidate.read_bytes())
+        if roi is not None:
+            raise MissingInputError(f"--roi {roi}: no such file")
+    return None
+
+
 def once_command(args: argparse.Namespace) -> int:
     """Classify files now, through the same analyser and writer as the daemon (no journal, nothing moved)."""
+    from edge_app.service.analyse import NEEDS_ROI
     from edge_app.service.lifecycle import Failure, ScanState, advance, received
     from edge_app.service.writer import ResultWriter
 
     model = EdgeModel.load(args.model, args.variant, args.runtime, args.threads)
-    analyser = ModelAnalyser(model, args.max_pixels)
+    analyser = ModelAnalyser(model, args.max_pixels, ScopeLimits.resolve(model.manifest.scope))
     writer = ResultWriter(args.results, analyser.identity)
-    rows: list[tuple[str, str, str, str]] = []
-    failed, taken = 0, set[str]()
-    for path in _expand(args.inputs):
+    paths = _expand(args.inputs)
+    if args.roi is not None and len(paths) != 1:
+        raise DataError(f"--roi names the regions of one scan; {len(paths)} scans were given")
+    rows: list[tuple[str, str, str, str, str]] = []
+    not_classified, taken = 0, set[str]()
+    for path in paths:
         record = advance(received(path.name), ScanState.CLAIMED)
         try:
-            analysis = analyser.analyse(path.read_bytes())
+            sidecar = _sidecar_beside(path, args.roi)
+            record = replace(record, sidecar_name=None if sidecar is None else sidecar.name)
+            analysis = analyser.analyse(path.read_bytes(), path.name, sidecar)
         except (MammoEdgeError, OSError) as exc:
             failure = Failure(getattr(exc, "stage", "ingest"), type(exc).__name__, str(exc))
             writer.write_rejection(advance(record, ScanState.REJECTED, failure=failure))
-            rows.append((path.name, "REJECTED", "", str(exc)))
-            failed += 1
+            rows.append((path.name, "", "REJECTED", "", str(exc)))
+            not_classified += 1
             continue
         stem = writer.free_stem(path.name, taken.__contains__)
         taken.add(stem)
@@ -189,22 +223,28 @@ def once_command(args: argparse.Namespace) -> int:
             ScanState.ANALYSED,
             sha256=analysis.sha256,
             result_stem=stem,
+            status=analysis.status,
             label=analysis.label,
             probability=analysis.probability,
         )
         writer.write_result(record, analysis)
+        if analysis.status == NEEDS_ROI:
+            rows.append((path.name, "", NEEDS_ROI, "", str(analysis.reason)))
+            not_classified += 1
+            continue
         overlay = str(args.results / str(record.overlay_file)) if analysis.overlay_png is not None else ""
-        rows.append((path.name, analysis.label, f"{analysis.probability:.4f}", overlay))
+        for answer in analysis.regions:
+            rows.append((path.name, answer.label, answer.decision, f"{answer.probability:.4f}", overlay))
     width = max([len(row[0]) for row in rows] + [5])
-    print(f"{'input':<{width}}  {'label':<9} {'p(malig)':>8}  overlay / reason")
-    for name, label, probability, detail in rows:
-        print(f"{name:<{width}}  {label:<9} {probability:>8}  {detail}")
+    print(f"{'input':<{width}}  {'region':<6} {'label':<9} {'p(malig)':>8}  overlay / reason")
+    for name, region, label, probability, detail in rows:
+        print(f"{name:<{width}}  {region:<6} {label:<9} {probability:>8}  {detail}")
     identity = analyser.identity
     print(
         f"model {identity.name} {identity.version} ({identity.variant}, {identity.runtime}); "
         f"threshold {identity.threshold:.3f}. Research use only: not for clinical use."
     )
-    return EXIT_SOME_REJECTED if failed else EXIT_OK
+    return EXIT_SOME_REJECTED if not_classified else EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

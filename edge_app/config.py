@@ -55,6 +55,17 @@ class IngestSection:
     queue_limit: int = 1000
     min_free_mb: int = 200
     max_pixels: int = DEFAULT_MAX_PIXELS
+    sidecar_wait: float = 10.0  # seconds a scan without a region sidecar waits for one before it is answered
+
+
+@dataclass(frozen=True)
+class ScopeSection:
+    """Which scans without regions are classified whole; 0 derives the limit from the bundle's training scope
+    (half the smallest training patch, twice the largest, twice its physical size)."""
+
+    min_side_px: int = 0
+    max_side_px: int = 0
+    max_extent_mm: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,7 @@ class Config:
     model: ModelSection = ModelSection()
     paths: PathsSection = PathsSection()
     ingest: IngestSection = IngestSection()
+    scope: ScopeSection = ScopeSection()
     journal: JournalSection = JournalSection()
     log: LogSection = LogSection()
 
@@ -159,6 +171,13 @@ def _validate(config: Config) -> Config:
         raise ConfigError(f"[ingest] queue_limit must be >= 1, got {config.ingest.queue_limit}")
     if config.ingest.max_pixels < 1:
         raise ConfigError(f"[ingest] max_pixels must be >= 1, got {config.ingest.max_pixels}")
+    if config.ingest.sidecar_wait < 0:
+        raise ConfigError(f"[ingest] sidecar_wait must be >= 0, got {config.ingest.sidecar_wait}")
+    scope = config.scope
+    if scope.min_side_px < 0 or scope.max_side_px < 0 or scope.max_extent_mm < 0:
+        raise ConfigError("[scope] limits must be >= 0 (0: derived from the model bundle)")
+    if scope.min_side_px and scope.max_side_px and scope.min_side_px > scope.max_side_px:
+        raise ConfigError(f"[scope] min_side_px {scope.min_side_px} exceeds max_side_px {scope.max_side_px}")
     if config.journal.retention_days <= 0:
         raise ConfigError(f"[journal] retention_days must be > 0, got {config.journal.retention_days}")
     folders = {name: getattr(config.paths, name).resolve() for name in ("inbox", "results", "archive", "quarantine")}

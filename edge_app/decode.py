@@ -60,10 +60,13 @@ _DICOM_PREAMBLE = 128
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """An 8-bit grayscale image and the container it came from."""
+    """An 8-bit grayscale image, the container it came from and what a DICOM header says about its geometry."""
 
     pixels: Gray8
     format: str
+    pixel_spacing_mm: tuple[float, float] | None = None  # (row, column) spacing: PixelSpacing, else ImagerPixelSpacing
+    laterality: str | None = None  # ImageLaterality, else Laterality: L or R
+    view: str | None = None  # ViewPosition: CC, MLO, ...
 
 
 def sniff_format(data: bytes) -> str:
@@ -89,12 +92,16 @@ def decode_file(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImag
 def decode_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     """Decode an encoded scan to 8-bit grayscale following the module's intensity rule."""
     kind = sniff_format(data)
-    pixels = _decode_dicom(data, max_pixels) if kind == "DICOM" else _decode_raster(data, kind, max_pixels)
+    if kind == "DICOM":
+        decoded = _decode_dicom(data, max_pixels)
+    else:
+        decoded = DecodedImage(_decode_raster(data, kind, max_pixels), kind)
+    pixels = decoded.pixels
     if pixels.size == 0:
         raise EmptyImageError("the image has no pixels")
     if int(pixels.min()) == int(pixels.max()):
         raise EmptyImageError(f"the image is one constant value ({int(pixels.min())}): nothing to classify")
-    return DecodedImage(pixels=pixels, format=kind)
+    return decoded
 
 
 def scale_to_uint8(values: NDArray[Any], low: float, high: float) -> Gray8:
@@ -146,7 +153,7 @@ def _pil_to_gray8(image: Image.Image, kind: str) -> Gray8:
     raise UnsupportedFormatError(f"{kind} pixel mode {mode!r} is not supported")
 
 
-def _decode_dicom(data: bytes, max_pixels: int) -> Gray8:
+def _decode_dicom(data: bytes, max_pixels: int) -> DecodedImage:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -177,11 +184,27 @@ def _decode_dicom(data: bytes, max_pixels: int) -> Gray8:
         raise TruncatedFileError(f"the DICOM pixel data is incomplete: {exc}".splitlines()[0]) from exc
     photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        return _dicom_colour_to_gray8(pixels, dataset, photometric)
-    unit = _dicom_monochrome_to_unit(pixels, dataset)
-    if photometric == "MONOCHROME1":
-        unit = 1.0 - unit
-    return scale_to_uint8(unit, 0.0, 1.0)
+        gray = _dicom_colour_to_gray8(pixels, dataset, photometric)
+    else:
+        unit = _dicom_monochrome_to_unit(pixels, dataset)
+        gray = scale_to_uint8(1.0 - unit if photometric == "MONOCHROME1" else unit, 0.0, 1.0)
+    laterality = str(dataset.get("ImageLaterality", "") or dataset.get("Laterality", "")).upper() or None
+    view = str(dataset.get("ViewPosition", "")).upper() or None
+    return DecodedImage(gray, "DICOM", _pixel_spacing(dataset), laterality, view)
+
+
+def _pixel_spacing(dataset: Any) -> tuple[float, float] | None:
+    """Millimetres per pixel (row, column): calibrated PixelSpacing if present, else the detector's ImagerPixelSpacing
+    (for a mammogram the two differ by the magnification, a few per cent, far below what the scope guard resolves)."""
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        value = dataset.get(keyword)
+        try:
+            row, column = (float(v) for v in value)
+        except (TypeError, ValueError):
+            continue
+        if row > 0 and column > 0 and math.isfinite(row) and math.isfinite(column):
+            return row, column
+    return None
 
 
 def _dicom_colour_to_gray8(pixels: NDArray[Any], dataset: Any, photometric: str) -> Gray8:

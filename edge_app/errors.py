@@ -38,6 +38,13 @@ class TooManyPixelsError(InputImageError):
     """The image is larger than the configured limit (decompression-bomb guard)."""
 
 
+class RegionError(InputImageError):
+    """A region sidecar (``.roi.json`` or ``.mask.png``) is invalid: bad JSON, an unknown key, a region outside the
+    image, an empty mask. The scan is refused with the reason and kept."""
+
+    stage = "regions"
+
+
 class ConfigError(MammoEdgeError):
     """A configuration value or key is wrong; the message names it."""
 

@@ -22,10 +22,13 @@ from typing import Any
 from edge_app.errors import BundleError
 from edge_app.fsutil import sha256_of
 from edge_app.preprocess import PreprocessConfig
+from edge_app.scope import TrainingScope
 from edge_app.strict import checked_fields
 
-SCHEMA_VERSION = 2
-READABLE_SCHEMA_VERSIONS = (1, 2)  # 2 added `rejected` and each file's `float_layers`; a version 1 bundle reads as is
+SCHEMA_VERSION = 3
+# 2 added `rejected` and each file's `float_layers`; 3 added `scope` (what the training patches were: crop rule and
+# sizes). Older bundles read as they are, with the default scope.
+READABLE_SCHEMA_VERSIONS = (1, 2, 3)
 MANIFEST = "manifest.json"
 LABELS = ("benign", "malignant")
 VARIANTS = ("int8", "float32", "float16", "dynamic")
@@ -76,6 +79,7 @@ class Manifest:
     created: str
     forced: bool = False
     rejected: dict[str, list[str]] = field(default_factory=dict)  # variant -> why the fidelity gate refused it
+    scope: TrainingScope = field(default_factory=TrainingScope)  # the crop rule and patch sizes of the training data
 
     def classifier(self, variant: str) -> tuple[str, ModelFile]:
         for name, entry in self.files.items():
@@ -130,6 +134,7 @@ def manifest_from_dict(values: Any) -> Manifest:
     top.update(
         files=files,
         preprocess=preprocess,
+        scope=TrainingScope.from_dict(top.get("scope", {})),
         backbones=tuple(top["backbones"]),
         centre_offsets=tuple(float(v) for v in top["centre_offsets"]),
         labels=tuple(top["labels"]),

@@ -1,13 +1,16 @@
 """A fake analyser with the `Analyser` shape: fast, no model, deterministic. Content starting with ``BAD`` is refused
-as the decoder would refuse it; anything else is "malignant" when its sha256 starts with a digit below 8."""
+as the decoder would refuse it, content starting with ``FULL`` is a full-field film (``needs_roi`` without a sidecar);
+a sidecar starting with ``BAD`` is refused as an invalid one, and any other sidecar gives one region per line. Each
+answer is "malignant" when its sha256 starts with a digit of 8 or more."""
 
 from __future__ import annotations
 
 import hashlib
 
-from edge_app.errors import UnsupportedFormatError
+from edge_app.errors import RegionError, UnsupportedFormatError
 from edge_app.model import ModelIdentity
-from edge_app.service.analyse import Analysis
+from edge_app.regions import Box
+from edge_app.service.analyse import CLASSIFIED, NEEDS_ROI, Analysis, ImageFacts, RegionAnswer, Sidecar
 
 FAKE_IDENTITY = ModelIdentity(
     name="fake",
@@ -21,21 +24,34 @@ FAKE_IDENTITY = ModelIdentity(
     target_sensitivity=0.9,
 )
 OVERLAY = b"\x89PNG fake overlay"
+FACTS = ImageFacts("FAKE", 10, 10, None, None, None)
+BOX = Box(0, 0, 10, 10)
 
 
 class FakeAnalyser:
     def __init__(self) -> None:
         self.calls = 0
+        self.sidecars: list[Sidecar | None] = []
 
     @property
     def identity(self) -> ModelIdentity:
         return FAKE_IDENTITY
 
-    def analyse(self, data: bytes) -> Analysis:
+    def analyse(self, data: bytes, name: str, sidecar: Sidecar | None = None) -> Analysis:
         self.calls += 1
+        self.sidecars.append(sidecar)
         if data.startswith(b"BAD"):
             raise UnsupportedFormatError("unrecognised file format (fake)")
         sha256 = hashlib.sha256(data).hexdigest()
-        probability = int(sha256[0], 16) / 16
-        label = "malignant" if probability >= FAKE_IDENTITY.threshold else "benign"
-        return Analysis(sha256, label, probability, 0.0, OVERLAY, {"invoke_ms": 1.0})
+        if sidecar is not None and sidecar.data.startswith(b"BAD"):
+            raise RegionError("region 'A': centre (5000, 5000) lies outside the 10x10 image (fake)")
+        if sidecar is None and data.startswith(b"FULL"):
+            return Analysis(sha256, NEEDS_ROI, FACTS, (), f"{name} is a full-field film (fake)", None, {})
+        labels = sidecar.data.decode().split() if sidecar is not None else ["A"]
+        answers = []
+        for label in labels:
+            digest = hashlib.sha256(data + label.encode()).hexdigest() if sidecar is not None else sha256
+            probability = int(digest[0], 16) / 16
+            decision = "malignant" if probability >= FAKE_IDENTITY.threshold else "benign"
+            answers.append(RegionAnswer(label, "box", BOX, BOX, probability, 0.0, decision, (5, 5)))
+        return Analysis(sha256, CLASSIFIED, FACTS, tuple(answers), None, OVERLAY, {"invoke_ms": 1.0})

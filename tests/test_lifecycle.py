@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,9 @@ ODD_NAMES = [
 
 def _config(root: Path) -> Config:
     folders = {name: root / name for name in ("inbox", "results", "archive", "quarantine", "state")}
-    return Config(paths=PathsSection(**folders), ingest=IngestSection(settle_seconds=0.0, recursive=True))
+    return Config(
+        paths=PathsSection(**folders), ingest=IngestSection(settle_seconds=0.0, recursive=True, sidecar_wait=0.0)
+    )
 
 
 def _pipeline(config: Config, journal: Journal | None = None) -> ScanPipeline:
@@ -204,15 +207,16 @@ def test_recovery_from_a_stop_at_every_state_ends_in_exactly_one_outcome(
     rejected = state in (ScanState.REJECTED, ScanState.QUARANTINED)
     data = b"BAD input" if rejected else b"good input"
     path = _drop(config, "nested/odd__name.png", data)
+    sidecar = _drop(config, "nested/odd__name.roi.json", b"A B")  # it travels with its scan through every state
     stopping = _pipeline(config, StoppingJournal(journal_file, state, when))
     if state is ScanState.VANISHED:
-        record = stopping.claimer.receive(path)
+        record = stopping.claimer.receive(path, sidecar)
         path.unlink()
         with pytest.raises(StopInjectedError):
             stopping.resume(record)
     else:
         with pytest.raises(StopInjectedError):
-            stopping.take(path)
+            stopping.take(path, sidecar)
     stopping.journal.close()
 
     recovering = _pipeline(config)  # a new process: a fresh journal connection, a fresh analyser
@@ -222,15 +226,21 @@ def test_recovery_from_a_stop_at_every_state_ends_in_exactly_one_outcome(
     finals = list(recovering.journal.since(0))
     assert len(finals) == 1 and finals[0].state.final
     assert not list((config.paths.state / "processing").iterdir()) and not list(config.paths.inbox.rglob("*.png"))
+    assert (state is ScanState.VANISHED) == sidecar.exists()
     if state is ScanState.VANISHED:
         assert finals[0].state is ScanState.VANISHED and (results, errors, audit) == ([], [], [])
+        assert sidecar.read_bytes() == b"A B"  # left in the inbox, waiting for its scan
     elif rejected:
         assert finals[0].state is ScanState.QUARANTINED and results == [] and len(errors) == len(audit) == 1
         assert (config.paths.quarantine / "nested/odd__name.png").read_bytes() == data
+        assert (config.paths.quarantine / "nested/odd__name.roi.json").read_bytes() == b"A B"
     else:
         assert finals[0].state is ScanState.ARCHIVED and errors == [] and len(results) == len(audit) == 1
         assert results[0]["input"] == audit[0]["input"] == "nested/odd__name.png"
+        assert [region["label"] for region in results[0]["regions"]] == ["A", "B"]
+        assert results[0]["sidecar"] == "nested/odd__name.roi.json"
         assert (config.paths.archive / "nested/odd__name.png").read_bytes() == data
+        assert (config.paths.archive / "nested/odd__name.roi.json").read_bytes() == b"A B"
     csv_file = config.paths.results / "results.csv"
     assert (len(csv_file.read_text().splitlines()) if csv_file.exists() else 0) == (
         0 if finals[0].state is ScanState.VANISHED else 2
@@ -282,7 +292,7 @@ class FakeClock:
 
 
 def test_a_file_is_ready_only_after_holding_still_for_the_settle_time(tmp_path: Path) -> None:
-    from edge_app.service.intake import InboxTracker
+    from edge_app.service.intake import Arrival, InboxTracker
 
     clock = FakeClock()
     tracker = InboxTracker(tmp_path, settle_seconds=2.0, recursive=False, limit=10, clock=clock)
@@ -300,8 +310,125 @@ def test_a_file_is_ready_only_after_holding_still_for_the_settle_time(tmp_path: 
     clock.now += 1.99
     assert tracker.ready() == []
     clock.now += 0.02
-    assert tracker.ready() == [scan]
+    assert tracker.ready() == [Arrival(scan, None)]
     tracker.forget(scan)
     scan.unlink()
     tracker.note(scan)
     assert tracker.ready() == [] and tracker.pending == 0  # a vanished candidate is dropped
+
+
+def test_scan_and_sidecar_pair_in_either_order_within_the_wait(tmp_path: Path) -> None:
+    from edge_app.service.intake import Arrival, InboxTracker
+
+    clock = FakeClock()
+    tracker = InboxTracker(tmp_path, settle_seconds=1.0, recursive=False, limit=10, clock=clock, sidecar_wait=6.0)
+    first, first_roi = tmp_path / "first.png", tmp_path / "first.roi.json"
+    second, second_roi = tmp_path / "second.dcm", tmp_path / "second.mask.png"
+    alone = tmp_path / "alone.png"
+    first.write_bytes(b"scan")
+    second_roi.write_bytes(b"mask")
+    alone.write_bytes(b"scan")
+    tracker.rescan()
+    assert tracker.ready() == [] and tracker.pending == 2  # a sidecar is never a scan, nor counted as waiting
+    clock.now += 5.0  # 5 s later the other halves arrive
+    first_roi.write_bytes(b"A")
+    second.write_bytes(b"scan")
+    tracker.rescan()
+    assert tracker.ready() == []
+    clock.now += 1.0
+    assert sorted(tracker.ready(), key=str) == [Arrival(first, first_roi), Arrival(second, second_roi)]
+    clock.now += 0.5  # alone: settled 6.5 s ago, waits 1 + 6 s for a sidecar before it is taken without
+    assert Arrival(alone, None) not in tracker.ready()
+    clock.now += 0.5
+    assert Arrival(alone, None) in tracker.ready()
+
+
+def test_a_sidecar_that_is_still_being_written_holds_its_scan(tmp_path: Path) -> None:
+    from edge_app.service.intake import Arrival, InboxTracker
+
+    clock = FakeClock()
+    tracker = InboxTracker(tmp_path, settle_seconds=1.0, recursive=False, limit=10, clock=clock, sidecar_wait=0.0)
+    scan, roi = tmp_path / "scan.png", tmp_path / "scan.roi.json"
+    scan.write_bytes(b"scan")
+    roi.write_bytes(b'{"regions": [')
+    tracker.rescan()
+    tracker.ready()
+    clock.now += 0.9
+    roi.write_bytes(b'{"regions": [{"x": 1, "y": 1, "radius": 2}]}')
+    clock.now += 0.2
+    assert tracker.ready() == []  # the scan held still, its sidecar did not
+    clock.now += 1.0
+    assert tracker.ready() == [Arrival(scan, roi)]
+
+
+def test_regions_needs_roi_and_a_bad_sidecar_each_end_with_the_input_kept(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    pipeline = _pipeline(config)
+    film = pipeline.take(_drop(config, "film.dcm", b"FULL film"))
+    assert film.state is ScanState.ARCHIVED and film.status == "needs_roi" and film.label is None
+    again = pipeline.take(_drop(config, "film.dcm", b"FULL film"), _drop(config, "film.roi.json", b"A B"))
+    assert again.status == "classified" and again.duplicate_of is None  # the answer to needs_roi is no duplicate
+    bad = pipeline.take(_drop(config, "other.png", b"FULL other"), _drop(config, "other.roi.json", b"BAD json"))
+    assert bad.state is ScanState.QUARANTINED and bad.failure is not None
+    assert bad.failure.kind == "RegionError" and bad.failure.stage == "regions"
+    assert bad.failure.reason.startswith("other.roi.json: region 'A'")
+    results, errors, audit = _outcomes(config)
+    by_input = {(r["input"], r["status"]): r for r in results}
+    assert (
+        by_input["film.dcm", "needs_roi"]["regions"] == []
+        and "full-field" in by_input["film.dcm", "needs_roi"]["reason"]
+    )
+    assert [r["label"] for r in by_input["film.dcm", "classified"]["regions"]] == ["A", "B"]
+    assert [a["status"] for a in audit] == ["needs_roi", "classified", "rejected"]
+    assert errors[0]["sidecar"] == "other.roi.json" and errors[0]["status"] == "rejected"
+    archive, quarantine = config.paths.archive, config.paths.quarantine
+    assert sorted(p.name for p in archive.iterdir()) == ["film (2).dcm", "film (2).roi.json", "film.dcm"]
+    assert sorted(p.name for p in quarantine.iterdir()) == ["other.png", "other.png.error.json", "other.roi.json"]
+    assert (quarantine / "other.roi.json").read_bytes() == b"BAD json"
+
+
+def test_a_sidecar_that_left_before_the_claim_is_a_clear_refusal(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    pipeline = _pipeline(config)
+    scan, sidecar = _drop(config, "scan.png", b"content"), _drop(config, "scan.roi.json", b"A")
+    record = pipeline.claimer.receive(scan, sidecar)
+    sidecar.unlink()
+    final = pipeline.resume(record)
+    assert final.state is ScanState.QUARANTINED and final.failure is not None
+    assert final.failure.kind == "MissingSidecar" and "scan.roi.json" in final.failure.reason
+    assert (config.paths.quarantine / "scan.png").read_bytes() == b"content"
+
+
+def test_the_daemon_pairs_scans_and_sidecars_dropped_apart_in_either_order(tmp_path: Path) -> None:
+    """Real files, the real watcher and clock: 0.1 s and 5 s apart, scan first or sidecar first; one result each."""
+    folders = {name: tmp_path / name for name in ("inbox", "results", "archive", "quarantine", "state")}
+    config = Config(paths=PathsSection(**folders), ingest=IngestSection(settle_seconds=0.2, sidecar_wait=7.0))
+    inbox = config.paths.inbox
+    inbox.mkdir(parents=True)
+    analyser = FakeAnalyser()
+    stopping = threading.Event()
+    daemon = Daemon(config, analyser, stopping=stopping)
+    runner = threading.Thread(target=daemon.run)
+    runner.start()
+    try:
+        pairs = {gap: (f"scan{gap}.png", f"scan{gap}.roi.json") for gap in ("0.1a", "0.1b", "5a", "5b")}
+        timeline = sorted(
+            (at, pairs[gap][index])
+            for gap, first, apart in (("0.1a", 0, 0.1), ("0.1b", 1, 0.1), ("5a", 0, 5.0), ("5b", 1, 5.0))
+            for index, at in ((first, 0.0), (1 - first, apart))
+        )
+        started = time.monotonic()
+        for at, name in timeline:
+            time.sleep(max(0.0, at - (time.monotonic() - started)))
+            (inbox / name).write_bytes(b"A B" if name.endswith(".json") else name.encode())
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(list(config.paths.results.glob("scan*.json"))) < 4:
+            time.sleep(0.2)
+    finally:
+        stopping.set()
+        runner.join(30)
+    results, errors, _ = _outcomes(config)
+    assert errors == [] and sorted(r["input"] for r in results) == sorted(scan for scan, _ in pairs.values())
+    assert all(r["sidecar"] == r["input"].replace(".png", ".roi.json") for r in results)
+    assert all([region["label"] for region in r["regions"]] == ["A", "B"] for r in results)
+    assert analyser.calls == 4 and not list(inbox.iterdir())

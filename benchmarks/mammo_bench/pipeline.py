@@ -16,6 +16,7 @@ from typing import Any
 from edge_app.decode import decode_bytes
 from edge_app.model import EdgeModel
 from edge_app.preprocess import to_model_input
+from edge_app.scope import ScopeLimits
 from edge_app.service.analyse import ModelAnalyser
 from edge_app.service.lifecycle import ScanState, advance, received
 from edge_app.service.writer import ResultWriter
@@ -29,7 +30,7 @@ def measure_pipeline(model: EdgeModel, scans: list[Path], rounds: int) -> dict[s
     """Stage statistics over `rounds` passes through `scans`, and the heatmap's cost ratio (p50 over p50)."""
     stages: dict[str, list[float]] = defaultdict(list)
     config = model.manifest.preprocess
-    analyser = ModelAnalyser(model, config.max_pixels)
+    analyser = ModelAnalyser(model, config.max_pixels, ScopeLimits.resolve(model.manifest.scope))
     with tempfile.TemporaryDirectory(prefix="mammo-bench-") as folder:
         writer = ResultWriter(Path(folder), analyser.identity)
         for index in progress(range(rounds * len(scans)), rounds * len(scans), "scans"):
@@ -37,12 +38,13 @@ def measure_pipeline(model: EdgeModel, scans: list[Path], rounds: int) -> dict[s
             started = time.perf_counter()
             data = path.read_bytes()
             stages["read_ms"].append((time.perf_counter() - started) * 1000)
-            analysis = analyser.analyse(data)
+            analysis = analyser.analyse(data, path.name)
             for stage, value in analysis.timings_ms.items():
                 stages[stage].append(value)
             tick = time.perf_counter()
             claimed = advance(received(path.name), ScanState.CLAIMED)
-            writer.write_result(advance(claimed, ScanState.ANALYSED, result_stem=f"bench{index}"), analysis)
+            analysed = advance(claimed, ScanState.ANALYSED, result_stem=f"bench{index}", status=analysis.status)
+            writer.write_result(analysed, analysis)
             stages["write_ms"].append((time.perf_counter() - tick) * 1000)
             stages["total_ms"].append((time.perf_counter() - started) * 1000)
     images = [to_model_input(decode_bytes(path.read_bytes(), config.max_pixels).pixels, config) for path in scans]

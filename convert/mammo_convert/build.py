@@ -42,6 +42,7 @@ from edge_app.model import calibrated_probabilities, get_output, set_input, set_
 from edge_app.preprocess import PreprocessConfig
 from edge_app.probe import probe
 from edge_app.runtime import load_runtime, make_interpreter
+from edge_app.scope import TrainingScope
 from mammo_convert.export import classifier_model, embed_metadata, gradcam_head_model, to_tflite
 from mammo_convert.gate import Reference, Thresholds, failures, fidelity_set, measure_variant, table
 from mammo_convert.repair import layer_errors, repair_plan, selective_int8
@@ -253,6 +254,7 @@ class Conversion:
             backbones=self.names,
             centre_offsets=tuple(BACKBONES[name].centre_offset for name in self.names),
             preprocess=self.config,
+            scope=TrainingScope.from_dict(settings.scope) if settings.scope else TrainingScope(),
             labels=LABELS,
             temperature=self.metrics.temperature,
             threshold=self.metrics.threshold,

@@ -1,7 +1,14 @@
-"""The analyse stage: bytes in, a typed `Analysis` out. The daemon, ``mammo-edge once`` and the benchmarks take any
-`Analyser`; `ModelAnalyser` is the one backed by a model bundle (tests use a fake with the same shape).
+"""The analyse stage: a scan's bytes (and its region sidecar, if one came) in, a typed `Analysis` out. The daemon,
+``mammo-edge once`` and the benchmarks take any `Analyser`; `ModelAnalyser` is the one backed by a model bundle
+(tests use a fake with the same shape).
 
-An input the analyser refuses raises a `MammoEdgeError` whose ``stage`` and class name become the scan's failure.
+What is classified:
+- a scan with a sidecar: each region, cut by the bundle's crop rule (`edge_app.regions`), one answer per region;
+- a scan without one that is a patch like the training patches: the whole image, as one region;
+- anything else (a full-field film): nothing. The analysis has the status ``needs_roi`` and the reason.
+
+An input the analyser refuses (undecodable, an invalid sidecar) raises a `MammoEdgeError` whose ``stage`` and class
+name become the scan's failure.
 """
 
 from __future__ import annotations
@@ -12,15 +19,53 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import cv2
-import numpy as np
 
-from edge_app.decode import decode_bytes
+from edge_app.decode import DecodedImage, Gray8, decode_bytes
 from edge_app.errors import TooManyPixelsError
-from edge_app.gradcam import overlay
+from edge_app.gradcam import peak_location
 from edge_app.model import EdgeModel, ModelIdentity
+from edge_app.overlay import RegionView, render
 from edge_app.preprocess import pad_to_square, to_model_input
+from edge_app.regions import Box, Region, crop_region, parse_sidecar, whole_image
+from edge_app.scope import Measured, ScopeLimits, needs_roi_reason
 
-OVERLAY_SIDE = 512
+CLASSIFIED = "classified"
+NEEDS_ROI = "needs_roi"
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    """A region file that came with a scan: its name as dropped, ``roi`` or ``mask``, and its bytes."""
+
+    name: str
+    kind: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What was read of the scan itself (recorded in every result)."""
+
+    format: str
+    width: int
+    height: int
+    extent_mm: tuple[float, float] | None
+    laterality: str | None
+    view: str | None
+
+
+@dataclass(frozen=True)
+class RegionAnswer:
+    """The model's answer for one region, in the scan's pixel coordinates."""
+
+    label: str
+    marked_as: str  # "circle", "box", "mask" or "whole image"
+    box: Box  # the region as marked (clipped to the image)
+    crop: Box  # the square the model saw (may reach beyond the image: black there)
+    probability: float
+    logit: float
+    decision: str  # the bundle's label at its threshold
+    heatmap_peak: tuple[int, int] | None  # where the Grad-CAM evidence peaks, scan pixels
 
 
 @dataclass(frozen=True)
@@ -28,32 +73,65 @@ class Analysis:
     """One scan's answer, ready to be written."""
 
     sha256: str
-    label: str
-    probability: float
-    logit: float
+    status: str  # CLASSIFIED or NEEDS_ROI
+    image: ImageFacts
+    regions: tuple[RegionAnswer, ...]
+    reason: str | None  # why NEEDS_ROI
     overlay_png: bytes | None
     timings_ms: dict[str, float]
+
+    @property
+    def most_suspicious(self) -> RegionAnswer | None:
+        """The region with the highest probability: what a one-line summary (audit, status, tables) shows."""
+        return max(self.regions, key=lambda answer: answer.probability, default=None)
+
+    @property
+    def label(self) -> str | None:
+        top = self.most_suspicious
+        return None if top is None else top.decision
+
+    @property
+    def probability(self) -> float | None:
+        top = self.most_suspicious
+        return None if top is None else top.probability
+
+
+def summary(analysis: Analysis) -> str:
+    """One line for logs and tables: each region's decision and probability, or why nothing was classified."""
+    if analysis.status == NEEDS_ROI:
+        return f"needs_roi ({analysis.image.width}x{analysis.image.height} px, no regions)"
+    return ", ".join(f"{answer.label} {answer.decision} p={answer.probability:.3f}" for answer in analysis.regions)
 
 
 class Analyser(Protocol):
     @property
     def identity(self) -> ModelIdentity: ...
 
-    def analyse(self, data: bytes) -> Analysis: ...
+    def analyse(self, data: bytes, name: str, sidecar: Sidecar | None = None) -> Analysis: ...
+
+
+def image_facts(decoded: DecodedImage) -> ImageFacts:
+    measured = Measured.of(decoded)
+    return ImageFacts(
+        decoded.format, measured.width_px, measured.height_px, measured.extent_mm, decoded.laterality, decoded.view
+    )
 
 
 class ModelAnalyser:
-    """Decode, preprocess, classify and (if the bundle has a Grad-CAM head) explain, with an `EdgeModel`."""
+    """Decode, find the regions, guard the scope, classify each region and (if the bundle has a Grad-CAM head)
+    explain it, with an `EdgeModel`."""
 
-    def __init__(self, model: EdgeModel, max_pixels: int) -> None:
+    def __init__(self, model: EdgeModel, max_pixels: int, limits: ScopeLimits) -> None:
         self.model = model
         self.max_pixels = max_pixels
+        self.limits = limits
+        self.rule = model.manifest.scope.crop_rule
 
     @property
     def identity(self) -> ModelIdentity:
         return self.model.identity
 
-    def analyse(self, data: bytes) -> Analysis:
+    def analyse(self, data: bytes, name: str, sidecar: Sidecar | None = None) -> Analysis:
         timings: dict[str, float] = {}
         started = time.perf_counter()
         sha256 = hashlib.sha256(data).hexdigest()
@@ -63,19 +141,76 @@ class ModelAnalyser:
             raise TooManyPixelsError(
                 f"{exc}; raise [ingest] max_pixels in the device config if such scans are expected"
             ) from exc
+        facts = image_facts(decoded)
         timings["decode_ms"] = (time.perf_counter() - started) * 1000
-        tick = time.perf_counter()
-        pixels = to_model_input(decoded.pixels, self.model.manifest.preprocess)
-        timings["preprocess_ms"] = (time.perf_counter() - tick) * 1000
-        prediction = self.model.predict(pixels)
-        timings.update(prediction.timings_ms)
+        gray = decoded.pixels
+        if sidecar is not None:
+            regions = parse_sidecar(sidecar.kind, sidecar.data, facts.width, facts.height)
+            views = [self._region_view(gray, region, sidecar.kind) for region in regions]
+        else:
+            reason = needs_roi_reason(Measured.of(decoded), self.limits, name)
+            if reason is not None:
+                return Analysis(sha256, NEEDS_ROI, facts, (), reason, None, timings)
+            region, box = whole_image(gray)
+            views = [(region, "whole image", box, box, gray)]
+        answers, pictures = [], []
+        for region, marked_as, box, window, crop in views:
+            answer, picture = self._classify(region, marked_as, box, window, crop, timings)
+            answers.append(answer)
+            pictures.append(picture)
         png = None
-        if prediction.heatmap is not None:
+        if any(picture.heatmap is not None for picture in pictures):
             tick = time.perf_counter()
-            square = pad_to_square(decoded.pixels)
-            side = min(OVERLAY_SIDE, square.shape[0])
-            shown = np.asarray(cv2.resize(square, (side, side), interpolation=cv2.INTER_AREA), np.uint8)
-            ok, encoded = cv2.imencode(".png", overlay(shown, prediction.heatmap))
+            ok, encoded = cv2.imencode(".png", render(gray, pictures))
             png = encoded.tobytes() if ok else None
             timings["overlay_ms"] = (time.perf_counter() - tick) * 1000
-        return Analysis(sha256, prediction.label, prediction.probability, prediction.logit, png, timings)
+        return Analysis(sha256, CLASSIFIED, facts, tuple(answers), None, png, timings)
+
+    def _region_view(self, gray: Gray8, region: Region, kind: str) -> tuple[Region, str, Box, Box, Gray8]:
+        crop, window = crop_region(gray, region, self.rule)
+        marked_as = "mask" if kind == "mask" else "circle" if region.box is None else "box"
+        return region, marked_as, region.bounds(gray.shape[1], gray.shape[0]), window, crop
+
+    def _classify(
+        self, region: Region, marked_as: str, box: Box, window: Box, crop: Gray8, timings: dict[str, float]
+    ) -> tuple[RegionAnswer, RegionView]:
+        tick = time.perf_counter()
+        pixels = to_model_input(crop, self.model.manifest.preprocess)
+        _add(timings, "preprocess_ms", (time.perf_counter() - tick) * 1000)
+        prediction = self.model.predict(pixels)
+        for key, value in prediction.timings_ms.items():
+            _add(timings, key, value)
+        peak = None
+        square = _model_square(window, crop)
+        if prediction.heatmap is not None:
+            x, y = peak_location(prediction.heatmap)
+            side = prediction.heatmap.shape[0]
+            peak = (
+                square.x0 + round((x + 0.5) * (square.x1 - square.x0) / side - 0.5),
+                square.y0 + round((y + 0.5) * (square.y1 - square.y0) / side - 0.5),
+            )
+        answer = RegionAnswer(
+            region.label,
+            marked_as,
+            box,
+            window,
+            prediction.probability,
+            prediction.logit,
+            prediction.label,
+            peak,
+        )
+        circle = (region.cx, region.cy, region.radius) if marked_as == "circle" else None
+        caption = f"{region.label}  p={prediction.probability:.3f}  {prediction.label}"
+        return answer, RegionView(region.label, caption, box, circle, square, pad_to_square(crop), prediction.heatmap)
+
+
+def _model_square(window: Box, crop: Gray8) -> Box:
+    """The square the model input covers: the crop window, or for a non-square whole image its padded square."""
+    height, width = crop.shape
+    side = max(height, width)
+    left, top = window.x0 - (side - width) // 2, window.y0 - (side - height) // 2
+    return Box(left, top, left + side, top + side)
+
+
+def _add(timings: dict[str, float], key: str, value: float) -> None:
+    timings[key] = timings.get(key, 0.0) + value

@@ -1,4 +1,5 @@
-"""The claim stage: an inbox file gets a record first, then is renamed to ``processing/<scan_id>``.
+"""The claim stage: an inbox file gets a record first, then is renamed to ``processing/<scan_id>`` (and its region
+sidecar, when one came with it, to ``processing/<scan_id>.sidecar``).
 
 The record is durable before the rename, so a crash between the two is resolved from the record alone: the file
 is either still in the inbox (claim it now), already in processing (the rename happened), or gone (someone else
@@ -16,6 +17,7 @@ from edge_app.service.journal import Journal
 from edge_app.service.lifecycle import ScanRecord, ScanState, received
 
 log = logging.getLogger(__name__)
+CLAIMED_SIDECAR_SUFFIX = ".sidecar"
 
 
 class Claimer:
@@ -28,12 +30,18 @@ class Claimer:
     def claimed_path(self, record: ScanRecord) -> Path:
         return self.processing / record.scan_id
 
-    def receive(self, path: Path) -> ScanRecord:
-        """Record an inbox entry (RECEIVED) under its path relative to the inbox, exactly as dropped."""
-        return self.journal.insert(received(path.relative_to(self.inbox).as_posix()))
+    def claimed_sidecar(self, record: ScanRecord) -> Path:
+        return self.processing / f"{record.scan_id}{CLAIMED_SIDECAR_SUFFIX}"
+
+    def receive(self, path: Path, sidecar: Path | None = None) -> ScanRecord:
+        """Record an inbox entry (RECEIVED) under its path relative to the inbox, exactly as dropped, with its
+        sidecar's."""
+        sidecar_name = None if sidecar is None else sidecar.relative_to(self.inbox).as_posix()
+        return self.journal.insert(received(path.relative_to(self.inbox).as_posix(), sidecar_name))
 
     def claim(self, record: ScanRecord) -> ScanRecord:
-        """RECEIVED -> CLAIMED (the file is now the daemon's), or VANISHED if it left the inbox first."""
+        """RECEIVED -> CLAIMED (the file, then its sidecar, are now the daemon's), or VANISHED if the scan left the
+        inbox first. A sidecar that left is noticed by the analyse stage, which refuses the scan with the reason."""
         target = self.claimed_path(record)
         if not os.path.lexists(target):
             try:
@@ -41,6 +49,14 @@ class Claimer:
             except FileNotFoundError:
                 log.warning("%s %s: left the inbox before it was claimed", record.scan_id, record.input_name)
                 return self.journal.advance(record, ScanState.VANISHED)
+        sidecar = self.claimed_sidecar(record)
+        if record.sidecar_name is not None and not os.path.lexists(sidecar):
+            try:
+                move_durably(self.inbox / record.sidecar_name, sidecar)
+            except FileNotFoundError:
+                log.warning(
+                    "%s %s: its sidecar %s left the inbox", record.scan_id, record.input_name, record.sidecar_name
+                )
         return self.journal.advance(record, ScanState.CLAIMED)
 
     def adopt(self, path: Path) -> ScanRecord:

@@ -20,6 +20,7 @@ from types import FrameType
 
 from edge_app.config import Config
 from edge_app.fsutil import free_megabytes
+from edge_app.regions import sidecar_kind
 from edge_app.service.analyse import Analyser
 from edge_app.service.claim import Claimer
 from edge_app.service.intake import InboxTracker, start_observer
@@ -73,7 +74,7 @@ class Daemon:
         self.pipeline = build_pipeline(config, self.journal, analyser)
         ingest = config.ingest
         self.tracker = InboxTracker(
-            config.paths.inbox, ingest.settle_seconds, ingest.recursive, ingest.queue_limit, clock
+            config.paths.inbox, ingest.settle_seconds, ingest.recursive, ingest.queue_limit, clock, ingest.sidecar_wait
         )
         self.stopping = stopping or threading.Event()
         self.exit_when_idle = exit_when_idle
@@ -129,18 +130,20 @@ class Daemon:
                 self.stopping.wait(1.0)
                 continue
             ready = self.tracker.ready()
-            for path in ready:
+            for arrival in ready:
                 if self.stopping.is_set() or self._disk_low():
                     break
-                self.tracker.forget(path)
-                record = self.pipeline.take(path)
+                self.tracker.forget(arrival.scan)
+                if arrival.sidecar is not None:
+                    self.tracker.forget(arrival.sidecar)
+                record = self.pipeline.take(arrival.scan, arrival.sidecar)
                 self.counts[record.state.value] += 1
                 notify(f"STATUS={_counts_text(self.counts)}, {self.tracker.pending} waiting")
                 if ping_every is not None:
                     notify("WATCHDOG=1")
                     last_ping = self.clock()
             if not ready:
-                if self.exit_when_idle and self.tracker.pending == 0 and not any(self.config.paths.inbox.iterdir()):
+                if self.exit_when_idle and self.tracker.pending == 0 and not _scans_in(self.config.paths.inbox):
                     log.info("inbox empty: exiting (--exit-when-idle)")
                     break
                 self.stopping.wait(TICK_SECONDS)
@@ -157,6 +160,11 @@ class Daemon:
             else:
                 log.info("disk space is back (%.0f MB free): resuming", free)
         return low
+
+
+def _scans_in(inbox: Path) -> bool:
+    """Whether anything but a sidecar waiting for its scan is in the inbox (`--exit-when-idle` waits for those)."""
+    return any(sidecar_kind(path.name) is None for path in inbox.iterdir())
 
 
 def _counts_text(counts: Counter[str]) -> str:

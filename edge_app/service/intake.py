@@ -3,7 +3,12 @@
 Events only say *where to look*; a file is ready once its size and modification time have not changed for
 ``settle_seconds`` (a copy over a slow network share or a scanner writing in chunks is never taken half-written).
 Temporary names (``.*``, ``*.part``, ``*.tmp``, ``*.partial``...) are ignored until renamed. The clock is
-injected, so the settle rule is tested with a fake one.
+injected, so the settle and pairing rules are tested with a fake one.
+
+Pairing: a region sidecar (``NAME.roi.json``, ``NAME.mask.png``) is never a scan. A scan whose sidecar is in the inbox
+is ready once both held still; a scan without one waits ``sidecar_wait`` more seconds for it, so scan and sidecar may
+arrive in either order. A sidecar waits in the inbox for its scan (a scan answered ``needs_roi`` can be dropped again
+beside it).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
+from edge_app.regions import sidecar_kind, sidecar_names
+
 TEMPORARY_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload", ".download")
 
 
@@ -26,6 +33,14 @@ def is_temporary_name(name: str) -> bool:
     """Names a copy in progress uses: hidden files and the usual partial-download suffixes."""
     lowered = name.lower()
     return name.startswith(".") or lowered.endswith(TEMPORARY_SUFFIXES)
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A scan ready to be taken, and the sidecar that came with it."""
+
+    scan: Path
+    sidecar: Path | None
 
 
 @dataclass
@@ -45,9 +60,11 @@ class InboxTracker:
         recursive: bool,
         limit: int,
         clock: Callable[[], float] = time.monotonic,
+        sidecar_wait: float = 0.0,
     ) -> None:
         self.inbox = inbox
         self.settle = settle_seconds
+        self.sidecar_wait = sidecar_wait
         self.recursive = recursive
         self.limit = limit
         self.clock = clock
@@ -68,15 +85,17 @@ class InboxTracker:
             if path.is_symlink() or path.is_file():
                 self.note(path)
 
-    def ready(self) -> list[Path]:
-        """Candidates whose size and mtime held still for the settle time (symbolic links at once), oldest first."""
+    def ready(self) -> list[Arrival]:
+        """Scans (with their sidecars) that held still for the settle time, and waited for a sidecar when none came;
+        symbolic links at once; oldest first."""
         now = self.clock()
-        found = []
+        still: dict[Path, float] = {}  # path -> seconds it has held still
+        links = []
         with self._lock:
             for path, seen in list(self._seen.items()):
                 try:
                     if path.is_symlink():
-                        found.append(path)
+                        links.append(path)
                         continue
                     status = path.stat()
                 except FileNotFoundError:
@@ -85,9 +104,27 @@ class InboxTracker:
                 current = (status.st_size, status.st_mtime_ns)
                 if seen is None or (seen.size, seen.mtime_ns) != current:
                     self._seen[path] = _Seen(current[0], current[1], now)
-                elif now - seen.since >= self.settle:
-                    found.append(path)
+                else:
+                    still[path] = now - seen.since
+        found = [Arrival(path, None) for path in links if sidecar_kind(path.name) is None]
+        for path, held in still.items():
+            if sidecar_kind(path.name) is not None or held < self.settle:
+                continue
+            sidecar = self._sidecar_of(path)
+            if sidecar is None and held >= self.settle + self.sidecar_wait:
+                found.append(Arrival(path, None))
+            elif sidecar is not None and still.get(sidecar, -1.0) >= self.settle:
+                found.append(Arrival(path, sidecar))
         return found
+
+    def _sidecar_of(self, scan: Path) -> Path | None:
+        relative = scan.relative_to(self.inbox).as_posix()
+        for name in sidecar_names(relative):
+            candidate = self.inbox / name
+            if candidate.is_file() and not candidate.is_symlink():
+                self.note(candidate)
+                return candidate
+        return None
 
     def forget(self, path: Path) -> None:
         with self._lock:
@@ -95,7 +132,9 @@ class InboxTracker:
 
     @property
     def pending(self) -> int:
-        return len(self._seen)
+        """Scans seen and not yet taken (sidecars waiting for their scan are not counted)."""
+        with self._lock:
+            return sum(sidecar_kind(path.name) is None for path in self._seen)
 
     def _wanted(self, path: Path) -> bool:
         try:

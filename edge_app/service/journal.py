@@ -16,13 +16,15 @@ from typing import Any
 
 from edge_app.service.lifecycle import FINAL_STATES, Failure, ScanRecord, ScanState, advance
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3 added sidecar_name and status
 _COLUMNS = (
     "scan_id",
     "input_name",
     "state",
     "received",
     "updated",
+    "sidecar_name",
+    "status",
     "sha256",
     "result_stem",
     "settled_name",
@@ -40,6 +42,8 @@ CREATE TABLE IF NOT EXISTS scan_records (
     state TEXT NOT NULL,
     received REAL NOT NULL,
     updated REAL NOT NULL,
+    sidecar_name TEXT,
+    status TEXT,
     sha256 TEXT,
     result_stem TEXT UNIQUE,
     settled_name TEXT,
@@ -72,6 +76,8 @@ def _row(record: ScanRecord) -> tuple[object, ...]:
         record.state.value,
         record.received,
         record.updated,
+        record.sidecar_name,
+        record.status,
         record.sha256,
         record.result_stem,
         record.settled_name,
@@ -93,6 +99,10 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(scan_records)")}
+        for column in ("sidecar_name", "status"):  # a journal written by schema 2 gains the columns, empty
+            if column not in present:
+                self._db.execute(f"ALTER TABLE scan_records ADD COLUMN {column} TEXT")
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -151,7 +161,8 @@ class Journal:
         """The result file of the first classified scan with this content (None if there is none)."""
         row = self._db.execute(
             "SELECT result_stem FROM scan_records WHERE sha256 = ? AND result_stem IS NOT NULL "
-            "AND duplicate_of IS NULL AND state IN ('written', 'archived') ORDER BY received LIMIT 1",
+            "AND duplicate_of IS NULL AND status = 'classified' AND state IN ('written', 'archived') "
+            "ORDER BY received LIMIT 1",
             (sha256,),
         ).fetchone()
         return None if row is None else f"{row[0]}.json"

@@ -3,8 +3,10 @@
 Where the input file is in each state (the record says so; no fact is ever read back from a file name):
 
 ``RECEIVED``   the record exists, the file is still in the inbox under ``input_name``
-``CLAIMED``    the file was renamed to ``processing/<scan_id>``; from here on the daemon owns it
-``ANALYSED``   classified; the result stem and the settled name are reserved; the file is still in processing
+``CLAIMED``    the file was renamed to ``processing/<scan_id>`` (its sidecar, if any, to
+               ``processing/<scan_id>.sidecar``); from here on the daemon owns them
+``ANALYSED``   answered (classified per region, or ``needs_roi``); the result stem and the settled name are reserved;
+               the file is still in processing
 ``REJECTED``   refused with a stage, kind and reason; the settled name is reserved; the file is still in processing
 ``WRITTEN``    the result (or the rejection) files and the audit line are durable
 ``ARCHIVED``   the file is in ``archive/<settled_name>``                         (final)
@@ -73,6 +75,8 @@ class ScanRecord:
     state: ScanState
     received: float  # wall-clock seconds since the epoch
     updated: float
+    sidecar_name: str | None = None  # its region sidecar, relative to the inbox, as dropped (it travels with the scan)
+    status: str | None = None  # the analysis: "classified" or "needs_roi" (None until analysed, and when rejected)
     sha256: str | None = None
     result_stem: str | None = None  # results/<stem>.json (+ .gradcam.png)
     settled_name: str | None = None  # path relative to archive/ or quarantine/
@@ -99,10 +103,10 @@ def new_scan_id() -> str:
     return f"{time.time_ns():x}{secrets.token_hex(3)}"
 
 
-def received(input_name: str, now: float | None = None) -> ScanRecord:
-    """The record of a file just seen in the inbox, before it is claimed."""
+def received(input_name: str, sidecar_name: str | None = None, now: float | None = None) -> ScanRecord:
+    """The record of a file just seen in the inbox (and of the sidecar that came with it), before it is claimed."""
     stamp = time.time() if now is None else now
-    return ScanRecord(new_scan_id(), input_name, ScanState.RECEIVED, stamp, stamp)
+    return ScanRecord(new_scan_id(), input_name, ScanState.RECEIVED, stamp, stamp, sidecar_name)
 
 
 def advance(record: ScanRecord, state: ScanState, now: float | None = None, **changes: Any) -> ScanRecord:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from edge_app.errors import MammoEdgeError
 from edge_app.fsutil import remove_temporaries
-from edge_app.service.analyse import Analyser, Analysis
+from edge_app.regions import sidecar_kind
+from edge_app.service.analyse import Analyser, Analysis, Sidecar, summary
 from edge_app.service.claim import Claimer
 from edge_app.service.journal import Journal
 from edge_app.service.lifecycle import Failure, ScanRecord, ScanState
@@ -21,6 +22,7 @@ from edge_app.service.writer import ResultWriter
 
 log = logging.getLogger(__name__)
 SYMLINK_REASON = "symbolic links are never followed; copy the scan itself into the inbox"
+REDROP = "drop the scan and its sidecar into the inbox again"
 
 
 class ScanPipeline:
@@ -33,9 +35,9 @@ class ScanPipeline:
         self.writer = writer
         self.settler = settler
 
-    def take(self, path: Path) -> ScanRecord:
-        """Process one inbox entry to its final state."""
-        return self.resume(self.claimer.receive(path))
+    def take(self, path: Path, sidecar: Path | None = None) -> ScanRecord:
+        """Process one inbox entry (with the region sidecar that came with it) to its final state."""
+        return self.resume(self.claimer.receive(path, sidecar))
 
     def resume(self, record: ScanRecord) -> ScanRecord:
         """Drive `record` from its state to a final one (every step is idempotent, so a repeat is harmless)."""
@@ -55,7 +57,7 @@ class ScanPipeline:
                 self.writer.write_rejection(record)
                 record = self.journal.advance(record, ScanState.WRITTEN)
             elif record.state is ScanState.WRITTEN:
-                self.settler.settle(record, self.claimer.claimed_path(record))
+                self.settler.settle(record, self.claimer.claimed_path(record), self.claimer.claimed_sidecar(record))
                 record = self.journal.advance(record, ScanState.QUARANTINED if record.rejected else ScanState.ARCHIVED)
         return record
 
@@ -68,7 +70,7 @@ class ScanPipeline:
         unfinished = self.journal.unfinished()
         for record in unfinished:
             self.resume(record)
-        orphans = sorted(self.claimer.processing.iterdir())
+        orphans = sorted(self.claimer.processing.iterdir())  # a scan's or a sidecar's: each is kept as a scan
         for path in orphans:
             self.resume(self.claimer.adopt(path))
         return len(unfinished) + len(orphans)
@@ -82,11 +84,22 @@ class ScanPipeline:
             data = claimed.read_bytes()
         except OSError as exc:
             return self._reject(record, None, Failure("ingest", type(exc).__name__, str(exc))), None
+        sha256 = hashlib.sha256(data).hexdigest()
+        sidecar = None
+        if record.sidecar_name is not None:
+            try:
+                sidecar_data = self.claimer.claimed_sidecar(record).read_bytes()
+            except OSError:
+                reason = f"its region file {record.sidecar_name} left the inbox before it could be read: {REDROP}"
+                return self._reject(record, sha256, Failure("regions", "MissingSidecar", reason)), None
+            kind = sidecar_kind(record.sidecar_name)
+            assert kind is not None, "only a sidecar's name is recorded as one"
+            sidecar = Sidecar(record.sidecar_name, kind, sidecar_data)
         try:
-            analysis = self.analyser.analyse(data)
-        except MammoEdgeError as exc:  # input and model errors alike: refused with their stage
-            sha256 = hashlib.sha256(data).hexdigest()
-            return self._reject(record, sha256, Failure(exc.stage, type(exc).__name__, str(exc))), None
+            analysis = self.analyser.analyse(data, record.input_name, sidecar)
+        except MammoEdgeError as exc:  # input, region and model errors alike: refused with their stage
+            reason = str(exc) if sidecar is None or exc.stage != "regions" else f"{sidecar.name}: {exc}"
+            return self._reject(record, sha256, Failure(exc.stage, type(exc).__name__, reason)), None
         if record.state is ScanState.ANALYSED:
             return record, analysis
         analysed = self.journal.advance(
@@ -96,15 +109,15 @@ class ScanPipeline:
             result_stem=self.writer.free_stem(record.input_name, self.journal.result_stem_taken),
             settled_name=self.settler.reserve(record.input_name, rejected=False),
             duplicate_of=self.journal.first_result_for(analysis.sha256),
+            status=analysis.status,
             label=analysis.label,
             probability=analysis.probability,
         )
         log.info(
-            "%s %s: %s p=%.3f%s",
+            "%s %s: %s%s",
             record.scan_id,
             record.input_name,
-            analysis.label,
-            analysis.probability,
+            summary(analysis),
             f" (duplicate of {analysed.duplicate_of})" if analysed.duplicate_of else "",
         )
         return analysed, analysis
@@ -126,6 +139,7 @@ class ScanPipeline:
             result_stem=None,
             settled_name=self.settler.reserve(record.input_name, rejected=True),
             duplicate_of=None,
+            status=None,
             label=None,
             probability=None,
         )

@@ -1,8 +1,9 @@
 """The settle stage: the input goes to ``archive/`` (classified) or ``quarantine/`` (refused), never deleted.
 
-The input keeps its path relative to the inbox (``nested/scan__left.png`` is archived as exactly that); a name already
-used gets `` (2)``, `` (3)``... before the suffix. Names are reserved in the record before anything is moved, and the
-move is skipped if a crash happened after it, so settling twice is settling once.
+Its region sidecar goes beside it, under the same stem. The input keeps its path relative to the inbox
+(``nested/scan__left.png`` is archived as exactly that); a name already used gets `` (2)``, `` (3)``... before the
+suffix. Names are reserved in the record before anything is moved, and the move is skipped if a crash happened after
+it, so settling twice is settling once.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from edge_app.fsutil import move_durably, unique_stem
+from edge_app.regions import MASK_SUFFIX, ROI_SUFFIX, SIDECAR_SUFFIXES, sidecar_kind
 from edge_app.service.lifecycle import ScanRecord
 from edge_app.service.writer import ERROR_SUFFIX
 
@@ -32,16 +34,29 @@ class Settler:
         relative = PurePosixPath(input_name)
         folder = self.folder_for(rejected) / relative.parent
         suffix = relative.suffix
-        companions = (suffix, suffix + ERROR_SUFFIX) if rejected else (suffix,)
+        companions = (suffix, *SIDECAR_SUFFIXES, *((suffix + ERROR_SUFFIX,) if rejected else ()))
         parent = "" if str(relative.parent) == "." else f"{relative.parent}/"
         stem = unique_stem(
             folder, relative.stem, companions, lambda candidate: self.is_reserved(f"{parent}{candidate}{suffix}")
         )
         return f"{parent}{stem}{suffix}"
 
-    def settle(self, record: ScanRecord, claimed: Path) -> Path:
-        """Move the claimed input to its reserved place (unless a crash already moved it); returns where it is."""
+    def settled_sidecar(self, record: ScanRecord) -> Path | None:
+        """Where the scan's sidecar goes: beside the scan, under the scan's settled stem (``a (2).roi.json``)."""
+        if record.sidecar_name is None or record.settled_name is None:
+            return None
+        settled = PurePosixPath(record.settled_name)
+        suffix = ROI_SUFFIX if sidecar_kind(record.sidecar_name) == "roi" else MASK_SUFFIX
+        return self.folder_for(record.rejected) / settled.parent / f"{settled.stem}{suffix}"
+
+    def settle(self, record: ScanRecord, claimed: Path, claimed_sidecar: Path) -> Path:
+        """Move the claimed input (and its sidecar) to the reserved place, unless a crash already moved them; returns
+        where the input is."""
         assert record.settled_name is not None, "the settled name is reserved before settling"
+        sidecar_target = self.settled_sidecar(record)
+        if sidecar_target is not None and os.path.lexists(claimed_sidecar):
+            sidecar_target.parent.mkdir(parents=True, exist_ok=True)
+            move_durably(claimed_sidecar, sidecar_target)
         target = self.folder_for(record.rejected) / record.settled_name
         if os.path.lexists(claimed):
             target.parent.mkdir(parents=True, exist_ok=True)

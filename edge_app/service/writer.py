@@ -1,6 +1,7 @@
 """The write stage: the only code that writes what a scan produced. ``run``, ``once`` and the benchmarks all use it.
 
-For a classified scan: ``<stem>.gradcam.png`` then ``<stem>.json`` (schema ``schemas/result.schema.json``), both
+For an analysed scan (classified per region, or ``needs_roi``): ``<stem>.gradcam.png`` (when there is heat to show)
+then ``<stem>.json`` (schema ``schemas/result.schema.json``), both
 atomic and in that order, so a result never names a missing overlay. For a refused scan: ``<name>.error.json`` beside
 the quarantined input. Then one line in ``results.jsonl`` and ``results.csv`` (the audit log). Every write is
 idempotent, so a crash anywhere in this stage is repaired by doing it again: files are replaced whole, and an audit
@@ -21,10 +22,10 @@ from typing import Any
 
 from edge_app.fsutil import append_durably, atomic_write, unique_stem
 from edge_app.model import ModelIdentity
-from edge_app.service.analyse import Analysis
+from edge_app.service.analyse import Analysis, RegionAnswer
 from edge_app.service.lifecycle import ScanRecord
 
-RESULT_SCHEMA_VERSION = 1
+RESULT_SCHEMA_VERSION = 2  # 2: status, the image's facts and one entry per region
 NOTICE = "Research software: NOT FOR CLINICAL USE. Not a medical device; do not use for diagnosis."
 AUDIT_JSONL = "results.jsonl"
 AUDIT_CSV = "results.csv"
@@ -56,17 +57,42 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def _region_entry(answer: RegionAnswer) -> dict[str, Any]:
+    return {
+        "label": answer.label,
+        "marked_as": answer.marked_as,
+        "box": answer.box.as_list(),
+        "crop": answer.crop.as_list(),
+        "probability": round(answer.probability, 6),
+        "logit": round(answer.logit, 6),
+        "decision": answer.decision,
+        "gradcam": None if answer.heatmap_peak is None else {"peak": list(answer.heatmap_peak)},
+    }
+
+
 def result_document(record: ScanRecord, analysis: Analysis, identity: ModelIdentity) -> dict[str, Any]:
-    """The result JSON of a classified scan (everything comes from the record, the analysis and the model)."""
+    """The result JSON of an analysed scan (everything comes from the record, the analysis and the model)."""
+    image = analysis.image
     return {
         "schema": "mammo-edge/result",
         "schema_version": RESULT_SCHEMA_VERSION,
         "id": record.scan_id,
         "input": record.input_name,
+        "sidecar": record.sidecar_name,
         "sha256": analysis.sha256,
+        "status": analysis.status,
+        "reason": analysis.reason,
+        "image": {
+            "format": image.format,
+            "width": image.width,
+            "height": image.height,
+            "extent_mm": None if image.extent_mm is None else list(image.extent_mm),
+            "laterality": image.laterality,
+            "view": image.view,
+        },
+        "regions": [_region_entry(answer) for answer in analysis.regions],
         "label": analysis.label,
-        "probability": round(analysis.probability, 6),
-        "logit": round(analysis.logit, 6),
+        "probability": None if analysis.probability is None else round(analysis.probability, 6),
         "threshold": identity.threshold,
         "target_sensitivity": identity.target_sensitivity,
         "model": identity.stamp(),
@@ -84,7 +110,9 @@ def rejection_document(record: ScanRecord) -> dict[str, Any]:
     return {
         "id": record.scan_id,
         "input": record.input_name,
+        "sidecar": record.sidecar_name,
         "sha256": record.sha256,
+        "status": "rejected",
         "stage": failure.stage,
         "exception": failure.kind,
         "reason": failure.reason,
@@ -114,7 +142,7 @@ class ResultWriter:
             atomic_write(self.results / str(record.overlay_file), analysis.overlay_png)
         target = self.results / str(record.result_file)
         atomic_write(target, _json_bytes(result_document(record, analysis, self.identity)))
-        self._audit(record, "classified")
+        self._audit(record, analysis.status)
         return target
 
     def write_rejection(self, record: ScanRecord) -> Path | None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from edge_app.errors import run_main
 from mammo_train.audit import audit
+from mammo_train.films import generate_films, mias_sidecars
 from mammo_train.layout import find_sources, scan_dataset
 from mammo_train.mias import import_mias
 from mammo_train.splits import SPLITS, crossing_groups, make_split, read_splits, write_splits
@@ -41,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--copies", type=_positive, default=1, help="augmented copies per original, NAME (n).png")
     synth.add_argument("--sources", default="SYNTH", help="comma-separated source names, one folder each")
+    synth.add_argument(
+        "--films",
+        type=_positive,
+        default=None,
+        help="instead of crops: N full-field DICOM films with masses (crops of --size) and their .roi.json sidecars",
+    )
 
     mias = commands.add_parser("import-mias", help="crop the masses of raw MIAS films into the layout")
     mias.add_argument("films", type=Path, help="folder with MIAS Info.txt and mdbNNN.pgm films")
@@ -49,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     mias.add_argument("--min-size", type=int, default=64, help="smallest crop side in pixels")
     mias.add_argument("--crop-scale", type=float, default=2.0, help="crop side = crop-scale x radius")
     mias.add_argument("--seed", type=int, default=0)
+
+    sidecars = commands.add_parser("mias-sidecars", help="write mdbNNN.roi.json region files from MIAS Info.txt")
+    sidecars.add_argument("films", type=Path, help="folder with MIAS Info.txt and mdbNNN.pgm films")
+    sidecars.add_argument("out", type=Path)
 
     audit_cmd = commands.add_parser("audit", help="count images and originals, flag leaking duplicates")
     audit_cmd.add_argument("root", type=Path)
@@ -65,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_synth(args: argparse.Namespace) -> int:
+    if args.films is not None:
+        films = generate_films(args.out, args.films, args.size, args.seed)
+        print(f"{len(films)} full-field DICOM films with .roi.json sidecars written to {args.out} (truth: films.csv)")
+        return 0
     sources = tuple(name.strip() for name in args.sources.split(",") if name.strip())
     spec = SynthSpec(per_class=args.per_class, size=args.size, seed=args.seed, copies=args.copies, sources=sources)
     counts = generate(args.out, spec)
@@ -79,6 +94,13 @@ def _run_import_mias(args: argparse.Namespace) -> int:
     print("\n".join(report.lines()))
     print(f"written to {args.out / 'MIAS Dataset'}")
     return 0 if report.crops else 1
+
+
+def _run_mias_sidecars(args: argparse.Namespace) -> int:
+    per_film = mias_sidecars(args.films, args.out)
+    masses = sum(len(rows) for rows in per_film.values())
+    print(f"{len(per_film)} films, {masses} masses: mdbNNN.roi.json written to {args.out} (image coordinates: y down)")
+    return 0 if per_film else 1
 
 
 def _run_audit(args: argparse.Namespace) -> int:
@@ -130,7 +152,13 @@ def _run_split(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    runners = {"synth": _run_synth, "import-mias": _run_import_mias, "audit": _run_audit, "split": _run_split}
+    runners = {
+        "synth": _run_synth,
+        "import-mias": _run_import_mias,
+        "mias-sidecars": _run_mias_sidecars,
+        "audit": _run_audit,
+        "split": _run_split,
+    }
     return run_main(f"mammo-data {args.command}", lambda: runners[args.command](args))
 
 

@@ -15,12 +15,17 @@ Groups, the unit a split never cuts:
 from __future__ import annotations
 
 import csv
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image
+
 from edge_app.errors import DataError, MissingInputError
+from edge_app.regions import CropRule
+from edge_app.scope import TrainingScope
 
 LABEL_NAMES = ("benign", "malignant")
 CLASS_FOLDERS = ("Benign Masses", "Malignant Masses")
@@ -133,6 +138,59 @@ def write_sidecar(source_dir: Path, rows: Iterable[dict[str, object]]) -> None:
         writer = csv.DictWriter(handle, fieldnames=SIDECAR_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
+
+
+CROP_FILE = "crop.json"
+"""Per source folder: the crop rule its patches were cut with (``crop_scale``, ``crop_min_side``) and, where known,
+``pixel_spacing_mm``. Written by ``mammo-data synth`` and ``import-mias``; a folder without it (the published
+Mendeley set) was cut by the default rule, about twice the radius and at least 64 px, and its spacing is unknown."""
+
+
+def write_crop_rule(source_dir: Path, rule: CropRule, pixel_spacing_mm: float | None) -> None:
+    document = {"crop_scale": rule.scale, "crop_min_side": rule.min_side, "pixel_spacing_mm": pixel_spacing_mm}
+    (source_dir / CROP_FILE).write_text(json.dumps(document, indent=2) + "\n")
+
+
+def _crop_rule_of(source_dir: Path) -> tuple[CropRule, float | None]:
+    path = source_dir / CROP_FILE
+    if not path.is_file():
+        return CropRule(), None
+    try:
+        values = json.loads(path.read_text())
+        return CropRule(float(values["crop_scale"]), int(values["crop_min_side"])), values.get("pixel_spacing_mm")
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{path} is not a crop rule: {exc}") from exc
+
+
+def training_scope(images: Iterable[Path]) -> TrainingScope:
+    """What the device needs to know of the training patches: their crop rule (one for all sources) and the range of
+    their sides, in pixels and, when every source knows its pixel spacing, in millimetres."""
+    rules: dict[Path, tuple[CropRule, float | None]] = {}
+    sides_px: list[int] = []
+    sides_mm: list[float | None] = []
+    for path in images:
+        source_dir = Path(path).parent.parent
+        if source_dir not in rules:
+            rules[source_dir] = _crop_rule_of(source_dir)
+        with Image.open(path) as image:
+            side = max(image.size)
+        spacing = rules[source_dir][1]
+        sides_px.append(side)
+        sides_mm.append(None if spacing is None else side * float(spacing))
+    if not sides_px:
+        raise DataError("no training images to take the model's scope from")
+    distinct = {rule for rule, _ in rules.values()}
+    if len(distinct) > 1:
+        listed = "; ".join(f"{folder.name}: {rule}" for folder, (rule, _) in sorted(rules.items()))
+        raise DataError(f"the training sources were cut by different crop rules ({listed}); train on one rule")
+    rule = distinct.pop()
+    known_mm = [side for side in sides_mm if side is not None]
+    return TrainingScope(
+        crop_scale=rule.scale,
+        crop_min_side=rule.min_side,
+        patch_side_px=(min(sides_px), max(sides_px)),
+        patch_side_mm=(round(min(known_mm), 1), round(max(known_mm), 1)) if len(known_mm) == len(sides_mm) else None,
+    )
 
 
 def ddsm_patient(original: str) -> str | None:

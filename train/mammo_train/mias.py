@@ -1,10 +1,11 @@
 """Build the MIAS part of the Mendeley layout from raw MIAS films (``Info.txt`` + 1024x1024 PGM).
 
 Masses, not films, carry labels: a film with two masses gives two crops, and mdb144 holds one benign and one
-malignant mass. Each crop is centred on the listed centre (MIAS puts the origin at the *bottom*-left corner, so the
-image row is ``1024 - y``); its side is ``max(min_size, crop_scale * radius)`` and parts beyond the film are padded
-with black so the mass stays centred. Films come in left/right pairs of one patient (mdb001+mdb002), so the group is
-the pair.
+malignant mass. Each crop is cut by the device's own crop rule (`edge_app.regions.crop_region`) around the listed
+centre (MIAS puts the origin at the *bottom*-left corner, so the image row is ``1024 - y``): side
+``max(min_size, crop_scale * radius)``, black beyond the film's edge so the mass stays centred. The rule is written to
+the folder's ``crop.json``, so a model trained on these crops carries it to the device. Films come in left/right pairs
+of one patient (mdb001+mdb002), so the group is the pair.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from numpy.typing import NDArray
 
 from edge_app.decode import decode_file
 from edge_app.errors import DataError, MissingInputError
-from mammo_train.layout import CLASS_FOLDERS, write_sidecar
+from edge_app.regions import CropRule, Region, crop_region
+from mammo_train.layout import CLASS_FOLDERS, write_crop_rule, write_sidecar
 from mammo_train.synth import augment
 
 MASS_CLASSES = frozenset({"CIRC", "SPIC", "MISC"})
@@ -86,16 +87,14 @@ def parse_info(info: Path) -> Iterator[MiasRow]:
         yield MiasRow(match["ref"], match["abnormality"], label, x, y, radius)
 
 
-def crop_mass(film: NDArray[np.uint8], mass: MiasRow, min_size: int, crop_scale: float) -> NDArray[np.uint8]:
-    """A square crop centred on the mass, padded with black beyond the film's edge."""
+MIAS_PIXEL_SPACING_MM = 0.2
+"""mini-MIAS films are 1024x1024 at 200 micron pixels (MIAS README)."""
+
+
+def mass_region(mass: MiasRow, film_height: int) -> Region:
+    """The mass as a region in image coordinates (MIAS counts y from the bottom edge)."""
     assert mass.x is not None and mass.y is not None and mass.radius is not None
-    height = film.shape[0]
-    side = max(min_size, round(crop_scale * mass.radius))
-    row, col = height - mass.y, mass.x
-    half = side // 2
-    padded = cv2.copyMakeBorder(film, side, side, side, side, cv2.BORDER_CONSTANT, value=0)
-    top, left = row - half + side, col - half + side
-    return np.ascontiguousarray(padded[top : top + side, left : left + side])
+    return Region(mass.ref, float(mass.x), float(film_height - mass.y), float(mass.radius))
 
 
 def import_mias(
@@ -115,6 +114,7 @@ def import_mias(
     rows: list[dict[str, object]] = []
     source_dir = Path(out) / "MIAS Dataset"
     rng = np.random.default_rng(seed)
+    rule = CropRule(crop_scale, min_size)
     report.absent_films = {row.ref for row in rows_listed if not (Path(films_dir) / f"{row.ref}.pgm").is_file()}
     for mass in masses:
         seen[mass.ref] = seen.get(mass.ref, 0) + 1
@@ -126,7 +126,7 @@ def import_mias(
             report.missing_coordinates.append(mass.ref)
             continue
         film = decode_file(film_path).pixels
-        crop = crop_mass(film, mass, min_size, crop_scale)
+        crop, _ = crop_region(film, mass_region(mass, film.shape[0]), rule)
         name = mass.ref if per_film[mass.ref] == 1 else f"{mass.ref}_{seen[mass.ref]}"
         folder = source_dir / CLASS_FOLDERS[mass.label]
         folder.mkdir(parents=True, exist_ok=True)
@@ -157,4 +157,5 @@ def import_mias(
         report.patients.add(mass.patient)
     if rows:
         write_sidecar(source_dir, rows)
+        write_crop_rule(source_dir, rule, MIAS_PIXEL_SPACING_MM)
     return report

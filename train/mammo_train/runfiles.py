@@ -43,6 +43,7 @@ class RunSettings:
     init_from: str = ""
     deterministic: bool = False  # op determinism + a sequential input pipeline: same inputs, same weights
     preprocess: dict[str, Any] = field(default_factory=dict)
+    scope: dict[str, Any] = field(default_factory=dict)  # the training patches' crop rule and sizes (TrainingScope)
     split_sha256: str = ""
 
     def to_dict(self) -> dict[str, Any]:

@@ -20,8 +20,9 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from edge_app.regions import CropRule
 from edge_app.samples import Mass, render_mass
-from mammo_train.layout import CLASS_FOLDERS, write_sidecar
+from mammo_train.layout import CLASS_FOLDERS, write_crop_rule, write_sidecar
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,14 @@ def mass_geometry(mass: Mass) -> MassGeometry:
     return MassGeometry(cx, cy, enclosing_radius(mass.lesion), enclosing_radius(mass.body))
 
 
+def synth_crop_rule(size: int, radii: list[float]) -> CropRule:
+    """The crop rule the synthetic crops amount to: a crop is `size` wide around a mass of the given radius, so the
+    rule's scale is the median of ``size / radius`` (about 4.7: more context than the MIAS rule's 2) and its
+    minimum side half the crop. A synthetic full-field film marks its masses by their radius, and this rule cuts them
+    out at the scale the model learned."""
+    return CropRule(round(float(np.median([size / radius for radius in radii])), 2), size // 2)
+
+
 def generate(out: Path, spec: SynthSpec) -> dict[str, int]:
     """Write the dataset under `out`; returns image counts per source."""
     counts: dict[str, int] = {}
@@ -121,5 +130,6 @@ def generate(out: Path, spec: SynthSpec) -> dict[str, int]:
                     }
                 )
         write_sidecar(source_dir, rows)
+        write_crop_rule(source_dir, synth_crop_rule(spec.size, [float(str(row["radius"])) for row in rows]), None)
         counts[source] = len(rows)
     return counts

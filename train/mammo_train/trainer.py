@@ -25,6 +25,7 @@ from edge_app.fsutil import sha256_of
 from edge_app.preprocess import PreprocessConfig
 from mammo_train.batchnorm import BatchNormReestimator
 from mammo_train.data import ArraySet, float_batches, load_arrays, training_dataset
+from mammo_train.layout import training_scope
 from mammo_train.models import build_model, set_backbones_trainable
 from mammo_train.plots import plot_learning_curve
 from mammo_train.runfiles import RunFiles, RunSettings, select_sources
@@ -123,8 +124,10 @@ def train_run(
         files.history.unlink()
     config = PreprocessConfig.from_dict(settings.preprocess) if settings.preprocess else PreprocessConfig()
     config = replace(config, input_size=settings.input_size)
-    settings = replace(settings, preprocess=config.to_dict(), split_sha256=sha256_of(split_file))
     rows = read_splits(split_file)
+    selected = select_sources(rows, settings.train_sources, settings.test_sources)
+    scope = training_scope(row.path for row in selected if row.split == "train")
+    settings = replace(settings, preprocess=config.to_dict(), scope=scope.to_dict(), split_sha256=sha256_of(split_file))
     write_splits(rows, files.splits)
     files.write_settings(settings, tool_versions())
     keras.utils.set_random_seed(settings.seed)
@@ -142,7 +145,6 @@ def train_run(
         )
     if settings.init_from:
         warm_start(model, Path(settings.init_from))
-    selected = select_sources(rows, settings.train_sources, settings.test_sources)
     arrays = {
         name: load_arrays([row for row in selected if row.split == name], config, name) for name in ("train", "val")
     }

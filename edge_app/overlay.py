@@ -1,0 +1,143 @@
+"""The picture a clinician opens: the whole scan in its own geometry, every region outlined and labelled with its
+probability, the Grad-CAM heat inside each region, a colour scale, and a zoomed view of each region as the model saw it.
+
+The scan is scaled to a viewing size with its aspect kept and never padded (a patch is enlarged to `MIN_VIEW_SIDE` so
+it stays readable); heat is drawn only inside the square the model looked at, so nothing outside a region is coloured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from edge_app.decode import Gray8
+from edge_app.gradcam import Heatmap, overlay
+from edge_app.regions import Box
+
+VIEW_SIDE = 1024
+MIN_VIEW_SIDE = 512
+ZOOM_SIDE = 256
+MARGIN = 12
+CAPTION = 22
+LEGEND_HEIGHT = 56
+NOTICE = "Research software - NOT FOR CLINICAL USE"
+_OUTLINE = (0, 215, 255)  # BGR amber: visible on grey tissue and on the JET colours
+_TEXT = (255, 255, 255)
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+BGR = NDArray[np.uint8]
+
+
+@dataclass(frozen=True)
+class RegionView:
+    """What the overlay draws of one region: its outline, its crop window and the model's heat over that window."""
+
+    label: str
+    caption: str  # "A  p=0.873  malignant"
+    outline: Box  # the region as marked
+    circle: tuple[float, float, float] | None  # (cx, cy, radius) when marked as a circle
+    window: Box  # the square the model saw (may reach beyond the image)
+    crop: Gray8  # the pixels of that square
+    heatmap: Heatmap | None  # over `window`, in [0, 1]
+
+
+def render(scan: Gray8, regions: Sequence[RegionView]) -> BGR:
+    """The composed overlay picture (BGR)."""
+    height, width = scan.shape
+    scale = min(VIEW_SIDE, max(MIN_VIEW_SIDE, height, width)) / max(height, width)
+    view_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    shown = cv2.resize(scan, view_size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    view = np.asarray(cv2.cvtColor(np.asarray(shown, np.uint8), cv2.COLOR_GRAY2BGR), np.uint8)
+    for region in regions:
+        if region.heatmap is not None:
+            _paint_heat(view, region, scale)
+    for region in regions:
+        _outline(view, region, scale)
+    panel = _panel(regions, view.shape[0])
+    canvas_height = max(view.shape[0], panel.shape[0]) + CAPTION
+    canvas = np.zeros((canvas_height, view.shape[1] + panel.shape[1], 3), np.uint8)
+    canvas[: view.shape[0], : view.shape[1]] = view
+    canvas[: panel.shape[0], view.shape[1] :] = panel
+    cv2.putText(canvas, NOTICE, (MARGIN, canvas_height - 7), _FONT, 0.5, _TEXT, 1, cv2.LINE_AA)
+    return canvas
+
+
+def _paint_heat(view: BGR, region: RegionView, scale: float) -> None:
+    """Blend the region's heat into the view, over the part of its window that lies inside the image."""
+    assert region.heatmap is not None
+    window = region.window
+    x0, y0 = round(window.x0 * scale), round(window.y0 * scale)
+    x1, y1 = round(window.x1 * scale), round(window.y1 * scale)
+    if x1 <= x0 or y1 <= y0:
+        return
+    heat = np.asarray(cv2.resize(region.heatmap, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR), np.float32)
+    cx0, cy0 = max(x0, 0), max(y0, 0)
+    cx1, cy1 = min(x1, view.shape[1]), min(y1, view.shape[0])
+    if cx1 <= cx0 or cy1 <= cy0:
+        return
+    patch = view[cy0:cy1, cx0:cx1]
+    part = heat[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
+    gray = np.asarray(cv2.cvtColor(patch, cv2.COLOR_BGR2GRAY), np.uint8)
+    view[cy0:cy1, cx0:cx1] = overlay(gray, part)
+
+
+def _outline(view: BGR, region: RegionView, scale: float) -> None:
+    thickness = 2
+    if region.circle is not None:
+        cx, cy, radius = region.circle
+        centre = (round(cx * scale), round(cy * scale))
+        cv2.circle(view, centre, max(2, round(radius * scale)), _OUTLINE, thickness, cv2.LINE_AA)
+        anchor = (centre[0] + round(radius * scale) + 4, centre[1] + 5)  # beside the circle, never over the mass
+    else:
+        box = region.outline
+        top_left = (round(box.x0 * scale), round(box.y0 * scale))
+        cv2.rectangle(view, top_left, (round(box.x1 * scale), round(box.y1 * scale)), _OUTLINE, thickness, cv2.LINE_AA)
+        anchor = (top_left[0], top_left[1] - 6)
+    _label(view, region.caption, (max(anchor[0], 2), max(anchor[1], 16)))
+
+
+def _label(image: BGR, text: str, origin: tuple[int, int]) -> None:
+    """Text on a dark band, readable over any tissue."""
+    (text_width, text_height), baseline = cv2.getTextSize(text, _FONT, 0.5, 1)
+    x, y = min(origin[0], max(0, image.shape[1] - text_width - 4)), origin[1]
+    cv2.rectangle(image, (x - 2, y - text_height - 3), (x + text_width + 2, y + baseline), (0, 0, 0), -1)
+    cv2.putText(image, text, (x, y), _FONT, 0.5, _OUTLINE, 1, cv2.LINE_AA)
+
+
+def _zoom(region: RegionView) -> BGR:
+    crop = cv2.resize(region.crop, (ZOOM_SIDE, ZOOM_SIDE), interpolation=cv2.INTER_CUBIC)
+    gray = np.asarray(crop, np.uint8)
+    if region.heatmap is None:
+        return np.asarray(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), np.uint8)
+    return overlay(gray, region.heatmap)
+
+
+def _legend(width: int) -> BGR:
+    """The JET scale from no evidence (left) to the strongest evidence for malignancy in the region (right)."""
+    legend = np.zeros((LEGEND_HEIGHT, width, 3), np.uint8)
+    ramp = np.tile(np.linspace(0, 255, width - 2 * MARGIN).astype(np.uint8), (14, 1))
+    legend[22:36, MARGIN : width - MARGIN] = cv2.applyColorMap(ramp, cv2.COLORMAP_JET)
+    cv2.putText(legend, "Grad-CAM: evidence for malignancy", (MARGIN, 15), _FONT, 0.45, _TEXT, 1, cv2.LINE_AA)
+    cv2.putText(legend, "none", (MARGIN, 51), _FONT, 0.4, _TEXT, 1, cv2.LINE_AA)
+    cv2.putText(legend, "strongest", (width - MARGIN - 70, 51), _FONT, 0.4, _TEXT, 1, cv2.LINE_AA)
+    return legend
+
+
+def _panel(regions: Sequence[RegionView], view_height: int) -> BGR:
+    """Zoomed regions in columns beside the scan, the legend above them."""
+    cell = ZOOM_SIDE + CAPTION + MARGIN
+    per_column = max(1, (max(view_height, cell + LEGEND_HEIGHT) - LEGEND_HEIGHT) // cell)
+    columns = max(1, -(-len(regions) // per_column))
+    width = columns * (ZOOM_SIDE + MARGIN) + MARGIN
+    rows = min(len(regions), per_column)
+    panel = np.zeros((LEGEND_HEIGHT + rows * cell, width, 3), np.uint8)
+    panel[:LEGEND_HEIGHT, : ZOOM_SIDE + 2 * MARGIN] = _legend(ZOOM_SIDE + 2 * MARGIN)
+    for index, region in enumerate(regions):
+        column, row = divmod(index, per_column)
+        x, y = MARGIN + column * (ZOOM_SIDE + MARGIN), LEGEND_HEIGHT + row * cell + CAPTION
+        panel[y : y + ZOOM_SIDE, x : x + ZOOM_SIDE] = _zoom(region)
+        cv2.putText(panel, region.caption, (x, y - 6), _FONT, 0.5, _OUTLINE, 1, cv2.LINE_AA)
+    return panel
