@@ -53,10 +53,13 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/mammo-bench autotune $(DEMO_DIR)/bundle --threads 2 --warmup 2 --runs 10 \
 		--write-config $(DEMO_DIR)/config.toml
 	$(VENV)/bin/mammo-data synth $(DEMO_DIR)/samples --per-class 4 --size 96 --copies 0 --seed 99
+	$(VENV)/bin/mammo-data synth $(DEMO_DIR)/films --films 2 --size 192 --seed 1
 	cp $(DEMO_DIR)/samples/*/*/*.png $(DEMO_DIR)/inbox/
+	cp $(DEMO_DIR)/films/film_001.dcm $(DEMO_DIR)/films/film_001.roi.json $(DEMO_DIR)/inbox/  # a film with 2 regions
+	cp $(DEMO_DIR)/films/film_000.dcm $(DEMO_DIR)/inbox/  # a film without regions: answered needs_roi, kept
 	$(VENV)/bin/mammo-edge run --config $(DEMO_DIR)/config.toml --inbox $(DEMO_DIR)/inbox \
 		--results $(DEMO_DIR)/results --archive $(DEMO_DIR)/archive --quarantine $(DEMO_DIR)/quarantine \
-		--state $(DEMO_DIR)/state --settle-seconds 0.2 --exit-when-idle
+		--state $(DEMO_DIR)/state --settle-seconds 0.2 --sidecar-wait 1 --exit-when-idle
 
 clean:
 	rm -rf $(VENV) $(EDGE_VENV) $(TFLITE_VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache

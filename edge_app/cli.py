@@ -55,6 +55,7 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
     for folder in ("inbox", "results", "archive", "quarantine", "state"):
         parser.add_argument(f"--{folder}", type=Path, help=f"[paths] {folder}")
     parser.add_argument("--settle-seconds", type=float, help="[ingest] settle_seconds")
+    parser.add_argument("--sidecar-wait", type=float, help="[ingest] sidecar_wait")
     parser.add_argument("--polling", action="store_true", default=None, help="[ingest] polling observer")
 
 
@@ -67,7 +68,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         "paths": given(
             **{name: getattr(args, name) for name in ("inbox", "results", "archive", "quarantine", "state")}
         ),
-        "ingest": given(settle_seconds=args.settle_seconds, polling=args.polling),
+        "ingest": given(settle_seconds=args.settle_seconds, sidecar_wait=args.sidecar_wait, polling=args.polling),
     }
 
 
@@ -91,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     once.add_argument("--runtime", default="auto")
     once.add_argument("--threads", type=int, default=2)
     once.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger images unread")
+    for flag, kind, text in (
+        ("--min-side-px", int, "[scope] min_side_px"),
+        ("--max-side-px", int, "[scope] max_side_px"),
+        ("--max-extent-mm", float, "[scope] max_extent_mm"),
+    ):
+        once.add_argument(flag, type=kind, default=0, help=f"{text} (default 0: derived from the bundle)")
     once.add_argument(
         "--roi",
         type=Path,
@@ -158,7 +165,8 @@ def status_command(args: argparse.Namespace) -> int:
             detail = f"{last.label} p={last.probability:.3f}" if last.probability is not None else ""
             print(f"last: {last.input_name} -> {last.state.value} {detail}".rstrip())
     waiting = [p for p in config.paths.inbox.glob("*") if p.is_file()] if config.paths.inbox.is_dir() else []
-    print(f"inbox: {len(waiting)} file(s) waiting")
+    sidecars = sum(sidecar_kind(p.name) is not None for p in waiting)
+    print(f"inbox: {len(waiting) - sidecars} scan(s) waiting, {sidecars} region file(s) waiting for their scan")
     manifest = load_manifest(config.model.bundle, verify_files=False)
     print(f"model: {manifest.name} {manifest.version} ({manifest.architecture}, threshold {manifest.threshold:.3f})")
     return EXIT_OK
@@ -197,7 +205,8 @@ def once_command(args: argparse.Namespace) -> int:
     from edge_app.service.writer import ResultWriter
 
     model = EdgeModel.load(args.model, args.variant, args.runtime, args.threads)
-    analyser = ModelAnalyser(model, args.max_pixels, ScopeLimits.resolve(model.manifest.scope))
+    limits = ScopeLimits.resolve(model.manifest.scope, args.min_side_px, args.max_side_px, args.max_extent_mm)
+    analyser = ModelAnalyser(model, args.max_pixels, limits)
     writer = ResultWriter(args.results, analyser.identity)
     paths = _expand(args.inputs)
     if args.roi is not None and len(paths) != 1:

@@ -3,7 +3,9 @@
 Start-up is process start to ``READY=1``, received on a notify socket exactly as systemd would. Scans are written
 as hidden ``.part`` files and renamed into the inbox (what a well-behaved sender does); drop-to-result latency is a
 result JSON's modification time minus its rename time, so it includes the daemon's settle time (reported) and, in a
-burst (``interval`` 0), the queue. Peak RSS is the daemon's ``VmHWM`` read from ``/proc`` before it is stopped.
+burst (``interval`` 0), the queue. The scans are patches sent without region files, so the daemon is told not to
+wait for any (``--sidecar-wait 0``; a clinic's default waits ``[ingest] sidecar_wait`` for one). Peak RSS is the
+daemon's ``VmHWM`` read from ``/proc`` before it is stopped.
 """
 
 from __future__ import annotations
@@ -90,7 +92,12 @@ def running_daemon(
             command = [sys.executable, "-m", "edge_app.cli", "run", "--config", str(root / "none.toml")]
             (root / "none.toml").write_text("")  # an empty file: defaults, never the machine's /etc config
             command += ["--bundle", str(bundle), "--variant", variant, "--threads", str(threads)]
-            command += ["--settle-seconds", str(settle_seconds)]
+            command += [
+                "--settle-seconds",
+                str(settle_seconds),
+                "--sidecar-wait",
+                "0",
+            ]  # patches: no regions to wait for
             for name, folder in folders.items():
                 command += [f"--{name}", str(folder)]
             environment = {key: value for key, value in os.environ.items() if not key.startswith("MAMMO_EDGE_")}

@@ -21,7 +21,7 @@ from types import FrameType
 from edge_app.config import Config
 from edge_app.fsutil import free_megabytes
 from edge_app.regions import sidecar_kind
-from edge_app.service.analyse import Analyser
+from edge_app.service.analyse import NEEDS_ROI, Analyser
 from edge_app.service.claim import Claimer
 from edge_app.service.intake import InboxTracker, start_observer
 from edge_app.service.journal import Journal
@@ -179,10 +179,12 @@ def outcome_table(records: Iterable[ScanRecord], results: Path) -> str:
     rows = [
         (
             record.input_name,
-            record.label or record.state.value,
+            record.label or record.status or record.state.value,
             "" if record.probability is None else f"{record.probability:.4f}",
             record.failure.reason
             if record.failure
+            else f"{results / str(record.result_file)}  (no regions: its reason says how to mark them)"
+            if record.status == NEEDS_ROI
             else f"{results / str(record.result_file)}  {results / str(record.overlay_file)}",
         )
         for record in records

@@ -1,0 +1,221 @@
+"""Regions of interest without a model (milliseconds): sidecars parsed or refused with the rule broken, the one crop
+rule (byte-identical to `mammo-data import-mias` on the real MIAS films), the scope guard, the training scope a run
+records, and the result schema a region answer is written in."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from fakes import FAKE_IDENTITY, FakeAnalyser
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edge_app.decode import DecodedImage, decode_file
+from edge_app.errors import DataError, RegionError
+from edge_app.preprocess import PreprocessConfig, to_model_input
+from edge_app.regions import Box, CropRule, Region, crop_region, parse_sidecar, sidecar_kind, sidecar_names
+from edge_app.scope import Measured, ScopeLimits, TrainingScope, needs_roi_reason
+from edge_app.service.analyse import Sidecar
+from edge_app.service.lifecycle import ScanState, advance, received
+from edge_app.service.writer import result_document, result_schema
+
+
+def _roi(document: Any, width: int = 1024, height: int = 1024) -> list[Region]:
+    return parse_sidecar("roi", json.dumps(document).encode(), width, height)
+
+
+def test_circles_boxes_and_default_labels() -> None:
+    regions = _roi({"regions": [{"label": "A", "x": 535, "y": 425, "radius": 197}, {"box": [100, 200, 260, 380]}]})
+    assert regions[0] == Region("A", 535.0, 425.0, 197.0)
+    assert regions[1] == Region("B", 180.0, 290.0, 90.0, Box(100, 200, 260, 380))
+    assert regions[1].bounds(1024, 1024) == Box(100, 200, 260, 380)
+    assert regions[0].bounds(600, 600) == Box(338, 228, 600, 600)  # a circle's box, clipped to the image
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[]", "must be a table of keys"),
+        (b'{"regions": []}', 'non-empty list "regions"'),
+        (b'{"regions": [{"x": 1, "y": 1, "radius": 2}], "colour": 1}', "unknown key(s) 'colour'"),
+        (b'{"regions": [{"x": 1, "y": 1, "radius": 2, "r": 3}]}', "region 1: unknown key(s) 'r'"),
+        (b'{"regions": [{"x": 1, "y": 1}]}', "region 1: missing key(s) 'radius'"),
+        (b'{"regions": [{"label": "M", "x": 5000, "y": 1, "radius": 2}]}', "region 'M': centre (5000, 1) lies outside"),
+        (b'{"regions": [{"x": 1, "y": 1, "radius": 0}]}', "radius must be > 0"),
+        (b'{"regions": [{"x": "1", "y": 1, "radius": 2}]}', "x must be a finite number"),
+        (b'{"regions": [{"box": [10, 10, 5, 20]}]}', "is empty or reversed"),
+        (b'{"regions": [{"box": [10, 10, 2000, 20]}]}', "lies outside the 1024x1024 image"),
+        (b'{"regions": [{"box": [1, 2, 3]}]}', "box must be [x0, y0, x1, y1]"),
+        (b'{"regions": [{"label": "A", "box": [1, 2, 3, 4]}, {"label": "A", "box": [1, 2, 3, 4]}]}', "repeated: A"),
+        (json.dumps({"regions": [{"box": [1, 2, 3, 4]}] * 17}).encode(), "at most 16 per scan"),
+    ],
+)
+def test_a_bad_roi_sidecar_is_refused_with_the_rule_it_broke(data: bytes, message: str) -> None:
+    with pytest.raises(RegionError) as caught:
+        parse_sidecar("roi", data, 1024, 1024)
+    assert message in str(caught.value)
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    ok, encoded = cv2.imencode(".png", pixels)
+    assert ok
+    return encoded.tobytes()
+
+
+def test_each_connected_component_of_a_mask_is_one_region() -> None:
+    mask = np.zeros((300, 400), np.uint8)
+    mask[10:30, 20:60] = 255
+    mask[200:260, 300:330] = 1
+    regions = parse_sidecar("mask", _png(mask), 400, 300)
+    assert [(r.label, r.box) for r in regions] == [("A", Box(20, 10, 60, 30)), ("B", Box(300, 200, 330, 260))]
+    assert regions[0].radius == 20.0 and (regions[0].cx, regions[0].cy) == (40.0, 20.0)
+
+
+@pytest.mark.parametrize(
+    ("mask", "size", "message"),
+    [
+        (np.zeros((30, 40), np.uint8), (40, 30), "marks no region"),
+        (np.eye(30, 40, dtype=np.uint8), (41, 30), "a mask must be the scan's size"),
+    ],
+)
+def test_a_bad_mask_is_refused(mask: np.ndarray, size: tuple[int, int], message: str) -> None:
+    with pytest.raises(RegionError) as caught:
+        parse_sidecar("mask", _png(mask), *size)
+    assert message in str(caught.value)
+
+
+def test_sidecar_names_belong_to_their_scan() -> None:
+    assert sidecar_names("nested/film 1.dcm") == ("nested/film 1.roi.json", "nested/film 1.mask.png")
+    assert sidecar_names("noext") == ("noext.roi.json", "noext.mask.png")
+    assert [sidecar_kind(n) for n in ("a.ROI.json", "a.mask.png", "a.png", "a.json")] == ["roi", "mask", None, None]
+
+
+def test_the_crop_rule_centres_the_region_and_pads_beyond_the_edge_with_black() -> None:
+    image = np.full((100, 100), 200, np.uint8)
+    crop, window = crop_region(image, Region("A", 5, 50, 20), CropRule(2.0, 64))
+    assert window == Box(-27, 18, 37, 82) and crop.shape == (64, 64)
+    assert (crop[:, :27] == 0).all() and (crop[:, 27:] == 200).all()
+    crop, window = crop_region(image, Region("A", 50, 50, 40), CropRule(2.0, 64))
+    assert window == Box(10, 10, 90, 90) and (crop == 200).all()  # side 2 x 40 beats the minimum
+
+
+@given(
+    cx=st.floats(-50, 150),
+    cy=st.floats(-50, 150),
+    radius=st.floats(0.5, 120),
+    scale=st.floats(0.5, 6),
+    min_side=st.integers(1, 128),
+)
+def test_a_crop_always_has_the_rules_side_and_matches_the_image_where_they_overlap(
+    cx: float, cy: float, radius: float, scale: float, min_side: int
+) -> None:
+    image = np.arange(100 * 120, dtype=np.uint32).reshape(100, 120).astype(np.uint8) | 1  # never 0 inside
+    rule = CropRule(scale, min_side)
+    crop, window = crop_region(image, Region("A", cx, cy, radius), rule)
+    side = max(min_side, round(scale * radius))
+    assert crop.shape == (side, side) and window.x1 - window.x0 == side
+    inside = np.zeros_like(crop, bool)
+    for row in range(side):
+        y = window.y0 + row
+        for col in range(side):
+            x = window.x0 + col
+            if 0 <= x < 120 and 0 <= y < 100:
+                inside[row, col] = True
+                assert crop[row, col] == image[y, x]
+    assert (crop[~inside] == 0).all()
+
+
+def test_the_device_crop_of_every_mias_mass_is_byte_identical_to_the_imported_crop(
+    mias_dir: Path, tmp_path: Path
+) -> None:
+    """One crop rule: the model input the device makes from a film and its region is the input the imported crop
+    makes, for every located mass of the real films (default rule and a synthetic-data rule alike)."""
+    from mammo_train.films import mias_sidecars
+    from mammo_train.mias import import_mias
+
+    for rule in (CropRule(), CropRule(4.69, 48)):
+        out = tmp_path / f"import-{rule.scale}"
+        import_mias(mias_dir, out, min_size=rule.min_side, crop_scale=rule.scale)
+        per_film = mias_sidecars(mias_dir, tmp_path / "roi")
+        config = PreprocessConfig(input_size=96)
+        compared = 0
+        for ref, masses in per_film.items():
+            film = decode_file(mias_dir / f"{ref}.pgm").pixels
+            regions = parse_sidecar("roi", (tmp_path / "roi" / f"{ref}.roi.json").read_bytes(), 1024, 1024)
+            assert len(regions) == len(masses)
+            for index, region in enumerate(regions):
+                name = ref if len(masses) == 1 else f"{ref}_{index + 1}"
+                label = "Malignant" if masses[index].label else "Benign"
+                imported = decode_file(out / "MIAS Dataset" / f"{label} Masses" / f"{name}.png").pixels
+                device, _ = crop_region(film, region, rule)
+                assert np.array_equal(device, imported), name
+                assert np.array_equal(to_model_input(device, config), to_model_input(imported, config))
+                compared += 1
+        assert compared == 58  # every located mass (mdb059 has no centre)
+
+
+def test_the_scope_guard_refuses_films_and_classifies_patches() -> None:
+    scope = TrainingScope(patch_side_px=(64, 348), patch_side_mm=(12.8, 69.6))
+    limits = ScopeLimits.resolve(scope)
+    assert limits == ScopeLimits(min_side_px=32, max_side_px=696, max_extent_mm=139.2)
+    assert ScopeLimits.resolve(scope, max_side_px=2000).max_side_px == 2000  # configured beats derived
+
+    def measured(width: int, height: int, spacing: float | None = None) -> Measured:
+        pixels = np.zeros((height, width), np.uint8)
+        return Measured.of(DecodedImage(pixels, "X", None if spacing is None else (spacing, spacing)))
+
+    film = needs_roi_reason(measured(1024, 1024), limits, "mdb001.pgm")
+    assert film is not None and "1024x1024 px, larger than" in film and "drop mdb001.roi.json" in film
+    physical = needs_roi_reason(measured(600, 500, 0.5), limits, "x.dcm")  # few pixels, but 30 x 25 cm of breast
+    assert physical is not None and "(300 x 250 mm), physically larger than" in physical
+    assert "smaller than" in str(needs_roi_reason(measured(20, 20), limits))
+    assert needs_roi_reason(measured(227, 227), limits) is None
+    assert needs_roi_reason(measured(227, 227, 0.1), limits) is None
+
+
+def test_a_run_records_the_crop_rule_and_patch_sizes_of_its_training_data(mias_dir: Path, tmp_path: Path) -> None:
+    from mammo_train.layout import scan_dataset, training_scope
+    from mammo_train.mias import import_mias
+    from mammo_train.synth import SynthSpec, generate
+
+    import_mias(mias_dir, tmp_path / "mias")
+    scope = training_scope(record.path for record in scan_dataset(tmp_path / "mias"))
+    assert (scope.crop_scale, scope.crop_min_side) == (2.0, 64)
+    assert scope.patch_side_px == (64, 394) and scope.patch_side_mm == (12.8, 78.8)  # mdb001: radius 197, 0.2 mm
+    generate(tmp_path / "synth", SynthSpec(per_class=10, size=96, seed=1))
+    synthetic = training_scope(record.path for record in scan_dataset(tmp_path / "synth"))
+    assert synthetic.patch_side_px == (96, 96) and synthetic.patch_side_mm is None
+    assert 3.0 < synthetic.crop_scale < 6.5 and synthetic.crop_min_side == 48
+    both = [record.path for record in scan_dataset(tmp_path / "mias") + scan_dataset(tmp_path / "synth")]
+    with pytest.raises(DataError, match="cut by different crop rules"):
+        training_scope(both)
+
+
+def test_region_answers_and_needs_roi_are_valid_results() -> None:
+    from jsonschema import ValidationError, validate
+
+    analyser = FakeAnalyser()
+    schema = result_schema()
+    cases = (
+        (b"patch", None, "classified", ["A"]),
+        (b"FULL film", None, "needs_roi", []),
+        (b"FULL film", Sidecar("f.roi.json", "roi", b"A B"), "classified", ["A", "B"]),
+    )
+    for data, sidecar, status, labels in cases:
+        analysis = analyser.analyse(data, "f.dcm", sidecar)
+        record = advance(received("f.dcm"), ScanState.CLAIMED)
+        record = advance(record, ScanState.ANALYSED, result_stem="f", status=analysis.status)
+        document = result_document(record, analysis, FAKE_IDENTITY)
+        validate(document, schema)
+        assert document["status"] == status and [region["label"] for region in document["regions"]] == labels
+    classified = result_document(record, analysis, FAKE_IDENTITY)
+    with pytest.raises(ValidationError):
+        validate({**classified, "regions": []}, schema)  # classified with no region is not a result
+    with pytest.raises(ValidationError):
+        validate({**classified, "status": "needs_roi"}, schema)  # needs_roi with answers is not either
