@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -79,23 +80,32 @@ def _paint_heat(view: BGR, region: RegionView, scale: float) -> None:
     if cx1 <= cx0 or cy1 <= cy0:
         return
     patch = view[cy0:cy1, cx0:cx1]
-    part = heat[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
+    inside = np.zeros(view.shape[:2], np.uint8)  # the heat is shown inside the region as marked, nowhere else
+    _draw_shape(inside, region, scale, 1, -1)
+    part = heat[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] * inside[cy0:cy1, cx0:cx1]
     gray = np.asarray(cv2.cvtColor(patch, cv2.COLOR_BGR2GRAY), np.uint8)
-    view[cy0:cy1, cx0:cx1] = overlay(gray, part)
+    view[cy0:cy1, cx0:cx1] = overlay(gray, np.asarray(part, np.float32))
 
 
-def _outline(view: BGR, region: RegionView, scale: float) -> None:
-    thickness = 2
+def _draw_shape(image: NDArray[np.uint8], region: RegionView, scale: float, colour: Any, thickness: int) -> None:
+    """The region's circle or box, in view coordinates (filled when `thickness` is -1)."""
     if region.circle is not None:
         cx, cy, radius = region.circle
         centre = (round(cx * scale), round(cy * scale))
-        cv2.circle(view, centre, max(2, round(radius * scale)), _OUTLINE, thickness, cv2.LINE_AA)
-        anchor = (centre[0] + round(radius * scale) + 4, centre[1] + 5)  # beside the circle, never over the mass
+        cv2.circle(image, centre, max(2, round(radius * scale)), colour, thickness, cv2.LINE_AA)
     else:
         box = region.outline
-        top_left = (round(box.x0 * scale), round(box.y0 * scale))
-        cv2.rectangle(view, top_left, (round(box.x1 * scale), round(box.y1 * scale)), _OUTLINE, thickness, cv2.LINE_AA)
-        anchor = (top_left[0], top_left[1] - 6)
+        corners = (round(box.x0 * scale), round(box.y0 * scale)), (round(box.x1 * scale), round(box.y1 * scale))
+        cv2.rectangle(image, *corners, colour, thickness, cv2.LINE_AA)
+
+
+def _outline(view: BGR, region: RegionView, scale: float) -> None:
+    _draw_shape(view, region, scale, _OUTLINE, 2)
+    if region.circle is not None:
+        cx, cy, radius = region.circle
+        anchor = (round((cx + radius) * scale) + 4, round(cy * scale) + 5)  # beside the circle, never over the mass
+    else:
+        anchor = (round(region.outline.x0 * scale), round(region.outline.y0 * scale) - 6)
     _label(view, region.caption, (max(anchor[0], 2), max(anchor[1], 16)))
 
 

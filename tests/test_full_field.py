@@ -104,6 +104,8 @@ def test_full_field_films_without_regions_are_kept_and_answered_needs_roi(
 
     shutil.copy(synthetic[1], inbox / synthetic[1].name)  # submitted again, with its regions
     shutil.copy(synthetic[1].with_suffix("").with_suffix(".roi.json"), inbox / "film_001.roi.json")
+    shutil.copy(mias[0], inbox / "marked.pgm")  # and a film whose sidecar is wrong
+    (inbox / "marked.roi.json").write_text('{"regions": [{"label": "A", "x": 535, "y": 1425, "radius": 197}]}')
     completed = subprocess.run([*command, "--exit-when-idle"], cwd=REPO, capture_output=True, text=True, check=False)
     assert completed.returncode == 0, completed.stderr
     again = json.loads((root / "results" / "film_001 (2).json").read_text())
@@ -111,3 +113,8 @@ def test_full_field_films_without_regions_are_kept_and_answered_needs_roi(
     assert again["duplicate_of"] is None
     assert (root / "archive" / "film_001 (2).roi.json").is_file()
     assert (root / "results" / again["heatmap"]).stat().st_size > 0
+    error = json.loads((root / "quarantine" / "marked.pgm.error.json").read_text())
+    assert error["exception"] == "RegionError" and error["sidecar"] == "marked.roi.json"
+    assert error["reason"] == "marked.roi.json: region 'A': centre (535, 1425) lies outside the 1024x1024 image"
+    assert (root / "quarantine" / "marked.pgm").read_bytes() == mias[0].read_bytes()  # kept, with its sidecar
+    assert (root / "quarantine" / "marked.roi.json").is_file() and not any(inbox.iterdir())

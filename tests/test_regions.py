@@ -219,3 +219,23 @@ def test_region_answers_and_needs_roi_are_valid_results() -> None:
         validate({**classified, "regions": []}, schema)  # classified with no region is not a result
     with pytest.raises(ValidationError):
         validate({**classified, "status": "needs_roi"}, schema)  # needs_roi with answers is not either
+
+
+def test_the_overlay_keeps_the_scans_geometry_and_colours_only_inside_the_regions() -> None:
+    from edge_app.overlay import CAPTION, ZOOM_SIDE, RegionView, render
+
+    scan = np.tile(np.linspace(40, 200, 300).astype(np.uint8), (600, 1))  # 300 wide, 600 tall
+    hot = np.ones((96, 96), np.float32)
+    regions = [
+        RegionView("A", "A  p=0.900  malignant", Box(20, 30, 80, 90), (50.0, 60.0, 30.0), Box(0, 0, 100, 100),
+                   scan[0:100, 0:100], hot),
+        RegionView("B", "B  p=0.100  benign", Box(150, 400, 250, 500), None, Box(120, 370, 280, 530),
+                   scan[370:530, 120:280], hot),
+    ]  # fmt: skip
+    picture = render(scan, regions)
+    view = picture[:600, :300]
+    assert picture.shape[0] == 600 + CAPTION and picture.shape[1] > 300 + ZOOM_SIDE  # aspect kept, zooms beside
+    coloured = (view[:, :, 0] != view[:, :, 1]) | (view[:, :, 1] != view[:, :, 2])
+    assert coloured[60, 50] and coloured[450, 200]  # heat inside each region
+    assert not coloured[300, 150] and not coloured[200, 20] and not coloured[590, 290]  # plain grey elsewhere
+    assert (view[300, 150] == scan[300, 150]).all()
