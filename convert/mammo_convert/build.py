@@ -310,6 +310,10 @@ class Conversion:
         )
         if not candidate.result["failures"]:
             return self._repaired(candidate, failed, tick)
+        if self.args.float_budget <= 0:  # no layer may stay in float: recalibration was the whole repair
+            self.timings["repair_int8_s"] = round(time.monotonic() - tick, 1)
+            (self.staging / failed.name).unlink(missing_ok=True)
+            return failed
         calibration = varied if _closer(candidate.result, failed.result) else images
         representative = _representative(calibration)
         macs = macs_per_op(make_interpreter(load_runtime("auto"), self.staging / "classifier_float32.tflite", 1))

@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--float-budget",
         type=float,
         default=0.10,
-        help="int8 repair: the largest share of the model's MACs that may stay in float (default 0.10)",
+        help="int8 repair: the largest share of the model's MACs that may stay in float (default 0.10; 0: recalibrate "
+        "only, no layer in float)",
     )
     parser.add_argument(
         "--debug-images", type=int, default=32, help="int8 repair: fidelity images the per-layer diagnosis runs on"
