@@ -264,13 +264,14 @@ def test_the_daemon_leaks_no_threads_and_keeps_no_per_scan_list(tmp_path: Path) 
     for index in range(5):
         _drop(config, f"s{index}.png", f"{index}".encode())
     _drop(config, "bad.png", b"BAD")
+    _drop(config, "film.dcm", b"FULL film")
     before = set(threading.enumerate())
     daemon = Daemon(config, FakeAnalyser(), exit_when_idle=True)
     summary = daemon.run()
     assert set(threading.enumerate()) == before
-    assert summary.counts == {"archived": 5, "quarantined": 1}
+    assert summary.counts == {"archived": 5, "quarantined": 1, "needs_roi": 1}
     collections = {name for name, value in vars(daemon).items() if isinstance(value, (list, dict, set)) and value}
-    assert collections == {"counts"} and set(daemon.counts) <= {state.value for state in ScanState}  # bounded
+    assert collections == {"counts"} and set(daemon.counts) <= {state.value for state in ScanState} | {"needs_roi"}
 
     stopping = threading.Event()
     daemon = Daemon(config, FakeAnalyser(), stopping=stopping)

@@ -1,9 +1,10 @@
 """``mammo-edge run``: the watched-folder service, composed from the intake and the scan pipeline.
 
-One scan at a time, in arrival order. Memory stays flat over months: the process keeps counters, never a list of
-scans; the journal is the history, pruned to ``[journal] retention_days``. SIGTERM and SIGINT let the current scan
-finish, then the observer is stopped and joined and `run` returns 0. Under systemd: ``READY=1`` once the backlog is
-recovered, ``WATCHDOG=1`` from this loop at half of ``WATCHDOG_USEC``, ``STATUS=`` with counts, ``STOPPING=1``.
+One scan at a time, in arrival order. Memory stays flat over months: the process keeps counters (archived scans
+answered ``needs_roi`` are counted apart from the classified ones), never a list of scans; the journal is the
+history, pruned to ``[journal] retention_days``. SIGTERM and SIGINT let the current scan finish, then the observer is
+stopped and joined and `run` returns 0. Under systemd: ``READY=1`` once the backlog is recovered, ``WATCHDOG=1`` from
+this loop at half of ``WATCHDOG_USEC``, ``STATUS=`` with counts, ``STOPPING=1``.
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ class Daemon:
                 if arrival.sidecar is not None:
                     self.tracker.forget(arrival.sidecar)
                 record = self.pipeline.take(arrival.scan, arrival.sidecar)
-                self.counts[record.state.value] += 1
+                self.counts[NEEDS_ROI if record.status == NEEDS_ROI else record.state.value] += 1
                 notify(f"STATUS={_counts_text(self.counts)}, {self.tracker.pending} waiting")
                 if ping_every is not None:
                     notify("WATCHDOG=1")
@@ -170,8 +171,12 @@ def _scans_in(inbox: Path) -> bool:
 def _counts_text(counts: Counter[str]) -> str:
     """What systemd's STATUS= and the stop line say, in a technician's words."""
     classified, rejected = counts[ScanState.ARCHIVED.value], counts[ScanState.QUARANTINED.value]
-    vanished = counts[ScanState.VANISHED.value]
-    return f"{classified} classified, {rejected} quarantined" + (f", {vanished} vanished" if vanished else "")
+    vanished, needs_roi = counts[ScanState.VANISHED.value], counts[NEEDS_ROI]
+    return (
+        f"{classified} classified, {rejected} quarantined"
+        + (f", {needs_roi} need regions" if needs_roi else "")
+        + (f", {vanished} vanished" if vanished else "")
+    )
 
 
 def outcome_table(records: Iterable[ScanRecord], results: Path) -> str:
