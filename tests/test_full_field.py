@@ -73,6 +73,7 @@ def test_full_field_films_without_regions_are_kept_and_answered_needs_roi(
     root = tmp_path / "daemon"
     config = write_daemon_config(root, bundle, variant=shipped_variant(bundle), settle=0.2, sidecar_wait=1.0)
     synthetic = generate_films(tmp_path / "synthetic", 2, 96, seed=5)
+    synthetic += generate_films(tmp_path / "large", 1, 96, seed=5, size=(3328, 4096), first=2)  # a full FFDM film
     inbox = root / "inbox"
     mias = sorted(mias_dir.glob("mdb*.pgm"))
     dropped = [*mias, *synthetic]
@@ -82,7 +83,7 @@ def test_full_field_films_without_regions_are_kept_and_answered_needs_roi(
     completed = subprocess.run([*command, "--exit-when-idle"], cwd=REPO, capture_output=True, text=True, check=False)
     assert completed.returncode == 0, completed.stderr
     results = list(_results(root / "results"))
-    assert len(results) == len(dropped) == 62
+    assert len(results) == len(dropped) == 63
     assert {r["status"] for r in results} == {"needs_roi"}
     assert all(r["label"] is None and r["regions"] == [] and r["probability"] is None for r in results)
     by_input = {r["input"]: r for r in results}
@@ -100,7 +101,8 @@ def test_full_field_films_without_regions_are_kept_and_answered_needs_roi(
     for path in dropped:  # kept, byte for byte
         assert (root / "archive" / path.name).read_bytes() == path.read_bytes()
     audit = [json.loads(line) for line in (root / "results" / "results.jsonl").read_text().splitlines()]
-    assert [entry["status"] for entry in audit] == ["needs_roi"] * 62
+    assert [entry["status"] for entry in audit] == ["needs_roi"] * 63
+    assert by_input["film_002.dcm"]["image"]["extent_mm"] == [332.8, 409.6]
 
     shutil.copy(synthetic[1], inbox / synthetic[1].name)  # submitted again, with its regions
     shutil.copy(synthetic[1].with_suffix("").with_suffix(".roi.json"), inbox / "film_001.roi.json")

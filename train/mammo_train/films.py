@@ -58,10 +58,10 @@ def _breast(rng: np.random.Generator, width: int, height: int, left: bool) -> ND
 
 
 def render_film(
-    rng: np.random.Generator, masses: int, patch_size: int, left: bool
+    rng: np.random.Generator, masses: int, patch_size: int, left: bool, size: tuple[int, int] = FILM_SIZE
 ) -> tuple[NDArray[np.uint16], list[FilmRegion]]:
-    """One film (12-bit) and its masses' regions, in image coordinates."""
-    width, height = FILM_SIZE
+    """One film (12-bit, `size` = width, height) and its masses' regions, in image coordinates."""
+    width, height = size
     film = _breast(rng, width, height, left)
     regions: list[FilmRegion] = []
     half = patch_size // 2
@@ -122,14 +122,17 @@ def roi_document(regions: list[dict[str, object]]) -> str:
     return json.dumps({"regions": regions}, indent=2) + "\n"
 
 
-def generate_films(out: Path, count: int, patch_size: int, seed: int) -> list[Path]:
-    """`count` films under `out`, each with its ``.roi.json``; film k holds 1 + (k % 2) masses."""
+def generate_films(
+    out: Path, count: int, patch_size: int, seed: int, size: tuple[int, int] = FILM_SIZE, first: int = 0
+) -> list[Path]:
+    """`count` films of `size` under `out` (``film_<first>.dcm`` on), each with its ``.roi.json``; film k holds
+    1 + (k % 2) masses."""
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([seed, 17])
     written, rows = [], []
-    for index in range(count):
+    for index in range(first, first + count):
         left = bool(index % 2 == 0)
-        pixels, regions = render_film(rng, 1 + index % 2, patch_size, left)
+        pixels, regions = render_film(rng, 1 + index % 2, patch_size, left, size)
         path = out / f"film_{index:03d}.dcm"
         write_film_dicom(path, pixels, "L" if left else "R", ("CC", "MLO")[(index // 2) % 2], seed)
         sidecar = [
