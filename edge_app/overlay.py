@@ -126,13 +126,14 @@ def _zoom(region: RegionView) -> BGR:
 
 
 def _legend(width: int) -> BGR:
-    """The JET scale from no evidence (left) to the strongest evidence for malignancy in the region (right)."""
+    """The JET scale from no evidence (left) to the strongest evidence for malignancy in that region (right): each
+    region's heat is scaled to its own peak, so colour compares places within a region, not regions."""
     legend = np.zeros((LEGEND_HEIGHT, width, 3), np.uint8)
     ramp = np.tile(np.linspace(0, 255, width - 2 * MARGIN).astype(np.uint8), (14, 1))
     legend[22:36, MARGIN : width - MARGIN] = cv2.applyColorMap(ramp, cv2.COLORMAP_JET)
     cv2.putText(legend, "Grad-CAM: evidence for malignancy", (MARGIN, 15), _FONT, 0.45, _TEXT, 1, cv2.LINE_AA)
     cv2.putText(legend, "none", (MARGIN, 51), _FONT, 0.4, _TEXT, 1, cv2.LINE_AA)
-    cv2.putText(legend, "strongest", (width - MARGIN - 70, 51), _FONT, 0.4, _TEXT, 1, cv2.LINE_AA)
+    cv2.putText(legend, "the region's strongest", (width - MARGIN - 128, 51), _FONT, 0.4, _TEXT, 1, cv2.LINE_AA)
     return legend
 
 
