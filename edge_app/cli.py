@@ -193,8 +193,6 @@ def _sidecar_beside(path: Path, roi: Path | None) -> Sidecar | None:
         kind = sidecar_kind(candidate.name) or ("roi" if candidate.suffix.lower() == ".json" else "mask")
         if candidate.is_file():
             return Sidecar(candidate.name, kind, candidate.read_bytes())
-        if roi is not None:
-            raise MissingInputError(f"--roi {roi}: no such file")
     return None
 
 
@@ -204,13 +202,15 @@ def once_command(args: argparse.Namespace) -> int:
     from edge_app.service.lifecycle import Failure, ScanState, advance, received
     from edge_app.service.writer import ResultWriter
 
+    paths = _expand(args.inputs)
+    if args.roi is not None and len(paths) != 1:
+        raise DataError(f"--roi names the regions of one scan; {len(paths)} scans were given")
+    if args.roi is not None and not args.roi.is_file():
+        raise MissingInputError(f"--roi {args.roi}: no such file")
     model = EdgeModel.load(args.model, args.variant, args.runtime, args.threads)
     limits = ScopeLimits.resolve(model.manifest.scope, args.min_side_px, args.max_side_px, args.max_extent_mm)
     analyser = ModelAnalyser(model, args.max_pixels, limits)
     writer = ResultWriter(args.results, analyser.identity)
-    paths = _expand(args.inputs)
-    if args.roi is not None and len(paths) != 1:
-        raise DataError(f"--roi names the regions of one scan; {len(paths)} scans were given")
     rows: list[tuple[str, str, str, str, str]] = []
     not_classified, taken = 0, set[str]()
     for path in paths:

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edge_app.decode import DecodedImage, decode_file
-from edge_app.errors import DataError, RegionError
+from edge_app.errors import ConfigError, DataError, RegionError
 from edge_app.preprocess import PreprocessConfig, to_model_input
 from edge_app.regions import Box, CropRule, Region, crop_region, parse_sidecar, sidecar_kind, sidecar_names
 from edge_app.scope import Measured, ScopeLimits, TrainingScope, needs_roi_reason
@@ -239,3 +239,32 @@ def test_the_overlay_keeps_the_scans_geometry_and_colours_only_inside_the_region
     assert coloured[60, 50] and coloured[450, 200]  # heat inside each region
     assert not coloured[300, 150] and not coloured[200, 20] and not coloured[590, 290]  # plain grey elsewhere
     assert (view[300, 150] == scan[300, 150]).all()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["a.png", "b.png", "--roi", "a.roi.json"], "--roi names the regions of one scan; 2 scans were given"),
+        (["a.png", "--roi", "missing.roi.json"], "--roi missing.roi.json: no such file"),
+    ],
+)
+def test_once_refuses_a_roi_it_cannot_use_before_loading_a_model(
+    arguments: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: Any
+) -> None:
+    from edge_app.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["once", "--model", str(tmp_path / "no-bundle"), *arguments]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_scope_limits_in_the_config_are_checked() -> None:
+    from edge_app.config import resolve_config
+
+    with pytest.raises(ConfigError, match=r"\[scope\] min_side_px 500 exceeds max_side_px 100"):
+        resolve_config(None, {"scope": {"min_side_px": 500, "max_side_px": 100}}, environ={})
+    with pytest.raises(ConfigError, match=r"\[scope\] limits must be >= 0"):
+        resolve_config(None, {"scope": {"max_extent_mm": -1}}, environ={})
+    with pytest.raises(ConfigError, match=r"\[ingest\] sidecar_wait must be >= 0"):
+        resolve_config(None, {"ingest": {"sidecar_wait": -1}}, environ={})
+    assert resolve_config(None, {"scope": {"max_side_px": 2000}}, environ={}).scope.max_side_px == 2000
