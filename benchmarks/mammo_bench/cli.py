@@ -43,6 +43,9 @@ def _timing_arguments(parser: argparse.ArgumentParser, runs: int) -> None:
     parser.add_argument("--out", type=Path, help="write FILE.json (+ .csv and .png for latency rows)")
 
 
+IMAGES_HELP = "a folder of scans (default: synthetic crops the size of the bundle's largest training patch)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mammo-bench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -60,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     pipeline = commands.add_parser("pipeline", help="per-scan stages; probability vs probability+heatmap")
     pipeline.add_argument("bundle", type=Path)
-    pipeline.add_argument("--images", type=Path, help="a folder of scans (default: 8 synthetic 227 px crops)")
+    pipeline.add_argument(
+        "--images", type=Path, help="a folder of scans (default: 8 synthetic crops, the bundle's patch size)"
+    )
     pipeline.add_argument("--variant", default="int8", choices=VARIANTS)
     pipeline.add_argument("--runtime", default="auto")
     pipeline.add_argument("--threads", type=int, default=2)
@@ -70,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     daemon = commands.add_parser("daemon", help="the real daemon: files/s, drop-to-result latency, RSS, start-up")
     daemon.add_argument("bundle", type=Path)
     daemon.add_argument("--files", type=int, default=50)
-    daemon.add_argument("--images", type=Path, help="a folder of scans (default: synthetic 227 px crops)")
+    daemon.add_argument(
+        "--images", type=Path, help="a folder of scans (default: synthetic crops, the bundle's patch size)"
+    )
     daemon.add_argument("--variant", default="int8", choices=VARIANTS)
     daemon.add_argument("--threads", type=int, default=2)
     daemon.add_argument("--settle-seconds", type=float, default=0.2)
@@ -80,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     soak = commands.add_parser("soak", help="the daemon's resident memory after N and M processed scans (flat?)")
     soak.add_argument("bundle", type=Path)
     soak.add_argument("--checkpoints", default="200,2000", help="comma list of processed-scan counts to read RSS at")
-    soak.add_argument("--images", type=Path, help="a folder of scans (default: synthetic 227 px crops)")
+    soak.add_argument(
+        "--images", type=Path, help="a folder of scans (default: synthetic crops, the bundle's patch size)"
+    )
     soak.add_argument("--variant", default="int8", choices=VARIANTS)
     soak.add_argument("--threads", type=int, default=2)
     soak.add_argument("--out", type=Path)
@@ -99,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     everything.add_argument("--runs", type=int, default=30)
     everything.add_argument("--warmup", type=int, default=3)
     everything.add_argument("--files", type=int, default=30, help="scans for the daemon run")
-    everything.add_argument("--images", type=Path, help="a folder of scans (default: synthetic 227 px crops)")
+    everything.add_argument(
+        "--images", type=Path, help="a folder of scans (default: synthetic crops, the bundle's patch size)"
+    )
 
     compare = commands.add_parser("compare", help="exit 1 if RESULT is slower than REFERENCE beyond --tolerance")
     compare.add_argument("result", type=Path)
@@ -122,10 +133,10 @@ def _finish(content: dict[str, Any], out: Path | None) -> None:
             print(f"written {path}")
 
 
-def _scans(images: Path | None, folder: Path, count: int) -> list[Path]:
-    from mammo_bench.scans import scan_files, synthetic_scans
+def _scans(images: Path | None, folder: Path, count: int, bundle: Path) -> list[Path]:
+    from mammo_bench.scans import patch_side, scan_files, synthetic_scans
 
-    return scan_files(images) if images is not None else synthetic_scans(folder, count)
+    return scan_files(images) if images is not None else synthetic_scans(folder, count, patch_side(bundle))
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -167,7 +178,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
 
     model = EdgeModel.load(args.bundle, args.variant, args.runtime, args.threads)
     with tempfile.TemporaryDirectory(prefix="mammo-bench-scans-") as folder:
-        figures = measure_pipeline(model, _scans(args.images, Path(folder), 8), args.rounds)
+        figures = measure_pipeline(model, _scans(args.images, Path(folder), 8, args.bundle), args.rounds)
     for stage, stats in figures["stages"].items():
         print(f"{stage.removesuffix('_ms'):<12} p50 {stats['p50_ms']:9.2f} ms  mean {stats['mean_ms']:9.2f} ms")
     print(
@@ -183,7 +194,7 @@ def run_daemon(args: argparse.Namespace) -> int:
 
     load_manifest(args.bundle)  # refuse a bad bundle here, with its reason, before starting a daemon
     with tempfile.TemporaryDirectory(prefix="mammo-bench-scans-") as folder:
-        scans = _scans(args.images, Path(folder), min(args.files, 16))
+        scans = _scans(args.images, Path(folder), min(args.files, 16), args.bundle)
         figures = measure_daemon(
             args.bundle, scans, args.files, args.variant, args.threads, args.settle_seconds, args.interval
         )
@@ -200,7 +211,7 @@ def run_soak(args: argparse.Namespace) -> int:
     if not checkpoints or checkpoints[0] < 1:
         raise DataError(f"--checkpoints must be positive counts, got {args.checkpoints!r}")
     with tempfile.TemporaryDirectory(prefix="mammo-bench-scans-") as folder:
-        scans = _scans(args.images, Path(folder), 16)
+        scans = _scans(args.images, Path(folder), 16, args.bundle)
         figures = measure_memory_growth(args.bundle, scans, checkpoints, args.variant, args.threads)
     print(json.dumps(figures, indent=2))
     _finish(document("soak", machine_info(), _settings(args), soak=figures), args.out)

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from edge_app.decode import decode_bytes
+from edge_app.errors import MeasurementError
 from edge_app.model import EdgeModel
 from edge_app.preprocess import to_model_input
 from edge_app.scope import ScopeLimits
-from edge_app.service.analyse import ModelAnalyser
+from edge_app.service.analyse import CLASSIFIED, ModelAnalyser
 from edge_app.service.lifecycle import ScanState, advance, received
 from edge_app.service.writer import ResultWriter
 from mammo_bench.progress import progress
@@ -39,6 +40,8 @@ def measure_pipeline(model: EdgeModel, scans: list[Path], rounds: int) -> dict[s
             data = path.read_bytes()
             stages["read_ms"].append((time.perf_counter() - started) * 1000)
             analysis = analyser.analyse(data, path.name)
+            if analysis.status != CLASSIFIED:
+                raise MeasurementError(f"{path.name} was not classified: {analysis.reason}")
             for stage, value in analysis.timings_ms.items():
                 stages[stage].append(value)
             tick = time.perf_counter()

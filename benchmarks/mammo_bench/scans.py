@@ -1,4 +1,6 @@
-"""Scans to benchmark with: a folder the user gives, or synthetic mass crops (the Mendeley dataset's 227 px)."""
+"""Scans to benchmark with: a folder the user gives, or synthetic mass crops the size of the bundle's largest
+training patch (the Mendeley dataset's 227 px for the product's model), so the device classifies them as it would a
+clinic's patches instead of answering ``needs_roi``."""
 
 from __future__ import annotations
 
@@ -9,9 +11,8 @@ import numpy as np
 
 from edge_app.decode import SCAN_SUFFIXES
 from edge_app.errors import MissingInputError
+from edge_app.manifest import load_manifest
 from edge_app.samples import render_mass
-
-SYNTHETIC_SIDE = 227
 
 
 def scan_files(folder: Path) -> list[Path]:
@@ -22,7 +23,12 @@ def scan_files(folder: Path) -> list[Path]:
     return found
 
 
-def synthetic_scans(folder: Path, count: int, side: int = SYNTHETIC_SIDE, seed: int = 0) -> list[Path]:
+def patch_side(bundle: Path) -> int:
+    """The side of the synthetic scans for `bundle`: its largest training patch."""
+    return load_manifest(bundle, verify_files=False).scope.patch_side_px[1]
+
+
+def synthetic_scans(folder: Path, count: int, side: int, seed: int = 0) -> list[Path]:
     """`count` PNG mass crops, alternating benign and malignant, written into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
