@@ -344,6 +344,21 @@ def test_scan_and_sidecar_pair_in_either_order_within_the_wait(tmp_path: Path) -
     assert Arrival(alone, None) in tracker.ready()
 
 
+def test_a_sidecar_suffix_in_capitals_pairs_but_another_scans_does_not(tmp_path: Path) -> None:
+    from edge_app.service.intake import Arrival, InboxTracker
+
+    clock = FakeClock()
+    tracker = InboxTracker(tmp_path, settle_seconds=1.0, recursive=False, limit=10, clock=clock, sidecar_wait=0.0)
+    shouting, shouting_roi = tmp_path / "SHOUT.png", tmp_path / "SHOUT.ROI.JSON"
+    other, other_roi = tmp_path / "other.png", tmp_path / "OTHER.roi.json"  # the stem differs: not its sidecar
+    for path in (shouting, shouting_roi, other, other_roi):
+        path.write_bytes(b"x")
+    tracker.rescan()
+    tracker.ready()
+    clock.now += 1.0
+    assert sorted(tracker.ready(), key=str) == [Arrival(shouting, shouting_roi), Arrival(other, None)]
+
+
 def test_a_sidecar_that_is_still_being_written_holds_its_scan(tmp_path: Path) -> None:
     from edge_app.service.intake import Arrival, InboxTracker
 
@@ -433,3 +448,26 @@ def test_the_daemon_pairs_scans_and_sidecars_dropped_apart_in_either_order(tmp_p
     assert all(r["sidecar"] == r["input"].replace(".png", ".roi.json") for r in results)
     assert all([region["label"] for region in r["regions"]] == ["A", "B"] for r in results)
     assert analyser.calls == 4 and not list(inbox.iterdir())
+
+
+def test_a_schema_2_journal_gains_the_new_columns_and_its_records_still_count(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "journal.sqlite3"
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE scan_records (scan_id TEXT PRIMARY KEY, input_name TEXT NOT NULL, state TEXT NOT NULL, "
+        "received REAL NOT NULL, updated REAL NOT NULL, sha256 TEXT, result_stem TEXT UNIQUE, settled_name TEXT, "
+        "duplicate_of TEXT, label TEXT, probability REAL, failure_stage TEXT, failure_kind TEXT, failure_reason TEXT)"
+    )
+    old.execute(
+        "INSERT INTO scan_records VALUES ('a1', 'old.png', 'archived', 1.0, 2.0, 'ff', 'old', 'old.png', NULL, "
+        "'benign', 0.1, NULL, NULL, NULL)"
+    )
+    old.commit()
+    old.close()
+    journal = Journal(path)
+    record = journal.get("a1")
+    assert record is not None and record.status is None and record.sidecar_name is None
+    assert journal.first_result_for("ff") == "old.json"  # written before statuses existed: it was classified
+    journal.close()

@@ -24,7 +24,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from edge_app.regions import sidecar_kind, sidecar_names
+from edge_app.regions import SIDECAR_SUFFIXES, sidecar_kind, sidecar_names
 
 TEMPORARY_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload", ".download")
 
@@ -118,12 +118,20 @@ class InboxTracker:
         return found
 
     def _sidecar_of(self, scan: Path) -> Path | None:
-        relative = scan.relative_to(self.inbox).as_posix()
-        for name in sidecar_names(relative):
+        """The scan's sidecar in the inbox: ``NAME.roi.json`` or ``NAME.mask.png`` (the suffix in any case)."""
+        names = sidecar_names(scan.relative_to(self.inbox).as_posix())
+        for name in names:
             candidate = self.inbox / name
             if candidate.is_file() and not candidate.is_symlink():
                 self.note(candidate)
                 return candidate
+        base = names[0][: -len(SIDECAR_SUFFIXES[0])]  # the scan's relative path without its suffix
+        with self._lock:
+            tracked = list(self._seen)
+        for path in tracked:
+            name = path.relative_to(self.inbox).as_posix()
+            if name.startswith(base) and name[len(base) :].lower() in SIDECAR_SUFFIXES and path.is_file():
+                return path
         return None
 
     def forget(self, path: Path) -> None:

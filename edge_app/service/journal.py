@@ -161,7 +161,8 @@ class Journal:
         """The result file of the first classified scan with this content (None if there is none)."""
         row = self._db.execute(
             "SELECT result_stem FROM scan_records WHERE sha256 = ? AND result_stem IS NOT NULL "
-            "AND duplicate_of IS NULL AND status = 'classified' AND state IN ('written', 'archived') "
+            "AND duplicate_of IS NULL AND (status = 'classified' OR status IS NULL) "  # NULL: schema 2, classified
+            "AND state IN ('written', 'archived') "
             "ORDER BY received LIMIT 1",
             (sha256,),
         ).fetchone()
