@@ -2,7 +2,8 @@
 probability, the Grad-CAM heat inside each region, a colour scale, and a zoomed view of each region as the model saw it.
 
 The scan is scaled to a viewing size with its aspect kept and never padded (a patch is enlarged to `MIN_VIEW_SIDE` so
-it stays readable); heat is drawn only inside the square the model looked at, so nothing outside a region is coloured.
+it stays readable); heat is drawn only inside each region as marked (its circle or box), so nothing outside a region
+is coloured; each zoom shows the whole square the model looked at, with its heat.
 """
 
 from __future__ import annotations
