@@ -208,10 +208,7 @@ def _pixel_spacing(dataset: Any) -> tuple[float, float] | None:
 
 
 def _dicom_colour_to_gray8(pixels: NDArray[Any], dataset: Any, photometric: str) -> Gray8:
-    from pydicom.pixels.processing import convert_color_space
-
-    if photometric.startswith("YBR"):
-        pixels = convert_color_space(pixels, photometric, "RGB")
+    """Colour pixels as pydicom gives them (YBR already converted to RGB) to luma."""
     if pixels.ndim != 3 or pixels.shape[-1] != 3 or int(dataset.get("BitsAllocated", 8)) != 8:
         raise UnsupportedFormatError(f"DICOM colour encoding {photometric} is not supported")
     return np.asarray(Image.fromarray(pixels.astype(np.uint8), "RGB").convert("L"), dtype=np.uint8).copy()
@@ -221,11 +218,12 @@ def _dicom_monochrome_to_unit(pixels: NDArray[Any], dataset: Any) -> NDArray[np.
     """Apply modality LUT, then VOI LUT or window, and return values in [0, 1]."""
     from pydicom.pixels.processing import apply_modality_lut, apply_voi
 
-    values = apply_modality_lut(pixels, dataset).astype(np.float64)
-    if dataset.get("VOILUTSequence"):
+    modality = apply_modality_lut(pixels, dataset)
+    if dataset.get("VOILUTSequence"):  # a table is indexed by the modality values as they are (integers)
         bits = int(dataset.VOILUTSequence[0].LUTDescriptor[2])
-        mapped = apply_voi(values, dataset).astype(np.float64)
+        mapped = apply_voi(modality, dataset).astype(np.float64)
         return np.clip(mapped / float(2**bits - 1), 0.0, 1.0)
+    values = modality.astype(np.float64)
     if "WindowCenter" in dataset and "WindowWidth" in dataset:
         return _window_to_unit(values, dataset)
     low, high = _nominal_range(dataset)
@@ -264,6 +262,6 @@ def _nominal_range(dataset: Any) -> tuple[float, float]:
     slope = float(dataset.get("RescaleSlope", 1.0) or 1.0)
     intercept = float(dataset.get("RescaleIntercept", 0.0) or 0.0)
     ends = sorted((low * slope + intercept, high * slope + intercept))
-    if not math.isfinite(ends[0]) or ends[1] <= ends[0]:
+    if not (math.isfinite(ends[0]) and math.isfinite(ends[1])) or ends[1] <= ends[0]:
         raise InputImageError(f"DICOM intensity range is invalid (BitsStored {bits}, slope {slope})")
     return ends[0], ends[1]

@@ -1,0 +1,253 @@
+"""A corpus of DICOM encodings, each built with pydicom here, decoded and checked against values worked out by hand
+from the standard (PS3.3 C.11.2: modality LUT, VOI LUT, LINEAR / LINEAR_EXACT / SIGMOID windows), in every transfer
+syntax the device meets: explicit and implicit VR, big endian, RLE and JPEG compressed, and one it cannot decode."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from pydicom import Dataset
+from pydicom.dataset import FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.sequence import Sequence
+from pydicom.uid import (
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    JPEGLSLossless,
+    RLELossless,
+    SecondaryCaptureImageStorage,
+    generate_uid,
+)
+
+from edge_app.decode import decode_bytes
+from edge_app.errors import EmptyImageError, InputImageError, UnsupportedFormatError
+
+ROW = [0, 1548, 1800, 2048, 2298, 2548, 4095]  # 12-bit values around a window centred at 2048
+
+
+def _dataset(pixels: np.ndarray, **attributes: Any) -> Dataset:
+    """A single-frame monochrome image; `attributes` override or add to the header."""
+    dataset = Dataset()
+    dataset.file_meta = FileMetaDataset()
+    dataset.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset.SOPClassUID = SecondaryCaptureImageStorage
+    dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID
+    dataset.Modality = "MG"
+    dataset.Rows, dataset.Columns = pixels.shape[:2]
+    dataset.SamplesPerPixel = 1 if pixels.ndim == 2 else pixels.shape[2]
+    dataset.PhotometricInterpretation = "MONOCHROME2"
+    dataset.BitsAllocated = pixels.dtype.itemsize * 8
+    dataset.BitsStored = dataset.BitsAllocated
+    dataset.HighBit = dataset.BitsStored - 1
+    dataset.PixelRepresentation = int(pixels.dtype.kind == "i")
+    if pixels.ndim == 3:
+        dataset.PlanarConfiguration = 0
+    for keyword, value in attributes.items():
+        setattr(dataset, keyword, value)
+    dataset.PixelData = np.ascontiguousarray(pixels).tobytes()
+    return dataset
+
+
+def _encode(dataset: Dataset, syntax: Any = ExplicitVRLittleEndian) -> bytes:
+    buffer = io.BytesIO()
+    dataset.file_meta.TransferSyntaxUID = syntax
+    dataset.save_as(
+        buffer,
+        enforce_file_format=True,
+        implicit_vr=syntax == ImplicitVRLittleEndian,
+        little_endian=syntax != ExplicitVRBigEndian,
+    )
+    return buffer.getvalue()
+
+
+def _row(values: list[int], dtype: Any = np.uint16) -> np.ndarray:
+    return np.array([values], dtype)
+
+
+def _decoded(dataset: Dataset, syntax: Any = ExplicitVRLittleEndian) -> list[int]:
+    return decode_bytes(_encode(dataset, syntax)).pixels[0].tolist()
+
+
+def test_without_a_window_bits_stored_is_the_range() -> None:
+    assert _decoded(_dataset(_row(ROW), BitsStored=12, HighBit=11)) == [0, 96, 112, 128, 143, 159, 255]
+
+
+def test_signed_pixels_span_their_signed_range() -> None:
+    # 12 bits signed: -2048..2047; (v + 2048) / 4095 * 255
+    pixels = _row([-2048, -1, 0, 1000, 2047], np.int16)
+    assert _decoded(_dataset(pixels, BitsStored=12, HighBit=11)) == [0, 127, 128, 190, 255]
+
+
+def test_the_rescale_carries_the_nominal_range_with_it() -> None:
+    # HU-like: value * 2 - 1024, over the range 0..4095 carried through: the same picture as without the rescale
+    rescaled = _dataset(_row(ROW), BitsStored=12, HighBit=11, RescaleSlope=2, RescaleIntercept=-1024)
+    assert _decoded(rescaled) == [0, 96, 112, 128, 143, 159, 255]
+
+
+@pytest.mark.parametrize(
+    ("function", "expected"),
+    [
+        # ((v - (c - 0.5)) / (w - 1) + 0.5) clipped: 1800 -> 0.2523 -> 64; 2298 -> 0.7508 -> 191
+        ("LINEAR", [0, 0, 64, 128, 191, 255, 255]),
+        # ((v - c) / w + 0.5) clipped: 1548 -> 0; 1800 -> 0.252 -> 64; 2048 -> 0.5 -> 128 (half to even); 2298 -> 191
+        ("LINEAR_EXACT", [0, 0, 64, 128, 191, 255, 255]),
+        # 1 / (1 + exp(-4 (v - c) / w)): 2298 = c + w/4 -> 0.731 -> 186; 1800 -> 0.271 -> 69; 0 -> 0
+        ("SIGMOID", [0, 30, 69, 128, 186, 225, 255]),
+    ],
+)
+def test_each_voi_function(function: str, expected: list[int]) -> None:
+    dataset = _dataset(_row(ROW), BitsStored=12, HighBit=11, WindowCenter=2048, WindowWidth=1000)
+    dataset.VOILUTFunction = function
+    assert _decoded(dataset) == expected
+
+
+def test_linear_is_the_default_function_and_the_first_of_several_windows_counts() -> None:
+    dataset = _dataset(_row(ROW), BitsStored=12, HighBit=11, WindowCenter=[2048, 100], WindowWidth=[1000, 50])
+    assert _decoded(dataset) == [0, 0, 64, 128, 191, 255, 255]
+
+
+def test_a_voi_lut_sequence_maps_through_its_table() -> None:
+    dataset = _dataset(_row([0, 1, 2, 3, 3]), BitsStored=12, HighBit=11, WindowCenter=2048, WindowWidth=10)
+    lut = Dataset()
+    lut.LUTDescriptor = [4, 0, 8]  # 4 entries, first input 0, 8-bit output
+    lut.add_new(0x00283006, "US", [0, 100, 200, 255])  # LUTData
+    dataset.VOILUTSequence = Sequence([lut])  # the table wins over the window
+    assert _decoded(dataset) == [0, 100, 200, 255, 255]
+
+
+def test_monochrome1_is_inverted_after_the_window() -> None:
+    dataset = _dataset(_row(ROW), BitsStored=12, HighBit=11, WindowCenter=2048, WindowWidth=1000)
+    dataset.PhotometricInterpretation = "MONOCHROME1"
+    assert _decoded(dataset) == [255, 255, 191, 127, 64, 0, 0]
+
+
+@pytest.mark.parametrize(
+    ("function", "width", "message"),
+    [("LINEAR", 0.5, "window width 0.5 must be >= 1 for LINEAR"), ("LINEAR_EXACT", 0, "must be > 0 for LINEAR_EXACT")],
+)
+def test_an_impossible_window_is_refused(function: str, width: float, message: str) -> None:
+    dataset = _dataset(_row(ROW), WindowCenter=2048, WindowWidth=width)
+    dataset.VOILUTFunction = function
+    with pytest.raises(UnsupportedFormatError, match=message):
+        _decoded(dataset)
+
+
+@pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRBigEndian, RLELossless])
+def test_every_lossless_transfer_syntax_gives_the_same_pixels(syntax: Any) -> None:
+    pixels = (np.arange(64 * 48, dtype=np.uint16).reshape(48, 64) * 7) % 4096
+    reference = decode_bytes(_encode(_dataset(pixels, BitsStored=12, HighBit=11))).pixels
+    dataset = _dataset(pixels, BitsStored=12, HighBit=11)
+    if syntax == RLELossless:
+        dataset.compress(RLELossless, pixels)
+    elif syntax == ExplicitVRBigEndian:
+        dataset.PixelData = pixels.astype(">u2").tobytes()
+    decoded = decode_bytes(_encode(dataset, syntax))
+    assert decoded.format == "DICOM"
+    np.testing.assert_array_equal(decoded.pixels, reference)
+
+
+def _jpeg(pixels: np.ndarray, quality: int = 95) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def test_jpeg_baseline_decodes_close_to_its_source() -> None:
+    pixels = (np.add.outer(np.arange(48), np.arange(64)) * 2).astype(np.uint8)
+    dataset = _dataset(pixels)
+    dataset.PixelData = encapsulate([_jpeg(pixels)])
+    dataset["PixelData"].VR = "OB"
+    decoded = decode_bytes(_encode(dataset, JPEGBaseline8Bit)).pixels
+    assert decoded.shape == (48, 64) and np.abs(decoded.astype(int) - pixels).max() <= 4  # lossy at quality 95
+
+
+def test_a_transfer_syntax_without_a_decoder_says_which_and_what_to_install() -> None:
+    dataset = _dataset(np.zeros((8, 8), np.uint16))
+    dataset.PixelData = encapsulate([b"\xff\xd8\xff\xf7 not really JPEG-LS"])
+    dataset["PixelData"].VR = "OB"
+    with pytest.raises(UnsupportedFormatError) as caught:
+        decode_bytes(_encode(dataset, JPEGLSLossless))
+    message = str(caught.value)
+    assert message.startswith("cannot decode DICOM transfer syntax JPEG-LS Lossless Image Compression: ")
+    assert (
+        message.endswith("(install pylibjpeg / pylibjpeg-openjpeg for JPEG-compressed DICOM)") and "\n" not in message
+    )
+
+
+def test_ybr_colour_becomes_luma() -> None:
+    from pydicom.pixels.processing import convert_color_space
+
+    rgb = np.zeros((16, 16, 3), np.uint8)
+    rgb[..., 0] = np.arange(16)[:, None] * 16
+    rgb[..., 1] = 128
+    rgb[..., 2] = np.arange(16)[None, :] * 8
+    ybr = convert_color_space(rgb, "RGB", "YBR_FULL")
+    dataset = _dataset(ybr, PhotometricInterpretation="YBR_FULL")
+    expected = np.asarray(Image.fromarray(rgb, "RGB").convert("L"), np.int16)
+    assert np.abs(decode_bytes(_encode(dataset)).pixels.astype(np.int16) - expected).max() <= 1  # YBR round trip
+    wide = _dataset(rgb.astype(np.uint16) * 256, PhotometricInterpretation="RGB")
+    with pytest.raises(UnsupportedFormatError, match=r"^DICOM colour encoding RGB is not supported$"):
+        decode_bytes(_encode(wide))
+
+
+@pytest.mark.parametrize(
+    ("attributes", "spacing"),
+    [
+        ({"PixelSpacing": [0.1, 0.2], "ImagerPixelSpacing": [0.3, 0.3]}, (0.1, 0.2)),
+        ({"ImagerPixelSpacing": [0.07, 0.08]}, (0.07, 0.08)),
+        ({"PixelSpacing": [0, 0.2], "ImagerPixelSpacing": [0.05, 0.05]}, (0.05, 0.05)),  # invalid: the next one
+        ({"PixelSpacing": [0.1]}, None),  # one value is no spacing
+        ({}, None),
+    ],
+)
+def test_pixel_spacing_prefers_the_calibrated_value(attributes: dict[str, Any], spacing: Any) -> None:
+    decoded = decode_bytes(_encode(_dataset(_row(ROW), **attributes)))
+    assert decoded.pixel_spacing_mm == spacing
+
+
+@pytest.mark.parametrize(
+    ("attributes", "laterality", "view"),
+    [
+        ({"ImageLaterality": "l", "Laterality": "R", "ViewPosition": "mlo"}, "L", "MLO"),
+        ({"Laterality": "R", "ViewPosition": "CC"}, "R", "CC"),
+        ({}, None, None),
+    ],
+)
+def test_laterality_and_view_come_from_the_header(attributes: dict[str, Any], laterality: Any, view: Any) -> None:
+    decoded = decode_bytes(_encode(_dataset(_row(ROW), **attributes)))
+    assert (decoded.laterality, decoded.view) == (laterality, view)
+
+
+@pytest.mark.parametrize(
+    ("edit", "error", "message"),
+    [
+        (lambda d: d.update({"BitsStored": 1, "HighBit": 0, "RescaleSlope": 0.0}), None, None),
+        (lambda d: delattr(d, "PixelData"), EmptyImageError, "no pixel data"),
+        (lambda d: d.update({"Rows": 0}), EmptyImageError, r"the image has no pixels \(7x0\)"),
+    ],
+)
+def test_headers_that_leave_nothing_to_decode(
+    edit: Callable[[Dataset], Any], error: type[Exception] | None, message: str | None
+) -> None:
+    dataset = _dataset(_row(ROW))
+    edit(dataset)
+    if error is None:  # 1-bit range, slope 0 read as 1: values 0..1 of 0..4095 -> a valid, dark image
+        assert max(_decoded(dataset)) == 255
+        return
+    with pytest.raises(error, match=message):
+        decode_bytes(_encode(dataset))
+
+
+def test_an_invalid_nominal_range_is_named() -> None:
+    dataset = _dataset(_row(ROW), BitsStored=16, RescaleSlope=1e308, RescaleIntercept=1e308)
+    with pytest.raises(InputImageError, match=r"^DICOM intensity range is invalid \(BitsStored 16, slope 1e\+308\)$"):
+        decode_bytes(_encode(dataset))
