@@ -168,6 +168,11 @@ def load_manifest(bundle: Path, verify_files: bool = True) -> Manifest:
             file = Path(bundle) / name
             if not file.is_file():
                 raise BundleError(f"bundle file {name} listed in the manifest is missing")
+            size = file.stat().st_size
+            if size != entry.size_bytes:  # a truncated copy is named before hashing hundreds of MB
+                raise BundleError(
+                    f"bundle file {name} is {size} bytes, the manifest says {entry.size_bytes} (truncated or replaced)"
+                )
             if sha256_of(file) != entry.sha256:
                 raise BundleError(
                     f"bundle file {name} does not match its sha256 in the manifest (corrupted or replaced)"

@@ -1,0 +1,411 @@
+"""The device model and the analyse stage on a fake bundle (tests/fakemodel.py): quantisation in and out, calibration,
+heatmap fusion, every refusal of a bundle, and per-region answers, with figures worked out by hand."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from fakemodel import FAKE_RUNTIME, FakeInterpreter, fake_cams, fake_logit, write_fake_bundle
+
+import edge_app.model as model_module
+from edge_app.errors import BundleError, ModelRefusedError, RuntimeUnavailableError, TooManyPixelsError
+from edge_app.gradcam import fuse_heatmaps
+from edge_app.manifest import load_manifest, manifest_from_dict, write_manifest
+from edge_app.model import EdgeModel, calibrated_probabilities, calibrated_probability, get_output, set_input
+from edge_app.regions import Box
+from edge_app.runtime import installed_runtimes, load_runtime, make_interpreter
+from edge_app.scope import ScopeLimits
+from edge_app.service.analyse import NEEDS_ROI, ModelAnalyser, Sidecar, summary
+
+
+@pytest.fixture(autouse=True)
+def fake_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(model_module, "load_runtime", lambda name: FAKE_RUNTIME)
+    yield
+
+
+def _interpreter(tmp_path: Path, spec: dict[str, Any]) -> FakeInterpreter:
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(spec))
+    interpreter = FakeInterpreter(str(path))
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def test_inputs_are_quantised_with_the_tensors_own_scale_and_zero_point(tmp_path: Path) -> None:
+    tensor = {"shape": [1, 5], "dtype": "uint8", "scale": 2.0, "zero_point": 10}
+    interpreter = _interpreter(tmp_path, {"inputs": [tensor], "outputs": [], "role": "x"})
+    set_input(interpreter, np.array([0.0, 1.0, 3.0, 600.0, -50.0]))
+    # v / 2 + 10, rounded half to even, clipped to uint8
+    assert interpreter.get_tensor(0).tolist() == [[10, 10, 12, 255, 0]]
+    signed = {"shape": [1, 3], "dtype": "int8", "scale": 0.5, "zero_point": -3}
+    interpreter = _interpreter(tmp_path, {"inputs": [signed], "outputs": [], "role": "x"})
+    set_input(interpreter, np.array([[1.0, 100.0, -100.0]]))
+    assert interpreter.get_tensor(0).tolist() == [[-1, 127, -128]]
+    plain = {"shape": [1, 2], "dtype": "float32"}
+    interpreter = _interpreter(tmp_path, {"inputs": [plain], "outputs": [], "role": "x"})
+    set_input(interpreter, np.array([0.25, 300.0], np.float64))
+    assert interpreter.get_tensor(0).dtype == np.float32 and interpreter.get_tensor(0).tolist() == [[0.25, 300.0]]
+
+
+def test_outputs_are_dequantised_and_come_back_as_float32(tmp_path: Path) -> None:
+    quantised = {"shape": [1, 3], "dtype": "int8", "scale": 0.0625, "zero_point": 3}
+    plain = {"shape": [1, 2], "dtype": "float64"}
+    interpreter = _interpreter(tmp_path, {"inputs": [], "outputs": [quantised, plain], "role": "x"})
+    interpreter.tensors[100] = np.array([[3, 19, -128]], np.int8)
+    interpreter.tensors[101] = np.array([[1.5, -2.0]])
+    first, second = get_output(interpreter, 0), get_output(interpreter, 1)
+    assert first.dtype == np.float32 and first.tolist() == [[0.0, 1.0, -8.1875]]
+    assert second.dtype == np.float32 and second.tolist() == [[1.5, -2.0]]
+
+
+def test_calibration_is_a_stable_tempered_sigmoid() -> None:
+    assert calibrated_probability(0.0, 3.0) == 0.5
+    assert calibrated_probability(2.0, 2.0) == pytest.approx(1 / (1 + np.exp(-1.0)), abs=1e-15)
+    assert calibrated_probability(-2.0, 0.5) == pytest.approx(1 / (1 + np.exp(4.0)), abs=1e-15)
+    with np.errstate(all="raise"):  # no overflow or underflow warning for any logit
+        extremes = calibrated_probabilities([-1000.0, 1000.0], 1.0)
+    assert extremes.tolist() == [0.0, 1.0] and extremes.dtype == np.float64
+    assert isinstance(calibrated_probability(1.0, 1.0), float)
+
+
+def _patch(value: int = 160, size: int = 48, bright: tuple[int, int] | None = (2, 0)) -> np.ndarray:
+    """A uniform patch, one third-by-third cell (column, row) brighter, so the heatmap has a place to peak."""
+    pixels = np.full((size, size), value, np.uint8)
+    if bright is not None:
+        third = size // 3
+        column, row = bright
+        pixels[row * third : (row + 1) * third, column * third : (column + 1) * third] = 250
+    return pixels
+
+
+def test_predict_quantises_calibrates_labels_and_fuses_the_heatmap(tmp_path: Path) -> None:
+    bundle = write_fake_bundle(tmp_path / "bundle", temperature=2.0, threshold=0.5)
+    pixels = _patch()[..., np.newaxis]
+    for variant in ("float32", "int8"):
+        prediction = EdgeModel.load(bundle, variant=variant, threads=3).predict(pixels)
+        logit = fake_logit(pixels)
+        if variant == "int8":  # the output is int8 with scale 1/16 and zero point 3
+            logit = (np.rint(logit / 0.0625 + 3) - 3) * 0.0625
+        assert prediction.logit == pytest.approx(logit, abs=1e-6)
+        assert prediction.probability == pytest.approx(1 / (1 + np.exp(-logit / 2.0)), abs=1e-6)
+        assert prediction.label == "malignant" and set(prediction.timings_ms) == {"invoke_ms", "gradcam_ms"}
+        expected = fuse_heatmaps(list(fake_cams(pixels[..., 0].astype(np.float64))), 48, (0.0, 0.0))
+        assert prediction.heatmap is not None
+        np.testing.assert_allclose(prediction.heatmap, expected, atol=1e-6)
+    dark = EdgeModel.load(bundle, variant="float32").predict(_patch(100, bright=None)[..., np.newaxis], heatmap=False)
+    assert dark.label == "benign" and dark.heatmap is None and set(dark.timings_ms) == {"invoke_ms"}
+
+
+def test_a_logit_between_quantisation_steps_shows_the_int8_rounding(tmp_path: Path) -> None:
+    bundle = write_fake_bundle(tmp_path / "bundle")
+    pixels = np.full((48, 48, 1), 131, np.uint8)  # logit 3/32 = 1.5 steps of 1/16: int8 rounds it to 1 step
+    assert EdgeModel.load(bundle, variant="float32").predict(pixels).logit == pytest.approx(0.09375)
+    assert EdgeModel.load(bundle, variant="int8").predict(pixels).logit == pytest.approx(0.0625)
+
+
+def test_the_threshold_itself_is_malignant(tmp_path: Path) -> None:
+    bundle = write_fake_bundle(tmp_path / "bundle", threshold=0.5)
+    assert EdgeModel.load(bundle, variant="float32").predict(np.full((48, 48, 1), 128, np.uint8)).label == "malignant"
+
+
+def test_the_identity_stamped_into_results(tmp_path: Path) -> None:
+    bundle = write_fake_bundle(tmp_path / "bundle", threshold=0.375)
+    model = EdgeModel.load(bundle, variant="int8", heatmaps=False)
+    identity = model.identity
+    entry = load_manifest(bundle).files["classifier_int8.tflite"]
+    assert (identity.name, identity.version, identity.architecture, identity.variant) == (
+        "fake-model",
+        "7",
+        "hybrid",
+        "int8",
+    )
+    assert (identity.file, identity.sha256, identity.runtime) == ("classifier_int8.tflite", entry.sha256, "fake 1.0")
+    assert (identity.threshold, identity.target_sensitivity) == (0.375, 0.9)
+    assert set(identity.stamp()) == {"name", "version", "architecture", "variant", "file", "sha256", "runtime"}
+    assert model.predict(np.full((48, 48, 1), 200, np.uint8)).heatmap is None  # no head was loaded
+
+
+def _edit(bundle: Path, change: Any) -> Path:
+    values = json.loads((bundle / "manifest.json").read_text())
+    change(values)
+    (bundle / "manifest.json").write_text(json.dumps(values))
+    return bundle
+
+
+def _refusal(bundle: Path, variant: str = "int8", **options: Any) -> str:
+    with pytest.raises(BundleError) as caught:
+        EdgeModel.load(bundle, variant=variant, **options)
+    return str(caught.value)
+
+
+def test_a_runtime_verified_to_fail_is_refused_by_its_name_only(tmp_path: Path) -> None:
+    def mark(values: dict[str, Any]) -> None:
+        values["files"]["classifier_int8.tflite"]["runtimes"] = {"other 1.0": "crashes", "fake 0.9": "op X missing"}
+        values["files"]["gradcam_head.tflite"]["runtimes"] = {"fake 1.0": "ok"}
+
+    bundle = _edit(write_fake_bundle(tmp_path / "b"), mark)
+    assert _refusal(bundle) == "classifier_int8.tflite was verified not to run under fake 0.9: op X missing"
+    assert EdgeModel.load(bundle, variant="float32").variant == "float32"
+
+    def mark_head(values: dict[str, Any]) -> None:
+        values["files"]["gradcam_head.tflite"]["runtimes"] = {"fake 1.0": "no kernel"}
+
+    head = _edit(write_fake_bundle(tmp_path / "h"), mark_head)
+    assert _refusal(head) == "gradcam_head.tflite was verified not to run under fake 1.0: no kernel"
+    assert EdgeModel.load(head, variant="int8", heatmaps=False).variant == "int8"  # the head is not loaded
+
+
+def test_inputs_that_disagree_with_the_manifest_are_refused(tmp_path: Path) -> None:
+    resized = _edit(write_fake_bundle(tmp_path / "a"), lambda v: v["preprocess"].update(input_size=64))
+    assert _refusal(resized) == (
+        "classifier_int8.tflite takes input (1, 48, 48, 1) but the manifest's preprocessing makes (1, 64, 64, 1)"
+    )
+
+    def retype(values: dict[str, Any]) -> None:
+        values["files"]["classifier_int8.tflite"]["input"]["dtype"] = "float32"
+
+    assert _refusal(_edit(write_fake_bundle(tmp_path / "b"), retype)) == (
+        "classifier_int8.tflite input is (1, 48, 48, 1) uint8, manifest says (1, 48, 48, 1) float32"
+    )
+
+    def reshape_head(values: dict[str, Any]) -> None:
+        values["files"]["gradcam_head.tflite"]["input"]["shape"] = [1, 4, 4, 2]
+
+    assert _refusal(_edit(write_fake_bundle(tmp_path / "c"), reshape_head)) == (
+        "gradcam_head.tflite input is (1, 3, 3, 2) float32, manifest says (1, 4, 4, 2) float32"
+    )
+
+
+def test_a_model_the_runtime_cannot_build_names_the_file_and_the_first_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.tflite"
+    path.write_text(json.dumps({"refuse": "Didn't find op for builtin opcode 'X'"}))
+    with pytest.raises(ModelRefusedError) as caught:
+        make_interpreter(FAKE_RUNTIME, path, threads=2)
+    assert str(caught.value) == "fake 1.0 cannot run broken.tflite: Didn't find op for builtin opcode 'X'"
+    interpreter = make_interpreter(FAKE_RUNTIME, _valid(tmp_path), threads=3)
+    assert interpreter.allocated and interpreter.num_threads == 3
+
+
+def _valid(tmp_path: Path) -> Path:
+    path = tmp_path / "valid.tflite"
+    path.write_text(json.dumps({"inputs": [], "outputs": [], "role": "x"}))
+    return path
+
+
+def test_runtimes_are_found_by_name_and_in_auto_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(RuntimeUnavailableError, match=r"^unknown runtime 'onnx'; choose auto, ai_edge_litert, "):
+        load_runtime("onnx")
+    import importlib
+
+    def missing(name: str) -> Any:
+        raise ImportError(f"No module named {name!r}")
+
+    monkeypatch.setattr(importlib, "import_module", missing)
+    with pytest.raises(RuntimeUnavailableError) as caught:
+        load_runtime("auto")
+    message = str(caught.value)
+    assert message.startswith("no TFLite runtime could be imported (ai_edge_litert: No module named")
+    assert "; tflite_runtime: No module named 'tflite_runtime.interpreter')" in message
+    assert message.endswith("install ai-edge-litert (pip install 'mammo-edge[edge]') or tflite-runtime")
+    assert installed_runtimes() == []
+
+
+def test_the_first_installed_runtime_is_auto() -> None:
+    found = installed_runtimes()
+    if not found:
+        pytest.skip("no TFLite runtime in this venv")
+    assert load_runtime("auto") == found[0] and found[0].label == f"{found[0].name} {found[0].version}"
+
+
+# --- the manifest ---
+
+
+def test_every_file_is_checked_for_presence_size_and_sha256(tmp_path: Path) -> None:
+    bundle = write_fake_bundle(tmp_path / "b")
+    assert load_manifest(bundle).variants == ["int8", "float32"]
+    head = bundle / "gradcam_head.tflite"
+    original = head.read_bytes()
+    head.write_bytes(original[:-1])
+    with pytest.raises(BundleError, match=r"^bundle file gradcam_head.tflite is \d+ bytes, the manifest says \d+ "):
+        load_manifest(bundle)
+    head.write_bytes(original[:-1] + b"X")  # the same size, other content
+    with pytest.raises(BundleError, match=r"^bundle file gradcam_head.tflite does not match its sha256"):
+        load_manifest(bundle)
+    assert load_manifest(bundle, verify_files=False).name == "fake-model"  # what `mammo-edge status` reads
+    head.unlink()
+    with pytest.raises(BundleError, match=r"^bundle file gradcam_head.tflite listed in the manifest is missing$"):
+        load_manifest(bundle)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda v: v.update(schema_version=4), r"schema version 4 is not supported \(this device reads 1, 2, 3\)"),
+        (lambda v: v.update(labels=["normal", "cancer"]), r"labels \['normal', 'cancer'\] are not \['benign', 'mal"),
+        (lambda v: v.update(centre_offsets=[0.0]), r"^manifest backbones and centre_offsets differ in length$"),
+        (lambda v: v.update(files={}), r"^manifest files must be a non-empty object$"),
+        (lambda v: v["preprocess"].update(input_size=-1), r"^manifest preprocess is invalid: "),
+        (lambda v: v.update(scope={"patch_side_px": [9, 3]}), r"scope patch_side_px must be 0 < min <= max"),
+        (lambda v: v["files"]["gradcam_head.tflite"].update(extra=1), r"files\['gradcam_head.tflite'\]: unknown"),
+    ],
+)
+def test_a_bad_manifest_names_its_problem(tmp_path: Path, change: Any, message: str) -> None:
+    with pytest.raises(BundleError, match=message):
+        load_manifest(_edit(write_fake_bundle(tmp_path / "b"), change))
+
+
+def test_what_is_not_a_manifest(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match=r"is not a model bundle: manifest.json not found$"):
+        load_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(BundleError, match=r"manifest.json is not valid JSON: "):
+        load_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(BundleError, match=r"^manifest.json must hold a JSON object$"):
+        load_manifest(tmp_path)
+
+
+def test_older_schemas_read_with_the_default_scope_and_round_trip(tmp_path: Path) -> None:
+    bundle = write_fake_bundle(tmp_path / "b")
+    manifest = load_manifest(bundle)
+    assert manifest.scope.crop_rule.scale == 4.0 and manifest.scope.patch_side_px == (48, 48)
+    values = json.loads((bundle / "manifest.json").read_text())
+    del values["scope"]
+    old = manifest_from_dict({**values, "schema_version": 2})
+    assert old.scope.patch_side_px == (64, 512) and old.scope.crop_rule.scale == 2.0
+    write_manifest(tmp_path / "b", manifest)
+    assert load_manifest(bundle) == manifest
+
+
+def test_a_missing_variant_says_why_and_what_there_is(tmp_path: Path) -> None:
+    bundle = write_fake_bundle(tmp_path / "b", variants=("float32",), rejected={"int8": ["agreement 0.9 < 0.98"]})
+    assert _refusal(bundle, "int8") == (
+        "the bundle has no int8 classifier: the fidelity gate rejected it (agreement 0.9 < 0.98); it has float32: "
+        "choose one of them ([model] variant, or --variant)"
+    )
+    assert _refusal(bundle, "float16").startswith("the bundle has no float16 classifier; it has float32: ")
+
+    def drop_head(values: dict[str, Any]) -> None:
+        del values["files"]["gradcam_head.tflite"]
+
+    headless = _edit(write_fake_bundle(tmp_path / "c"), drop_head)
+    assert _refusal(headless, "int8") == "the bundle has no gradcam_head model"
+    assert EdgeModel.load(headless, variant="int8", heatmaps=False).predict(_patch()[..., None]).heatmap is None
+
+
+# --- the analyse stage over the fake model ---
+
+
+def _analyser(tmp_path: Path, max_pixels: int = 10**7, **limits: Any) -> ModelAnalyser:
+    bundle = write_fake_bundle(tmp_path / "bundle", crop_scale=4.0, patch_side_px=(48, 48))
+    model = EdgeModel.load(bundle, variant="float32")
+    return ModelAnalyser(model, max_pixels, ScopeLimits.resolve(model.manifest.scope, **limits))
+
+
+def _film(height: int, width: int) -> np.ndarray:
+    """A dim film with a faint gradient (a constant image is refused as empty)."""
+    return (np.add.outer(np.arange(height), np.arange(width)) % 20 + 80).astype(np.uint8)
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    ok, encoded = cv2.imencode(".png", pixels)
+    assert ok
+    return encoded.tobytes()
+
+
+def test_a_patch_is_classified_whole_and_its_overlay_is_the_patch(tmp_path: Path) -> None:
+    analyser = _analyser(tmp_path)
+    pixels = _patch(160, size=60, bright=(0, 2))  # 60 px: in scope (24..96), padded to a square of its own
+    analysis = analyser.analyse(_png(pixels), "patch.png")
+    assert analysis.status == "classified" and analysis.reason is None
+    (answer,) = analysis.regions
+    assert (answer.label, answer.marked_as) == ("A", "whole image")
+    assert answer.box == answer.crop == Box(0, 0, 60, 60)
+    expected = analyser.model.predict(cv2.resize(pixels, (48, 48), interpolation=cv2.INTER_AREA)[..., None])
+    assert answer.probability == pytest.approx(expected.probability) and answer.decision == expected.label
+    assert answer.heatmap_peak is not None and answer.heatmap_peak[0] < 20 and answer.heatmap_peak[1] >= 40
+    assert analysis.image.width == 60 and analysis.image.height == 60 and analysis.image.format == "PNG"
+    overlay = cv2.imdecode(np.frombuffer(analysis.overlay_png or b"", np.uint8), cv2.IMREAD_COLOR)
+    assert overlay is not None and overlay.shape[2] == 3
+    assert {"decode_ms", "preprocess_ms", "invoke_ms", "gradcam_ms", "overlay_ms"} <= set(analysis.timings_ms)
+    assert analysis.label == answer.decision and analysis.probability == answer.probability
+    assert summary(analysis) == f"A {answer.decision} p={answer.probability:.3f}"
+
+
+def test_a_film_without_regions_needs_them_and_nothing_is_classified(tmp_path: Path) -> None:
+    analyser = _analyser(tmp_path)
+    film = _film(300, 400)
+    analysis = analyser.analyse(_png(film), "film.png")
+    assert analysis.status == NEEDS_ROI and analysis.regions == () and analysis.overlay_png is None
+    assert analysis.reason is not None and analysis.reason.startswith(
+        "the image is 400x300 px, larger than the mass patches this model was trained on (24..96 px a side)"
+    )
+    assert "drop film.roi.json" in analysis.reason
+    assert analysis.label is None and analysis.probability is None
+    assert summary(analysis) == "needs_roi (400x300 px, no regions)"
+    small = analyser.analyse(_png(_film(20, 30)), "tiny.png")
+    assert small.status == NEEDS_ROI and "smaller than" in (small.reason or "")
+
+
+def test_each_marked_region_is_cut_by_the_bundles_rule_and_answered(tmp_path: Path) -> None:
+    analyser = _analyser(tmp_path)
+    film = _film(300, 400)
+    film[40:80, 300:340] = 240  # a bright mass under region B
+    roi = {"regions": [{"label": "A", "x": 100, "y": 150, "radius": 10}, {"label": "B", "box": [300, 40, 340, 80]}]}
+    sidecar = Sidecar("film.roi.json", "roi", json.dumps(roi).encode())
+    analysis = analyser.analyse(_png(film), "film.png", sidecar)
+    assert analysis.status == "classified"
+    first, second = analysis.regions
+    assert (first.label, first.marked_as, second.label, second.marked_as) == ("A", "circle", "B", "box")
+    assert first.box == Box(90, 140, 110, 160) and first.crop == Box(80, 130, 120, 170)  # side max(16, 4 * 10)
+    assert second.box == Box(300, 40, 340, 80) and second.crop == Box(280, 20, 360, 100)  # side 4 * 20
+    assert first.probability < second.probability and analysis.most_suspicious == second
+    assert analysis.probability == second.probability and analysis.label == second.decision
+    assert second.heatmap_peak is not None
+    assert 300 <= second.heatmap_peak[0] < 340 and 40 <= second.heatmap_peak[1] < 80  # inside the mass
+    assert summary(analysis) == (
+        f"A {first.decision} p={first.probability:.3f}, B {second.decision} p={second.probability:.3f}"
+    )
+    overlay = cv2.imdecode(np.frombuffer(analysis.overlay_png or b"", np.uint8), cv2.IMREAD_COLOR)
+    assert overlay is not None and overlay.shape[1] >= 400
+
+
+def test_a_mask_sidecar_marks_its_components(tmp_path: Path) -> None:
+    analyser = _analyser(tmp_path)
+    film = _film(200, 200)
+    mask = np.zeros((200, 200), np.uint8)
+    mask[20:40, 30:50] = 255
+    analysis = analyser.analyse(_png(film), "film.png", Sidecar("film.mask.png", "mask", _png(mask)))
+    (answer,) = analysis.regions
+    assert answer.marked_as == "mask" and answer.box == Box(30, 20, 50, 40)
+
+
+def test_too_many_pixels_says_which_setting_to_raise(tmp_path: Path) -> None:
+    analyser = _analyser(tmp_path, max_pixels=1000)
+    with pytest.raises(TooManyPixelsError, match=r"; raise \[ingest\] max_pixels in the device config if such scans"):
+        analyser.analyse(_png(_film(40, 40)), "big.png")
+
+
+def test_probe_runs_each_file_once_under_each_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import edge_app.probe as probe_module
+
+    monkeypatch.setattr(probe_module, "installed_runtimes", lambda: [FAKE_RUNTIME])
+    bundle = write_fake_bundle(tmp_path / "bundle")
+    refused = tmp_path / "refused.tflite"
+    refused.write_text(json.dumps({"refuse": "unsupported op"}))
+    failing = tmp_path / "failing.tflite"
+    failing.write_text(json.dumps({"inputs": [], "outputs": [], "fail_invoke": "tensor data is null"}))
+    files = [bundle / "classifier_int8.tflite", bundle / "gradcam_head.tflite", refused, failing]
+    assert probe_module.probe(files) == {
+        "classifier_int8.tflite": {"fake 1.0": "ok"},
+        "gradcam_head.tflite": {"fake 1.0": "ok"},
+        "refused.tflite": {"fake 1.0": "unsupported op"},
+        "failing.tflite": {"fake 1.0": "tensor data is null"},
+    }
