@@ -220,9 +220,8 @@ def _mask_regions(data: bytes, width: int, height: int) -> list[Region]:
             f"the .mask.png sidecar is {mask.shape[1]}x{mask.shape[0]}, the scan {width}x{height}: a mask must be the "
             "scan's size"
         )
+    # decoding refused a mask of one value, so at least one pixel is marked: there is a component
     count, _, stats, _ = cv2.connectedComponentsWithStats((mask > 0).astype(np.uint8), connectivity=8)
-    if count < 2:
-        raise RegionError("the .mask.png sidecar is empty: no region marked")
     regions = []
     for index in range(1, count):
         left, top, box_width, box_height = (int(value) for value in stats[index, :4])

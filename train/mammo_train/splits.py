@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_app.errors import DataError
+from edge_app.errors import DataError, MissingInputError
 from edge_app.fsutil import sha256_of
 from mammo_train.layout import ImageRecord
 
@@ -160,6 +160,8 @@ def read_splits(path: Path) -> list[SplitRow]:
     """Read ``splits.csv``, resolving relative paths against its folder; rejects a malformed file by name."""
     path = Path(path)
     base = path.parent
+    if not path.is_file():
+        raise MissingInputError(f"split file {path} not found (make one with `mammo-data split`)")
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
         missing = set(SPLIT_FIELDS) - set(reader.fieldnames or ())
