@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,3 +91,122 @@ def test_the_shipped_config_file_states_every_default() -> None:
     written = tomllib.loads(shipped.read_text())
     expected = {section.name: {item.name for item in fields(type(section.default))} for section in fields(Config)}
     assert {name: set(values) for name, values in written.items()} == expected
+
+
+def _resolve(**sections: dict[str, Any]) -> Config:
+    return resolve_config(None, sections, environ={})
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "bad", "message", "edge"),
+    [
+        ("model", "threads", 0, "[model] threads must be >= 1, got 0", 1),
+        (
+            "model",
+            "variant",
+            "int4",
+            "[model] variant must be int8, float32, float16 or dynamic, got 'int4'",
+            "float16",
+        ),
+        ("ingest", "settle_seconds", -0.5, "settle_seconds must be >= 0 and rescan_seconds > 0", 0.0),
+        ("ingest", "rescan_seconds", 0.0, "settle_seconds must be >= 0 and rescan_seconds > 0", 0.01),
+        ("ingest", "queue_limit", 0, "[ingest] queue_limit must be >= 1, got 0", 1),
+        ("ingest", "max_pixels", 0, "[ingest] max_pixels must be >= 1, got 0", 1),
+        ("ingest", "sidecar_wait", -1.0, "[ingest] sidecar_wait must be >= 0, got -1.0", 0.0),
+        ("scope", "min_side_px", -1, "[scope] limits must be >= 0 (0: derived from the model bundle)", 0),
+        ("scope", "max_side_px", -1, "[scope] limits must be >= 0", 0),
+        ("scope", "max_extent_mm", -0.1, "[scope] limits must be >= 0", 0.0),
+        ("journal", "retention_days", 0.0, "[journal] retention_days must be > 0, got 0.0", 0.001),
+    ],
+)
+def test_every_limit_is_checked_at_its_edge(section: str, key: str, bad: Any, message: str, edge: Any) -> None:
+    """Each key's first invalid value is refused with its name; the last valid one is taken."""
+    with pytest.raises(ConfigError) as caught:
+        _resolve(**{section: {key: bad}})
+    assert message in str(caught.value)
+    assert getattr(getattr(_resolve(**{section: {key: edge}}), section), key) == edge
+
+
+def test_scope_limits_may_meet_but_not_cross() -> None:
+    assert _resolve(scope={"min_side_px": 64, "max_side_px": 64}).scope.max_side_px == 64
+    with pytest.raises(ConfigError, match=r"^\[scope\] min_side_px 65 exceeds max_side_px 64$"):
+        _resolve(scope={"min_side_px": 65, "max_side_px": 64})
+    assert _resolve(scope={"min_side_px": 900}).scope.min_side_px == 900  # max 0 (derived): nothing to cross
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        ("1", True),
+        ("TRUE", True),
+        ("Yes", True),
+        ("on", True),
+        ("0", False),
+        ("False", False),
+        ("NO", False),
+        ("off", False),
+    ],
+)
+def test_booleans_from_the_environment(raw: str, value: bool) -> None:
+    assert resolve_config(None, environ={"MAMMO_EDGE_INGEST_POLLING": raw}).ingest.polling is value
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "message"),
+    [
+        ("MAMMO_EDGE_INGEST_POLLING", "maybe", "[ingest] polling must be bool, got 'maybe'"),
+        ("MAMMO_EDGE_MODEL_THREADS", "2.5", "[model] threads must be int, got '2.5'"),
+        ("MAMMO_EDGE_INGEST_SETTLE_SECONDS", "soon", "[ingest] settle_seconds must be float, got 'soon'"),
+    ],
+)
+def test_environment_values_of_the_wrong_type_are_named(variable: str, raw: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        resolve_config(None, environ={variable: raw})
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [(True, "[model] threads must be int, got True"), (2.5, "[model] threads must be int, got 2.5")],
+)
+def test_a_bool_or_a_fraction_is_not_an_int(raw: Any, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _resolve(model={"threads": raw})
+    assert str(caught.value) == message
+    assert _resolve(model={"threads": 3.0}).model.threads == 3  # a whole float is an int
+
+
+def test_values_are_converted_to_the_fields_types(tmp_path: Path) -> None:
+    config = _resolve(model={"bundle": "~/bundle", "heatmaps": "no"}, ingest={"settle_seconds": 3}, log={"level": 20})
+    assert config.model.bundle == Path.home() / "bundle" and config.model.heatmaps is False
+    assert config.ingest.settle_seconds == 3.0 and isinstance(config.ingest.settle_seconds, float)
+    assert config.log.level == "20"
+
+
+def test_empty_command_line_sections_change_nothing_and_the_environment_names_the_file(tmp_path: Path) -> None:
+    assert resolve_config(None, {"model": {}}, environ={}) == Config()
+    file = _write(tmp_path, "[model]\nthreads = 5\n")
+    assert resolve_config(None, environ={"MAMMO_EDGE_CONFIG": str(file)}).model.threads == 5
+    with pytest.raises(ConfigError, match=r"^config file .*absent.toml not found$"):
+        resolve_config(None, environ={"MAMMO_EDGE_CONFIG": str(tmp_path / "absent.toml")})
+
+
+@pytest.mark.parametrize(
+    ("paths", "message"),
+    [
+        ({"archive": "/srv/a", "quarantine": "/srv/a"}, "[paths] archive and quarantine must be separate folders"),
+        ({"results": "/srv/r", "archive": "/srv/r/old"}, "[paths] archive and results must be separate folders"),
+        ({"inbox": "/srv/i/sub", "quarantine": "/srv/i"}, "[paths] inbox and quarantine must be separate folders"),
+    ],
+)
+def test_the_data_folders_must_not_overlap(paths: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _resolve(paths=paths)
+    assert message in str(caught.value)
+    assert _resolve(paths={"results": "/srv/r", "archive": "/srv/rr"}).paths.archive == Path("/srv/rr")  # a prefix
+
+
+def test_the_effective_config_is_written_as_toml() -> None:
+    text = _resolve(model={"heatmaps": False, "bundle": "/b"}).to_toml()
+    assert '[model]\nbundle = "/b"\nvariant = "int8"\nruntime = "auto"\nthreads = 2\nheatmaps = false\n' in text
+    assert "[ingest]\nsettle_seconds = 2.0\n" in text and "recursive = false\n" in text and text.endswith("\n")

@@ -1,0 +1,103 @@
+"""The durable file helpers on their own: nothing half-written under a final name, nothing overwritten, moves that
+survive a change of file system, and the names a collision gets."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edge_app import fsutil
+from edge_app.fsutil import (
+    append_durably,
+    atomic_write,
+    free_megabytes,
+    move_durably,
+    remove_temporaries,
+    sha256_of,
+    temp_path,
+    unique_stem,
+)
+
+
+def test_a_temporary_is_a_hidden_sibling() -> None:
+    assert temp_path(Path("/r/scan.json")) == Path("/r/.scan.json.tmp")
+
+
+def test_atomic_write_replaces_all_at_once_and_leaves_no_temporary(tmp_path: Path) -> None:
+    final = tmp_path / "result.json"
+    atomic_write(final, b"first")
+    atomic_write(final, b"second, longer")
+    assert final.read_bytes() == b"second, longer" and sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
+
+
+def test_appends_accumulate(tmp_path: Path) -> None:
+    log = tmp_path / "results.jsonl"
+    append_durably(log, "one\n")
+    append_durably(log, "twö\n")
+    assert log.read_text(encoding="utf-8") == "one\ntwö\n"
+
+
+def test_a_move_within_a_file_system_is_a_rename(tmp_path: Path) -> None:
+    source, target = tmp_path / "a" / "scan.png", tmp_path / "b" / "scan.png"
+    source.parent.mkdir()
+    target.parent.mkdir()
+    source.write_bytes(b"pixels")
+    inode = source.stat().st_ino
+    move_durably(source, target)
+    assert not source.exists() and target.read_bytes() == b"pixels" and target.stat().st_ino == inode
+
+
+def test_a_move_across_file_systems_copies_then_removes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def cross_device(_source: object, _target: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(fsutil.os, "rename", cross_device)
+    source, target = tmp_path / "a" / "scan.png", tmp_path / "b" / "scan.png"
+    source.parent.mkdir()
+    target.parent.mkdir()
+    source.write_bytes(b"pixels")
+    os.utime(source, (1_000_000, 1_000_000))
+    move_durably(source, target)
+    assert not source.exists() and target.read_bytes() == b"pixels"
+    assert target.stat().st_mtime == 1_000_000  # copied with its metadata
+    assert sorted(p.name for p in target.parent.iterdir()) == ["scan.png"]  # no temporary left
+
+
+def test_a_taken_name_gets_the_next_free_number(tmp_path: Path) -> None:
+    (tmp_path / "scan.png").write_bytes(b"")
+    (tmp_path / "scan (2).error.json").write_bytes(b"")  # any companion suffix takes the stem
+    (tmp_path / "scan (4).png").symlink_to(tmp_path / "missing")  # a dangling link counts too
+    suffixes = (".png", ".error.json")
+    assert unique_stem(tmp_path, "scan", suffixes, lambda stem: False) == "scan (3)"
+    assert unique_stem(tmp_path, "scan", suffixes, lambda stem: stem == "scan (3)") == "scan (5)"
+    assert unique_stem(tmp_path, "other", suffixes, lambda stem: False) == "other"
+
+
+def test_only_our_temporaries_are_removed(tmp_path: Path) -> None:
+    (tmp_path / "deep").mkdir()
+    for name in (".a.json.tmp", "deep/.b.png.tmp", "visible.tmp", ".hidden", "c.json"):
+        (tmp_path / name).write_bytes(b"x")
+    assert remove_temporaries(tmp_path) == 2
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) == [
+        ".hidden",
+        "c.json",
+        "visible.tmp",
+    ]
+
+
+def test_sha256_reads_in_blocks_and_matches(tmp_path: Path) -> None:
+    data = os.urandom((1 << 20) * 2 + 123)  # more than one block, not a whole number of them
+    path = tmp_path / "big.bin"
+    path.write_bytes(data)
+    assert sha256_of(path) == hashlib.sha256(data).hexdigest()
+    (tmp_path / "empty").write_bytes(b"")
+    assert sha256_of(tmp_path / "empty") == hashlib.sha256(b"").hexdigest()
+
+
+def test_free_space_is_in_megabytes(tmp_path: Path) -> None:
+    assert free_megabytes(tmp_path) == shutil.disk_usage(tmp_path).free / 1e6
