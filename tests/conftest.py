@@ -192,9 +192,8 @@ def bundle(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     extra = (
         ["--check-python", os.environ["MAMMO_TEST_TFLITE_PYTHON"]] if os.environ.get("MAMMO_TEST_TFLITE_PYTHON") else []
     )
-    # The default gate; the repair stops after recalibrating here (no layer left in float) to keep CI short: its full
-    # reach over many seeds is what `mammo-bench gate` measures and commits.
-    extra += ["--float-budget", "0"]
+    # The default gate, repair included: training is deterministic, and this model's int8 passes at the first try
+    # (seed 0 in benchmarks/results/gate-stability.json), so no repair runs here.
     code = convert_main(
         [str(trained_run), "--out", str(out), "--variants", "int8,float32", "--calibration", "96", *extra]
     )

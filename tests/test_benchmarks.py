@@ -185,7 +185,8 @@ def test_daemon_benchmark_runs_the_real_daemon(bench_run: Path) -> None:
         figures["drop_to_result"]["runs"] == 12 and figures["invoke_in_daemon"]["runs"] == 12
     )  # > the 10 queued notifications
     assert figures["startup_to_ready_s"] > 0 and figures["files_per_s"] > 0 and figures["exit_code"] == 0
-    assert figures["drop_to_result"]["min_ms"] >= 200  # the settle time is part of it
+    latency = figures["drop_to_result"]
+    assert latency["min_ms"] <= latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
 
 
 @pytest.mark.slow

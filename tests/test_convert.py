@@ -78,11 +78,13 @@ def test_gate_report_follows_the_interface(bundle: Path) -> None:
     assert float32["max_abs_prob_diff"] < 1e-4 and float32["heatmap_pearson"] > 0.999  # the head is exact
 
 
-def _test_files(bundle: Path, count: int = 12) -> list[str]:
+def _test_split(bundle: Path) -> tuple[list[str], np.ndarray]:
+    """The files and labels of the bundle's test split."""
     from mammo_train.splits import read_splits
 
     run = Path(load_manifest(bundle).training["run"])
-    return [str(row.path) for row in read_splits(run / "splits.csv") if row.split == "test"][:count]
+    rows = [row for row in read_splits(run / "splits.csv") if row.split == "test"]
+    return [str(row.path) for row in rows], np.array([row.label for row in rows])
 
 
 def _keras_probabilities(bundle: Path, files: list[str]) -> np.ndarray:
@@ -102,14 +104,19 @@ def _keras_probabilities(bundle: Path, files: list[str]) -> np.ndarray:
     [("MAMMO_TEST_EDGE_PYTHON", "ai_edge_litert"), ("MAMMO_TEST_TFLITE_PYTHON", "tflite_runtime")],
 )
 def test_device_venv_agrees_with_keras(bundle: Path, variable: str, runtime: str) -> None:
+    """Each shipped variant, in a device venv, meets the gate's own thresholds on the whole test split (label agreement
+    with Keras, AUC drop). Under LiteRT, the runtime the gate measured with, every |probability difference| is also
+    within the largest the gate reported over its fidelity set, which holds these very images: the device reproduces
+    what was verified. float32 runs the same graph in float, so it matches Keras to float rounding."""
+    from sklearn.metrics import roc_auc_score
+
     python = edge_python(variable)
-    files = _test_files(bundle)
+    files, labels = _test_split(bundle)
     expected = _keras_probabilities(bundle, files)
-    threshold = load_manifest(bundle).threshold
-    # int8 max |dp| measured 0.07-0.30 on 4-epoch CI models; the label agreement below is the check that matters.
-    tolerances = {"float32": 1e-4, "int8": 0.4}
-    for variant in load_manifest(bundle).variants:
-        tolerance = tolerances[variant]
+    manifest = load_manifest(bundle)
+    report = json.loads((bundle / "report.json").read_text())
+    gate = report["thresholds"]
+    for variant in manifest.variants:
         completed = subprocess.run(
             [python, str(REPO / "tests" / "edge_predict.py"), str(bundle), runtime, variant, *files],
             capture_output=True,
@@ -120,8 +127,15 @@ def test_device_venv_agrees_with_keras(bundle: Path, variable: str, runtime: str
         result = json.loads(completed.stdout.strip().splitlines()[-1])
         assert result["runtime"].startswith(runtime) and result["tensorflow_imported"] is False
         probabilities = np.array(result["probabilities"])
-        assert np.abs(probabilities - expected).max() < tolerance, (variant, probabilities, expected)
-        assert np.mean((probabilities >= threshold) == (expected >= threshold)) >= 0.9
+        agreement = np.mean((probabilities >= manifest.threshold) == (expected >= manifest.threshold))
+        assert agreement >= gate["min_agreement"], (variant, agreement)
+        drop = roc_auc_score(labels, expected) - roc_auc_score(labels, probabilities)
+        assert drop <= gate["max_auc_drop"], (variant, drop)
+        if variant == "float32":
+            assert np.abs(probabilities - expected).max() < 1e-4  # float32 arithmetic in another order
+        elif runtime == "ai_edge_litert":
+            verified = report["variants"][variant]["max_abs_prob_diff"]
+            assert np.abs(probabilities - expected).max() <= verified + 1e-6, (variant, verified)
         assert all(peak in {1.0, 0.0} for peak in result["heatmap_peaks"])
 
 

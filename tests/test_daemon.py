@@ -72,6 +72,11 @@ class DaemonProcess:
             time.sleep(0.1)
         raise AssertionError("timed out waiting for the daemon")
 
+    def wait_ready(self) -> None:
+        """Until this start has logged its ``ready:`` line (the inbox is watched from then on)."""
+        log = Path(self.log_file.name)
+        self.wait_for(lambda: "ready:" in log.read_text())
+
     def entries(self) -> int:
         """Inputs accounted for: result JSONs plus quarantined error files."""
         return len(list(self.folders["results"].glob("*.json"))) + len(
@@ -104,8 +109,9 @@ def test_drops_slow_writes_and_bad_files(
     from edge_app.service.writer import result_schema
 
     daemon = daemon_factory(variable, runtime)
-    scans = _scans(bundle, 3)
+    scans = _scans(bundle, 4)
     daemon.start()
+    daemon.wait_ready()  # the slow writer below must be watched while it writes
     shutil.copy(scans[0], daemon.folders["inbox"] / "first.png")
     (daemon.folders["inbox"] / "notes.txt").write_text("not a scan")
     # A scanner writing slowly in chunks under the final name: must not be taken half-written.
@@ -118,26 +124,35 @@ def test_drops_slow_writes_and_bad_files(
     # A copy in progress under a temporary name, renamed when complete.
     partial = daemon.folders["inbox"] / "third.png.part"
     partial.write_bytes(scans[2].read_bytes())
-    time.sleep(1.0)
-    assert not (daemon.folders["results"] / "third.json").exists()
-    partial.rename(daemon.folders["inbox"] / "third.png")
+    # A file dropped after the partial one is answered only once the partial one has held still as long: had the
+    # daemon taken the partial file, its outcome would be among these.
+    shutil.copy(scans[3], daemon.folders["inbox"] / "after.png")
     daemon.wait_for(lambda: daemon.entries() == 4)
+    assert not [r for r in daemon.results() if r["input"] == "third.png.part"] and partial.is_file()
+    assert not list(daemon.folders["quarantine"].glob("third*"))
+    partial.rename(daemon.folders["inbox"] / "third.png")
+    daemon.wait_for(lambda: daemon.entries() == 5)
     assert daemon.stop() == 0
     schema = result_schema()
     results = {r["input"]: r for r in daemon.results()}
-    assert set(results) == {"first.png", "slow.png", "third.png"}
+    assert set(results) == {"first.png", "slow.png", "after.png", "third.png"}
     for result in results.values():
         validate(result, schema)
         assert result["model"]["runtime"].startswith(runtime)
         assert (daemon.folders["results"] / result["heatmap"]).is_file()
     assert results["slow.png"]["sha256"] == __import__("hashlib").sha256(data).hexdigest()
-    assert sorted(p.name for p in daemon.folders["archive"].iterdir()) == ["first.png", "slow.png", "third.png"]
+    assert sorted(p.name for p in daemon.folders["archive"].iterdir()) == [
+        "after.png",
+        "first.png",
+        "slow.png",
+        "third.png",
+    ]
     error = json.loads((daemon.folders["quarantine"] / "notes.txt.error.json").read_text())
     assert error["exception"] == "UnsupportedFormatError" and error["stage"] == "decode"
     assert (daemon.folders["quarantine"] / "notes.txt").read_text() == "not a scan"  # kept, never deleted
     audit = [json.loads(line) for line in (daemon.folders["results"] / "results.jsonl").read_text().splitlines()]
-    assert sorted(entry["status"] for entry in audit) == ["classified"] * 3 + ["rejected"]
-    assert len((daemon.folders["results"] / "results.csv").read_text().splitlines()) == 5
+    assert sorted(entry["status"] for entry in audit) == ["classified"] * 4 + ["rejected"]
+    assert len((daemon.folders["results"] / "results.csv").read_text().splitlines()) == 6
     assert not any(daemon.folders["inbox"].iterdir())
 
 
@@ -197,16 +212,19 @@ def test_systemd_notifications_and_sigterm(
     receive_until(lambda: "READY=1" in messages)
     shutil.copy(_scans(bundle, 1)[0], daemon.folders["inbox"] / "a.png")
     receive_until(lambda: "STATUS=1 classified, 0 quarantined, 0 waiting" in messages)
-    started = time.monotonic()
-    while messages.count("WATCHDOG=1") < 3 and time.monotonic() - started < 10:
-        messages.append(receiver.recv(4096).decode())
-    assert messages.count("WATCHDOG=1") >= 3  # idle, the loop still pings every half second
+    pings = messages.count("WATCHDOG=1")
+    receive_until(lambda: messages.count("WATCHDOG=1") >= pings + 3)  # idle, the loop still pings
     assert daemon.stop(signal.SIGTERM) == 0
+    receive_until(lambda: "STOPPING=1" in messages)
     receiver.close()
 
 
 def test_sigkill_at_random_moments_loses_nothing(daemon_factory: Callable[..., DaemonProcess], bundle: Path) -> None:
-    """100 files (some bad, some duplicates), SIGKILL 20+ times mid-run: exactly one outcome per input."""
+    """100 files (some bad, some duplicates), 30 SIGKILLs, then one clean pass: exactly one outcome per input.
+
+    Half the kills come at a random moment after the start (start-up and recovery included), half at a random moment
+    after the daemon said ready, while it works through the inbox; a kill that leaves a file in ``processing/`` landed
+    mid-scan, and some must have."""
     daemon = daemon_factory("MAMMO_TEST_EDGE_PYTHON", "ai_edge_litert")
     scans = _scans(bundle, 90)
     inbox = daemon.folders["inbox"]
@@ -219,20 +237,18 @@ def test_sigkill_at_random_moments_loses_nothing(daemon_factory: Callable[..., D
             shutil.copy(scans[index % len(scans)], inbox / name)
         names.append(name)
     rng = random.Random(7)
-    kills = 0
-    while kills < 20 or daemon.entries() < 100:
+    mid_scan = 0
+    for kill in range(30):
         daemon.start()
-        time.sleep(rng.uniform(0.4, 1.6))
-        if daemon.entries() >= 100 and kills >= 20:
-            daemon.stop(signal.SIGTERM)
-            break
+        if kill % 2:
+            daemon.wait_ready()
+            time.sleep(rng.uniform(0.0, 0.5))
+        else:
+            time.sleep(rng.uniform(0.2, 2.0))
         daemon.stop(signal.SIGKILL)
-        kills += 1
-        assert kills < 200
-    if daemon.process is not None and daemon.process.poll() is None:
-        daemon.stop()
+        mid_scan += any((daemon.folders["state"] / "processing").iterdir())
     daemon.start()  # one clean pass finishes anything a last kill interrupted
-    daemon.wait_for(lambda: "ready:" in Path(daemon.log_file.name).read_text())
+    daemon.wait_ready()
     daemon.wait_for(lambda: daemon.entries() == 100 and not any((daemon.folders["state"] / "processing").iterdir()))
     assert daemon.stop() == 0
     results = daemon.results()
@@ -246,7 +262,7 @@ def test_sigkill_at_random_moments_loses_nothing(daemon_factory: Callable[..., D
         assert (daemon.folders["results"] / result["heatmap"]).stat().st_size > 0
     audit = (daemon.folders["results"] / "results.jsonl").read_text().splitlines()
     assert len(audit) == 100 and len({json.loads(line)["id"] for line in audit}) == 100
-    assert kills >= 20
+    assert mid_scan >= 5, f"only {mid_scan} of 30 kills landed mid-scan"
 
 
 def test_names_with_double_underscores_round_trip_and_once_writes_what_run_writes(
@@ -327,10 +343,9 @@ def test_once_gives_the_same_answer_for_png_tiff_and_dicom(
 def test_low_disk_space_pauses_and_says_why(daemon_factory: Callable[..., DaemonProcess], bundle: Path) -> None:
     daemon = daemon_factory("MAMMO_TEST_EDGE_PYTHON", "ai_edge_litert")
     daemon.start({"MAMMO_EDGE_INGEST_MIN_FREE_MB": str(10**12)})  # more than any disk has
-    daemon.wait_for(lambda: "ready:" in Path(daemon.log_file.name).read_text())
+    daemon.wait_ready()
     shutil.copy(_scans(bundle, 1)[0], daemon.folders["inbox"] / "waiting.png")
     daemon.wait_for(lambda: "not taking new scans" in Path(daemon.log_file.name).read_text())
-    time.sleep(1.0)
     assert daemon.stop() == 0
     assert (daemon.folders["inbox"] / "waiting.png").is_file()  # left where it was, nothing lost
     assert daemon.entries() == 0

@@ -5,8 +5,12 @@ which recovery must end in exactly one result or quarantine entry."""
 from __future__ import annotations
 
 import json
+import logging
+import os
+import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -284,6 +288,14 @@ def test_the_daemon_leaks_no_threads_and_keeps_no_per_scan_list(tmp_path: Path) 
     assert len(summaries) == 1, "the daemon's run raised in its thread"
 
 
+def _wait_until(condition: Callable[[], bool], timeout: float = 30) -> None:
+    """Poll a state the test can see (never a fixed sleep); fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -416,9 +428,11 @@ def test_a_sidecar_that_left_before_the_claim_is_a_clear_refusal(tmp_path: Path)
 
 
 def test_the_daemon_pairs_scans_and_sidecars_dropped_apart_in_either_order(tmp_path: Path) -> None:
-    """Real files, the real watcher and clock: 0.1 s and 5 s apart, scan first or sidecar first; one result each."""
+    """Real files, the real watcher and clock: 0.1 s and 1 s apart, scan first or sidecar first; one result each.
+    (The drops are paced in real time on purpose; the settle and pairing rules themselves are timed with a fake clock
+    above.)"""
     folders = {name: tmp_path / name for name in ("inbox", "results", "archive", "quarantine", "state")}
-    config = Config(paths=PathsSection(**folders), ingest=IngestSection(settle_seconds=0.2, sidecar_wait=7.0))
+    config = Config(paths=PathsSection(**folders), ingest=IngestSection(settle_seconds=0.2, sidecar_wait=2.0))
     inbox = config.paths.inbox
     inbox.mkdir(parents=True)
     analyser = FakeAnalyser()
@@ -427,19 +441,18 @@ def test_the_daemon_pairs_scans_and_sidecars_dropped_apart_in_either_order(tmp_p
     runner = threading.Thread(target=daemon.run)
     runner.start()
     try:
-        pairs = {gap: (f"scan{gap}.png", f"scan{gap}.roi.json") for gap in ("0.1a", "0.1b", "5a", "5b")}
+        assert daemon.ready.wait(30), "the daemon did not start"
+        pairs = {gap: (f"scan{gap}.png", f"scan{gap}.roi.json") for gap in ("0.1a", "0.1b", "1a", "1b")}
         timeline = sorted(
             (at, pairs[gap][index])
-            for gap, first, apart in (("0.1a", 0, 0.1), ("0.1b", 1, 0.1), ("5a", 0, 5.0), ("5b", 1, 5.0))
+            for gap, first, apart in (("0.1a", 0, 0.1), ("0.1b", 1, 0.1), ("1a", 0, 1.0), ("1b", 1, 1.0))
             for index, at in ((first, 0.0), (1 - first, apart))
         )
         started = time.monotonic()
         for at, name in timeline:
             time.sleep(max(0.0, at - (time.monotonic() - started)))
             (inbox / name).write_bytes(b"A B" if name.endswith(".json") else name.encode())
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and len(list(config.paths.results.glob("scan*.json"))) < 4:
-            time.sleep(0.2)
+        _wait_until(lambda: len(list(config.paths.results.glob("scan*.json"))) == 4)
     finally:
         stopping.set()
         runner.join(30)
@@ -471,3 +484,61 @@ def test_a_schema_2_journal_gains_the_new_columns_and_its_records_still_count(tm
     assert record is not None and record.status is None and record.sidecar_name is None
     assert journal.first_result_for("ff") == "old.json"  # written before statuses existed: it was classified
     journal.close()
+
+
+class StopDuringScan(FakeAnalyser):
+    """Delivers a real SIGTERM to this process while the first scan is being analysed."""
+
+    def analyse(self, data: bytes, name: str, sidecar: Any = None) -> Any:
+        if self.calls == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return super().analyse(data, name, sidecar)
+
+
+def test_sigterm_during_a_scan_finishes_it_takes_no_other_and_says_stopping(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edge_app.service.daemon as daemon_module
+
+    messages: list[str] = []
+    monkeypatch.setattr(daemon_module, "notify", lambda message: messages.append(message) or True)
+    config = _config(tmp_path)
+    for name in ("a.png", "b.png", "c.png"):
+        _drop(config, name, name.encode())
+    stopping = threading.Event()
+    previous = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        daemon_module.install_signal_handlers(stopping)
+        summary = Daemon(config, StopDuringScan(), stopping=stopping).run()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    assert summary.counts == {"archived": 1}  # the scan in progress finished; the next two were not taken
+    results, errors, audit = _outcomes(config)
+    assert [r["input"] for r in results] == [a["input"] for a in audit] == ["a.png"] and errors == []
+    assert sorted(p.name for p in config.paths.inbox.iterdir()) == ["b.png", "c.png"]  # left where they were
+    assert messages[0] == "READY=1" and messages[-1] == "STOPPING=1"
+    assert "STATUS=1 classified, 0 quarantined, 2 waiting" in messages
+
+
+def test_a_full_disk_pauses_intake_and_it_resumes_when_space_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import edge_app.service.daemon as daemon_module
+
+    free = {"mb": 10.0}
+    monkeypatch.setattr(daemon_module, "free_megabytes", lambda _path: free["mb"])
+    config = _config(tmp_path)  # min_free_mb is 200 by default
+    _drop(config, "waiting.png", b"content")
+    daemon = Daemon(config, FakeAnalyser(), exit_when_idle=True)
+    summaries: list[Any] = []
+    runner = threading.Thread(target=lambda: summaries.append(daemon.run()))
+    with caplog.at_level(logging.INFO, logger="edge_app.service.daemon"):
+        runner.start()
+        _wait_until(lambda: "not taking new scans until space is freed" in caplog.text)
+        assert (config.paths.inbox / "waiting.png").is_file() and not daemon.counts  # paused, not exited
+        free["mb"] = 10_000.0
+        runner.join(30)
+    assert not runner.is_alive() and summaries[0].counts == {"archived": 1}
+    assert "disk space is back (10000 MB free): resuming" in caplog.text
+    assert (config.paths.archive / "waiting.png").read_bytes() == b"content"

@@ -26,7 +26,10 @@ def test_learning_check_reaches_auc_075(trained_run: Path) -> None:
 
 
 def test_shuffled_labels_do_not_learn(shuffled_run: Path) -> None:
-    assert _metrics(shuffled_run)["test"]["overall"]["roc_auc"] <= 0.65
+    """With labels shuffled between groups there is nothing to learn: chance (0.5) lies inside the AUC's own 95%
+    interval (a bootstrap over the test masses), whatever the run's exact figure."""
+    low, high = _metrics(shuffled_run)["test"]["overall"]["roc_auc_ci"]
+    assert low <= 0.5 <= high, (low, high)
 
 
 def test_run_directory_holds_everything(trained_run: Path) -> None:
@@ -77,6 +80,7 @@ def test_metrics_follow_the_interface(trained_run: Path) -> None:
 
 def test_mammo_eval_rewrites_metrics(trained_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = _metrics(trained_run)
+    (trained_run / "metrics.json").write_text("{}")  # so only a rewrite can bring the figures back
     assert eval_main([str(trained_run), "--gradcam", "0"]) == 0
     assert "test: AUC" in capsys.readouterr().out
     after = _metrics(trained_run)

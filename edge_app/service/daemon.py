@@ -81,6 +81,7 @@ class Daemon:
         self.exit_when_idle = exit_when_idle
         self.clock = clock
         self.counts: Counter[str] = Counter()
+        self.ready = threading.Event()  # set once the inbox is watched (what READY=1 tells systemd)
         self._paused_for_disk = False
 
     def run(self) -> RunSummary:
@@ -95,6 +96,7 @@ class Daemon:
         try:
             self.tracker.rescan()
             notify("READY=1")
+            self.ready.set()
             identity = self.analyser.identity
             log.info(
                 "ready: model %s %s (%s, %s); watching %s",
