@@ -10,7 +10,7 @@ TFLITE_VENV := .venv-tflite
 PIP_FLAGS := --quiet --disable-pip-version-check
 DEMO_DIR ?= demo-out
 
-.PHONY: demo test lint venvs clean
+.PHONY: demo test lint venvs clean mutation
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ lint: $(VENV)/.installed
 test: venvs lint
 	MAMMO_TEST_EDGE_PYTHON=$(abspath $(EDGE_VENV))/bin/python MAMMO_TEST_TFLITE_PYTHON=$(abspath $(TFLITE_VENV))/bin/python \
 		$(VENV)/bin/pytest
+
+# Mutation testing of the device code (not part of `make test`: about an hour on 2 cores); writes
+# benchmarks/results/mutation.json. AGAIN=1 re-runs only the mutants the last run left alive.
+mutation: $(VENV)/.installed
+	$(VENV)/bin/python benchmarks/mutation.py $(if $(AGAIN),--again)
 
 # The whole chain, offline: synthetic data -> a small hybrid from scratch (deterministic) -> a verified bundle ->
 # autotune picks among the variants that passed the gate -> the daemon.

@@ -1,0 +1,110 @@
+"""Mutation testing of the device code: how many deliberate bugs the fast test suite catches.
+
+`make mutation` runs this (not CI: about an hour on 2 cores). mutmut imports the code it mutates by the module name
+its path gives, so the run happens in a staged copy of the project where the mutated packages sit at the top
+(``edge_app/``, and ``mammo_convert/`` whose ``gate.py`` is the one file of it mutated); the configuration is
+``[tool.mutmut]`` in pyproject.toml. ``--again`` copies the work tree over the staged one and re-runs only the
+mutants not yet killed (after new tests), keeping every other verdict.
+
+The counts go to ``benchmarks/results/mutation.json`` and every survivor, with its diff, to
+``benchmarks/results/mutation-survivors.txt``; docs/testing.md explains the ones left alive. A mutant no test
+reaches counts as survived, and a mutant that crashes the test run (a segfault) counts as killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MODULES = ["edge_app (edge_app/cli.py aside)", "convert/mammo_convert/gate.py"]
+# mutmut's exit codes per mutant, as this report counts them
+KILLED = {1, 3, -11, -9, -8, 35}  # a failed test, pytest's internal error, a crash
+TIMEOUT = {36, -24, 24, 152, 255}
+SURVIVED = {0, 5, 33}  # no test failed, or no test reached it
+
+
+def mutmut_command() -> str:
+    return str(Path(sys.executable).with_name("mutmut"))
+
+
+def stage(root: Path) -> None:
+    """Copy the project's tracked files as they are in the work tree (plus ``mammo_convert`` at the top) to `root`."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    for name in filter(None, listed.decode().split("\0")):
+        source = REPO / name
+        if source.is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, root / name)
+    shutil.copytree(root / "convert" / "mammo_convert", root / "mammo_convert", dirs_exist_ok=True)
+
+
+def verdicts(root: Path) -> dict[str, int | None]:
+    """Every mutant's exit code, from mutmut's files."""
+    found: dict[str, int | None] = {}
+    for meta in sorted((root / "mutants").rglob("*.meta")):
+        found.update(json.loads(meta.read_text()).get("exit_code_by_key", {}))
+    return found
+
+
+def summary(found: dict[str, int | None]) -> dict[str, object]:
+    counts = Counter(
+        "killed" if code in KILLED else "timeout" if code in TIMEOUT else "survived" if code in SURVIVED else "not run"
+        for code in found.values()
+    )
+    killed, survived, timeout = counts["killed"], counts["survived"], counts["timeout"]
+    return {
+        "killed": killed,
+        "survived": survived,
+        "timeout": timeout,
+        "total": len(found),
+        "not_run": counts["not run"],
+        "no_tests": sum(code in (5, 33) for code in found.values()),
+        "score": round((killed + timeout) / max(1, killed + survived + timeout), 4),
+        "modules": MODULES,
+        "command": "make mutation",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--work", type=Path, default=REPO / "build" / "mutation", help="the staged copy")
+    parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--again", action="store_true", help="re-run only the mutants not killed in the last run")
+    args = parser.parse_args(argv)
+    if not args.again:
+        shutil.rmtree(args.work, ignore_errors=True)
+    stage(args.work)
+    again = [name for name, code in verdicts(args.work).items() if code not in KILLED | TIMEOUT] if args.again else []
+    command = [mutmut_command(), "run", "--max-children", str(args.max_children), *again]
+    if subprocess.run(command, cwd=args.work, check=False).returncode != 0:
+        print("mutmut run failed", file=sys.stderr)
+        return 1
+    found = verdicts(args.work)
+    result = summary(found)
+    result["mutmut"] = subprocess.run(
+        [mutmut_command(), "--version"], cwd=args.work, capture_output=True, text=True, check=False
+    ).stdout.strip()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "mutation.json").write_text(json.dumps(result, indent=2) + "\n")
+    alive = sorted(name for name, code in found.items() if code in SURVIVED)
+    diffs = []
+    for name in alive:
+        shown = subprocess.run(
+            [mutmut_command(), "show", name], cwd=args.work, capture_output=True, text=True, check=False
+        )
+        diffs.append(shown.stdout.rstrip())
+    (args.out / "mutation-survivors.txt").write_text("\n\n".join(diffs) + "\n")
+    print(json.dumps({key: result[key] for key in ("killed", "survived", "timeout", "total", "score")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
