@@ -35,8 +35,10 @@ def mutmut_command() -> str:
 
 
 def stage(root: Path) -> None:
-    """Copy the project's tracked files as they are in the work tree (plus ``mammo_convert`` at the top) to `root`."""
-    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    """Copy the project's files as they are in the work tree (tracked, and new ones not ignored) to `root`, with
+    ``mammo_convert`` also at the top."""
+    listing = ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
+    listed = subprocess.run(listing, cwd=REPO, capture_output=True, check=True).stdout
     for name in filter(None, listed.decode().split("\0")):
         source = REPO / name
         if source.is_file():
