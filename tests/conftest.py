@@ -152,9 +152,21 @@ def _train_fixture(root: Path, shuffle_labels: bool) -> Path:
     return files.path
 
 
+def _given_bundle() -> Path | None:
+    """``MAMMO_TEST_BUNDLE``: run the slow tests against a bundle already made (`make demo`'s, say) instead of
+    training and converting one (minutes); CI never sets it."""
+    given = os.environ.get("MAMMO_TEST_BUNDLE")
+    return Path(given).resolve() if given else None
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A hybrid trained from scratch on synthetic data (96 px, 4 epochs): the project's learning check."""
+    given = _given_bundle()
+    if given is not None:
+        from edge_app.manifest import load_manifest
+
+        return Path(load_manifest(given).training["run"])
     return _train_fixture(tmp_path_factory.mktemp("trained"), shuffle_labels=False)
 
 
@@ -188,6 +200,9 @@ def bundle(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     present."""
     from mammo_convert.cli import main as convert_main
 
+    given = _given_bundle()
+    if given is not None:
+        return given
     out = tmp_path_factory.mktemp("bundle") / "bundle"
     extra = (
         ["--check-python", os.environ["MAMMO_TEST_TFLITE_PYTHON"]] if os.environ.get("MAMMO_TEST_TFLITE_PYTHON") else []

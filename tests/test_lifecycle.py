@@ -542,3 +542,38 @@ def test_a_full_disk_pauses_intake_and_it_resumes_when_space_returns(
     assert not runner.is_alive() and summaries[0].counts == {"archived": 1}
     assert "disk space is back (10000 MB free): resuming" in caplog.text
     assert (config.paths.archive / "waiting.png").read_bytes() == b"content"
+
+
+def test_the_journals_queries_answer_what_the_daemon_and_status_ask(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    assert journal.counts() == {"duplicates": 0} and journal.last_finished() is None
+
+    def finished(name: str, at: float, **changes: Any) -> ScanRecord:
+        record = journal.insert(received(name, now=at))
+        record = journal.advance(record, ScanState.CLAIMED, now=at)
+        record = journal.advance(record, ScanState.ANALYSED, now=at, **changes)
+        record = journal.advance(record, ScanState.WRITTEN, now=at)
+        return journal.advance(record, ScanState.ARCHIVED, now=at + 1)
+
+    first = finished("a.png", 10.0, sha256="1" * 64, result_stem="a", status="classified", settled_name="a.png")
+    finished("b.png", 20.0, sha256="1" * 64, result_stem="b", status="classified", duplicate_of="a.json")
+    finished("film.dcm", 5.0, sha256="2" * 64, result_stem="film", status="needs_roi")
+    analysed = journal.advance(
+        journal.advance(journal.insert(received("c.png", now=30.0)), ScanState.CLAIMED, now=30.0),
+        ScanState.ANALYSED,
+        now=30.0,
+        sha256="3" * 64,
+        result_stem="c",
+        status="classified",
+    )
+    assert journal.first_result_for("1" * 64) == "a.json"  # the first, not its duplicate
+    assert journal.first_result_for("2" * 64) is None  # needs_roi answered nothing: no duplicate of it
+    assert journal.first_result_for("3" * 64) is None  # not written yet: a crash may still refuse it
+    assert journal.result_stem_taken("film") and not journal.result_stem_taken("d")
+    assert journal.settled_name_taken("a.png") and not journal.settled_name_taken("b.png")
+    assert journal.counts() == {"archived": 3, "analysed": 1, "duplicates": 1}
+    last = journal.last_finished()
+    assert last is not None and last.input_name == "b.png"  # the most recently updated final record
+    assert [r.input_name for r in journal.since(10.0)] == ["a.png", "b.png", "c.png"]  # by arrival, from then on
+    assert journal.unfinished() == [analysed] and journal.get(first.scan_id) == first
+    journal.close()
