@@ -159,9 +159,7 @@ def _decode_dicom(data: bytes, max_pixels: int) -> DecodedImage:
 
     try:
         dataset = pydicom.dcmread(io.BytesIO(data))
-    except InvalidDicomError as exc:
-        raise UnsupportedFormatError(f"not a readable DICOM file: {exc}") from exc
-    except (EOFError, OSError, ValueError) as exc:
+    except (InvalidDicomError, EOFError, OSError, ValueError) as exc:
         raise TruncatedFileError(f"the DICOM file is incomplete or corrupted: {exc}") from exc
     if "PixelData" not in dataset:
         raise EmptyImageError("the DICOM file has no pixel data (a report or structured document?)")
@@ -182,6 +180,8 @@ def _decode_dicom(data: bytes, max_pixels: int) -> DecodedImage:
         ) from exc
     except (ValueError, EOFError) as exc:
         raise TruncatedFileError(f"the DICOM pixel data is incomplete: {exc}".splitlines()[0]) from exc
+    except (AttributeError, KeyError) as exc:  # pydicom: "Missing required element: (0028,0101) 'Bits Stored'"
+        raise UnsupportedFormatError(f"the DICOM header lacks what its pixel data needs: {exc}") from exc
     photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         gray = _dicom_colour_to_gray8(pixels, dataset, photometric)
@@ -211,23 +211,23 @@ def _dicom_colour_to_gray8(pixels: NDArray[Any], dataset: Any, photometric: str)
     """Colour pixels as pydicom gives them (YBR already converted to RGB) to luma."""
     if pixels.ndim != 3 or pixels.shape[-1] != 3 or int(dataset.get("BitsAllocated", 8)) != 8:
         raise UnsupportedFormatError(f"DICOM colour encoding {photometric} is not supported")
-    return np.asarray(Image.fromarray(pixels.astype(np.uint8), "RGB").convert("L"), dtype=np.uint8).copy()
+    return np.array(Image.fromarray(pixels.astype(np.uint8)).convert("L"))
 
 
 def _dicom_monochrome_to_unit(pixels: NDArray[Any], dataset: Any) -> NDArray[np.float64]:
-    """Apply modality LUT, then VOI LUT or window, and return values in [0, 1]."""
+    """Apply modality LUT, then VOI LUT or window: 0 is black and 1 white (values beyond are clipped when
+    quantised)."""
     from pydicom.pixels.processing import apply_modality_lut, apply_voi
 
     modality = apply_modality_lut(pixels, dataset)
     if dataset.get("VOILUTSequence"):  # a table is indexed by the modality values as they are (integers)
         bits = int(dataset.VOILUTSequence[0].LUTDescriptor[2])
-        mapped = apply_voi(modality, dataset).astype(np.float64)
-        return np.clip(mapped / float(2**bits - 1), 0.0, 1.0)
+        return np.asarray(apply_voi(modality, dataset), np.float64) / float(2**bits - 1)
     values = modality.astype(np.float64)
     if "WindowCenter" in dataset and "WindowWidth" in dataset:
         return _window_to_unit(values, dataset)
     low, high = _nominal_range(dataset)
-    return np.clip((values - low) / (high - low), 0.0, 1.0)
+    return (values - low) / (high - low)
 
 
 def _first(dataset: Any, keyword: str) -> float:
@@ -237,7 +237,7 @@ def _first(dataset: Any, keyword: str) -> float:
 
 
 def _window_to_unit(values: NDArray[np.float64], dataset: Any) -> NDArray[np.float64]:
-    """DICOM PS3.3 C.11.2.1.2 windowing onto [0, 1] (the first window when several are given)."""
+    """DICOM PS3.3 C.11.2.1.2 windowing, 0..1 across the window (the first window when several are given)."""
     centre = _first(dataset, "WindowCenter")
     width = _first(dataset, "WindowWidth")
     function = str(dataset.get("VOILUTFunction", "LINEAR")).upper()
@@ -246,15 +246,17 @@ def _window_to_unit(values: NDArray[np.float64], dataset: Any) -> NDArray[np.flo
     if function == "LINEAR_EXACT":
         if width <= 0:
             raise UnsupportedFormatError(f"DICOM window width {width} must be > 0 for LINEAR_EXACT")
-        return np.clip((values - centre) / width + 0.5, 0.0, 1.0)
+        return (values - centre) / width + 0.5
     if width < 1:
         raise UnsupportedFormatError(f"DICOM window width {width} must be >= 1 for LINEAR windowing")
-    return np.clip((values - (centre - 0.5)) / (width - 1.0) + 0.5, 0.0, 1.0)
+    if width == 1:  # the standard's limit case: a threshold at centre - 0.5
+        return np.where(values > centre - 0.5, 1.0, 0.0)
+    return (values - (centre - 0.5)) / (width - 1.0) + 0.5
 
 
 def _nominal_range(dataset: Any) -> tuple[float, float]:
     """The value range `BitsStored` allows, carried through the rescale slope and intercept."""
-    bits = int(dataset.get("BitsStored", dataset.get("BitsAllocated", 16)))
+    bits = int(dataset.BitsStored)  # decoding the pixels required it
     if int(dataset.get("PixelRepresentation", 0)) == 1:
         low, high = -float(2 ** (bits - 1)), float(2 ** (bits - 1) - 1)
     else:

@@ -95,7 +95,8 @@ class FakeInterpreter:
     def invoke(self) -> None:
         assert self.allocated, "invoke before allocate_tensors"
         if "fail_invoke" in self.spec:
-            raise RuntimeError(self.spec["fail_invoke"] + "\nNode number 7 (CONV_2D) failed to invoke.")
+            message = self.spec["fail_invoke"]
+            raise RuntimeError(f"{message}\nNode number 7 (CONV_2D) failed to invoke." if message else "")
         if self.spec["role"] == "classifier":
             image = self._real_input(0)[0, :, :, 0]
             self._store(self.spec["logit"], np.array([[fake_logit(image)]]))

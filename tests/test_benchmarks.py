@@ -104,6 +104,7 @@ def test_compare_flags_only_slow_downs_beyond_tolerance() -> None:
     assert exit_code(compare_results(other_size, reference), 0.3) == 2  # another input size is another model
 
 
+@pytest.mark.tensorflow
 def test_count_macs_of_a_small_model(tmp_path: Path) -> None:
     tf = pytest.importorskip("tensorflow", reason="builds a small TFLite model")
     import keras

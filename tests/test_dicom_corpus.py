@@ -27,7 +27,7 @@ from pydicom.uid import (
 )
 
 from edge_app.decode import decode_bytes
-from edge_app.errors import EmptyImageError, InputImageError, UnsupportedFormatError
+from edge_app.errors import EmptyImageError, InputImageError, TruncatedFileError, UnsupportedFormatError
 
 ROW = [0, 1548, 1800, 2048, 2298, 2548, 4095]  # 12-bit values around a window centred at 2048
 
@@ -205,6 +205,7 @@ def test_ybr_colour_becomes_luma() -> None:
         ({"PixelSpacing": [0.1, 0.2], "ImagerPixelSpacing": [0.3, 0.3]}, (0.1, 0.2)),
         ({"ImagerPixelSpacing": [0.07, 0.08]}, (0.07, 0.08)),
         ({"PixelSpacing": [0, 0.2], "ImagerPixelSpacing": [0.05, 0.05]}, (0.05, 0.05)),  # invalid: the next one
+        ({"PixelSpacing": [0.2, 0], "ImagerPixelSpacing": [0.05, 0.06]}, (0.05, 0.06)),
         ({"PixelSpacing": [0.1]}, None),  # one value is no spacing
         ({}, None),
     ],
@@ -251,3 +252,90 @@ def test_an_invalid_nominal_range_is_named() -> None:
     dataset = _dataset(_row(ROW), BitsStored=16, RescaleSlope=1e308, RescaleIntercept=1e308)
     with pytest.raises(InputImageError, match=r"^DICOM intensity range is invalid \(BitsStored 16, slope 1e\+308\)$"):
         decode_bytes(_encode(dataset))
+
+
+def test_a_window_one_wide_is_a_threshold() -> None:
+    # PS3.3 C.11.2.1.2.1 for w = 1: x <= c - 0.5 is black, anything above white
+    dataset = _dataset(_row([2046, 2047, 2048, 2049]), BitsStored=12, HighBit=11, WindowCenter=2048, WindowWidth=1)
+    assert _decoded(dataset) == [0, 0, 255, 255]
+    exact = _dataset(_row(ROW), BitsStored=12, HighBit=11, WindowCenter=2048, WindowWidth=0.5)
+    exact.VOILUTFunction = "LINEAR_EXACT"  # any width above 0 is valid here
+    assert _decoded(exact) == [0, 0, 0, 128, 255, 255, 255]
+
+
+def test_a_centre_without_a_width_is_no_window() -> None:
+    assert _decoded(_dataset(_row(ROW), BitsStored=12, HighBit=11, WindowCenter=100)) == [
+        0,
+        96,
+        112,
+        128,
+        143,
+        159,
+        255,
+    ]
+
+
+def test_a_rescale_of_signed_pixels_keeps_their_range() -> None:
+    pixels = _row([-2048, 0, 2047], np.int16)
+    assert _decoded(_dataset(pixels, BitsStored=12, HighBit=11, RescaleSlope=2, RescaleIntercept=0)) == [0, 128, 255]
+
+
+@pytest.mark.parametrize(
+    ("slope", "intercept"),
+    [(1e-20, 1000.0), (-1e308, 0.0)],  # both ends the same in float64; one end at minus infinity
+)
+def test_a_rescale_that_leaves_no_range_is_refused(slope: float, intercept: float) -> None:
+    dataset = _dataset(_row(ROW), BitsStored=12, HighBit=11, RescaleSlope=slope, RescaleIntercept=intercept)
+    with pytest.raises(InputImageError, match=r"^DICOM intensity range is invalid \(BitsStored 12, slope "):
+        decode_bytes(_encode(dataset))
+
+
+@pytest.mark.parametrize(("missing", "size"), [("Columns", "0x1"), ("Rows", "7x0")])
+def test_a_header_without_its_size_has_no_pixels(missing: str, size: str) -> None:
+    dataset = _dataset(_row(ROW))
+    delattr(dataset, missing)
+    with pytest.raises(EmptyImageError, match=rf"^the image has no pixels \({size}\)$"):
+        decode_bytes(_encode(dataset))
+
+
+META = b"\0" * 128 + b"DICM" + b"\x02\x00\x00\x00UL\x04\x00\x10\x00\x00\x00"  # preamble, group length
+SYNTAX = b"\x02\x00\x10\x00UI\x14\x001.2.840.10008.1.2.1\0"  # explicit VR little endian
+
+
+def test_unreadable_dicom_headers_are_named() -> None:
+    cut_sequence = b"\x08\x00\x15\x11SQ\x00\x00\xff\xff\xff\xff\xfe\xff\x00\xe0\x10\x00\x00\x00"  # an item, cut
+    with pytest.raises(TruncatedFileError, match=r"^the DICOM file is incomplete or corrupted: "):
+        decode_bytes(META + SYNTAX + cut_sequence)
+    whole = _encode(_dataset(_row(ROW)))
+    with pytest.raises(TruncatedFileError, match=r"^the DICOM pixel data is incomplete: "):
+        decode_bytes(whole[:-5])
+
+
+def test_a_header_missing_what_the_pixels_need_is_refused_not_a_crash() -> None:
+    dataset = _dataset(_row([0, 32768, 65535]))
+    del dataset.BitsStored
+    with pytest.raises(UnsupportedFormatError, match=r"^the DICOM header lacks what its pixel data needs: "):
+        decode_bytes(_encode(dataset))
+
+
+def test_a_multiframe_refusal_says_what_to_send() -> None:
+    dataset = _dataset(np.zeros((2, 8), np.uint16), NumberOfFrames=2, Rows=1)
+    with pytest.raises(UnsupportedFormatError) as caught:
+        decode_bytes(_encode(dataset))
+    assert str(caught.value) == (
+        "multi-frame DICOM (2 frames, e.g. tomosynthesis) is not supported; send single 2-D views"
+    )
+
+
+def test_an_empty_image_laterality_falls_back_to_the_series() -> None:
+    decoded = decode_bytes(_encode(_dataset(_row(ROW), ImageLaterality="", Laterality="r")))
+    assert decoded.laterality == "R"
+
+
+def test_the_shared_quantisation_step() -> None:
+    from edge_app.decode import scale_to_uint8
+
+    assert scale_to_uint8(np.array([5, 10, 15, 20, 25]), 10.0, 20.0).tolist() == [0, 0, 128, 255, 255]
+    assert scale_to_uint8(np.array([5, 10, 15, 20, 25]), 10.0, 20.0).dtype == np.uint8
+    with pytest.raises(EmptyImageError, match=r"^the intensity range is empty \(3.0..3.0\)$"):
+        scale_to_uint8(np.array([3]), 3.0, 3.0)

@@ -409,3 +409,93 @@ def test_probe_runs_each_file_once_under_each_runtime(tmp_path: Path, monkeypatc
         "refused.tflite": {"fake 1.0": "unsupported op"},
         "failing.tflite": {"fake 1.0": "tensor data is null"},
     }
+
+
+def test_probe_main_prints_json_for_the_files_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import edge_app.probe as probe_module
+
+    monkeypatch.setattr(probe_module, "installed_runtimes", lambda: [FAKE_RUNTIME])
+    refused = tmp_path / "refused.tflite"
+    refused.write_text(json.dumps({"refuse": "bad"}))
+    silent = tmp_path / "silent.tflite"
+    silent.write_text(json.dumps({"inputs": [], "outputs": [], "fail_invoke": ""}))
+    assert probe_module.main([str(refused), str(silent)]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "refused.tflite": {"fake 1.0": "bad"},
+        "silent.tflite": {"fake 1.0": "RuntimeError"},  # a message-less error is named by its class
+    }
+
+
+def test_installed_runtimes_skips_the_missing_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    import edge_app.runtime as runtime_module
+
+    def only_tflite(name: str) -> Any:
+        if name == "ai_edge_litert":
+            raise RuntimeUnavailableError("not here")
+        return FAKE_RUNTIME if name == "tflite_runtime" else None
+
+    monkeypatch.setattr(runtime_module, "load_runtime", only_tflite)
+    assert installed_runtimes() == [FAKE_RUNTIME]
+
+
+def test_a_written_manifest_is_indented_for_people(tmp_path: Path) -> None:
+    bundle = write_fake_bundle(tmp_path / "b")
+    path = write_manifest(bundle, load_manifest(bundle))
+    assert path.read_text().startswith('{\n  "schema_version": 3,\n') and path.read_text().endswith("}\n")
+
+
+class _OpsInterpreter:
+    """The two calls `edge_app.macs` makes of an interpreter, over a hand-written graph."""
+
+    def __init__(self, tensors: dict[int, tuple[str, tuple[int, ...]]], ops: list[tuple[str, list[int], list[int]]]):
+        self.tensors, self.ops = tensors, ops
+
+    def get_tensor_details(self) -> list[dict[str, Any]]:
+        return [
+            {"index": index, "name": name, "shape": np.array(shape)} for index, (name, shape) in self.tensors.items()
+        ]
+
+    def _get_ops_details(self) -> list[dict[str, Any]]:
+        return [{"op_name": name, "inputs": inputs, "outputs": outputs} for name, inputs, outputs in self.ops]
+
+
+def test_macs_are_counted_per_op_from_the_graph() -> None:
+    from edge_app.macs import count_macs, macs_per_op
+
+    tensors = {
+        0: ("image", (1, 8, 8, 2)),
+        1: ("conv/w", (4, 3, 3, 2)),
+        2: ("conv", (1, 8, 8, 4)),
+        3: ("dw/w", (1, 3, 5, 4)),
+        4: ("dw", (1, 8, 8, 4)),
+        5: ("fc/w", (3, 256)),
+        6: ("fc", (1, 3)),
+        7: ("up/w", (2, 2, 2, 4)),
+        8: ("up", (1, 16, 16, 2)),
+        9: ("bmm", (1, 5, 7)),
+        10: ("a", (1, 5, 6)),
+        11: ("sum", (1, 8, 8, 4)),
+        12: ("scalar", ()),
+    }
+    ops = [
+        ("CONV_2D", [0, 1], [2]),  # 8*8*4 outputs x 3*3*2
+        ("DEPTHWISE_CONV_2D", [2, 3], [4]),  # 8*8*4 outputs x 3*5
+        ("FULLY_CONNECTED", [4, 5], [6]),  # 3 outputs x 256
+        ("TRANSPOSE_CONV", [4, 7], [8]),  # 16*16*2 outputs x 2*2*4
+        ("BATCH_MATMUL", [10, 10], [9]),  # 5*7 outputs x 6
+        ("ADD", [2, 4], [11]),  # not counted
+        ("CONV_2D", [0, 1], []),  # no output: skipped
+        ("CONV_2D", [0, 1], [99]),  # an output the graph does not list: skipped
+        ("MEAN", [0], [12]),
+    ]
+    interpreter = _OpsInterpreter(tensors, ops)
+    assert macs_per_op(interpreter) == {
+        "conv": 256 * 18,
+        "dw": 256 * 15,
+        "fc": 3 * 256,
+        "up": 512 * 16,
+        "bmm": 35 * 6,
+    }
+    assert count_macs(interpreter) == 256 * 18 + 256 * 15 + 3 * 256 + 512 * 16 + 35 * 6

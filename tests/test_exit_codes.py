@@ -33,6 +33,7 @@ def test_help_exits_0_and_a_bad_argument_exits_2(tool: str, capsys: pytest.Captu
     assert refused.value.code == 2 and f"{tool}: error: " in capsys.readouterr().err
 
 
+@pytest.mark.tensorflow
 @pytest.mark.parametrize(
     ("tool", "arguments", "message"),
     [

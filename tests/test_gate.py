@@ -50,6 +50,8 @@ def test_the_interval_resamples_whole_clusters_and_weights_images() -> None:
     assert narrow == cluster_interval(spread, np.arange(40), resamples=2000, seed=0)  # seeded: reproducible
     assert 0.25 < narrow[0] < 0.5 < narrow[1] < 0.75  # a 95% interval of a mean of 40 values spread over [0, 1]
     assert narrow != cluster_interval(spread, np.arange(40), resamples=2000, seed=1)
+    # the defaults (2000 resamples, seed 0, the 2.5th and 97.5th percentiles), pinned: reports stay comparable
+    assert cluster_interval(spread, np.arange(40)) == pytest.approx((0.4064102564102564, 0.5891346153846151), abs=1e-12)
 
 
 @dataclass
@@ -65,7 +67,7 @@ class _TableModel:
     built: ClassVar[list[tuple[Any, ...]]] = []
 
     def __init__(self, bundle: Path, manifest: Any, variant: str, runtime: str, threads: int, heatmaps: bool) -> None:
-        type(self).built.append((bundle, variant, runtime, threads, heatmaps))
+        type(self).built.append((bundle, manifest, variant, runtime, threads, heatmaps))
         self.classifier_name = f"classifier_{variant}.tflite"
         self.runtime = type("Runtime", (), {"label": "fake 1.0"})()
 
@@ -99,7 +101,7 @@ def test_measure_variant_reports_every_figure_against_the_reference(monkeypatch:
 
     result = gate.measure_variant(Path("b"), manifest, "int8", fidelity, reference, threads=3)  # type: ignore[arg-type]
 
-    assert _TableModel.built == [(Path("b"), "int8", "auto", 3, True)]
+    assert _TableModel.built == [(Path("b"), manifest, "int8", "auto", 3, True)]
     assert result["file"] == "classifier_int8.tflite" and result["runtime"] == "fake 1.0"
     assert result["auc_float"] == 1.0  # test labels 0, 1, 1 against 0.2, 0.7, 0.9
     assert result["auc_tflite"] == 0.5  # against 0.25, 0.2, 0.95: one of the two pairs is ordered

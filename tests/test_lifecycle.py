@@ -577,3 +577,24 @@ def test_the_journals_queries_answer_what_the_daemon_and_status_ask(tmp_path: Pa
     assert [r.input_name for r in journal.since(10.0)] == ["a.png", "b.png", "c.png"]  # by arrival, from then on
     assert journal.unfinished() == [analysed] and journal.get(first.scan_id) == first
     journal.close()
+
+
+def test_the_outcome_table_shows_each_finished_scan_once(tmp_path: Path) -> None:
+    from edge_app.service.daemon import outcome_table
+
+    def final(name: str, state: ScanState, **changes: Any) -> ScanRecord:
+        return ScanRecord(f"id-{name}", name, state, 1.0, 2.0, **changes)  # type: ignore[arg-type]
+
+    records = [
+        final("a-long-name.png", ScanState.ARCHIVED, label="malignant", probability=0.91234, result_stem="a"),
+        final("film.dcm", ScanState.ARCHIVED, status="needs_roi", result_stem="film"),
+        final("bad.png", ScanState.QUARANTINED, failure=Failure("decode", "K", "the file is empty")),
+        final("busy.png", ScanState.CLAIMED),  # not finished: not shown
+    ]
+    assert outcome_table(records, Path("/r")).splitlines() == [
+        "input            outcome     p(malig)  result / overlay / reason",
+        "a-long-name.png  malignant     0.9123  /r/a.json  /r/a.gradcam.png",
+        "film.dcm         needs_roi             /r/film.json  (no regions: its reason says how to mark them)",
+        "bad.png          quarantined           the file is empty",
+    ]
+    assert outcome_table([final("a.png", ScanState.VANISHED)], Path("/r")).splitlines()[0].startswith("input  ")

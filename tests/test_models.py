@@ -11,6 +11,8 @@ keras = pytest.importorskip("keras", reason="models need the train extra")
 
 from mammo_train.models import BACKBONES, build_explainer, build_model, set_backbones_trainable  # noqa: E402
 
+pytestmark = pytest.mark.tensorflow
+
 
 @pytest.mark.parametrize("arch", ["densenet121", "resnet50"])
 def test_baselines_have_the_documented_layers(arch: str) -> None:

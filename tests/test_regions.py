@@ -62,6 +62,84 @@ def test_a_bad_roi_sidecar_is_refused_with_the_rule_it_broke(data: bytes, messag
     assert message in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("region", "accepted"),
+    [
+        ({"box": [0, 0, 40, 30]}, True),  # the whole image
+        ({"box": [-1, 0, 40, 30]}, False),
+        ({"box": [0, -1, 40, 30]}, False),
+        ({"box": [0, 0, 41, 30]}, False),
+        ({"box": [0, 0, 40, 31]}, False),
+        ({"box": [5, 5, 5, 9]}, False),  # no width
+        ({"box": [5, 5, 9, 5]}, False),  # no height
+        ({"x": 0, "y": 0, "radius": 0.5}, True),
+        ({"x": 39.5, "y": 29.5, "radius": 1}, True),
+        ({"x": 40, "y": 5, "radius": 1}, False),
+        ({"x": 5, "y": 30, "radius": 1}, False),
+        ({"x": -0.1, "y": 5, "radius": 1}, False),
+        ({"x": 5, "y": -0.1, "radius": 1}, False),
+    ],
+)
+def test_regions_at_the_edges_of_the_image(region: dict[str, Any], accepted: bool) -> None:
+    data = json.dumps({"regions": [region]}).encode()
+    if accepted:
+        assert len(parse_sidecar("roi", data, 40, 30)) == 1
+    else:
+        with pytest.raises(RegionError):
+            parse_sidecar("roi", data, 40, 30)
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"regions": [{"box": [1, 2, 3, 4]}, 7]}, "region 2 must be an object with x, y, radius or with box"),
+        ({"regions": [{"box": [1, "2", 3, 4]}]}, "region 'A' box must be a finite number, got '2'"),
+        ({"regions": [{"x": 1, "y": None, "radius": 2}]}, "region 'A' y must be a finite number, got None"),
+        ({"regions": [{"x": 1, "y": 1, "radius": float("inf")}]}, "region 'A' radius must be a finite number"),
+        (
+            {"regions": [{"x": 1, "y": 1, "radius": 1, "label": label} for label in "ABAB"]},
+            "region labels must be unique; repeated: A, B",
+        ),
+        ({"regions": "A"}, 'the .roi.json sidecar must hold a non-empty list "regions"'),
+        ({"regions": [{"x": 1, "y": 1, "radius": 1, "label": "A"}, {"box": [1, 2, 3, 4], "label": "A"}]}, ": A"),
+    ],
+)
+def test_each_roi_problem_is_worded_for_the_person_who_drew_it(document: Any, message: str) -> None:
+    with pytest.raises(RegionError) as caught:
+        _roi(document)
+    assert message in str(caught.value)
+
+
+def test_sixteen_regions_are_allowed_and_labels_run_past_z() -> None:
+    from edge_app.regions import default_label
+
+    assert len(_roi({"regions": [{"box": [1, 2, 3, 4], "label": str(i)} for i in range(16)]})) == 16
+    assert [default_label(i) for i in (0, 25, 26, 27)] == ["A", "Z", "R27", "R28"]
+    with pytest.raises(RegionError, match=r"^\.roi\.json: unknown key\(s\) 'colour'"):
+        _roi({"regions": [{"box": [1, 2, 3, 4]}], "colour": 1})
+    with pytest.raises(RegionError, match="not valid JSON"):
+        parse_sidecar("roi", '{"regions": [{"x": "é"'.encode("latin-1"), 10, 10)
+
+
+def test_a_mask_is_read_with_8_connectivity_and_must_fit_the_scan() -> None:
+    mask = np.zeros((30, 40), np.uint8)
+    mask[5, 5] = mask[6, 6] = 255  # diagonal neighbours: one region
+    mask[20:25, 30:36] = 1
+    regions = parse_sidecar("mask", _png(mask), 40, 30)
+    assert [region.box for region in regions] == [Box(5, 5, 7, 7), Box(30, 20, 36, 25)]
+    with pytest.raises(RegionError, match=r"is 40x30, the scan 30x40: a mask must be the scan's size$"):
+        parse_sidecar("mask", _png(mask), 30, 40)
+
+
+def test_bounds_and_crops_near_the_edges() -> None:
+    assert Region("A", 2, 3, 5).bounds(100, 100) == Box(0, 0, 7, 8)
+    assert Region("A", 97, 98, 5).bounds(100, 100) == Box(92, 93, 100, 100)
+    assert Region.from_box("B", Box(-4, -2, 10, 12)).bounds(8, 9) == Box(0, 0, 8, 9)
+    gray = np.full((10, 10), 9, np.uint8)
+    crop, window = crop_region(gray, Region("A", 30, 30, 2), CropRule(2.0, 4))  # entirely outside: black
+    assert window == Box(28, 28, 32, 32) and crop.dtype == np.uint8 and crop.shape == (4, 4) and not crop.any()
+
+
 def _png(pixels: np.ndarray) -> bytes:
     ok, encoded = cv2.imencode(".png", pixels)
     assert ok
