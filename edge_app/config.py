@@ -110,8 +110,8 @@ class Config:
 _SECTIONS: dict[str, Any] = {section.name: type(section.default) for section in fields(Config)}
 
 
-def _convert(section: str, key: str, raw: Any, kind: Any) -> Any:
-    name = kind if isinstance(kind, str) else kind.__name__
+def _convert(section: str, key: str, raw: Any, name: str) -> Any:
+    """`raw` as the field's type, named as annotated (``bool``, ``int``, ``float``, ``Path``, ``str``)."""
     where = f"[{section}] {key}"
     try:
         if name == "bool":
@@ -121,10 +121,10 @@ def _convert(section: str, key: str, raw: Any, kind: Any) -> Any:
                 return True
             if str(raw).lower() in ("0", "false", "no", "off"):
                 return False
-            raise ValueError(raw)
+            raise ValueError
         if name == "int":
             if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
-                raise ValueError(raw)
+                raise ValueError
             return int(raw)
         if name == "float":
             return float(raw)
@@ -138,7 +138,7 @@ def _convert(section: str, key: str, raw: Any, kind: Any) -> Any:
 def _apply(config: Config, values: Mapping[str, Mapping[str, Any]], origin: str) -> Config:
     for section, items in checked_fields(Config, dict(values), origin, ConfigError, noun="section").items():
         cls = _SECTIONS[section]
-        known = {item.name: item.type for item in fields(cls)}
+        known = {item.name: str(item.type) for item in fields(cls)}  # annotations are strings in this module
         checked = checked_fields(
             cls, dict(items) if isinstance(items, Mapping) else items, f"{origin} [{section}]", ConfigError
         )

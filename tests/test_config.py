@@ -108,14 +108,14 @@ def _resolve(**sections: dict[str, Any]) -> Config:
             "[model] variant must be int8, float32, float16 or dynamic, got 'int4'",
             "float16",
         ),
-        ("ingest", "settle_seconds", -0.5, "settle_seconds must be >= 0 and rescan_seconds > 0", 0.0),
-        ("ingest", "rescan_seconds", 0.0, "settle_seconds must be >= 0 and rescan_seconds > 0", 0.01),
+        ("ingest", "settle_seconds", -0.5, "[ingest] settle_seconds must be >= 0 and rescan_seconds > 0", 0.0),
+        ("ingest", "rescan_seconds", 0.0, "[ingest] settle_seconds must be >= 0 and rescan_seconds > 0", 0.01),
         ("ingest", "queue_limit", 0, "[ingest] queue_limit must be >= 1, got 0", 1),
         ("ingest", "max_pixels", 0, "[ingest] max_pixels must be >= 1, got 0", 1),
         ("ingest", "sidecar_wait", -1.0, "[ingest] sidecar_wait must be >= 0, got -1.0", 0.0),
         ("scope", "min_side_px", -1, "[scope] limits must be >= 0 (0: derived from the model bundle)", 0),
-        ("scope", "max_side_px", -1, "[scope] limits must be >= 0", 0),
-        ("scope", "max_extent_mm", -0.1, "[scope] limits must be >= 0", 0.0),
+        ("scope", "max_side_px", -1, "[scope] limits must be >= 0 (0: derived from the model bundle)", 0),
+        ("scope", "max_extent_mm", -0.1, "[scope] limits must be >= 0 (0: derived from the model bundle)", 0.0),
         ("journal", "retention_days", 0.0, "[journal] retention_days must be > 0, got 0.0", 0.001),
     ],
 )
@@ -123,7 +123,7 @@ def test_every_limit_is_checked_at_its_edge(section: str, key: str, bad: Any, me
     """Each key's first invalid value is refused with its name; the last valid one is taken."""
     with pytest.raises(ConfigError) as caught:
         _resolve(**{section: {key: bad}})
-    assert message in str(caught.value)
+    assert str(caught.value).startswith(message)
     assert getattr(getattr(_resolve(**{section: {key: edge}}), section), key) == edge
 
 
@@ -210,3 +210,27 @@ def test_the_effective_config_is_written_as_toml() -> None:
     text = _resolve(model={"heatmaps": False, "bundle": "/b"}).to_toml()
     assert '[model]\nbundle = "/b"\nvariant = "int8"\nruntime = "auto"\nthreads = 2\nheatmaps = false\n' in text
     assert "[ingest]\nsettle_seconds = 2.0\n" in text and "recursive = false\n" in text and text.endswith("\n")
+
+
+def test_each_layer_names_itself_in_its_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    file = _write(tmp_path, "[modle]\nthreads = 2\n")
+    with pytest.raises(ConfigError, match=rf"^{file}: unknown section\(s\) 'modle'"):
+        resolve_config(file, environ={})
+    with pytest.raises(ConfigError, match=r"^command line \[model\]: unknown key\(s\) 'bundel'"):
+        resolve_config(None, {"model": {"bundel": "/b"}}, environ={})
+    with pytest.raises(ConfigError, match=r"^environment \[model\]: unknown key\(s\) 'thred'"):
+        resolve_config(None, environ={"PATH": "/bin", "MAMMO_EDGE_MODEL_THRED": "2"})
+    # variables of other programs, before or after ours, are none of the config's business
+    environ = {"HOME": "/root", "MAMMO_EDGE_MODEL_THREADS": "3", "XDG_RUNTIME_DIR": "/run"}
+    assert resolve_config(None, environ=environ).model.threads == 3
+
+
+def test_the_default_file_is_read_when_present_and_optional_when_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edge_app.config as config_module
+
+    monkeypatch.setattr(config_module, "DEFAULT_CONFIG", tmp_path / "absent.toml")
+    assert resolve_config(None, environ={}) == Config()  # no file at the default place: the defaults
+    monkeypatch.setattr(config_module, "DEFAULT_CONFIG", _write(tmp_path, "[model]\nthreads = 7\n"))
+    assert resolve_config(None, environ={}).model.threads == 7

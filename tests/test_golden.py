@@ -28,11 +28,23 @@ def _digest(*arrays: np.ndarray) -> str:
     return digest.hexdigest()[:16]
 
 
-SAMPLE_DIGESTS = {
+SAMPLE_DIGESTS = {  # (seed, malignant): eight seeds, so a change that some seeds happen not to show, others do
     (0, False): "1fbb880afd108239",
     (0, True): "340565b54cbb3000",
     (1, False): "1562e0d11e2b9597",
     (1, True): "ca9d37d984c4ac2b",
+    (2, False): "cee7f49d68517b6f",
+    (2, True): "2702daf12e5bc5dc",
+    (3, False): "942ef17a060157fa",
+    (3, True): "2bfa417cd928d662",
+    (4, False): "027c403e6019d5b9",
+    (4, True): "c3c275a524dad69b",
+    (5, False): "09649e2630615dd5",
+    (5, True): "8cea0104400e3b54",
+    (6, False): "41b1f2696732c3db",
+    (6, True): "8bfd4a9e421d54e8",
+    (7, False): "1ff21be3f6b22092",
+    (7, True): "0f48fb07818c8b20",
 }
 
 

@@ -56,3 +56,35 @@ def test_config_round_trip_rejects_unknown_keys() -> None:
     assert PreprocessConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ConfigError, match="gamma"):
         PreprocessConfig.from_dict({**config.to_dict(), "gamma": 2.0})
+
+
+@pytest.mark.parametrize(
+    ("values", "accepted"),
+    [
+        ({"input_size": 16}, True),
+        ({"input_size": 15}, False),
+        ({"input_size": 2048}, True),
+        ({"input_size": 2049}, False),
+        ({"input_size": 16, "clahe_tile_grid": 16}, True),
+        ({"input_size": 16, "clahe_tile_grid": 17}, False),
+        ({"clahe_tile_grid": 1}, True),
+        ({"clahe_clip_limit": 0.01}, True),
+        ({"max_pixels": 1}, True),
+    ],
+)
+def test_each_preprocessing_limit_at_its_edge(values: dict[str, object], accepted: bool) -> None:
+    if accepted:
+        assert PreprocessConfig(**values)  # type: ignore[arg-type]
+    else:
+        with pytest.raises(ConfigError):
+            PreprocessConfig(**values)  # type: ignore[arg-type]
+
+
+def test_preprocessing_refuses_a_file_over_its_pixel_limit(tmp_path: Path) -> None:
+    from edge_app.errors import TooManyPixelsError
+
+    path = tmp_path / "big.png"
+    cv2.imwrite(str(path), (np.arange(40 * 40) % 251).astype(np.uint8).reshape(40, 40))
+    assert preprocess(path, PreprocessConfig(input_size=32)).shape == (32, 32, 1)
+    with pytest.raises(TooManyPixelsError, match=r"40x40 = 1,600 pixels, over the limit of 1,599"):
+        preprocess(path, PreprocessConfig(input_size=32, max_pixels=1599))

@@ -346,3 +346,19 @@ def test_scope_limits_in_the_config_are_checked() -> None:
     with pytest.raises(ConfigError, match=r"\[ingest\] sidecar_wait must be >= 0"):
         resolve_config(None, {"ingest": {"sidecar_wait": -1}}, environ={})
     assert resolve_config(None, {"scope": {"max_side_px": 2000}}, environ={}).scope.max_side_px == 2000
+
+
+def test_scope_documents_and_descriptions() -> None:
+    scope = TrainingScope(crop_scale=4.5, crop_min_side=48, patch_side_px=(96, 120), patch_side_mm=(19.2, 24.0))
+    assert scope.to_dict() == {
+        "crop_scale": 4.5,
+        "crop_min_side": 48,
+        "patch_side_px": (96, 120),
+        "patch_side_mm": (19.2, 24.0),
+    }
+    assert TrainingScope.from_dict(scope.to_dict()) == scope
+    limits = ScopeLimits.resolve(scope)
+    assert limits == ScopeLimits(min_side_px=48, max_side_px=240, max_extent_mm=48.0)
+    assert limits.describe() == "48..240 px a side, at most 48 mm"
+    assert ScopeLimits.resolve(scope, 10, 20, 5.5).describe() == "10..20 px a side, at most 5.5 mm"
+    assert Measured(30, 20, (6.0, 4.0)).to_dict() == {"width_px": 30, "height_px": 20, "extent_mm": (6.0, 4.0)}
