@@ -41,32 +41,14 @@ def _write_dicom(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """A minimal valid DICOM file (explicit VR little endian) holding `pixels`."""
-    from pydicom import Dataset
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+    from dicomfiles import dicom_bytes
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    dataset = Dataset()
-    dataset.file_meta = meta
-    dataset.SOPClassUID = meta.MediaStorageSOPClassUID
-    dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    dataset.Modality = "MG"
-    dataset.Rows, dataset.Columns = pixels.shape
-    dataset.SamplesPerPixel = 1
-    dataset.PhotometricInterpretation = photometric
-    dataset.BitsAllocated = pixels.dtype.itemsize * 8
-    dataset.BitsStored = bits_stored or dataset.BitsAllocated
-    dataset.HighBit = dataset.BitsStored - 1
-    dataset.PixelRepresentation = 0
+    attributes: dict[str, Any] = {"PhotometricInterpretation": photometric, **(extra or {})}
+    if bits_stored is not None:
+        attributes.update(BitsStored=bits_stored, HighBit=bits_stored - 1)
     if window is not None:
-        dataset.WindowCenter, dataset.WindowWidth = window
-    for keyword, value in (extra or {}).items():
-        setattr(dataset, keyword, value)
-    dataset.PixelData = np.ascontiguousarray(pixels).tobytes()
-    dataset.save_as(path, enforce_file_format=True)
+        attributes.update(WindowCenter=window[0], WindowWidth=window[1])
+    path.write_bytes(dicom_bytes(pixels, **attributes))
     return path
 
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from dicomfiles import encode, image_dataset
 from PIL import Image
 from pydicom import Dataset
-from pydicom.dataset import FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
 from pydicom.uid import (
@@ -22,8 +22,6 @@ from pydicom.uid import (
     JPEGBaseline8Bit,
     JPEGLSLossless,
     RLELossless,
-    SecondaryCaptureImageStorage,
-    generate_uid,
 )
 
 from edge_app.decode import decode_bytes
@@ -32,64 +30,27 @@ from edge_app.errors import EmptyImageError, InputImageError, TruncatedFileError
 ROW = [0, 1548, 1800, 2048, 2298, 2548, 4095]  # 12-bit values around a window centred at 2048
 
 
-def _dataset(pixels: np.ndarray, **attributes: Any) -> Dataset:
-    """A single-frame monochrome image; `attributes` override or add to the header."""
-    dataset = Dataset()
-    dataset.file_meta = FileMetaDataset()
-    dataset.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    dataset.SOPClassUID = SecondaryCaptureImageStorage
-    dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID
-    dataset.Modality = "MG"
-    dataset.Rows, dataset.Columns = pixels.shape[:2]
-    dataset.SamplesPerPixel = 1 if pixels.ndim == 2 else pixels.shape[2]
-    dataset.PhotometricInterpretation = "MONOCHROME2"
-    dataset.BitsAllocated = pixels.dtype.itemsize * 8
-    dataset.BitsStored = dataset.BitsAllocated
-    dataset.HighBit = dataset.BitsStored - 1
-    dataset.PixelRepresentation = int(pixels.dtype.kind == "i")
-    if pixels.ndim == 3:
-        dataset.PlanarConfiguration = 0
-    for keyword, value in attributes.items():
-        setattr(dataset, keyword, value)
-    dataset.PixelData = np.ascontiguousarray(pixels).tobytes()
-    return dataset
-
-
-def _encode(dataset: Dataset, syntax: Any = ExplicitVRLittleEndian) -> bytes:
-    buffer = io.BytesIO()
-    dataset.file_meta.TransferSyntaxUID = syntax
-    dataset.save_as(
-        buffer,
-        enforce_file_format=True,
-        implicit_vr=syntax == ImplicitVRLittleEndian,
-        little_endian=syntax != ExplicitVRBigEndian,
-    )
-    return buffer.getvalue()
-
-
 def _row(values: list[int], dtype: Any = np.uint16) -> np.ndarray:
     return np.array([values], dtype)
 
 
 def _decoded(dataset: Dataset, syntax: Any = ExplicitVRLittleEndian) -> list[int]:
-    return decode_bytes(_encode(dataset, syntax)).pixels[0].tolist()
+    return decode_bytes(encode(dataset, syntax)).pixels[0].tolist()
 
 
 def test_without_a_window_bits_stored_is_the_range() -> None:
-    assert _decoded(_dataset(_row(ROW), BitsStored=12, HighBit=11)) == [0, 96, 112, 128, 143, 159, 255]
+    assert _decoded(image_dataset(_row(ROW), BitsStored=12, HighBit=11)) == [0, 96, 112, 128, 143, 159, 255]
 
 
 def test_signed_pixels_span_their_signed_range() -> None:
     # 12 bits signed: -2048..2047; (v + 2048) / 4095 * 255
     pixels = _row([-2048, -1, 0, 1000, 2047], np.int16)
-    assert _decoded(_dataset(pixels, BitsStored=12, HighBit=11)) == [0, 127, 128, 190, 255]
+    assert _decoded(image_dataset(pixels, BitsStored=12, HighBit=11)) == [0, 127, 128, 190, 255]
 
 
 def test_the_rescale_carries_the_nominal_range_with_it() -> None:
     # HU-like: value * 2 - 1024, over the range 0..4095 carried through: the same picture as without the rescale
-    rescaled = _dataset(_row(ROW), BitsStored=12, HighBit=11, RescaleSlope=2, RescaleIntercept=-1024)
+    rescaled = image_dataset(_row(ROW), BitsStored=12, HighBit=11, RescaleSlope=2, RescaleIntercept=-1024)
     assert _decoded(rescaled) == [0, 96, 112, 128, 143, 159, 255]
 
 
@@ -105,18 +66,18 @@ def test_the_rescale_carries_the_nominal_range_with_it() -> None:
     ],
 )
 def test_each_voi_function(function: str, expected: list[int]) -> None:
-    dataset = _dataset(_row(ROW), BitsStored=12, HighBit=11, WindowCenter=2048, WindowWidth=1000)
+    dataset = image_dataset(_row(ROW), BitsStored=12, HighBit=11, WindowCenter=2048, WindowWidth=1000)
     dataset.VOILUTFunction = function
     assert _decoded(dataset) == expected
 
 
 def test_linear_is_the_default_function_and_the_first_of_several_windows_counts() -> None:
-    dataset = _dataset(_row(ROW), BitsStored=12, HighBit=11, WindowCenter=[2048, 100], WindowWidth=[1000, 50])
+    dataset = image_dataset(_row(ROW), BitsStored=12, HighBit=11, WindowCenter=[2048, 100], WindowWidth=[1000, 50])
     assert _decoded(dataset) == [0, 0, 64, 128, 191, 255, 255]
 
 
 def test_a_voi_lut_sequence_maps_through_its_table() -> None:
-    dataset = _dataset(_row([0, 1, 2, 3, 3]), BitsStored=12, HighBit=11, WindowCenter=2048, WindowWidth=10)
+    dataset = image_dataset(_row([0, 1, 2, 3, 3]), BitsStored=12, HighBit=11, WindowCenter=2048, WindowWidth=10)
     lut = Dataset()
     lut.LUTDescriptor = [4, 0, 8]  # 4 entries, first input 0, 8-bit output
     lut.add_new(0x00283006, "US", [0, 100, 200, 255])  # LUTData
@@ -125,7 +86,7 @@ def test_a_voi_lut_sequence_maps_through_its_table() -> None:
 
 
 def test_monochrome1_is_inverted_after_the_window() -> None:
-    dataset = _dataset(_row(ROW), BitsStored=12, HighBit=11, WindowCenter=2048, WindowWidth=1000)
+    dataset = image_dataset(_row(ROW), BitsStored=12, HighBit=11, WindowCenter=2048, WindowWidth=1000)
     dataset.PhotometricInterpretation = "MONOCHROME1"
     assert _decoded(dataset) == [255, 255, 191, 127, 64, 0, 0]
 
@@ -135,7 +96,7 @@ def test_monochrome1_is_inverted_after_the_window() -> None:
     [("LINEAR", 0.5, "window width 0.5 must be >= 1 for LINEAR"), ("LINEAR_EXACT", 0, "must be > 0 for LINEAR_EXACT")],
 )
 def test_an_impossible_window_is_refused(function: str, width: float, message: str) -> None:
-    dataset = _dataset(_row(ROW), WindowCenter=2048, WindowWidth=width)
+    dataset = image_dataset(_row(ROW), WindowCenter=2048, WindowWidth=width)
     dataset.VOILUTFunction = function
     with pytest.raises(UnsupportedFormatError, match=message):
         _decoded(dataset)
@@ -144,13 +105,13 @@ def test_an_impossible_window_is_refused(function: str, width: float, message: s
 @pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRBigEndian, RLELossless])
 def test_every_lossless_transfer_syntax_gives_the_same_pixels(syntax: Any) -> None:
     pixels = (np.arange(64 * 48, dtype=np.uint16).reshape(48, 64) * 7) % 4096
-    reference = decode_bytes(_encode(_dataset(pixels, BitsStored=12, HighBit=11))).pixels
-    dataset = _dataset(pixels, BitsStored=12, HighBit=11)
+    reference = decode_bytes(encode(image_dataset(pixels, BitsStored=12, HighBit=11))).pixels
+    dataset = image_dataset(pixels, BitsStored=12, HighBit=11)
     if syntax == RLELossless:
         dataset.compress(RLELossless, pixels)
     elif syntax == ExplicitVRBigEndian:
         dataset.PixelData = pixels.astype(">u2").tobytes()
-    decoded = decode_bytes(_encode(dataset, syntax))
+    decoded = decode_bytes(encode(dataset, syntax))
     assert decoded.format == "DICOM"
     np.testing.assert_array_equal(decoded.pixels, reference)
 
@@ -163,19 +124,19 @@ def _jpeg(pixels: np.ndarray, quality: int = 95) -> bytes:
 
 def test_jpeg_baseline_decodes_close_to_its_source() -> None:
     pixels = (np.add.outer(np.arange(48), np.arange(64)) * 2).astype(np.uint8)
-    dataset = _dataset(pixels)
+    dataset = image_dataset(pixels)
     dataset.PixelData = encapsulate([_jpeg(pixels)])
     dataset["PixelData"].VR = "OB"
-    decoded = decode_bytes(_encode(dataset, JPEGBaseline8Bit)).pixels
+    decoded = decode_bytes(encode(dataset, JPEGBaseline8Bit)).pixels
     assert decoded.shape == (48, 64) and np.abs(decoded.astype(int) - pixels).max() <= 4  # lossy at quality 95
 
 
 def test_a_transfer_syntax_without_a_decoder_says_which_and_what_to_install() -> None:
-    dataset = _dataset(np.zeros((8, 8), np.uint16))
+    dataset = image_dataset(np.zeros((8, 8), np.uint16))
     dataset.PixelData = encapsulate([b"\xff\xd8\xff\xf7 not really JPEG-LS"])
     dataset["PixelData"].VR = "OB"
     with pytest.raises(UnsupportedFormatError) as caught:
-        decode_bytes(_encode(dataset, JPEGLSLossless))
+        decode_bytes(encode(dataset, JPEGLSLossless))
     message = str(caught.value)
     assert message.startswith("cannot decode DICOM transfer syntax JPEG-LS Lossless Image Compression: ")
     assert (
@@ -191,12 +152,12 @@ def test_ybr_colour_becomes_luma() -> None:
     rgb[..., 1] = 128
     rgb[..., 2] = np.arange(16)[None, :] * 8
     ybr = convert_color_space(rgb, "RGB", "YBR_FULL")
-    dataset = _dataset(ybr, PhotometricInterpretation="YBR_FULL")
+    dataset = image_dataset(ybr, PhotometricInterpretation="YBR_FULL")
     expected = np.asarray(Image.fromarray(rgb, "RGB").convert("L"), np.int16)
-    assert np.abs(decode_bytes(_encode(dataset)).pixels.astype(np.int16) - expected).max() <= 1  # YBR round trip
-    wide = _dataset(rgb.astype(np.uint16) * 256, PhotometricInterpretation="RGB")
+    assert np.abs(decode_bytes(encode(dataset)).pixels.astype(np.int16) - expected).max() <= 1  # YBR round trip
+    wide = image_dataset(rgb.astype(np.uint16) * 256, PhotometricInterpretation="RGB")
     with pytest.raises(UnsupportedFormatError, match=r"^DICOM colour encoding RGB is not supported$"):
-        decode_bytes(_encode(wide))
+        decode_bytes(encode(wide))
 
 
 @pytest.mark.parametrize(
@@ -211,7 +172,7 @@ def test_ybr_colour_becomes_luma() -> None:
     ],
 )
 def test_pixel_spacing_prefers_the_calibrated_value(attributes: dict[str, Any], spacing: Any) -> None:
-    decoded = decode_bytes(_encode(_dataset(_row(ROW), **attributes)))
+    decoded = decode_bytes(encode(image_dataset(_row(ROW), **attributes)))
     assert decoded.pixel_spacing_mm == spacing
 
 
@@ -224,7 +185,7 @@ def test_pixel_spacing_prefers_the_calibrated_value(attributes: dict[str, Any], 
     ],
 )
 def test_laterality_and_view_come_from_the_header(attributes: dict[str, Any], laterality: Any, view: Any) -> None:
-    decoded = decode_bytes(_encode(_dataset(_row(ROW), **attributes)))
+    decoded = decode_bytes(encode(image_dataset(_row(ROW), **attributes)))
     assert (decoded.laterality, decoded.view) == (laterality, view)
 
 
@@ -239,32 +200,32 @@ def test_laterality_and_view_come_from_the_header(attributes: dict[str, Any], la
 def test_headers_that_leave_nothing_to_decode(
     edit: Callable[[Dataset], Any], error: type[Exception] | None, message: str | None
 ) -> None:
-    dataset = _dataset(_row(ROW))
+    dataset = image_dataset(_row(ROW))
     edit(dataset)
     if error is None:  # 1-bit range, slope 0 read as 1: values 0..1 of 0..4095 -> a valid, dark image
         assert max(_decoded(dataset)) == 255
         return
     with pytest.raises(error, match=message):
-        decode_bytes(_encode(dataset))
+        decode_bytes(encode(dataset))
 
 
 def test_an_invalid_nominal_range_is_named() -> None:
-    dataset = _dataset(_row(ROW), BitsStored=16, RescaleSlope=1e308, RescaleIntercept=1e308)
+    dataset = image_dataset(_row(ROW), BitsStored=16, RescaleSlope=1e308, RescaleIntercept=1e308)
     with pytest.raises(InputImageError, match=r"^DICOM intensity range is invalid \(BitsStored 16, slope 1e\+308\)$"):
-        decode_bytes(_encode(dataset))
+        decode_bytes(encode(dataset))
 
 
 def test_a_window_one_wide_is_a_threshold() -> None:
     # PS3.3 C.11.2.1.2.1 for w = 1: x <= c - 0.5 is black, anything above white
-    dataset = _dataset(_row([2046, 2047, 2048, 2049]), BitsStored=12, HighBit=11, WindowCenter=2048, WindowWidth=1)
+    dataset = image_dataset(_row([2046, 2047, 2048, 2049]), BitsStored=12, HighBit=11, WindowCenter=2048, WindowWidth=1)
     assert _decoded(dataset) == [0, 0, 255, 255]
-    exact = _dataset(_row(ROW), BitsStored=12, HighBit=11, WindowCenter=2048, WindowWidth=0.5)
+    exact = image_dataset(_row(ROW), BitsStored=12, HighBit=11, WindowCenter=2048, WindowWidth=0.5)
     exact.VOILUTFunction = "LINEAR_EXACT"  # any width above 0 is valid here
     assert _decoded(exact) == [0, 0, 0, 128, 255, 255, 255]
 
 
 def test_a_centre_without_a_width_is_no_window() -> None:
-    assert _decoded(_dataset(_row(ROW), BitsStored=12, HighBit=11, WindowCenter=100)) == [
+    assert _decoded(image_dataset(_row(ROW), BitsStored=12, HighBit=11, WindowCenter=100)) == [
         0,
         96,
         112,
@@ -277,7 +238,11 @@ def test_a_centre_without_a_width_is_no_window() -> None:
 
 def test_a_rescale_of_signed_pixels_keeps_their_range() -> None:
     pixels = _row([-2048, 0, 2047], np.int16)
-    assert _decoded(_dataset(pixels, BitsStored=12, HighBit=11, RescaleSlope=2, RescaleIntercept=0)) == [0, 128, 255]
+    assert _decoded(image_dataset(pixels, BitsStored=12, HighBit=11, RescaleSlope=2, RescaleIntercept=0)) == [
+        0,
+        128,
+        255,
+    ]
 
 
 @pytest.mark.parametrize(
@@ -285,17 +250,17 @@ def test_a_rescale_of_signed_pixels_keeps_their_range() -> None:
     [(1e-20, 1000.0), (-1e308, 0.0)],  # both ends the same in float64; one end at minus infinity
 )
 def test_a_rescale_that_leaves_no_range_is_refused(slope: float, intercept: float) -> None:
-    dataset = _dataset(_row(ROW), BitsStored=12, HighBit=11, RescaleSlope=slope, RescaleIntercept=intercept)
+    dataset = image_dataset(_row(ROW), BitsStored=12, HighBit=11, RescaleSlope=slope, RescaleIntercept=intercept)
     with pytest.raises(InputImageError, match=r"^DICOM intensity range is invalid \(BitsStored 12, slope "):
-        decode_bytes(_encode(dataset))
+        decode_bytes(encode(dataset))
 
 
 @pytest.mark.parametrize(("missing", "size"), [("Columns", "0x1"), ("Rows", "7x0")])
 def test_a_header_without_its_size_has_no_pixels(missing: str, size: str) -> None:
-    dataset = _dataset(_row(ROW))
+    dataset = image_dataset(_row(ROW))
     delattr(dataset, missing)
     with pytest.raises(EmptyImageError, match=rf"^the image has no pixels \({size}\)$"):
-        decode_bytes(_encode(dataset))
+        decode_bytes(encode(dataset))
 
 
 META = b"\0" * 128 + b"DICM" + b"\x02\x00\x00\x00UL\x04\x00\x10\x00\x00\x00"  # preamble, group length
@@ -306,29 +271,29 @@ def test_unreadable_dicom_headers_are_named() -> None:
     cut_sequence = b"\x08\x00\x15\x11SQ\x00\x00\xff\xff\xff\xff\xfe\xff\x00\xe0\x10\x00\x00\x00"  # an item, cut
     with pytest.raises(TruncatedFileError, match=r"^the DICOM file is incomplete or corrupted: "):
         decode_bytes(META + SYNTAX + cut_sequence)
-    whole = _encode(_dataset(_row(ROW)))
+    whole = encode(image_dataset(_row(ROW)))
     with pytest.raises(TruncatedFileError, match=r"^the DICOM pixel data is incomplete: "):
         decode_bytes(whole[:-5])
 
 
 def test_a_header_missing_what_the_pixels_need_is_refused_not_a_crash() -> None:
-    dataset = _dataset(_row([0, 32768, 65535]))
+    dataset = image_dataset(_row([0, 32768, 65535]))
     del dataset.BitsStored
     with pytest.raises(UnsupportedFormatError, match=r"^the DICOM header lacks what its pixel data needs: "):
-        decode_bytes(_encode(dataset))
+        decode_bytes(encode(dataset))
 
 
 def test_a_multiframe_refusal_says_what_to_send() -> None:
-    dataset = _dataset(np.zeros((2, 8), np.uint16), NumberOfFrames=2, Rows=1)
+    dataset = image_dataset(np.zeros((2, 8), np.uint16), NumberOfFrames=2, Rows=1)
     with pytest.raises(UnsupportedFormatError) as caught:
-        decode_bytes(_encode(dataset))
+        decode_bytes(encode(dataset))
     assert str(caught.value) == (
         "multi-frame DICOM (2 frames, e.g. tomosynthesis) is not supported; send single 2-D views"
     )
 
 
 def test_an_empty_image_laterality_falls_back_to_the_series() -> None:
-    decoded = decode_bytes(_encode(_dataset(_row(ROW), ImageLaterality="", Laterality="r")))
+    decoded = decode_bytes(encode(image_dataset(_row(ROW), ImageLaterality="", Laterality="r")))
     assert decoded.laterality == "R"
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from dicomfiles import dicom_bytes
 from fakemodel import FAKE_RUNTIME, FakeInterpreter, fake_cams, fake_logit, write_fake_bundle
 
 import edge_app.model as model_module
@@ -21,7 +22,7 @@ from edge_app.model import EdgeModel, calibrated_probabilities, calibrated_proba
 from edge_app.regions import Box
 from edge_app.runtime import installed_runtimes, load_runtime, make_interpreter
 from edge_app.scope import ScopeLimits
-from edge_app.service.analyse import NEEDS_ROI, ModelAnalyser, Sidecar, summary
+from edge_app.service.analyse import NEEDS_ROI, ImageFacts, ModelAnalyser, Sidecar, summary
 
 
 @pytest.fixture(autouse=True)
@@ -499,3 +500,91 @@ def test_macs_are_counted_per_op_from_the_graph() -> None:
         "bmm": 35 * 6,
     }
     assert count_macs(interpreter) == 256 * 18 + 256 * 15 + 3 * 256 + 512 * 16 + 35 * 6
+
+
+class _TickingClock:
+    """perf_counter for the analyse stage: every reading is one millisecond after the last."""
+
+    def __init__(self) -> None:
+        self.readings = 0
+
+    def perf_counter(self) -> float:
+        self.readings += 1
+        return self.readings / 1000
+
+
+class _PinnedModel:
+    """Answers every region with one given heatmap and probability (the bundle's manifest and identity otherwise)."""
+
+    def __init__(self, bundle: Path, heatmap: np.ndarray | None, probability: float = 0.75) -> None:
+        real = EdgeModel.load(bundle, variant="float32", heatmaps=False)
+        self.manifest, self.identity = real.manifest, real.identity
+        self.heatmap, self.probability = heatmap, probability
+        self.inputs: list[np.ndarray] = []
+
+    def predict(self, pixels: np.ndarray, heatmap: bool = True) -> Any:
+        from edge_app.model import Prediction
+
+        self.inputs.append(pixels)
+        return Prediction(0.5, self.probability, "malignant", self.heatmap, {"invoke_ms": 4.0})
+
+
+def test_the_analysis_records_the_scan_its_regions_and_each_stages_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    import edge_app.service.analyse as analyse_module
+
+    heat = np.zeros((48, 48), np.float32)
+    heat[30, 10] = 1.0  # the peak: column 10, row 30 of the model input
+    model = _PinnedModel(write_fake_bundle(tmp_path / "bundle"), heat)
+    clock = _TickingClock()
+    monkeypatch.setattr(analyse_module, "time", clock)
+    drawn: list[Any] = []
+    monkeypatch.setattr(analyse_module, "render", lambda gray, views: drawn.append((gray, views)) or gray)
+    analyser = ModelAnalyser(model, 10**7, ScopeLimits.resolve(model.manifest.scope))  # type: ignore[arg-type]
+
+    film = _film(300, 400)
+    data = dicom_bytes(film, PixelSpacing=[0.1, 0.2], ImageLaterality="R", ViewPosition="MLO")
+    roi = {"regions": [{"label": "A", "x": 200, "y": 295, "radius": 10}, {"label": "B", "box": [10, 20, 40, 30]}]}
+    analysis = analyser.analyse(data, "film.dcm", Sidecar("film.roi.json", "roi", json.dumps(roi).encode()))
+    assert analysis.sha256 == hashlib.sha256(data).hexdigest()
+    assert analysis.image == ImageFacts("DICOM", 400, 300, (80.0, 30.0), "R", "MLO")
+    # one reading before and after decoding, around each preprocessing, around the overlay; the model's own time added
+    assert analysis.timings_ms == pytest.approx(
+        {"decode_ms": 1.0, "preprocess_ms": 2.0, "invoke_ms": 8.0, "overlay_ms": 1.0}
+    )
+    circle, box = analysis.regions
+    assert circle.box == Box(190, 285, 210, 300)  # clipped at the film's bottom edge
+    assert circle.crop == Box(180, 275, 220, 315) and box.crop == Box(-5, -5, 55, 55)  # 4 x radius, 4 x 15
+    # the input's column 10, row 30 of 48, back in film pixels through each region's square
+    assert circle.heatmap_peak == (180 + round(10.5 * 40 / 48 - 0.5), 275 + round(30.5 * 40 / 48 - 0.5))
+    assert box.heatmap_peak == (-5 + round(10.5 * 60 / 48 - 0.5), -5 + round(30.5 * 60 / 48 - 0.5))
+    ((gray, views),) = drawn
+    assert gray.shape == (300, 400)
+    assert [view.label for view in views] == ["A", "B"]
+    assert [view.caption for view in views] == ["A  p=0.750  malignant", "B  p=0.750  malignant"]
+    assert views[0].circle == (200.0, 295.0, 10.0) and views[1].circle is None
+    assert [view.window for view in views] == [circle.crop, box.crop] and views[0].outline == circle.box
+    assert views[0].crop.shape == (40, 40) and views[0].heatmap is heat
+
+
+def test_a_wide_patch_is_seen_as_its_padded_square(tmp_path: Path) -> None:
+    heat = np.zeros((48, 48), np.float32)
+    heat[30, 10] = 1.0
+    model = _PinnedModel(write_fake_bundle(tmp_path / "bundle"), heat)
+    analyser = ModelAnalyser(model, 10**7, ScopeLimits.resolve(model.manifest.scope))  # type: ignore[arg-type]
+    analysis = analyser.analyse(_png(_film(40, 60)), "wide.png")  # padded to 60 x 60, 10 rows above and below
+    (answer,) = analysis.regions
+    assert answer.box == answer.crop == Box(0, 0, 60, 40)
+    assert answer.heatmap_peak == (round(10.5 * 60 / 48 - 0.5), -10 + round(30.5 * 60 / 48 - 0.5))
+    assert model.inputs[0].shape == (48, 48, 1)
+
+
+def test_without_a_heatmap_there_is_no_overlay(tmp_path: Path) -> None:
+    model = _PinnedModel(write_fake_bundle(tmp_path / "bundle"), None)
+    analyser = ModelAnalyser(model, 10**7, ScopeLimits.resolve(model.manifest.scope))  # type: ignore[arg-type]
+    analysis = analyser.analyse(_png(_film(48, 48)), "p.png")
+    assert analysis.overlay_png is None and analysis.regions[0].heatmap_peak is None
+    assert "overlay_ms" not in analysis.timings_ms

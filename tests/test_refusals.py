@@ -6,7 +6,6 @@ needs a region) or a check failed; 2 refused to start (a bad configuration, bund
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from dicomfiles import dicom_bytes
 from fakemodel import FAKE_RUNTIME, write_fake_bundle
 
 import edge_app.model as model_module
@@ -39,31 +39,6 @@ def _png(pixels: np.ndarray) -> bytes:
 
 def _patch() -> np.ndarray:
     return (np.add.outer(np.arange(48), np.arange(48)) % 50 + 100).astype(np.uint8)
-
-
-def _dicom(**attributes: Any) -> bytes:
-    from pydicom import Dataset
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    dataset = Dataset()
-    dataset.file_meta = FileMetaDataset()
-    dataset.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    dataset.SOPClassUID, dataset.SOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
-    dataset.Rows, dataset.Columns, dataset.SamplesPerPixel = 48, 48, 1
-    dataset.PhotometricInterpretation, dataset.BitsAllocated, dataset.BitsStored = "MONOCHROME2", 8, 8
-    dataset.HighBit, dataset.PixelRepresentation = 7, 0
-    dataset.PixelData = _patch().tobytes()
-    for keyword, value in attributes.items():
-        if value is None:
-            delattr(dataset, keyword)
-        else:
-            setattr(dataset, keyword, value)
-    buffer = io.BytesIO()
-    dataset.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 ROI = '{"regions": [{"label": "A", "x": 24, "y": 24, "radius": 8}]}'
@@ -92,7 +67,7 @@ REFUSALS: list[tuple[str, Callable[[], bytes], tuple[str, bytes] | None, str, st
     ),
     (
         "report.dcm",
-        lambda: _dicom(PixelData=None),
+        lambda: dicom_bytes(_patch(), PixelData=None),
         None,
         "decode",
         "EmptyImageError",
@@ -100,13 +75,20 @@ REFUSALS: list[tuple[str, Callable[[], bytes], tuple[str, bytes] | None, str, st
     ),
     (
         "tomo.dcm",
-        lambda: _dicom(NumberOfFrames=2, Rows=24),
+        lambda: dicom_bytes(_patch(), NumberOfFrames=2, Rows=24),
         None,
         "decode",
         "UnsupportedFormatError",
         "multi-frame DICOM (2 frames, e.g. tomosynthesis) is not supported",
     ),
-    ("cut.dcm", lambda: _dicom()[:-500], None, "decode", "TruncatedFileError", "the DICOM pixel data is incomplete"),
+    (
+        "cut.dcm",
+        lambda: dicom_bytes(_patch())[:-500],
+        None,
+        "decode",
+        "TruncatedFileError",
+        "the DICOM pixel data is incomplete",
+    ),
     (
         "badroi.png",
         lambda: _png(_patch()),
