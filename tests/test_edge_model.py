@@ -24,11 +24,25 @@ from edge_app.runtime import installed_runtimes, load_runtime, make_interpreter
 from edge_app.scope import ScopeLimits
 from edge_app.service.analyse import NEEDS_ROI, ImageFacts, ModelAnalyser, Sidecar, summary
 
+RUNTIMES_ASKED: list[str] = []
+
 
 @pytest.fixture(autouse=True)
 def fake_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(model_module, "load_runtime", lambda name: FAKE_RUNTIME)
+    RUNTIMES_ASKED.clear()
+    monkeypatch.setattr(model_module, "load_runtime", lambda name: RUNTIMES_ASKED.append(name) or FAKE_RUNTIME)
     yield
+
+
+def test_a_model_loads_int8_with_heatmaps_on_two_threads_of_the_auto_runtime_by_default(tmp_path: Path) -> None:
+    model = EdgeModel.load(write_fake_bundle(tmp_path / "bundle"))
+    assert model.variant == "int8" and model.classifier_name == "classifier_int8.tflite" and RUNTIMES_ASKED == ["auto"]
+    assert model._classifier.num_threads == 2 and model._head.num_threads == 2
+    EdgeModel.load(tmp_path / "bundle", "float32", "tflite_runtime", 3, heatmaps=False)
+    assert RUNTIMES_ASKED == ["auto", "tflite_runtime"]
+    direct = EdgeModel(tmp_path / "bundle", load_manifest(tmp_path / "bundle"))
+    assert (direct.variant, direct._classifier.num_threads, direct._head is not None) == ("int8", 2, True)
+    assert RUNTIMES_ASKED[-1] == "auto"
 
 
 def _interpreter(tmp_path: Path, spec: dict[str, Any]) -> FakeInterpreter:

@@ -43,3 +43,34 @@ def test_overlay_is_a_colour_picture_of_the_scan() -> None:
     assert (picture == 100).all()  # no evidence: the scan shows through unchanged
     heat[4, 4] = 1.0
     assert not (overlay(gray, heat) == 100).all()
+
+
+def test_placing_a_map_replicates_its_border_cells_and_centres_by_default() -> None:
+    cam = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)
+    placed = place_map(cam, 8)
+    assert placed.dtype == np.float32 and placed.shape == (8, 8)
+    # stride 4: cell centres at 1.5 and 5.5; beyond them the border cell's value, not a fade to black
+    assert placed[0, 0] == pytest.approx(1.0) and placed[7, 7] == pytest.approx(4.0)
+    assert placed[0, 7] == pytest.approx(2.0) and placed[7, 0] == pytest.approx(3.0)
+    np.testing.assert_array_equal(placed, place_map(cam, 8, 0.0))
+    assert not np.array_equal(place_map(cam, 8, 1.0), placed)
+
+
+def test_fusion_places_each_map_at_its_own_offset() -> None:
+    cam = np.zeros((3, 3), np.float32)
+    cam[1, 1] = 1.0
+    shifted = fuse_heatmaps([cam, np.zeros((3, 3))], 96, [-15.5, 0.0])
+    np.testing.assert_allclose(shifted, normalise(place_map(cam, 96, -15.5)))
+    with pytest.raises(ValueError, match=r"^no class-activation maps to fuse$"):
+        fuse_heatmaps([], 32)
+    with pytest.raises(ValueError, match=r"^1 maps but 2 centre offsets$"):
+        fuse_heatmaps([np.ones((3, 3))], 32, [0.0, 1.0])
+
+
+def test_evidence_at_the_noise_floor_is_no_evidence() -> None:
+    from edge_app.gradcam import NO_EVIDENCE
+
+    assert not normalise(np.full((2, 2), NO_EVIDENCE)).any()
+    assert normalise(np.full((2, 2), NO_EVIDENCE * 2)).tolist() == [[1.0, 1.0], [1.0, 1.0]]
+    assert normalise(np.zeros((0, 0))).shape == (0, 0)
+    assert normalise(np.array([[0.0, 2.0]], np.float64)).dtype == np.float32
