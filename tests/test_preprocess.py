@@ -88,3 +88,23 @@ def test_preprocessing_refuses_a_file_over_its_pixel_limit(tmp_path: Path) -> No
     assert preprocess(path, PreprocessConfig(input_size=32)).shape == (32, 32, 1)
     with pytest.raises(TooManyPixelsError, match=r"40x40 = 1,600 pixels, over the limit of 1,599"):
         preprocess(path, PreprocessConfig(input_size=32, max_pixels=1599))
+
+
+@pytest.mark.parametrize(("side", "interpolation"), [(64, cv2.INTER_AREA), (32, cv2.INTER_AREA), (20, cv2.INTER_CUBIC)])
+def test_shrinking_averages_and_enlarging_interpolates_smoothly(side: int, interpolation: int) -> None:
+    """INTER_AREA when the square is at least the input size (no aliasing), INTER_CUBIC when it is smaller."""
+    gray = ((np.add.outer(np.arange(side) * 7, np.arange(side) * 3)) % 256).astype(np.uint8)
+    expected = cv2.resize(gray, (32, 32), interpolation=interpolation)
+    np.testing.assert_array_equal(to_model_input(gray, PreprocessConfig(input_size=32))[:, :, 0], expected)
+
+
+def test_the_pixel_limit_is_inclusive_and_a_one_pixel_wide_image_is_an_image() -> None:
+    from edge_app.decode import decode_bytes
+    from edge_app.errors import TooManyPixelsError
+
+    column = cv2.imencode(".png", np.arange(5, dtype=np.uint8).reshape(5, 1) * 50)[1].tobytes()
+    assert decode_bytes(column, max_pixels=5).pixels.shape == (5, 1)
+    with pytest.raises(TooManyPixelsError, match=r"^the image is 1x5 = 5 pixels, over the limit of 4$"):
+        decode_bytes(column, max_pixels=4)
+    row = cv2.imencode(".png", np.arange(5, dtype=np.uint8).reshape(1, 5) * 50)[1].tobytes()
+    assert decode_bytes(row).pixels.tolist() == [[0, 50, 100, 150, 200]]
