@@ -598,3 +598,57 @@ def test_the_outcome_table_shows_each_finished_scan_once(tmp_path: Path) -> None
         "bad.png          quarantined           the file is empty",
     ]
     assert outcome_table([final("a.png", ScanState.VANISHED)], Path("/r")).splitlines()[0].startswith("input  ")
+
+
+def test_watcher_events_only_point_the_tracker_at_paths(tmp_path: Path) -> None:
+    from watchdog.events import DirCreatedEvent, FileCreatedEvent, FileMovedEvent
+
+    from edge_app.service.intake import InboxTracker, _Handler
+
+    tracker = InboxTracker(tmp_path, settle_seconds=0.0, recursive=True, limit=10, clock=FakeClock())
+    handler = _Handler(tracker)
+    (tmp_path / "sub").mkdir()
+    handler.on_any_event(DirCreatedEvent(str(tmp_path / "sub")))  # a folder is not a scan
+    handler.on_any_event(FileCreatedEvent(str(tmp_path / "a.png")))
+    handler.on_any_event(FileMovedEvent(str(tmp_path / "b.png.part"), str(tmp_path / "b.png")))  # renamed complete
+    handler.on_any_event(FileCreatedEvent(str(tmp_path / "c.png").encode()))  # bytes paths, as some observers give
+    handler.on_any_event(FileCreatedEvent(str(tmp_path.parent / "elsewhere.png")))  # outside the inbox: ignored
+    assert tracker.pending == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "recursive", "wanted"),
+    [
+        ("a.png", False, True),
+        ("sub/a.png", False, False),  # a subfolder, not watched
+        ("sub/a.png", True, True),
+        (".hidden.png", True, False),
+        ("sub/.cache/a.png", True, False),  # a hidden folder anywhere on the path
+        ("a.png.PART", True, False),
+        ("a.tmp", True, False),
+        ("a.crdownload", True, False),
+        ("a.partial", True, False),
+        ("a.download", True, False),
+    ],
+)
+def test_which_inbox_paths_are_candidates(tmp_path: Path, name: str, recursive: bool, wanted: bool) -> None:
+    from edge_app.service.intake import InboxTracker
+
+    tracker = InboxTracker(tmp_path, settle_seconds=0.0, recursive=recursive, limit=10, clock=FakeClock())
+    tracker.note(tmp_path / name)
+    assert tracker.pending == int(wanted)
+    tracker.note(tmp_path)  # the inbox itself is no candidate
+    assert tracker.pending == int(wanted)
+
+
+def test_the_queue_limit_bounds_what_is_tracked(tmp_path: Path) -> None:
+    from edge_app.service.intake import InboxTracker
+
+    tracker = InboxTracker(tmp_path, settle_seconds=0.0, recursive=False, limit=2, clock=FakeClock())
+    for name in ("a.png", "b.png", "c.png"):
+        (tmp_path / name).write_bytes(b"x")
+    tracker.rescan()
+    assert tracker.pending == 2  # the third waits in the inbox for the next rescan
+    tracker.forget(tmp_path / "a.png")
+    tracker.rescan()
+    assert tracker.pending == 2
