@@ -652,3 +652,43 @@ def test_the_queue_limit_bounds_what_is_tracked(tmp_path: Path) -> None:
     tracker.forget(tmp_path / "a.png")
     tracker.rescan()
     assert tracker.pending == 2
+
+
+class _SteppingStop(threading.Event):
+    """The loop's idle wait, on a fake clock: each wait is half a second; the twelfth asks the loop to stop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 1000.0
+        self.waits = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.now += 0.5
+        self.waits += 1
+        if self.waits == 12:
+            self.set()
+        return self.is_set()
+
+
+def test_the_loop_pings_rescans_and_prunes_by_its_own_clock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import edge_app.service.daemon as daemon_module
+
+    messages: list[str] = []
+    monkeypatch.setattr(daemon_module, "notify", lambda message: messages.append(message) or True)
+    monkeypatch.setattr(daemon_module, "watchdog_interval", lambda: 1.0)
+    monkeypatch.setattr(daemon_module, "PRUNE_EVERY_SECONDS", 3.0)
+    stopping = _SteppingStop()
+    config = _config(tmp_path)
+    config = Config(paths=config.paths, ingest=IngestSection(settle_seconds=0.0, rescan_seconds=2.0))
+    daemon = Daemon(config, FakeAnalyser(), stopping=stopping, clock=lambda: stopping.now)
+    rescans: list[float] = []
+    prunes: list[float] = []
+    real_rescan, real_prune = daemon.tracker.rescan, daemon.journal.prune
+    monkeypatch.setattr(daemon.tracker, "rescan", lambda: rescans.append(stopping.now) or real_rescan())
+    monkeypatch.setattr(daemon.journal, "prune", lambda days: prunes.append(stopping.now) or real_prune(days))
+    daemon.run()
+    # twelve idle turns, half a second apart (1000.0 ... 1005.5): a ping every second, a rescan every two, a prune
+    # every three, each besides the ones at start
+    assert messages == ["READY=1"] + ["WATCHDOG=1"] * 5 + ["STOPPING=1"]
+    assert rescans == [1000.0, 1002.0, 1004.0]
+    assert prunes == [1000.0, 1003.0]
