@@ -16,10 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,6 +29,49 @@ MODULES = ["edge_app (edge_app/cli.py aside)", "convert/mammo_convert/gate.py"]
 KILLED = {1, 3, -11, -9, -8, 35}  # a failed test, pytest's internal error, a crash
 TIMEOUT = {36, -24, 24, 152, 255}
 SURVIVED = {0, 5, 33}  # no test failed, or no test reached it
+
+
+# What a surviving mutant changed, recognised from its diff; docs/testing.md gives each kind's reason.
+_STRING = re.compile(r"""[rbuf]*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')""")
+_DTYPE = re.compile(r"(?:dtype=)?np\.(?:u?int\d+|float\d+|bool_)")
+_OPENCV_ARGUMENT = re.compile(r"cv2\.(?:LINE|INTER|FONT)_[A-Z0-9_]+|_FONT")
+KINDS = {
+    "wording": "only the text of a string changed",
+    "dtype": "a NumPy dtype argument became None or was dropped",
+    "opencv": "an OpenCV drawing or resizing flag became None or was dropped",
+    "other": "anything else",
+}
+
+
+def _changed_lines(diff: str) -> tuple[str, str]:
+    lines = diff.splitlines()
+    removed = " ".join(line[1:].strip() for line in lines if line.startswith("-") and not line.startswith("---"))
+    added = " ".join(line[1:].strip() for line in lines if line.startswith("+") and not line.startswith("+++"))
+    return removed, added
+
+
+def _spans(removed: str, added: str) -> tuple[int, str, str]:
+    """Where the two differ: the offset in `removed`, and what each has there."""
+    start = 0
+    while start < min(len(removed), len(added)) and removed[start] == added[start]:
+        start += 1
+    end = 0
+    while end < min(len(removed), len(added)) - start and removed[-1 - end] == added[-1 - end]:
+        end += 1
+    return start, removed[start : len(removed) - end], added[start : len(added) - end]
+
+
+def kind_of(diff: str) -> str:
+    """Which of `KINDS` a survivor's diff is."""
+    removed, added = _changed_lines(diff)
+    start, old, new = _spans(removed, added)
+    if any(match.start() <= start and start + len(old) <= match.end() for match in _STRING.finditer(removed)):
+        return "wording"
+    dropped = new.strip(" ,") in ("", "None")
+    for kind, pattern in (("dtype", _DTYPE), ("opencv", _OPENCV_ARGUMENT)):
+        if dropped and pattern.fullmatch(old.strip(" ,")):
+            return kind
+    return "other"
 
 
 def mutmut_command() -> str:
@@ -96,14 +140,16 @@ def main(argv: list[str] | None = None) -> int:
     ).stdout.strip()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "mutation.json").write_text(json.dumps(result, indent=2) + "\n")
-    alive = sorted(name for name, code in found.items() if code in SURVIVED)
-    diffs = []
-    for name in alive:
+    by_kind: dict[str, list[str]] = defaultdict(list)
+    for name in sorted(name for name, code in found.items() if code in SURVIVED):
         shown = subprocess.run(
             [mutmut_command(), "show", name], cwd=args.work, capture_output=True, text=True, check=False
         )
-        diffs.append(shown.stdout.rstrip())
-    (args.out / "mutation-survivors.txt").write_text("\n\n".join(diffs) + "\n")
+        by_kind[kind_of(shown.stdout)].append(shown.stdout.rstrip())
+    result["survivors_by_kind"] = {kind: len(by_kind[kind]) for kind in KINDS}
+    (args.out / "mutation.json").write_text(json.dumps(result, indent=2) + "\n")
+    sections = [f"## {kind}: {KINDS[kind]} ({len(by_kind[kind])})\n\n" + "\n\n".join(by_kind[kind]) for kind in KINDS]
+    (args.out / "mutation-survivors.txt").write_text("\n\n".join(sections) + "\n")
     print(json.dumps({key: result[key] for key in ("killed", "survived", "timeout", "total", "score")}))
     return 0
 

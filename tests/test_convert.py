@@ -148,7 +148,8 @@ def _variant_bundle(bundle: Path, target: Path, edit_manifest: object = None, re
         if file.name != MANIFEST and not (replace_head and file.name == "gradcam_head.tflite"):
             (target / file.name).symlink_to(file)
     if replace_head:
-        (target / "gradcam_head.tflite").write_bytes((bundle / "gradcam_head.tflite").read_bytes() + b"\0")
+        data = (bundle / "gradcam_head.tflite").read_bytes()
+        (target / "gradcam_head.tflite").write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # same size, other content
     values = json.loads((bundle / MANIFEST).read_text())
     if callable(edit_manifest):
         edit_manifest(values)
