@@ -47,7 +47,8 @@ class FakeInterpreter:
 
     def allocate_tensors(self) -> None:
         if "refuse" in self.spec:
-            raise RuntimeError(self.spec["refuse"] + "\nsecond line of the runtime's message")
+            message = self.spec["refuse"]
+            raise RuntimeError(f"{message}\nsecond line of the runtime's message" if message else "  ")
         self.allocated = True
 
     def _details(self, specs: list[dict[str, Any]], first: int) -> list[dict[str, Any]]:

@@ -165,3 +165,22 @@ def test_format_is_sniffed_not_taken_from_extension(tmp_path: Path, gray8: np.nd
     renamed = tmp_path / "scan.jpg"
     renamed.write_bytes((tmp_path / "scan.png").read_bytes())
     assert decode_file(renamed).format == "PNG"
+
+
+def test_32_bit_integer_pixels_are_read_on_the_16_bit_scale_or_refused() -> None:
+    import io
+
+    import tifffile
+
+    from edge_app.decode import decode_bytes
+    from edge_app.errors import UnsupportedFormatError
+
+    def tiff(values: list[int]) -> bytes:
+        buffer = io.BytesIO()
+        tifffile.imwrite(buffer, np.array([values], np.int32))
+        return buffer.getvalue()
+
+    assert decode_bytes(tiff([0, 32768, 65535])).pixels.tolist() == [[0, 128, 255]]
+    for values in ([0, 65536], [-1, 5]):
+        with pytest.raises(UnsupportedFormatError, match=r"^TIFF with 32-bit integer pixels outside 0..65535 is not"):
+            decode_bytes(tiff(values))

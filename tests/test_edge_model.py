@@ -204,6 +204,10 @@ def test_a_model_the_runtime_cannot_build_names_the_file_and_the_first_line(tmp_
     with pytest.raises(ModelRefusedError) as caught:
         make_interpreter(FAKE_RUNTIME, path, threads=2)
     assert str(caught.value) == "fake 1.0 cannot run broken.tflite: Didn't find op for builtin opcode 'X'"
+    path.write_text(json.dumps({"refuse": ""}))
+    with pytest.raises(ModelRefusedError) as caught:
+        make_interpreter(FAKE_RUNTIME, path, threads=2)
+    assert str(caught.value) == "fake 1.0 cannot run broken.tflite: RuntimeError"  # a blank message: the error's name
     interpreter = make_interpreter(FAKE_RUNTIME, _valid(tmp_path), threads=3)
     assert interpreter.allocated and interpreter.num_threads == 3
 

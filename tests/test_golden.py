@@ -100,3 +100,37 @@ def test_the_overlay_is_exactly_reproducible() -> None:
     assert _digest(picture) == "0c480dc04e1301b5"
     assert _digest(render(film[:60, :60], [])) == "6c99d07b9a1984c0"  # a small patch, enlarged, with nothing marked
     assert _digest(overlay(film[:64, :64], _heat(8, (2, 5)))) == "02f36eb3af37eea0"
+
+
+def test_many_regions_fill_columns_beside_a_tall_film() -> None:
+    if cv2.__version__ != OVERLAY_OPENCV:
+        pytest.skip(f"overlay digests were taken with OpenCV {OVERLAY_OPENCV}; this is {cv2.__version__}")
+    rows, columns = np.mgrid[0:1200, 0:500]
+    film = ((rows + 2 * columns) % 180 + 40).astype(np.uint8)  # tall: scaled to 1024 rows, three zooms a column
+    views = []
+    for index in range(7):
+        x, y = 40 + 60 * index, 100 + 150 * index
+        window = Box(x - 40, y - 40, x + 40, y + 40)
+        views.append(
+            RegionView(
+                f"R{index}",
+                f"R{index}  p=0.{index}00  benign",
+                Box(x - 20, y - 20, x + 20, y + 20),
+                (x, y, 20.0) if index % 2 else None,
+                window,
+                film[y - 40 : y + 40, x - 40 : x + 40],
+                _heat(80, (10 * index, 70 - 10 * index)),
+            )
+        )
+    edge = RegionView(
+        "E",
+        "E  p=0.990  malignant",
+        Box(470, 1180, 500, 1200),
+        None,
+        Box(460, 1170, 520, 1230),
+        np.zeros((60, 60), np.uint8),
+        _heat(60, (30, 30)),
+    )  # its window reaches past the corner
+    picture = render(film, [*views, edge])
+    assert picture.shape == (1024 + 22, 427 + 3 * (256 + 12) + 12, 3)
+    assert _digest(picture) == "145ae91a3a9dd77e"

@@ -362,3 +362,22 @@ def test_scope_documents_and_descriptions() -> None:
     assert limits.describe() == "48..240 px a side, at most 48 mm"
     assert ScopeLimits.resolve(scope, 10, 20, 5.5).describe() == "10..20 px a side, at most 5.5 mm"
     assert Measured(30, 20, (6.0, 4.0)).to_dict() == {"width_px": 30, "height_px": 20, "extent_mm": (6.0, 4.0)}
+
+
+def test_extent_uses_row_and_column_spacing_to_a_tenth_of_a_millimetre() -> None:
+    pixels = np.zeros((7, 10), np.uint8)
+    measured = Measured.of(DecodedImage(pixels, "DICOM", (0.083, 0.07)))  # rows 0.083 mm apart, columns 0.07 mm
+    assert measured == Measured(10, 7, (0.7, 0.6))  # 10 x 0.07 wide, 7 x 0.083 high
+    assert Measured.of(DecodedImage(pixels, "PNG")).extent_mm is None
+
+
+def test_the_scope_guard_includes_its_limits() -> None:
+    limits = ScopeLimits(min_side_px=20, max_side_px=100, max_extent_mm=30.0)
+    assert needs_roi_reason(Measured(20, 100, (30.0, 30.0)), limits) is None  # each limit itself is in scope
+    assert "smaller than" in (needs_roi_reason(Measured(19, 100, None), limits) or "")
+    assert "larger than" in (needs_roi_reason(Measured(20, 101, None), limits) or "")
+    assert "physically larger" in (needs_roi_reason(Measured(50, 50, (30.1, 10.0)), limits) or "")
+    assert ScopeLimits.resolve(TrainingScope(patch_side_px=(1, 10))).min_side_px == 1  # never below one pixel
+    assert ScopeLimits.resolve(TrainingScope(patch_side_px=(3, 10))).min_side_px == 1  # half of 3, rounded down
+    with pytest.raises(Exception, match=r"patch_side_mm must be 0 < min <= max, got \[0.0, 5.0\]"):
+        TrainingScope(patch_side_mm=(0.0, 5.0))
