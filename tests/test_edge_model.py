@@ -606,3 +606,17 @@ def test_without_a_heatmap_there_is_no_overlay(tmp_path: Path) -> None:
     analysis = analyser.analyse(_png(_film(48, 48)), "p.png")
     assert analysis.overlay_png is None and analysis.regions[0].heatmap_peak is None
     assert "overlay_ms" not in analysis.timings_ms
+
+
+def test_a_tall_odd_patch_and_a_film_keep_their_geometry_and_hash(tmp_path: Path) -> None:
+    import hashlib
+
+    heat = np.zeros((48, 48), np.float32)
+    heat[30, 10] = 1.0
+    model = _PinnedModel(write_fake_bundle(tmp_path / "bundle"), heat)
+    analyser = ModelAnalyser(model, 10**7, ScopeLimits.resolve(model.manifest.scope))  # type: ignore[arg-type]
+    tall = analyser.analyse(_png(_film(60, 41)), "tall.png")  # padded to 60 x 60: 9 columns left, 10 right
+    assert tall.regions[0].heatmap_peak == (-9 + round(10.5 * 60 / 48 - 0.5), round(30.5 * 60 / 48 - 0.5))
+    film = _png(_film(300, 400))
+    needs = analyser.analyse(film, "film.png")
+    assert needs.status == NEEDS_ROI and needs.sha256 == hashlib.sha256(film).hexdigest()

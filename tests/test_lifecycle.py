@@ -528,6 +528,8 @@ def test_a_full_disk_pauses_intake_and_it_resumes_when_space_returns(
 
     free = {"mb": 10.0}
     monkeypatch.setattr(daemon_module, "free_megabytes", lambda _path: free["mb"])
+    messages: list[str] = []
+    monkeypatch.setattr(daemon_module, "notify", lambda message: messages.append(message) or True)
     config = _config(tmp_path)  # min_free_mb is 200 by default
     _drop(config, "waiting.png", b"content")
     daemon = Daemon(config, FakeAnalyser(), exit_when_idle=True)
@@ -537,10 +539,11 @@ def test_a_full_disk_pauses_intake_and_it_resumes_when_space_returns(
         runner.start()
         _wait_until(lambda: "not taking new scans until space is freed" in caplog.text)
         assert (config.paths.inbox / "waiting.png").is_file() and not daemon.counts  # paused, not exited
-        free["mb"] = 10_000.0
+        free["mb"] = 200.0  # exactly the minimum: enough
         runner.join(30)
     assert not runner.is_alive() and summaries[0].counts == {"archived": 1}
-    assert "disk space is back (10000 MB free): resuming" in caplog.text
+    assert "disk space is back (200 MB free): resuming" in caplog.text
+    assert "STATUS=paused: only 10 MB free, minimum 200 MB" in messages
     assert (config.paths.archive / "waiting.png").read_bytes() == b"content"
 
 
@@ -692,3 +695,60 @@ def test_the_loop_pings_rescans_and_prunes_by_its_own_clock(tmp_path: Path, monk
     assert messages == ["READY=1"] + ["WATCHDOG=1"] * 5 + ["STOPPING=1"]
     assert rescans == [1000.0, 1002.0, 1004.0]
     assert prunes == [1000.0, 1003.0]
+
+
+def test_symbolic_links_are_taken_at_once_and_never_as_sidecars(tmp_path: Path) -> None:
+    from edge_app.service.intake import Arrival, InboxTracker
+
+    clock = FakeClock()
+    tracker = InboxTracker(tmp_path, settle_seconds=5.0, recursive=False, limit=10, clock=clock, sidecar_wait=5.0)
+    (tmp_path / "link.png").symlink_to("/etc/hostname")
+    (tmp_path / "scan.png").write_bytes(b"scan")
+    (tmp_path / "scan.roi.json").symlink_to("/etc/hostname")  # a linked sidecar is not read, nor paired
+    (tmp_path / "ghost.mask.png").symlink_to("/etc/hostname")
+    tracker.rescan()
+    assert tracker.ready() == [Arrival(tmp_path / "link.png", None)]  # quarantined unread by the pipeline, now
+    tracker.forget(tmp_path / "link.png")
+    clock.now += 10.0
+    assert tracker.ready() == [Arrival(tmp_path / "scan.png", None)]
+
+
+def test_only_a_recursive_tracker_looks_into_subfolders(tmp_path: Path) -> None:
+    from edge_app.service.intake import InboxTracker
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "deep.png").write_bytes(b"x")
+    (tmp_path / "top.png").write_bytes(b"x")
+    flat = InboxTracker(tmp_path, settle_seconds=0.0, recursive=False, limit=10, clock=FakeClock())
+    flat.rescan()
+    deep = InboxTracker(tmp_path, settle_seconds=0.0, recursive=True, limit=10, clock=FakeClock())
+    deep.rescan()
+    assert (flat.pending, deep.pending) == (1, 2)
+
+
+def test_status_words_and_the_journal_file() -> None:
+    from collections import Counter
+
+    from edge_app.service.daemon import _counts_text, journal_path
+
+    assert _counts_text(Counter({"archived": 3, "quarantined": 1})) == "3 classified, 1 quarantined"
+    assert _counts_text(Counter({"archived": 2, "needs_roi": 1, "vanished": 4})) == (
+        "2 classified, 0 quarantined, 1 need regions, 4 vanished"
+    )
+    assert journal_path(Config()) == Path("/var/lib/mammo-edge/state/journal.sqlite3")
+
+
+def test_a_scan_is_followed_by_a_watchdog_ping_only_when_systemd_watches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edge_app.service.daemon as daemon_module
+
+    for interval in (None, 30.0):
+        messages: list[str] = []
+        monkeypatch.setattr(daemon_module, "notify", lambda message, sent=messages: sent.append(message) or True)
+        monkeypatch.setattr(daemon_module, "watchdog_interval", lambda value=interval: value)
+        config = _config(tmp_path / str(interval))
+        _drop(config, "a.png", b"a")
+        Daemon(config, FakeAnalyser(), exit_when_idle=True).run()
+        expected = ["READY=1", "STATUS=1 classified, 0 quarantined, 0 waiting"]
+        assert messages == [*expected, *(["WATCHDOG=1"] if interval else []), "STOPPING=1"]

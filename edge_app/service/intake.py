@@ -118,7 +118,8 @@ class InboxTracker:
         return found
 
     def _sidecar_of(self, scan: Path) -> Path | None:
-        """The scan's sidecar in the inbox: ``NAME.roi.json`` or ``NAME.mask.png`` (the suffix in any case)."""
+        """The scan's sidecar in the inbox: ``NAME.roi.json`` or ``NAME.mask.png`` (the suffix in any case; never a
+        symbolic link, which is not read)."""
         names = sidecar_names(scan.relative_to(self.inbox).as_posix())
         for name in names:
             candidate = self.inbox / name
@@ -130,7 +131,8 @@ class InboxTracker:
             tracked = list(self._seen)
         for path in tracked:
             name = path.relative_to(self.inbox).as_posix()
-            if name.startswith(base) and name[len(base) :].lower() in SIDECAR_SUFFIXES and path.is_file():
+            suffix = name[len(base) :].lower()
+            if name.startswith(base) and suffix in SIDECAR_SUFFIXES and path.is_file() and not path.is_symlink():
                 return path
         return None
 
