@@ -366,8 +366,8 @@ def test_scope_documents_and_descriptions() -> None:
 
 def test_extent_uses_row_and_column_spacing_to_a_tenth_of_a_millimetre() -> None:
     pixels = np.zeros((7, 10), np.uint8)
-    measured = Measured.of(DecodedImage(pixels, "DICOM", (0.083, 0.07)))  # rows 0.083 mm apart, columns 0.07 mm
-    assert measured == Measured(10, 7, (0.7, 0.6))  # 10 x 0.07 wide, 7 x 0.083 high
+    measured = Measured.of(DecodedImage(pixels, "DICOM", (0.083, 0.071)))  # rows 0.083 mm apart, columns 0.071
+    assert measured == Measured(10, 7, (0.7, 0.6))  # 0.71 mm wide, 0.581 mm high, to a tenth
     assert Measured.of(DecodedImage(pixels, "PNG")).extent_mm is None
 
 
@@ -381,3 +381,23 @@ def test_the_scope_guard_includes_its_limits() -> None:
     assert ScopeLimits.resolve(TrainingScope(patch_side_px=(3, 10))).min_side_px == 1  # half of 3, rounded down
     with pytest.raises(Exception, match=r"patch_side_mm must be 0 < min <= max, got \[0.0, 5.0\]"):
         TrainingScope(patch_side_mm=(0.0, 5.0))
+
+
+def test_the_needs_roi_reason_in_full() -> None:
+    limits = ScopeLimits(min_side_px=20, max_side_px=100, max_extent_mm=30.0)
+    reason = needs_roi_reason(Measured(400, 300, (40.0, 30.0)), limits, "left.cc.v2.dcm")
+    assert reason == (
+        "the image is 400x300 px (40 x 30 mm), larger than the mass patches this model was trained on (20..100 px a "
+        "side, at most 30 mm), and the model answers only for such patches, never for a whole film. Mark the masses to "
+        'classify: drop left.cc.v2.roi.json ({"regions": [{"label": "A", "x": ..., "y": ..., "radius": ...}]}) or a '
+        "mask beside the scan and submit it again"
+    )
+    assert "drop NAME.roi.json" in (needs_roi_reason(Measured(5, 5, None), limits) or "")
+    assert "drop film.roi.json" in (needs_roi_reason(Measured(5, 5, None), limits, "film") or "")
+    with pytest.raises(Exception, match=r"^scope patch_side_px must be 0 < min <= max, got \[0, 5\]$"):
+        TrainingScope(patch_side_px=(0, 5))
+    assert TrainingScope(patch_side_px=(1, 1), patch_side_mm=(0.1, 0.1)).patch_side_px == (1, 1)
+    with pytest.raises(Exception, match=r"^manifest scope is invalid: "):
+        TrainingScope.from_dict({"patch_side_px": "wide"})
+    with pytest.raises(Exception, match=r"^manifest scope: unknown key\(s\) 'side'"):
+        TrainingScope.from_dict({"side": 1})
