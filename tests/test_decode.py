@@ -184,3 +184,78 @@ def test_32_bit_integer_pixels_are_read_on_the_16_bit_scale_or_refused() -> None
     for values in ([0, 65536], [-1, 5]):
         with pytest.raises(UnsupportedFormatError, match=r"^TIFF with 32-bit integer pixels outside 0..65535 is not"):
             decode_bytes(tiff(values))
+
+
+@pytest.mark.parametrize(
+    ("mode", "container"),
+    [
+        ("1", "PNG"),
+        ("P", "PNG"),
+        ("PA", "TIFF"),
+        ("LA", "PNG"),
+        ("RGBA", "PNG"),
+        ("CMYK", "TIFF"),
+        ("YCbCr", "TIFF"),
+    ],
+)
+def test_every_pillow_colour_mode_becomes_its_luma(mode: str, container: str) -> None:
+    import io
+
+    from PIL import Image
+
+    from edge_app.decode import decode_bytes
+
+    rgb = Image.fromarray(
+        (np.add.outer(np.arange(12) * 20, np.arange(9)[:, None, None] * 0).squeeze() % 256)
+        .astype(np.uint8)
+        .reshape(9, 12, 1)
+        .repeat(3, axis=2)
+        * np.array([1, 0, 1], np.uint8)
+    )
+    image = rgb.convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, container)
+    decoded = decode_bytes(buffer.getvalue())
+    expected = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("L"))
+    assert decoded.format == ("TIFF" if container == "TIFF" else "PNG") and decoded.pixels.dtype == np.uint8
+    np.testing.assert_array_equal(decoded.pixels, expected)
+
+
+def test_a_float_raster_and_unknown_bytes_are_refused_by_name() -> None:
+    import io
+
+    from PIL import Image
+
+    from edge_app.decode import decode_bytes
+    from edge_app.errors import UnsupportedFormatError
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.arange(12, dtype=np.float32).reshape(3, 4)).save(buffer, "TIFF")
+    with pytest.raises(UnsupportedFormatError, match=r"^TIFF pixel mode 'F' is not supported$"):
+        decode_bytes(buffer.getvalue())
+    with pytest.raises(UnsupportedFormatError) as caught:
+        decode_bytes(b"scan of 3 May")
+    assert str(caught.value) == (
+        "unrecognised file format (first bytes 73 63 61 6e 20 6f 66 20); "
+        "expected PNG, JPEG, TIFF, BMP, PGM/PPM or DICOM"
+    )
+
+
+def test_a_header_past_the_decoders_own_bomb_limit_is_refused_unread() -> None:
+    import struct
+    import zlib
+
+    from edge_app.decode import decode_bytes
+    from edge_app.errors import TooManyPixelsError
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    def png(width: int, height: int) -> bytes:  # a header, and no pixel data at all
+        header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+        return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+    with pytest.raises(TooManyPixelsError, match=r"^the image is 10000x7000 = 70,000,000 pixels, over the limit of 6"):
+        decode_bytes(png(10000, 7000))  # over ours (60 Mpx), under Pillow's
+    with pytest.raises(TooManyPixelsError, match=r"^the image is too large for the decoder's safety limit: "):
+        decode_bytes(png(20000, 20000), max_pixels=10**9)  # 400 Mpx: Pillow refuses it first
