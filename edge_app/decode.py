@@ -172,17 +172,16 @@ def _decode_dicom(data: bytes, max_pixels: int) -> DecodedImage:
     try:
         pixels = dataset.pixel_array
     except (NotImplementedError, RuntimeError) as exc:
-        syntax = dataset.file_meta.get("TransferSyntaxUID", "unknown")
-        name = getattr(syntax, "name", str(syntax))
+        syntax = dataset.file_meta.TransferSyntaxUID  # a decoder was looked for: the file names its syntax
         raise UnsupportedFormatError(
-            f"cannot decode DICOM transfer syntax {name}: {exc}".splitlines()[0]
+            f"cannot decode DICOM transfer syntax {syntax.name}: {exc}".splitlines()[0]
             + " (install pylibjpeg / pylibjpeg-openjpeg for JPEG-compressed DICOM)"
         ) from exc
     except (ValueError, EOFError) as exc:
         raise TruncatedFileError(f"the DICOM pixel data is incomplete: {exc}".splitlines()[0]) from exc
     except (AttributeError, KeyError) as exc:  # pydicom: "Missing required element: (0028,0101) 'Bits Stored'"
         raise UnsupportedFormatError(f"the DICOM header lacks what its pixel data needs: {exc}") from exc
-    photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    photometric = str(dataset.PhotometricInterpretation).upper()  # decoding the pixels required it
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         gray = _dicom_colour_to_gray8(pixels, dataset, photometric)
     else:
@@ -209,7 +208,7 @@ def _pixel_spacing(dataset: Any) -> tuple[float, float] | None:
 
 def _dicom_colour_to_gray8(pixels: NDArray[Any], dataset: Any, photometric: str) -> Gray8:
     """Colour pixels as pydicom gives them (YBR already converted to RGB) to luma."""
-    if pixels.ndim != 3 or pixels.shape[-1] != 3 or int(dataset.get("BitsAllocated", 8)) != 8:
+    if pixels.ndim != 3 or pixels.shape[-1] != 3 or int(dataset.BitsAllocated) != 8:
         raise UnsupportedFormatError(f"DICOM colour encoding {photometric} is not supported")
     return np.array(Image.fromarray(pixels.astype(np.uint8)).convert("L"))
 
@@ -257,7 +256,7 @@ def _window_to_unit(values: NDArray[np.float64], dataset: Any) -> NDArray[np.flo
 def _nominal_range(dataset: Any) -> tuple[float, float]:
     """The value range `BitsStored` allows, carried through the rescale slope and intercept."""
     bits = int(dataset.BitsStored)  # decoding the pixels required it
-    if int(dataset.get("PixelRepresentation", 0)) == 1:
+    if int(dataset.PixelRepresentation) == 1:
         low, high = -float(2 ** (bits - 1)), float(2 ** (bits - 1) - 1)
     else:
         low, high = 0.0, float(2**bits - 1)
