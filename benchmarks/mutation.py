@@ -14,6 +14,7 @@ reaches counts as survived, and a mutant that crashes the test run (a segfault) 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import re
@@ -124,11 +125,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--again", action="store_true", help="re-run only the mutants not killed in the last run")
+    parser.add_argument(
+        "--only", default="*", help="with --again: mutants whose names match one of these comma-separated globs"
+    )
     args = parser.parse_args(argv)
     if not args.again:
         shutil.rmtree(args.work, ignore_errors=True)
     stage(args.work)
-    again = [name for name, code in verdicts(args.work).items() if code not in KILLED | TIMEOUT] if args.again else []
+    again = [
+        name
+        for name, code in verdicts(args.work).items()
+        if args.again
+        and code not in KILLED | TIMEOUT
+        and any(fnmatch.fnmatchcase(name, pattern) for pattern in args.only.split(","))
+    ]
     command = [mutmut_command(), "run", "--max-children", str(args.max_children), *again]
     if subprocess.run(command, cwd=args.work, check=False).returncode != 0:
         print("mutmut run failed", file=sys.stderr)
