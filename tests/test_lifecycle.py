@@ -4,6 +4,7 @@ which recovery must end in exactly one result or quarantine entry."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -423,8 +424,23 @@ def test_a_sidecar_that_left_before_the_claim_is_a_clear_refusal(tmp_path: Path)
     sidecar.unlink()
     final = pipeline.resume(record)
     assert final.state is ScanState.QUARANTINED and final.failure is not None
-    assert final.failure.kind == "MissingSidecar" and "scan.roi.json" in final.failure.reason
+    assert (final.failure.stage, final.failure.kind) == ("regions", "MissingSidecar")
+    assert final.failure.reason.startswith("its region file scan.roi.json left the inbox before it could be read: ")
+    assert final.sha256 == hashlib.sha256(b"content").hexdigest()  # the scan itself was read
     assert (config.paths.quarantine / "scan.png").read_bytes() == b"content"
+
+
+def test_an_entry_that_cannot_be_read_is_refused_at_ingest(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    pipeline = _pipeline(config)
+    folder = config.paths.inbox / "folder.png"  # a folder named like a scan
+    folder.mkdir(parents=True)
+    (folder / "inside.txt").write_text("kept")
+    final = pipeline.take(folder)
+    assert final.state is ScanState.QUARANTINED and final.failure is not None and final.sha256 is None
+    assert (final.failure.stage, final.failure.kind) == ("ingest", "IsADirectoryError")
+    assert final.failure.reason.startswith("[Errno 21] Is a directory: ")
+    assert (config.paths.quarantine / "folder.png" / "inside.txt").read_text() == "kept"
 
 
 def test_the_daemon_pairs_scans_and_sidecars_dropped_apart_in_either_order(tmp_path: Path) -> None:
