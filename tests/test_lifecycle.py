@@ -558,6 +558,7 @@ def test_a_full_disk_pauses_intake_and_it_resumes_when_space_returns(
         free["mb"] = 200.0  # exactly the minimum: enough
         runner.join(30)
     assert not runner.is_alive() and summaries[0].counts == {"archived": 1}
+    assert caplog.text.count("disk space is back") == 1  # said when it came back, not at start-up
     assert "disk space is back (200 MB free): resuming" in caplog.text
     assert "STATUS=paused: only 10 MB free, minimum 200 MB" in messages
     assert (config.paths.archive / "waiting.png").read_bytes() == b"content"
@@ -768,3 +769,10 @@ def test_a_scan_is_followed_by_a_watchdog_ping_only_when_systemd_watches(
         Daemon(config, FakeAnalyser(), exit_when_idle=True).run()
         expected = ["READY=1", "STATUS=1 classified, 0 quarantined, 0 waiting"]
         assert messages == [*expected, *(["WATCHDOG=1"] if interval else []), "STOPPING=1"]
+
+
+def test_the_daemon_takes_scans_from_subfolders_when_told_to(tmp_path: Path) -> None:
+    config = _config(tmp_path)  # recursive
+    _drop(config, "ward/a.png", b"a")
+    assert Daemon(config, FakeAnalyser(), exit_when_idle=True).run().counts == {"archived": 1}
+    assert (config.paths.archive / "ward" / "a.png").read_bytes() == b"a"
