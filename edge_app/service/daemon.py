@@ -146,7 +146,8 @@ class Daemon:
                     notify("WATCHDOG=1")
                     last_ping = self.clock()
             if not ready:
-                if self.exit_when_idle and self.tracker.pending == 0 and not _scans_in(self.config.paths.inbox):
+                inbox, recursive = self.config.paths.inbox, self.config.ingest.recursive
+                if self.exit_when_idle and self.tracker.pending == 0 and not _scans_in(inbox, recursive):
                     log.info("inbox empty: exiting (--exit-when-idle)")
                     break
                 self.stopping.wait(TICK_SECONDS)
@@ -165,9 +166,11 @@ class Daemon:
         return low
 
 
-def _scans_in(inbox: Path) -> bool:
-    """Whether anything but a sidecar waiting for its scan is in the inbox (`--exit-when-idle` waits for those)."""
-    return any(sidecar_kind(path.name) is None for path in inbox.iterdir())
+def _scans_in(inbox: Path, recursive: bool) -> bool:
+    """Whether a file other than a sidecar waiting for its scan is in the inbox (`--exit-when-idle` waits for those;
+    an empty subfolder is not a scan)."""
+    entries = inbox.rglob("*") if recursive else inbox.iterdir()
+    return any((path.is_file() or path.is_symlink()) and sidecar_kind(path.name) is None for path in entries)
 
 
 def _counts_text(counts: Counter[str]) -> str:
