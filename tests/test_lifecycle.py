@@ -776,3 +776,68 @@ def test_the_daemon_takes_scans_from_subfolders_when_told_to(tmp_path: Path) -> 
     _drop(config, "ward/a.png", b"a")
     assert Daemon(config, FakeAnalyser(), exit_when_idle=True).run().counts == {"archived": 1}
     assert (config.paths.archive / "ward" / "a.png").read_bytes() == b"a"
+
+
+def test_the_service_makes_every_folder_it_needs_however_deep(tmp_path: Path) -> None:
+    root = tmp_path / "not" / "yet"
+    folders = {name: root / name / "deep" for name in ("inbox", "results", "archive", "quarantine", "state")}
+    config = Config(paths=PathsSection(**folders), ingest=IngestSection(settle_seconds=0.0, recursive=True))
+    pipeline = _pipeline(config)
+    assert all(folder.is_dir() for folder in folders.values())
+    good = pipeline.take(_drop(config, "ward/a/scan.png", b"scan"), _drop(config, "ward/a/scan.roi.json", b"A"))
+    bad = pipeline.take(_drop(config, "ward/b/bad.png", b"BAD"))
+    assert (good.state, bad.state) == (ScanState.ARCHIVED, ScanState.QUARANTINED)
+    assert (config.paths.archive / "ward/a/scan.roi.json").read_bytes() == b"A"
+    assert (config.paths.quarantine / "ward/b/bad.png.error.json").is_file()
+
+
+def test_a_move_records_its_time() -> None:
+    record = received("a.png", now=1.0)
+    assert advance(record, ScanState.CLAIMED, now=5.0).updated == 5.0
+    assert advance(record, ScanState.CLAIMED).updated > 5.0  # now
+
+
+def test_the_record_carries_the_analysis_and_a_refusal_clears_it(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    journal_file = config.paths.state / "journal.sqlite3"
+    stopping = _pipeline(config, StoppingJournal(journal_file, ScanState.ANALYSED, "after"))
+    with pytest.raises(StopInjectedError):
+        stopping.take(_drop(config, "a.png", b"good"))
+    analysed = stopping.journal.unfinished()[0]
+    expected = FakeAnalyser().analyse(b"good", "a.png")
+    assert (analysed.status, analysed.label, analysed.probability) == (
+        expected.status,
+        expected.label,
+        expected.probability,
+    )
+    assert analysed.result_stem == "a" and analysed.settled_name == "a.png"
+    stopping.journal.close()
+    (config.paths.state / "processing" / analysed.scan_id).write_bytes(b"BAD now")  # refused when analysed again
+    recovering = _pipeline(config)
+    recovering.recover()
+    (final,) = list(recovering.journal.since(0))
+    assert final.state is ScanState.QUARANTINED and final.sha256 == hashlib.sha256(b"BAD now").hexdigest()
+    assert (final.result_stem, final.duplicate_of, final.status, final.label, final.probability) == (None,) * 5
+
+
+def test_names_are_reserved_in_the_folder_the_scan_goes_to(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    pipeline = _pipeline(config)
+    for folder, name in ((config.paths.quarantine, "a.png"), (config.paths.archive, "b.png")):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"older")
+    (config.paths.quarantine / "c.png.error.json").write_bytes(b"{}")  # an error file holds its scan's name
+    (config.paths.archive / "d.png.error.json").write_bytes(b"{}")  # but not in the archive
+    assert pipeline.take(_drop(config, "a.png", b"a")).settled_name == "a.png"  # archived: the quarantine's is no clash
+    assert pipeline.take(_drop(config, "b.png", b"BAD b")).settled_name == "b.png"
+    assert pipeline.take(_drop(config, "c.png", b"BAD c")).settled_name == "c (2).png"
+    assert pipeline.take(_drop(config, "d.png", b"d")).settled_name == "d.png"
+
+
+def test_a_decoding_refusal_with_a_sidecar_is_not_blamed_on_the_sidecar(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    record = _pipeline(config).take(_drop(config, "film.dcm", b"BAD"), _drop(config, "film.roi.json", b"A"))
+    assert record.failure is not None and record.failure.reason == "unrecognised file format (fake)"
+    film = _pipeline(config).take(_drop(config, "other.dcm", b"FULL film"))
+    results, _, _ = _outcomes(config)
+    assert film.status == "needs_roi" and results[0]["reason"] == "other.dcm is a full-field film (fake)"

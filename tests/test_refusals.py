@@ -6,6 +6,7 @@ needs a region) or a check failed; 2 refused to start (a bad configuration, bund
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -167,6 +168,7 @@ def test_each_refusal_is_quarantined_with_its_own_reason_and_the_input_kept(
     assert record.failure.reason.startswith(reason), record.failure.reason
     error = json.loads((config.paths.quarantine / f"{name}.error.json").read_text())
     assert (error["stage"], error["exception"], error["reason"]) == (stage, kind, record.failure.reason)
+    assert error["sha256"] == hashlib.sha256(data).hexdigest()  # which file it was, whatever its name
     assert (config.paths.quarantine / name).read_bytes() == data  # kept as it came
     if sidecar is not None:
         assert (config.paths.quarantine / sidecar[0]).read_bytes() == sidecar[1]

@@ -181,3 +181,24 @@ def test_result_stems_never_collide(
     for file in existing:
         (tmp_path / file).write_bytes(b"")
     assert writer.free_stem(name, reserved.__contains__) == stem
+
+
+def test_documents_are_indented_and_keep_names_as_written(tmp_path: Path) -> None:
+    writer = ResultWriter(tmp_path, FAKE_IDENTITY)
+    analysis = Analysis("e" * 64, "classified", FACTS, ANSWERS, None, None, {})
+    path = writer.write_result(_record(input_name="ünï 乳腺.dcm", result_stem="x"), analysis)
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith('{\n  "schema": "mammo-edge/result",\n') and '"input": "ünï 乳腺.dcm"' in text
+    assert text.endswith("}\n")
+    assert '"input": "ünï 乳腺.dcm"' in (tmp_path / "results.jsonl").read_text(encoding="utf-8")
+
+
+def test_a_long_audit_log_cut_inside_a_character_is_still_read(tmp_path: Path) -> None:
+    writer = ResultWriter(tmp_path, FAKE_IDENTITY)
+    analysis = Analysis("e" * 64, "classified", FACTS, ANSWERS, None, None, {})
+    filler = ",".join(AUDIT_FIELDS) + "\n" + "é" * 40000 + "\n"  # the 64 KiB tail starts in a 2-byte character
+    for name in ("results.csv", "results.jsonl"):
+        (tmp_path / name).write_text(filler, encoding="utf-8")
+    writer.write_result(_record(), analysis)
+    writer.write_result(_record(), analysis)
+    assert (tmp_path / "results.csv").read_text(encoding="utf-8").count(",abc123,") == 1
