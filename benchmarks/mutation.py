@@ -82,6 +82,8 @@ def mutmut_command() -> str:
 def stage(root: Path) -> None:
     """Copy the project's files as they are in the work tree (tracked, and new ones not ignored) to `root`, with
     ``mammo_convert`` also at the top."""
+    for stale in (root / "tests", root / "mutants" / "tests"):  # a test removed from the project is gone here too
+        shutil.rmtree(stale, ignore_errors=True)
     listing = ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
     listed = subprocess.run(listing, cwd=REPO, capture_output=True, check=True).stdout
     for name in filter(None, listed.decode().split("\0")):
