@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -18,12 +19,21 @@ from typing import Any
 
 from edge_app.config import Config, resolve_config
 from edge_app.decode import DEFAULT_MAX_PIXELS, SCAN_SUFFIXES
-from edge_app.errors import EXIT_OK, EXIT_SOME_REJECTED, DataError, MammoEdgeError, MissingInputError, run_main
-from edge_app.model import EdgeModel
+from edge_app.errors import (
+    EXIT_OK,
+    EXIT_SOME_REJECTED,
+    ConfigError,
+    DataError,
+    MammoEdgeError,
+    MissingInputError,
+    run_main,
+)
+from edge_app.model import EdgeModel, ModelIdentity
 from edge_app.regions import sidecar_kind, sidecar_names
 from edge_app.scope import ScopeLimits
 from edge_app.service.analyse import ModelAnalyser, Sidecar
 from edge_app.service.journal import Journal
+from edge_app.service.writer import AnswerSink
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +62,7 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", help="[model] variant")
     parser.add_argument("--runtime", help="[model] runtime: auto, ai_edge_litert, tflite_runtime, tensorflow")
     parser.add_argument("--threads", type=int, help="[model] threads")
-    for folder in ("inbox", "results", "archive", "quarantine", "state"):
+    for folder in ("inbox", "results", "archive", "quarantine", "state", "outbox"):
         parser.add_argument(f"--{folder}", type=Path, help=f"[paths] {folder}")
     parser.add_argument("--settle-seconds", type=float, help="[ingest] settle_seconds")
     parser.add_argument("--sidecar-wait", type=float, help="[ingest] sidecar_wait")
@@ -66,7 +76,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return {
         "model": given(bundle=args.bundle, variant=args.variant, runtime=args.runtime, threads=args.threads),
         "paths": given(
-            **{name: getattr(args, name) for name in ("inbox", "results", "archive", "quarantine", "state")}
+            **{name: getattr(args, name) for name in ("inbox", "results", "archive", "quarantine", "state", "outbox")}
         ),
         "ingest": given(settle_seconds=args.settle_seconds, sidecar_wait=args.sidecar_wait, polling=args.polling),
     }
@@ -78,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (
         ("run", "watch the inbox and classify every scan dropped there"),
         ("check-config", "validate and print the effective configuration"),
-        ("status", "counts, the last result and the model"),
+        ("status", "counts, the last result, the outbox and the model"),
+        ("dicom-listen", "receive DICOM over the network into the inbox ([dicom] in the config)"),
+        ("dicom-forward", "send the DICOM answers in the outbox to [dicom.forward]"),
     ):
         command = commands.add_parser(name, help=text)
         _config_arguments(command)
@@ -115,6 +127,17 @@ def _load_analyser(config: Config) -> ModelAnalyser:
     return ModelAnalyser(loaded, config.ingest.max_pixels, limits)
 
 
+def _answer_sinks(config: Config, identity: ModelIdentity) -> tuple[AnswerSink, ...]:
+    """The DICOM report and capture of every analysed DICOM scan (queued for forwarding when a host is set)."""
+    if not config.dicom.answers:
+        return ()
+    from edge_app.dicom.answers import DicomAnswerWriter
+    from edge_app.dicom.outbox import Outbox
+
+    outbox = Outbox(config.paths.outbox) if config.dicom.forward.host else None
+    return (DicomAnswerWriter(config.paths.results, identity, outbox),)
+
+
 def run_command(args: argparse.Namespace) -> int:
     from edge_app.service.daemon import Daemon, install_signal_handlers, journal_path, outcome_table
 
@@ -122,7 +145,9 @@ def run_command(args: argparse.Namespace) -> int:
     install_signal_handlers(stopping)
     config = resolve_config(args.config, _overrides(args))
     setup_logging(config.log.level)
-    summary = Daemon(config, _load_analyser(config), args.exit_when_idle, stopping).run()
+    analyser = _load_analyser(config)
+    sinks = _answer_sinks(config, analyser.identity)
+    summary = Daemon(config, analyser, args.exit_when_idle, stopping, sinks=sinks).run()
     if args.exit_when_idle and summary.counts:
         journal = Journal(journal_path(config))
         try:
@@ -167,8 +192,54 @@ def status_command(args: argparse.Namespace) -> int:
     waiting = [p for p in config.paths.inbox.glob("*") if p.is_file()] if config.paths.inbox.is_dir() else []
     sidecars = sum(sidecar_kind(p.name) is not None for p in waiting)
     print(f"inbox: {len(waiting) - sidecars} scan(s) waiting, {sidecars} region file(s) waiting for their scan")
+    if config.dicom.forward.host:
+        print(_outbox_line(config))
     manifest = load_manifest(config.model.bundle, verify_files=False)
     print(f"model: {manifest.name} {manifest.version} ({manifest.architecture}, threshold {manifest.threshold:.3f})")
+    return EXIT_OK
+
+
+def _outbox_line(config: Config) -> str:
+    from edge_app.dicom.outbox import Outbox
+
+    state = Outbox(config.paths.outbox).state()
+    forward = config.dicom.forward
+    line = f"outbox to {forward.ae_title}@{forward.host}:{forward.port}: {state.pending} pending, {state.sent} sent"
+    if state.oldest_pending is not None:
+        line += f", oldest waiting {time.time() - state.oldest_pending:.0f} s"
+    if state.last_error is not None and state.pending:
+        line += f", last error: {state.last_error}"
+    return line
+
+
+def dicom_listen_command(args: argparse.Namespace) -> int:
+    from edge_app.dicom.listen import StorageListener
+    from edge_app.service.daemon import install_signal_handlers, journal_path
+
+    stopping = threading.Event()
+    install_signal_handlers(stopping)
+    config = resolve_config(args.config, _overrides(args))
+    setup_logging(config.log.level)
+    StorageListener(config.dicom, config.paths.inbox, journal_path(config)).serve(stopping)
+    return EXIT_OK
+
+
+def dicom_forward_command(args: argparse.Namespace) -> int:
+    from edge_app.dicom.forward import Forwarder
+    from edge_app.dicom.outbox import Outbox
+    from edge_app.service.daemon import install_signal_handlers
+
+    stopping = threading.Event()
+    install_signal_handlers(stopping)
+    config = resolve_config(args.config, _overrides(args))
+    setup_logging(config.log.level)
+    if not config.dicom.forward.host:
+        raise ConfigError("[dicom.forward] host is empty: there is nowhere to forward to")
+    outbox = Outbox(config.paths.outbox)
+    pruned = outbox.prune_sent(config.journal.retention_days)
+    if pruned:
+        log.info("forgot %d answer(s) sent more than %s days ago", pruned, config.journal.retention_days)
+    Forwarder(config.dicom, outbox).run(stopping)
     return EXIT_OK
 
 
@@ -263,6 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "check-config": check_config_command,
         "status": status_command,
         "once": once_command,
+        "dicom-listen": dicom_listen_command,
+        "dicom-forward": dicom_forward_command,
     }
     return run_main(f"mammo-edge {args.command}", lambda: commands[args.command](args))
 

@@ -8,10 +8,12 @@ names the file.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,7 @@ class PathsSection:
     archive: Path = Path("/srv/mammo-edge/archive")
     quarantine: Path = Path("/srv/mammo-edge/quarantine")
     state: Path = Path("/var/lib/mammo-edge/state")
+    outbox: Path = Path("/var/lib/mammo-edge/outbox")  # DICOM answers waiting to be forwarded
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,33 @@ class LogSection:
 
 
 @dataclass(frozen=True)
+class DicomForwardSection:
+    """Where DICOM answers (SR and Secondary Capture) are sent; no ``host``: they are written, not sent."""
+
+    ae_title: str = "PACS"
+    host: str = ""
+    port: int = 104
+    timeout_seconds: float = 30.0
+    retry_seconds: float = 10.0  # the first retry's delay; each failure doubles it, up to retry_max_seconds
+    retry_max_seconds: float = 600.0
+
+
+@dataclass(frozen=True)
+class DicomSection:
+    """The DICOM node: ``mammo-edge dicom-listen`` (off unless enabled) and the answers written for DICOM scans."""
+
+    enabled: bool = False
+    ae_title: str = "MAMMO_EDGE"
+    port: int = 11112
+    bind_address: str = "0.0.0.0"
+    allowed_ae_titles: tuple[str, ...] = ()  # calling AE titles allowed to associate (none: nobody)
+    allowed_networks: tuple[str, ...] = ()  # source address ranges, e.g. "10.1.2.0/24" (none: any address)
+    max_associations: int = 4
+    answers: bool = True  # write an SR and a Secondary Capture into the results for every analysed DICOM scan
+    forward: DicomForwardSection = DicomForwardSection()
+
+
+@dataclass(frozen=True)
 class Config:
     model: ModelSection = ModelSection()
     paths: PathsSection = PathsSection()
@@ -86,34 +116,53 @@ class Config:
     scope: ScopeSection = ScopeSection()
     journal: JournalSection = JournalSection()
     log: LogSection = LogSection()
+    dicom: DicomSection = DicomSection()
 
     def to_toml(self) -> str:
         """The effective configuration, as a TOML file that would reproduce it."""
-        lines = []
+        lines: list[str] = []
         for section in fields(self):
-            lines.append(f"[{section.name}]")
-            values = getattr(self, section.name)
-            for item in fields(values):
-                value = getattr(values, item.name)
-                text = (
-                    ("true" if value else "false")
-                    if isinstance(value, bool)
-                    else f'"{value}"'
-                    if isinstance(value, (str, Path))
-                    else str(value)
-                )
-                lines.append(f"{item.name} = {text}")
-            lines.append("")
+            _section_toml(section.name, getattr(self, section.name), lines)
         return "\n".join(lines)
+
+
+def _section_toml(name: str, values: Any, lines: list[str]) -> None:
+    lines.append(f"[{name}]")
+    nested = []
+    for item in fields(values):
+        value = getattr(values, item.name)
+        if is_dataclass(value):
+            nested.append((f"{name}.{item.name}", value))
+        else:
+            lines.append(f"{item.name} = {_toml_value(value)}")
+    lines.append("")
+    for nested_name, nested_values in nested:
+        _section_toml(nested_name, nested_values, lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, (str, Path)):
+        return json.dumps(str(value))
+    return str(value)
 
 
 _SECTIONS: dict[str, Any] = {section.name: type(section.default) for section in fields(Config)}
 
 
 def _convert(section: str, key: str, raw: Any, name: str) -> Any:
-    """`raw` as the field's type, named as annotated (``bool``, ``int``, ``float``, ``Path``, ``str``)."""
+    """`raw` as the field's type, named as annotated (``bool``, ``int``, ``float``, ``Path``, ``str``, or
+    ``tuple[str, ...]``: a TOML list of strings, or one comma-separated string from the environment)."""
     where = f"[{section}] {key}"
     try:
+        if name == "tuple[str, ...]":
+            items = raw.split(",") if isinstance(raw, str) else raw
+            if not isinstance(items, list | tuple) or not all(isinstance(item, str) for item in items):
+                raise ValueError
+            return tuple(item.strip() for item in items if item.strip())
         if name == "bool":
             if isinstance(raw, bool):
                 return raw
@@ -137,18 +186,29 @@ def _convert(section: str, key: str, raw: Any, name: str) -> Any:
 
 def _apply(config: Config, values: Mapping[str, Mapping[str, Any]], origin: str) -> Config:
     for section, items in checked_fields(Config, dict(values), origin, ConfigError, noun="section").items():
-        cls = _SECTIONS[section]
-        known = {item.name: str(item.type) for item in fields(cls)}  # annotations are strings in this module
-        checked = checked_fields(
-            cls, dict(items) if isinstance(items, Mapping) else items, f"{origin} [{section}]", ConfigError
-        )
-        updates = {key: _convert(section, key, raw, known[key]) for key, raw in checked.items()}
-        config = replace(config, **{section: replace(getattr(config, section), **updates)})
+        updated = _apply_section(section, getattr(config, section), items, origin)
+        config = replace(config, **{section: updated})
     return config
 
 
-def _from_environment(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
-    values: dict[str, dict[str, str]] = {}
+def _apply_section(name: str, current: Any, items: Any, origin: str) -> Any:
+    """`current` (a section) with `items` applied; a nested section (``[dicom.forward]``) is a table inside it."""
+    known = {item.name: str(item.type) for item in fields(current)}  # annotations are strings in this module
+    checked = checked_fields(
+        type(current), dict(items) if isinstance(items, Mapping) else items, f"{origin} [{name}]", ConfigError
+    )
+    updates = {
+        key: _apply_section(f"{name}.{key}", getattr(current, key), raw, origin)
+        if is_dataclass(getattr(current, key))
+        else _convert(name, key, raw, known[key])
+        for key, raw in checked.items()
+    }
+    return replace(current, **updates)
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """``MAMMO_EDGE_<SECTION>_<KEY>``; a nested section's key is ``MAMMO_EDGE_DICOM_FORWARD_HOST``."""
+    values: dict[str, dict[str, Any]] = {}
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
             continue
@@ -156,7 +216,20 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
         section = next((s for s in _SECTIONS if rest.startswith(s + "_")), None)
         if section is None:
             raise ConfigError(f"environment: unknown variable {name} (expected {ENV_PREFIX}<SECTION>_<KEY>)")
-        values.setdefault(section, {})[rest[len(section) + 1 :]] = raw
+        key = rest[len(section) + 1 :]
+        table = values.setdefault(section, {})
+        nested = next(
+            (
+                item.name
+                for item in fields(_SECTIONS[section])
+                if is_dataclass(item.default) and key.startswith(item.name + "_")
+            ),
+            None,
+        )
+        if nested is None:
+            table[key] = raw
+        else:
+            table.setdefault(nested, {})[key[len(nested) + 1 :]] = raw
     return values
 
 
@@ -180,7 +253,10 @@ def _validate(config: Config) -> Config:
         raise ConfigError(f"[scope] min_side_px {scope.min_side_px} exceeds max_side_px {scope.max_side_px}")
     if config.journal.retention_days <= 0:
         raise ConfigError(f"[journal] retention_days must be > 0, got {config.journal.retention_days}")
-    folders = {name: getattr(config.paths, name).resolve() for name in ("inbox", "results", "archive", "quarantine")}
+    _validate_dicom(config.dicom)
+    folders = {
+        name: getattr(config.paths, name).resolve() for name in ("inbox", "results", "archive", "quarantine", "outbox")
+    }
     for name, path in folders.items():
         for other, other_path in folders.items():
             if name < other and (
@@ -188,6 +264,29 @@ def _validate(config: Config) -> Config:
             ):
                 raise ConfigError(f"[paths] {name} and {other} must be separate folders ({path}, {other_path})")
     return config
+
+
+def _validate_dicom(dicom: DicomSection) -> None:
+    for where, port in (("[dicom] port", dicom.port), ("[dicom.forward] port", dicom.forward.port)):
+        if not 1 <= port <= 65535:
+            raise ConfigError(f"{where} must be 1-65535, got {port}")
+    for where, title in [("[dicom] ae_title", dicom.ae_title), ("[dicom.forward] ae_title", dicom.forward.ae_title)] + [
+        ("[dicom] allowed_ae_titles", title) for title in dicom.allowed_ae_titles
+    ]:
+        if not 1 <= len(title) <= 16 or not title.isascii() or "\\" in title or not title.isprintable():
+            raise ConfigError(f"{where}: {title!r} is not an AE title (1-16 printable ASCII characters, no backslash)")
+    for network in dicom.allowed_networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(f"[dicom] allowed_networks: {network!r} is not an address or network") from None
+    if dicom.max_associations < 1:
+        raise ConfigError(f"[dicom] max_associations must be >= 1, got {dicom.max_associations}")
+    forward = dicom.forward
+    if forward.timeout_seconds <= 0 or forward.retry_seconds <= 0 or forward.retry_max_seconds < forward.retry_seconds:
+        raise ConfigError(
+            "[dicom.forward] timeout_seconds and retry_seconds must be > 0, retry_max_seconds >= retry_seconds"
+        )
 
 
 def resolve_config(

@@ -46,8 +46,9 @@ class RegionView:
     heatmap: Heatmap | None  # over `window`, in [0, 1]
 
 
-def render(scan: Gray8, regions: Sequence[RegionView]) -> BGR:
-    """The composed overlay picture (BGR)."""
+def render(scan: Gray8, regions: Sequence[RegionView], headline: str | None = None) -> BGR:
+    """The composed overlay picture (BGR); `headline`, when given, is written over the top of the scan (what a
+    picture without regions says instead, e.g. why nothing was classified)."""
     height, width = scan.shape
     scale = min(VIEW_SIDE, max(MIN_VIEW_SIDE, height, width)) / max(height, width)
     view_size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -58,6 +59,8 @@ def render(scan: Gray8, regions: Sequence[RegionView]) -> BGR:
             _paint_heat(view, region, scale)
     for region in regions:
         _outline(view, region, scale)
+    if headline is not None:
+        _label(view, headline, (4, 18))
     panel = _panel(regions, view.shape[0])
     canvas_height = max(view.shape[0], panel.shape[0]) + CAPTION
     canvas = np.zeros((canvas_height, view.shape[1] + panel.shape[1], 3), np.uint8)

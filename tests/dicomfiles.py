@@ -10,6 +10,7 @@ import numpy as np
 from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import (
+    DigitalMammographyXRayImageStorageForPresentation,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -62,3 +63,35 @@ def encode(dataset: Dataset, syntax: Any = ExplicitVRLittleEndian) -> bytes:
 
 def dicom_bytes(pixels: np.ndarray, **attributes: Any) -> bytes:
     return encode(image_dataset(pixels, **attributes))
+
+
+def mammogram(pixels: np.ndarray, **attributes: Any) -> Dataset:
+    """A Digital Mammography image for presentation, with the patient, study and series a modality sends (what a
+    DICOM answer copies into its own instances)."""
+    study = {
+        "SOPClassUID": DigitalMammographyXRayImageStorageForPresentation,
+        "PatientName": "Test^Patient",
+        "PatientID": "TEST-0001",
+        "PatientBirthDate": "19600101",
+        "PatientSex": "F",
+        "StudyInstanceUID": generate_uid(),
+        "SeriesInstanceUID": generate_uid(),
+        "StudyID": "1",
+        "StudyDate": "20261129",
+        "StudyTime": "101500",
+        "AccessionNumber": "ACC-1",
+        "ReferringPhysicianName": "",
+        "SeriesNumber": 1,
+        "InstanceNumber": 1,
+        "Manufacturer": "test",
+        "PatientOrientation": ["A", "R"],
+        "ImageLaterality": "R",
+        "ViewPosition": "CC",
+        "ImageType": ["ORIGINAL", "PRIMARY", ""],
+        "PresentationIntentType": "FOR PRESENTATION",
+        "ImagerPixelSpacing": [0.1, 0.1],
+        "PixelSpacing": [0.1, 0.1],
+    }
+    dataset = image_dataset(pixels, **{**study, **attributes})
+    dataset.file_meta.MediaStorageSOPClassUID = dataset.SOPClassUID
+    return dataset

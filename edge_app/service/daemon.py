@@ -29,7 +29,7 @@ from edge_app.service.journal import Journal
 from edge_app.service.lifecycle import ScanRecord, ScanState
 from edge_app.service.pipeline import ScanPipeline
 from edge_app.service.settle import Settler
-from edge_app.service.writer import ResultWriter
+from edge_app.service.writer import AnswerSink, ResultWriter
 from edge_app.systemd import notify, watchdog_interval
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,9 @@ def journal_path(config: Config) -> Path:
     return config.paths.state / "journal.sqlite3"
 
 
-def build_pipeline(config: Config, journal: Journal, analyser: Analyser) -> ScanPipeline:
+def build_pipeline(
+    config: Config, journal: Journal, analyser: Analyser, sinks: tuple[AnswerSink, ...] = ()
+) -> ScanPipeline:
     """The scan pipeline over the configured folders (the one place that wires the stages together)."""
     paths = config.paths
     paths.inbox.mkdir(parents=True, exist_ok=True)
@@ -49,7 +51,7 @@ def build_pipeline(config: Config, journal: Journal, analyser: Analyser) -> Scan
         journal,
         Claimer(paths.inbox, paths.state / "processing", journal),
         analyser,
-        ResultWriter(paths.results, analyser.identity, rejections=paths.quarantine),
+        ResultWriter(paths.results, analyser.identity, rejections=paths.quarantine, sinks=sinks),
         Settler(paths.archive, paths.quarantine, journal.settled_name_taken),
     )
 
@@ -68,11 +70,12 @@ class Daemon:
         exit_when_idle: bool = False,
         stopping: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sinks: tuple[AnswerSink, ...] = (),
     ) -> None:
         self.config = config
         self.analyser = analyser
         self.journal = Journal(journal_path(config))
-        self.pipeline = build_pipeline(config, self.journal, analyser)
+        self.pipeline = build_pipeline(config, self.journal, analyser, sinks)
         ingest = config.ingest
         self.tracker = InboxTracker(
             config.paths.inbox, ingest.settle_seconds, ingest.recursive, ingest.queue_limit, clock, ingest.sidecar_wait

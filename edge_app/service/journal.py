@@ -57,6 +57,10 @@ CREATE TABLE IF NOT EXISTS scan_records (
 CREATE INDEX IF NOT EXISTS scan_records_sha256 ON scan_records (sha256, state);
 CREATE INDEX IF NOT EXISTS scan_records_state ON scan_records (state, updated);
 """
+_NAME_INDEXES = """
+CREATE INDEX IF NOT EXISTS scan_records_input ON scan_records (input_name);
+CREATE INDEX IF NOT EXISTS scan_records_sidecar ON scan_records (sidecar_name);
+"""
 _FINAL = tuple(state.value for state in FINAL_STATES)
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM scan_records"
 
@@ -103,6 +107,7 @@ class Journal:
         for column in ("sidecar_name", "status"):  # a journal written by schema 2 gains the columns, empty
             if column not in present:
                 self._db.execute(f"ALTER TABLE scan_records ADD COLUMN {column} TEXT")
+        self._db.executescript(_NAME_INDEXES)  # after the columns a schema 2 journal gains
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -152,6 +157,13 @@ class Journal:
 
     def result_stem_taken(self, stem: str) -> bool:
         return self._db.execute("SELECT 1 FROM scan_records WHERE result_stem = ?", (stem,)).fetchone() is not None
+
+    def knows_name(self, name: str) -> bool:
+        """Whether a scan or a region sidecar of this name (relative to the inbox) was received before."""
+        found = self._db.execute(
+            "SELECT 1 FROM scan_records WHERE input_name = ? OR sidecar_name = ? LIMIT 1", (name, name)
+        ).fetchone()
+        return found is not None
 
     def settled_name_taken(self, name: str) -> bool:
         found = self._db.execute("SELECT 1 FROM scan_records WHERE settled_name = ?", (name,)).fetchone()

@@ -51,7 +51,7 @@ class ScanPipeline:
                 record, analysis = self._analyse(record)  # a crash lost the analysis: the same bytes give it again
             elif record.state is ScanState.ANALYSED:
                 assert analysis is not None
-                self.writer.write_result(record, analysis)
+                self.writer.write_result(record, analysis, self.claimer.claimed_path(record))
                 record = self.journal.advance(record, ScanState.WRITTEN)
             elif record.state is ScanState.REJECTED:
                 self.writer.write_rejection(record)

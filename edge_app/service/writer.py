@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from edge_app.fsutil import append_durably, atomic_write, unique_stem
 from edge_app.model import ModelIdentity
@@ -120,13 +120,28 @@ def rejection_document(record: ScanRecord) -> dict[str, Any]:
     }
 
 
-class ResultWriter:
-    """Writes into `results` (and rejections into `rejections`, the quarantine, when there is one)."""
+class AnswerSink(Protocol):
+    """A further answer to an analysed scan, written with its result (the DICOM report and capture). It must be
+    idempotent: after a crash the write stage runs again."""
 
-    def __init__(self, results: Path, identity: ModelIdentity, rejections: Path | None = None) -> None:
+    def answer(self, record: ScanRecord, analysis: Analysis, source: Path) -> None: ...
+
+
+class ResultWriter:
+    """Writes into `results` (and rejections into `rejections`, the quarantine, when there is one); `sinks` add
+    their answers to every analysed scan's, before its result JSON (so a result never precedes its answers)."""
+
+    def __init__(
+        self,
+        results: Path,
+        identity: ModelIdentity,
+        rejections: Path | None = None,
+        sinks: tuple[AnswerSink, ...] = (),
+    ) -> None:
         self.results = results
         self.identity = identity
         self.rejections = rejections
+        self.sinks = sinks
         results.mkdir(parents=True, exist_ok=True)
 
     def free_stem(self, input_name: str, is_reserved: Callable[[str], bool]) -> str:
@@ -135,11 +150,15 @@ class ResultWriter:
         stem = Path(input_name).stem or "scan"
         return unique_stem(self.results, stem, RESULT_SUFFIXES, is_reserved)
 
-    def write_result(self, record: ScanRecord, analysis: Analysis) -> Path:
-        """Overlay, result JSON and audit line of a classified scan; returns the JSON's path."""
+    def write_result(self, record: ScanRecord, analysis: Analysis, source: Path | None = None) -> Path:
+        """Overlay, the sinks' answers (given the scan's file, `source`), result JSON and audit line of an analysed
+        scan; returns the JSON's path."""
         assert record.result_stem is not None, "the result stem is reserved before writing"
         if analysis.overlay_png is not None:
             atomic_write(self.results / str(record.overlay_file), analysis.overlay_png)
+        if source is not None:
+            for sink in self.sinks:
+                sink.answer(record, analysis, source)
         target = self.results / str(record.result_file)
         atomic_write(target, _json_bytes(result_document(record, analysis, self.identity)))
         self._audit(record, analysis.status)

@@ -1,0 +1,107 @@
+"""The durable outbox between the analysis daemon (which has no network) and the forwarder (which has nothing else).
+
+``pending/<SOP Instance UID>.dcm`` waits to be sent; ``sent/<...>.dcm`` was acknowledged by the destination;
+``retry.json`` holds each pending instance's failed attempts, its next try (wall clock, so a backoff holds across
+restarts and reboots) and the last error. An instance is moved to ``sent/`` right after the destination's success
+status, so an acknowledged answer is not sent again; only a crash in the instant between the acknowledgement and that
+rename repeats one, and a repeat carries the same SOP Instance UID, which a PACS stores once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge_app.fsutil import atomic_write, move_durably
+
+RETRY_FILE = "retry.json"
+
+
+@dataclass(frozen=True)
+class Attempts:
+    count: int
+    next_try: float  # seconds since the epoch
+    error: str
+
+
+@dataclass(frozen=True)
+class OutboxState:
+    pending: int
+    sent: int
+    oldest_pending: float | None  # mtime of the oldest pending instance
+    last_error: str | None
+
+
+class Outbox:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.pending_folder = folder / "pending"
+        self.sent_folder = folder / "sent"
+        for path in (self.pending_folder, self.sent_folder):
+            path.mkdir(parents=True, exist_ok=True)
+
+    def put(self, name: str, data: bytes) -> None:
+        """Queue an instance once: a name already pending or sent is not queued again (a repeated write stage)."""
+        if (self.sent_folder / name).exists() or (self.pending_folder / name).exists():
+            return
+        atomic_write(self.pending_folder / name, data)
+
+    def pending(self) -> list[Path]:
+        """Pending instances, oldest first (dot-files are unfinished writes)."""
+        found = [path for path in self.pending_folder.iterdir() if not path.name.startswith(".")]
+        return sorted(found, key=lambda path: (path.stat().st_mtime, path.name))
+
+    def due(self, now: float) -> list[Path]:
+        attempts = self._attempts()
+        return [path for path in self.pending() if path.name not in attempts or attempts[path.name].next_try <= now]
+
+    def mark_sent(self, name: str) -> None:
+        move_durably(self.pending_folder / name, self.sent_folder / name)
+        attempts = self._attempts()
+        if attempts.pop(name, None) is not None:
+            self._save(attempts)
+
+    def note_failures(self, names: list[str], error: str, now: float, first_delay: float, max_delay: float) -> None:
+        """One more failed attempt for each of `names`; the next try waits twice as long as the last (capped)."""
+        attempts = self._attempts()
+        for name in names:
+            count = attempts[name].count + 1 if name in attempts else 1
+            delay = min(max_delay, first_delay * 2 ** (count - 1))
+            attempts[name] = Attempts(count, now + delay, error)
+        self._save(attempts)
+
+    def attempts(self, name: str) -> Attempts | None:
+        return self._attempts().get(name)
+
+    def state(self) -> OutboxState:
+        pending = self.pending()
+        attempts = self._attempts()
+        latest = max(attempts.values(), key=lambda item: item.next_try, default=None)
+        return OutboxState(
+            len(pending),
+            sum(1 for path in self.sent_folder.iterdir() if not path.name.startswith(".")),
+            pending[0].stat().st_mtime if pending else None,
+            None if latest is None else latest.error,
+        )
+
+    def prune_sent(self, retention_days: float, now: float | None = None) -> int:
+        """Forget acknowledged instances older than `retention_days` (the results folder keeps its own copy)."""
+        cutoff = (time.time() if now is None else now) - retention_days * 86400
+        removed = 0
+        for path in self.sent_folder.iterdir():
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        return removed
+
+    def _attempts(self) -> dict[str, Attempts]:
+        path = self.folder / RETRY_FILE
+        if not path.exists():
+            return {}
+        return {name: Attempts(**values) for name, values in json.loads(path.read_text()).items()}
+
+    def _save(self, attempts: dict[str, Attempts]) -> None:
+        document = {name: vars(item) for name, item in attempts.items()}
+        atomic_write(self.folder / RETRY_FILE, (json.dumps(document, indent=1) + "\n").encode())
