@@ -32,7 +32,11 @@ def test_layers_override_in_order(tmp_path: Path) -> None:
     ("text", "environ", "message"),
     [
         ("[model]\nbundel = '/x'\n", {}, "[model]: unknown key(s) 'bundel' (known: bundle, variant,"),
-        ("[modle]\nthreads = 2\n", {}, "unknown section(s) 'modle' (known: model, paths, ingest, scope, journal, log, dicom)"),
+        (
+            "[modle]\nthreads = 2\n",
+            {},
+            "unknown section(s) 'modle' (known: model, paths, ingest, scope, journal, log, dicom)",
+        ),
         ("", {"MAMMO_EDGE_MODEL_THREDS": "2"}, "environment [model]: unknown key(s) 'threds'"),
         ("", {"MAMMO_EDGE_COLOUR": "red"}, "unknown variable MAMMO_EDGE_COLOUR"),
         ("[model]\nthreads = 'many'\n", {}, "[model] threads must be int"),

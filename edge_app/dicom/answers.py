@@ -208,6 +208,11 @@ def _capture(source: Dataset, scan_id: str, analysis: Analysis) -> Dataset:
     capture.PatientOrientation = source.get("PatientOrientation", "")  # MG's compound values ("A\\FR") kept whole
     if "ImageLaterality" in source:
         capture.ImageLaterality = source.ImageLaterality
+    reference = Dataset()
+    reference.ReferencedSOPClassUID = source.SOPClassUID
+    reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
+    capture.SourceImageSequence = [reference]
+    capture.DerivationDescription = "mammo-edge overlay: regions, probabilities and Grad-CAM over the source image"
     capture.BurnedInAnnotation = "YES"
     capture.ImageComments = NOTICE
     capture.ConversionType = "WSD"  # workstation: a derived picture, not a digitised film

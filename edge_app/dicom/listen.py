@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import highdicom as hd
 import numpy as np
+from numpy.typing import NDArray
 from pydicom import uid as uids
 from pydicom.dataset import Dataset
 from pydicom.pixels.decoders.base import get_decoder
@@ -84,6 +84,36 @@ def is_uid(value: str) -> bool:
     return 0 < len(value) <= 64 and all(part.isdigit() and part.isascii() for part in value.split("."))
 
 
+def segmentation_masks(dataset: Dataset) -> dict[str, NDArray[np.bool_]]:
+    """Each referenced image's mask: the union of the Segmentation's frames derived from it (every segment), read
+    with pydicom (highdicom's reader wants a slice thickness that 2-D projection images do not have)."""
+    frames = np.asarray(dataset.pixel_array)
+    if frames.ndim == 2:
+        frames = frames[np.newaxis]
+    per_frame = dataset.get("PerFrameFunctionalGroupsSequence") or []
+    masks: dict[str, NDArray[np.bool_]] = {}
+    for index, frame in enumerate(frames):
+        sources = [
+            str(source.ReferencedSOPInstanceUID)
+            for derivation in (per_frame[index].get("DerivationImageSequence") or [] if index < len(per_frame) else [])
+            for source in derivation.get("SourceImageSequence") or []
+        ]
+        if not sources:
+            referenced = [
+                str(instance.ReferencedSOPInstanceUID)
+                for series in dataset.get("ReferencedSeriesSequence") or []
+                for instance in series.get("ReferencedInstanceSequence") or []
+            ]
+            if len(referenced) != 1:
+                raise ValueError(f"frame {index + 1} does not say which image it segments")
+            sources = referenced
+        for image_uid in sources:
+            if not is_uid(image_uid):
+                raise ValueError(f"referenced instance UID {image_uid!r} is not a UID")
+            masks[image_uid] = masks.get(image_uid, np.zeros(frame.shape, bool)) | (frame > 0)
+    return masks
+
+
 class StorageListener:
     def __init__(self, dicom: DicomSection, inbox: Path, journal_path: Path) -> None:
         if not dicom.enabled:
@@ -134,6 +164,7 @@ class StorageListener:
                 "association from %s (%s) refused: address not allowed", address, event.assoc.requestor.ae_title
             )
             event.assoc.acse.send_reject(*REJECT_ADDRESS)
+            event.assoc.kill()  # as pynetdicom's own refusals: the reject is sent before the socket closes
 
     def on_echo(self, event: Any) -> int:
         return SUCCESS
@@ -143,6 +174,7 @@ class StorageListener:
         calling = event.assoc.requestor.ae_title
         try:
             dataset: Dataset = event.dataset
+            dataset.file_meta = event.file_meta  # the negotiated transfer syntax, which decoding its pixels needs
             sop_uid = str(dataset.get("SOPInstanceUID", ""))
             sop_class = str(dataset.get("SOPClassUID", ""))
         except Exception as exc:  # pydicom raises many kinds on a malformed data set; the sender needs one status
@@ -158,30 +190,20 @@ class StorageListener:
     def _store_regions(self, dataset: Dataset, sop_uid: str, calling: str) -> int:
         """A Segmentation becomes ``<referenced SOP Instance UID>.mask.png``, the region sidecar of that image."""
         try:
-            segmentation = hd.seg.Segmentation.from_dataset(dataset, copy=False)
-            referenced = sorted(
-                {
-                    str(instance.ReferencedSOPInstanceUID)
-                    for series in dataset.ReferencedSeriesSequence
-                    for instance in series.ReferencedInstanceSequence
-                }
-            )
-            masks = {}
-            for image_uid in referenced:
-                if not is_uid(image_uid):
-                    raise ValueError(f"referenced instance UID {image_uid!r} is not a UID")
-                labels = segmentation.get_pixels_by_source_instance([image_uid], combine_segments=True)
-                ok, png = cv2.imencode(".png", np.where(labels[0] > 0, 255, 0).astype(np.uint8))
-                if not ok:
-                    raise ValueError("its mask could not be encoded")
-                masks[f"{image_uid}{MASK_SUFFIX}"] = png.tobytes()
+            masks = segmentation_masks(dataset)
         except (AttributeError, KeyError, ValueError, TypeError, RuntimeError) as exc:
             log.warning("segmentation %s from %s refused: %s", sop_uid, calling, exc)
             return CANNOT_UNDERSTAND
         if not masks:
             log.warning("segmentation %s from %s refused: it references no image", sop_uid, calling)
             return DATASET_DOES_NOT_MATCH
-        return self._store_once(masks, sop_uid, calling)
+        files = {}
+        for image_uid, mask in masks.items():
+            ok, png = cv2.imencode(".png", np.where(mask, 255, 0).astype(np.uint8))
+            if not ok:
+                raise ValueError(f"the mask of {image_uid} could not be encoded")
+            files[f"{image_uid}{MASK_SUFFIX}"] = png.tobytes()
+        return self._store_once(files, sop_uid, calling)
 
     def _store_once(self, files: dict[str, bytes], sop_uid: str, calling: str) -> int:
         with self._lock:

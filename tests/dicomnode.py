@@ -1,0 +1,112 @@
+"""The DICOM node under test: a listener on a free local port in a thread, dcmtk's tools, a storescp destination."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_app.config import Config, DicomSection, PathsSection
+from edge_app.dicom.listen import StorageListener
+from edge_app.service.daemon import journal_path
+
+SENDER = "MODALITY"
+needs_dcmtk = pytest.mark.skipif(
+    shutil.which("storescu") is None or shutil.which("storescp") is None,
+    reason="dcmtk (echoscu, storescu, storescp) is not installed: `make test` installs it",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on port {port}")
+
+
+def node_config(root: Path, **dicom: Any) -> Config:
+    paths = PathsSection(
+        **{name: root / name for name in ("inbox", "results", "archive", "quarantine", "state", "outbox")}
+    )
+    settings = {"enabled": True, "port": free_port(), "bind_address": "127.0.0.1", "allowed_ae_titles": (SENDER,)}
+    return replace(Config(), paths=paths, dicom=replace(DicomSection(), **{**settings, **dicom}))
+
+
+@dataclass
+class Listening:
+    config: Config
+    listener: StorageListener
+
+    @property
+    def port(self) -> int:
+        return self.config.dicom.port
+
+    @property
+    def inbox(self) -> Path:
+        return self.config.paths.inbox
+
+
+@contextlib.contextmanager
+def listening(config: Config) -> Iterator[Listening]:
+    """The listener serving in a thread until the block ends."""
+    listener = StorageListener(config.dicom, config.paths.inbox, journal_path(config))
+    stopping = threading.Event()
+    thread = threading.Thread(target=listener.serve, args=(stopping,), name="listener")
+    thread.start()
+    try:
+        wait_for_port(config.dicom.port)
+        yield Listening(config, listener)
+    finally:
+        stopping.set()
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the listener did not stop"
+
+
+def storescu(
+    port: int, *files: Path, calling: str = SENDER, options: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """dcmtk's storescu, all files in one association, proposing only what the files need (`-R`), in the
+    transfer syntaxes `options` name (uncompressed by default)."""
+    command = ["storescu", "-aet", calling, "-aec", "MAMMO_EDGE", "-R", *options, "127.0.0.1", str(port)]
+    command += [str(path) for path in files]
+    return subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+
+
+def echoscu(port: int, calling: str = SENDER) -> subprocess.CompletedProcess[str]:
+    command = ["echoscu", "-aet", calling, "-aec", "MAMMO_EDGE", "127.0.0.1", str(port)]
+    return subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
+
+
+@contextlib.contextmanager
+def storescp(folder: Path, port: int, ae_title: str = "PACS") -> Iterator[subprocess.Popen[str]]:
+    """dcmtk's storescp writing what it receives into `folder` (the PACS that answers are forwarded to)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        ["storescp", "-aet", ae_title, "-od", str(folder), "-uf", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for_port(port)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -1,0 +1,271 @@
+"""The storage listener, driven by dcmtk's echoscu and storescu (and pynetdicom where dcmtk cannot say it): who may
+associate, what is accepted, durable writes under the instance's UID, a re-sent instance stored once, a kill
+mid-transfer that the sender sees and a re-send repairs, Segmentations turned into region sidecars."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+from dicomfiles import encode, mammogram
+from dicomnode import SENDER, echoscu, listening, needs_dcmtk, node_config, storescu, wait_for_port
+from pydicom.pixels.encoders.base import get_encoder
+from pydicom.uid import CTImageStorage, JPEG2000Lossless, JPEGLSLossless, RLELossless, generate_uid
+from pynetdicom import AE
+
+from edge_app.config import DicomSection
+from edge_app.decode import decode_bytes
+from edge_app.dicom import listen
+from edge_app.dicom.listen import StorageListener, decodable_syntaxes, is_uid
+from edge_app.errors import ConfigError
+from edge_app.regions import parse_sidecar
+from edge_app.service.daemon import journal_path
+from edge_app.service.journal import Journal
+from edge_app.service.lifecycle import received
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _mammogram_file(folder: Path, rows: int = 256, columns: int = 192, syntax: str | None = None) -> Path:
+    pixels = np.random.default_rng(rows).integers(0, 4096, (rows, columns)).astype(np.uint16)
+    dataset = mammogram(pixels, BitsStored=12, HighBit=11)
+    if syntax is not None:
+        dataset.compress(syntax)
+    path = folder / f"{dataset.SOPInstanceUID}.src.dcm"
+    path.write_bytes(encode(dataset, dataset.file_meta.TransferSyntaxUID))
+    return path
+
+
+def _stored(inbox: Path) -> list[str]:
+    return sorted(path.name for path in inbox.iterdir())
+
+
+def test_the_listener_is_off_unless_enabled_and_lets_nobody_in_by_default(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"\[dicom\] enabled is false"):
+        StorageListener(DicomSection(allowed_ae_titles=("X",)), tmp_path / "inbox", tmp_path / "j.sqlite3")
+    with pytest.raises(ConfigError, match=r"allowed_ae_titles is empty: nobody could send"):
+        StorageListener(DicomSection(enabled=True), tmp_path / "inbox", tmp_path / "j.sqlite3")
+
+
+def test_uids_are_checked_before_they_become_file_names() -> None:
+    assert is_uid("1.2.840.10008.5.1.4.1.1.1.2") and is_uid("1")
+    for bad in ("", "../etc/passwd", "1.2.a", "1..2", "1." * 40, "1.2 ", "\uff11.2"):
+        assert not is_uid(bad), bad
+
+
+def test_compressed_syntaxes_are_offered_only_where_they_decode() -> None:
+    offered = decodable_syntaxes()
+    assert offered[:3] == listen.UNCOMPRESSED and RLELossless in offered  # pydicom decodes RLE natively
+    for syntax in listen.COMPRESSED_CANDIDATES:
+        from pydicom.pixels.decoders.base import get_decoder
+
+        assert (syntax in offered) == get_decoder(syntax).is_available
+
+
+@needs_dcmtk
+def test_echo_from_an_allowed_title_and_refusals_of_others(tmp_path: Path) -> None:
+    with listening(node_config(tmp_path)) as node:
+        assert echoscu(node.port).returncode == 0
+        refused = echoscu(node.port, calling="STRANGER")
+        assert refused.returncode != 0 and "Calling AE Title Not Recognized" in refused.stdout + refused.stderr
+    with listening(node_config(tmp_path, allowed_networks=("10.0.0.0/8",))) as node:
+        refused = echoscu(node.port)
+        assert refused.returncode != 0 and "Association Rejected" in refused.stdout + refused.stderr
+    with listening(node_config(tmp_path, allowed_networks=("127.0.0.0/8", "10.0.0.0/8"))) as node:
+        assert echoscu(node.port).returncode == 0
+
+
+@needs_dcmtk
+def test_a_mammogram_is_stored_durably_under_its_uid_and_a_resend_is_stored_once(tmp_path: Path) -> None:
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    first, second = _mammogram_file(sources, 256), _mammogram_file(sources, 300)
+    with listening(node_config(tmp_path)) as node:
+        sent = storescu(node.port, first, second)
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        names = [f"{pydicom.dcmread(path).SOPInstanceUID}.dcm" for path in (first, second)]
+        assert _stored(node.inbox) == sorted(names)
+        stored = pydicom.dcmread(node.inbox / names[0])
+        original = pydicom.dcmread(first)
+        assert stored.PixelData == original.PixelData and stored.PatientID == original.PatientID
+        # Sent again while waiting in the inbox, then again after the daemon took it (its journal knows the name).
+        before = (node.inbox / names[0]).stat().st_mtime_ns
+        assert storescu(node.port, first).returncode == 0
+        assert (node.inbox / names[0]).stat().st_mtime_ns == before
+        journal = Journal(journal_path(node.config))
+        journal.insert(received(names[0]))
+        journal.close()
+        (node.inbox / names[0]).unlink()
+        assert storescu(node.port, first).returncode == 0
+        assert _stored(node.inbox) == [names[1]]
+
+
+@needs_dcmtk
+def test_only_mammography_and_secondary_capture_images_are_accepted(tmp_path: Path) -> None:
+    pixels = np.zeros((64, 64), np.uint16)
+    ct = mammogram(pixels, SOPClassUID=CTImageStorage, Modality="CT")
+    ct.file_meta.MediaStorageSOPClassUID = CTImageStorage
+    path = tmp_path / "ct.dcm"
+    path.write_bytes(encode(ct))
+    with listening(node_config(tmp_path)) as node:
+        refused = storescu(node.port, path)
+        assert refused.returncode != 0, refused.stdout
+        assert "No Acceptable Presentation Contexts" in refused.stdout + refused.stderr
+        assert _stored(node.inbox) == []
+
+
+@needs_dcmtk
+def test_compressed_mammograms_arrive_in_their_own_syntax_and_decode(tmp_path: Path) -> None:
+    syntaxes = [
+        syntax
+        for syntax in (RLELossless, JPEGLSLossless, JPEG2000Lossless)
+        if syntax in decodable_syntaxes() and get_encoder(syntax).is_available
+    ]
+    assert RLELossless in syntaxes  # at least the one pydicom writes natively
+    files = [_mammogram_file(tmp_path, 128 + index, syntax=syntax) for index, syntax in enumerate(syntaxes)]
+    flags = {RLELossless: "-xr", JPEGLSLossless: "-xt", JPEG2000Lossless: "-xv"}
+    with listening(node_config(tmp_path)) as node:
+        for path, syntax in zip(files, syntaxes, strict=True):
+            sent = storescu(node.port, path, options=(flags[syntax],))
+            assert sent.returncode == 0, sent.stdout + sent.stderr
+        for path, syntax in zip(files, syntaxes, strict=True):
+            stored = node.inbox / f"{pydicom.dcmread(path).SOPInstanceUID}.dcm"
+            assert pydicom.dcmread(stored).file_meta.TransferSyntaxUID == syntax
+            assert decode_bytes(stored.read_bytes()).pixels.shape == (128 + files.index(path), 192)
+
+
+def test_a_full_disk_is_reported_to_the_sender_and_nothing_is_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_space(path: Path, data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(listen, "atomic_write", no_space)
+    dataset = pydicom.dcmread(_mammogram_file(tmp_path))
+    with listening(node_config(tmp_path)) as node:
+        status = _send_with_pynetdicom(node.port, dataset)
+        assert status == listen.OUT_OF_RESOURCES
+        assert _stored(node.inbox) == []
+
+
+def _send_with_pynetdicom(port: int, dataset: pydicom.Dataset) -> int:
+    ae = AE(ae_title=SENDER)
+    ae.add_requested_context(dataset.SOPClassUID, [dataset.file_meta.TransferSyntaxUID])
+    association = ae.associate("127.0.0.1", port, ae_title="MAMMO_EDGE")
+    assert association.is_established
+    try:
+        return int(association.send_c_store(dataset).Status)
+    finally:
+        association.release()
+
+
+def _segmentation(source: pydicom.Dataset, mask: np.ndarray) -> pydicom.Dataset:
+    description = hd.seg.SegmentDescription(
+        segment_number=1,
+        segment_label="mass",
+        segmented_property_category=hd.sr.CodedConcept("49755003", "SCT", "Morphologically abnormal structure"),
+        segmented_property_type=hd.sr.CodedConcept("4147007", "SCT", "Mass"),
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
+    )
+    return hd.seg.Segmentation(
+        source_images=[source],
+        pixel_array=mask,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[description],
+        series_instance_uid=generate_uid(),
+        series_number=7,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer="test",
+        manufacturer_model_name="test",
+        software_versions="1",
+        device_serial_number="1",
+    )
+
+
+def test_a_segmentation_becomes_the_region_sidecar_of_the_image_it_references(tmp_path: Path) -> None:
+    source = pydicom.dcmread(_mammogram_file(tmp_path, 200, 160))
+    mask = np.zeros((200, 160), bool)
+    mask[40:90, 30:70] = True
+    mask[120:150, 100:140] = True
+    segmentation = _segmentation(source, mask)
+    with listening(node_config(tmp_path)) as node:
+        assert _send_with_pynetdicom(node.port, segmentation) == listen.SUCCESS
+        sidecar = node.inbox / f"{source.SOPInstanceUID}.mask.png"
+        assert _stored(node.inbox) == [sidecar.name]
+        regions = parse_sidecar("mask", sidecar.read_bytes(), 160, 200)
+        boxes = sorted((region.bounds(160, 200).x0, region.bounds(160, 200).y0) for region in regions)
+        assert boxes == [(30, 40), (100, 120)]
+        sidecar.unlink()  # taken by the daemon, which recorded it as the scan's sidecar: a re-send is not stored
+        journal = Journal(journal_path(node.config))
+        journal.insert(received(f"{source.SOPInstanceUID}.dcm", sidecar.name))
+        journal.close()
+        assert _send_with_pynetdicom(node.port, segmentation) == listen.SUCCESS
+        assert _stored(node.inbox) == []
+
+
+@needs_dcmtk
+def test_a_kill_mid_transfer_fails_the_sender_and_the_resend_is_stored_once(tmp_path: Path) -> None:
+    """A real `mammo-edge dicom-listen` process, killed while a large film is on the wire."""
+    config = node_config(tmp_path)
+    config_file = tmp_path / "config.toml"
+    config_file.write_text(config.to_toml())
+    film = _mammogram_file(tmp_path, 4096, 3328)  # a full-field film's size: 27 MB on the wire
+    command = [sys.executable, "-m", "edge_app.cli", "dicom-listen", "--config", str(config_file)]
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def start() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(config.dicom.port)
+        return process
+
+    listener = start()
+    sender = subprocess.Popen(
+        [
+            "storescu",
+            "-v",
+            "-aet",
+            SENDER,
+            "-aec",
+            "MAMMO_EDGE",
+            "--max-send-pdu",
+            "4096",
+            "127.0.0.1",
+            str(config.dicom.port),
+            str(film),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert sender.stdout is not None
+    seen = []
+    for line in sender.stdout:  # killed once the film is on the wire (its 6,500 PDUs take a while)
+        seen.append(line)
+        if "Sending Store Request" in line:
+            listener.send_signal(signal.SIGKILL)
+            break
+    listener.wait()
+    output = "".join(seen) + sender.communicate(timeout=60)[0]
+    assert sender.returncode != 0, output  # the sender knows the film did not arrive
+    assert _stored(config.paths.inbox) == []  # and nothing half-written is under a final name
+    listener = start()
+    try:
+        for _ in range(2):  # the re-send, and one more for good measure
+            assert storescu(config.dicom.port, film).returncode == 0
+        assert _stored(config.paths.inbox) == [f"{pydicom.dcmread(film).SOPInstanceUID}.dcm"]
+        assert (
+            pydicom.dcmread(io.BytesIO((config.paths.inbox / _stored(config.paths.inbox)[0]).read_bytes())).PixelData
+            == pydicom.dcmread(film).PixelData
+        )
+    finally:
+        listener.terminate()
+        assert listener.wait(timeout=30) == 0  # SIGTERM is a clean stop
