@@ -95,11 +95,11 @@ def echoscu(port: int, calling: str = SENDER) -> subprocess.CompletedProcess[str
 
 
 @contextlib.contextmanager
-def storescp(folder: Path, port: int, ae_title: str = "PACS") -> Iterator[subprocess.Popen[str]]:
-    """dcmtk's storescp writing what it receives into `folder` (the PACS that answers are forwarded to)."""
+def storescp(folder: Path, port: int, *options: str) -> Iterator[subprocess.Popen[str]]:
+    """dcmtk's storescp (AE title PACS) writing what it receives into `folder` (where answers are forwarded)."""
     folder.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        ["storescp", "-aet", ae_title, "-od", str(folder), "-uf", str(port)],
+        ["storescp", "-aet", "PACS", *options, "-od", str(folder), "-uf", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -1,0 +1,136 @@
+"""The outbox and the forwarder: backoff on a fake clock that survives a restart, every answer delivered once the
+destination (dcmtk's storescp) comes back, none sent twice."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pydicom
+import pytest
+from dicomnode import free_port, needs_dcmtk, storescp
+from test_dicom_answers import CLASSIFIED_ANALYSIS, IDENTITY, _source
+
+from edge_app.config import DicomForwardSection, DicomSection
+from edge_app.dicom.answers import build_answer
+from edge_app.dicom.forward import Forwarder
+from edge_app.dicom.outbox import RETRY_FILE, Outbox
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_instance_is_queued_once_and_backs_off_twice_as_long_each_failure(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox")
+    outbox.put("a.dcm", b"first")
+    outbox.put("a.dcm", b"second")  # the write stage repeated after a crash: the queued copy stands
+    assert (outbox.pending_folder / "a.dcm").read_bytes() == b"first"
+    delays = []
+    now = 100.0
+    for _ in range(6):
+        outbox.note_failures(["a.dcm"], "down", now, first_delay=10, max_delay=60)
+        attempts = outbox.attempts("a.dcm")
+        assert attempts is not None
+        delays.append(attempts.next_try - now)
+    assert delays == [10, 20, 40, 60, 60, 60] and attempts.count == 6 and attempts.error == "down"
+    assert outbox.due(now + 59) == [] and [path.name for path in outbox.due(now + 60)] == ["a.dcm"]
+    again = Outbox(tmp_path / "outbox")  # a restart (or a reboot) keeps the backoff
+    assert again.attempts("a.dcm") == attempts and again.due(now + 59) == []
+    again.mark_sent("a.dcm")
+    assert again.pending() == [] and again.attempts("a.dcm") is None
+    assert json.loads((tmp_path / "outbox" / RETRY_FILE).read_text()) == {}
+    again.put("a.dcm", b"third")  # an acknowledged answer is never queued again
+    assert again.pending() == [] and again.state().sent == 1
+
+
+def test_state_and_pruning(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox")
+    assert outbox.state().pending == 0 and outbox.state().oldest_pending is None
+    for name in ("b.dcm", "c.dcm"):
+        outbox.put(name, b"x")
+    outbox.note_failures(["b.dcm"], "refused with status 0xA700", 5.0, 1, 1)
+    state = outbox.state()
+    assert (state.pending, state.sent, state.last_error) == (2, 0, "refused with status 0xA700")
+    outbox.mark_sent("c.dcm")
+    sent = outbox.sent_folder / "c.dcm"
+    assert outbox.prune_sent(30, now=sent.stat().st_mtime + 29 * 86400) == 0
+    assert outbox.prune_sent(30, now=sent.stat().st_mtime + 31 * 86400) == 1 and not sent.exists()
+
+
+def _answers(outbox: Outbox) -> list[str]:
+    answer = build_answer(_source(), "scan-9", CLASSIFIED_ANALYSIS, IDENTITY)
+    names = []
+    for instance in (answer.report, answer.capture):
+        name = f"{instance.SOPInstanceUID}.dcm"
+        path = outbox.folder / "staging" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        instance.save_as(path, enforce_file_format=True)
+        outbox.put(name, path.read_bytes())
+        names.append(name)
+    return sorted(names)
+
+
+@needs_dcmtk
+def test_answers_wait_for_a_destination_that_is_down_and_arrive_once_across_a_restart(tmp_path: Path) -> None:
+    port = free_port()
+    dicom = replace(DicomSection(), forward=DicomForwardSection(host="127.0.0.1", port=port, retry_seconds=30))
+    clock = Clock()
+    outbox = Outbox(tmp_path / "outbox")
+    names = _answers(outbox)
+    assert Forwarder(dicom, outbox, clock).send_due() == 0  # nobody listens yet
+    attempts = outbox.attempts(names[0])
+    assert attempts is not None and attempts.count == 1 and "no association with PACS@127.0.0.1" in attempts.error
+    received = tmp_path / "pacs"
+    with storescp(received, port):
+        restarted = Forwarder(dicom, Outbox(tmp_path / "outbox"), clock)  # a new process reads the same outbox
+        assert restarted.send_due() == 0  # the backoff holds: not due for 30 s
+        clock.now += 30
+        assert restarted.send_due() == 2
+        assert restarted.send_due() == 0 and outbox.pending() == []
+    arrived = sorted(f"{pydicom.dcmread(path).SOPInstanceUID}.dcm" for path in received.iterdir())
+    assert arrived == names  # each once
+    assert sorted(path.name for path in outbox.sent_folder.iterdir()) == names
+
+
+@needs_dcmtk
+def test_a_destination_that_refuses_the_association_is_retried_like_one_that_is_down(tmp_path: Path) -> None:
+    port = free_port()
+    dicom = replace(DicomSection(), forward=DicomForwardSection(host="127.0.0.1", port=port))
+    outbox = Outbox(tmp_path / "outbox")
+    names = _answers(outbox)
+    with storescp(tmp_path / "pacs", port, "--refuse"):
+        assert Forwarder(dicom, outbox, Clock()).send_due() == 0
+    assert [outbox.attempts(name).count for name in names] == [1, 1]  # type: ignore[union-attr]
+    assert list((tmp_path / "pacs").iterdir()) == []
+
+
+@pytest.mark.parametrize("host", ["", "pacs.example"])
+def test_status_shows_the_outbox_only_when_forwarding(
+    tmp_path: Path, host: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fakemodel import write_fake_bundle
+
+    from edge_app.cli import main
+
+    bundle = write_fake_bundle(tmp_path / "bundle")
+    outbox = Outbox(tmp_path / "outbox")
+    outbox.put("x.dcm", b"x")
+    outbox.note_failures(["x.dcm"], "no association with PACS@pacs.example:104", 0.0, 1, 1)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[paths]\noutbox = "{tmp_path / "outbox"}"\nstate = "{tmp_path / "state"}"\ninbox = "{tmp_path / "inbox"}"\n'
+        f'[model]\nbundle = "{bundle}"\n[dicom.forward]\nhost = "{host}"\n'
+    )
+    assert main(["status", "--config", str(config)]) == 0
+    printed = capsys.readouterr().out
+    if host:
+        assert "outbox to PACS@pacs.example:104: 1 pending, 0 sent" in printed
+        assert "last error: no association with PACS@pacs.example:104" in printed
+    else:
+        assert "outbox to" not in printed
