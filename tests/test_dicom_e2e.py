@@ -1,0 +1,126 @@
+"""The whole DICOM path, each part as it runs on the device: storescu -> listener -> inbox -> daemon (a fake model
+bundle, the real analyser and writer) -> SR and Secondary Capture -> outbox -> forwarder -> storescp, read back with
+dsrdump. A film without regions is answered "not analysed", a film with a Segmentation per region, a patch whole."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from dicomfiles import encode, mammogram
+from dicomnode import free_port, listening, needs_dcmtk, node_config, storescp, storescu
+from fakemodel import FAKE_RUNTIME, write_fake_bundle
+from test_dicom_listen import _segmentation, _send_with_pynetdicom
+
+from edge_app import model as model_module
+from edge_app.cli import _answer_sinks, _load_analyser
+from edge_app.config import Config, DicomForwardSection, IngestSection, ModelSection
+from edge_app.dicom.forward import Forwarder
+from edge_app.dicom.outbox import Outbox
+from edge_app.service.daemon import Daemon, journal_path
+from edge_app.service.journal import Journal
+
+
+@pytest.fixture(autouse=True)
+def fake_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(model_module, "load_runtime", lambda name: FAKE_RUNTIME)
+    yield
+
+
+def _film(rows: int, columns: int, seed: int) -> pydicom.Dataset:
+    pixels = np.random.default_rng(seed).integers(0, 4096, (rows, columns)).astype(np.uint16)
+    return mammogram(pixels, BitsStored=12, HighBit=11)
+
+
+def _wait(condition: object, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+@needs_dcmtk
+@pytest.mark.skipif(shutil.which("dsrdump") is None, reason="dcmtk's dsrdump is not installed: `make test` installs it")
+def test_received_scans_are_answered_in_dicom_and_forwarded_once(tmp_path: Path) -> None:
+    pacs_port = free_port()
+    config: Config = node_config(tmp_path / "device")
+    config = replace(
+        config,
+        model=ModelSection(bundle=write_fake_bundle(tmp_path / "bundle", patch_side_px=(48, 64))),
+        ingest=IngestSection(settle_seconds=0.2, sidecar_wait=3.0),
+        dicom=replace(config.dicom, forward=DicomForwardSection(host="127.0.0.1", port=pacs_port, retry_seconds=0.5)),
+    )
+    film, regions_film, patch = _film(900, 700, 1), _film(800, 600, 2), _film(56, 56, 3)
+    mask = np.zeros((800, 600), bool)
+    mask[100:220, 150:260] = True
+    segmentation = _segmentation(regions_film, mask)
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    files = []
+    for dataset in (film, regions_film, patch):
+        path = sources / f"{dataset.SOPInstanceUID}.dcm"
+        path.write_bytes(encode(dataset))
+        files.append(path)
+
+    analyser = _load_analyser(config)
+    stopping = threading.Event()
+    daemon = Daemon(config, analyser, stopping=stopping, sinks=_answer_sinks(config, analyser.identity))
+    forwarder = Forwarder(config.dicom, Outbox(config.paths.outbox))
+    threads = [threading.Thread(target=daemon.run), threading.Thread(target=forwarder.run, args=(stopping,))]
+    received = tmp_path / "pacs"
+    try:
+        with listening(config) as node:
+            for thread in threads:
+                thread.start()
+            assert daemon.ready.wait(30)
+            sent = storescu(node.port, *files)
+            assert sent.returncode == 0, sent.stdout + sent.stderr
+            assert _send_with_pynetdicom(node.port, segmentation) == 0
+            assert storescu(node.port, files[2]).returncode == 0  # sent twice
+            answers = config.paths.results / "dicom"
+            _wait(lambda: len(list(answers.glob("*.dcm"))) == 6)  # an SR and an SC per image, the PACS still down
+            assert storescu(node.port, files[2]).returncode == 0  # and again after it was analysed
+            time.sleep(1.0)
+            with storescp(received, pacs_port):
+                _wait(lambda: len(list(received.iterdir())) == 6)
+                time.sleep(1.5)  # rounds go on: nothing arrives twice
+    finally:
+        stopping.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert len(list(received.iterdir())) == 6 and len(list((config.paths.results / "dicom").iterdir())) == 6
+
+    journal = Journal(journal_path(config))
+    records = list(journal.since(0))
+    journal.close()
+    assert sorted(record.input_name for record in records) == sorted(path.name for path in files)  # each once
+    by_name = {record.input_name: record for record in records}
+    assert by_name[files[0].name].status == "needs_roi"
+    assert by_name[files[1].name].sidecar_name == f"{regions_film.SOPInstanceUID}.mask.png"
+    assert by_name[files[1].name].status == by_name[files[2].name].status == "classified"
+
+    reports = {}
+    for path in received.iterdir():
+        instance = pydicom.dcmread(path)
+        if instance.Modality == "SR":
+            source = instance.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
+            reports[source.ReferencedSOPSequence[0].ReferencedSOPInstanceUID] = path
+        expected = {film.StudyInstanceUID, regions_film.StudyInstanceUID, patch.StudyInstanceUID}
+        assert instance.StudyInstanceUID in expected
+    assert set(reports) == {film.SOPInstanceUID, regions_film.SOPInstanceUID, patch.SOPInstanceUID}
+    for uid, path in reports.items():
+        dump = subprocess.run(["dsrdump", "+Pl", str(path)], capture_output=True, text=True, check=True).stdout
+        if uid == film.SOPInstanceUID:
+            assert "Not analysed: no region of interest was given" in dump and "Probability of cancer" not in dump
+        else:
+            assert dump.count('NUM:(,,"Probability of cancer")') == 1 and "(POLYLINE," in dump
