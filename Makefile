@@ -10,7 +10,7 @@ TFLITE_VENV := .venv-tflite
 PIP_FLAGS := --quiet --disable-pip-version-check
 DEMO_DIR ?= demo-out
 
-.PHONY: demo test lint venvs clean mutation
+.PHONY: demo test lint venvs clean mutation system-tools
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,16 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: venvs lint
+# The DICOM tools the tests drive (dcmtk: echoscu, storescu, storescp, dsrdump; dicom3tools: dciodvfy), from Debian.
+# Without root or apt the DICOM tool tests skip and say why.
+system-tools:
+	@if command -v storescu >/dev/null && command -v dciodvfy >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+			dcmtk dicom3tools >/dev/null; \
+	else echo "warning: dcmtk and dicom3tools are missing and cannot be installed here (not root, or no apt)"; fi
+
+test: venvs lint system-tools
 	MAMMO_TEST_EDGE_PYTHON=$(abspath $(EDGE_VENV))/bin/python MAMMO_TEST_TFLITE_PYTHON=$(abspath $(TFLITE_VENV))/bin/python \
 		$(VENV)/bin/pytest
 

@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
         _config_arguments(command)
         if name == "run":
             command.add_argument("--exit-when-idle", action="store_true", help="stop once the inbox is empty")
+    dropin = commands.add_parser("network-dropin", help="print the systemd drop-in allowing a DICOM unit its peers")
+    dropin.add_argument("unit", choices=("listen", "forward"))
+    dropin.add_argument("--config", type=Path, default=None, help="TOML file (default /etc/mammo-edge/config.toml)")
     once = commands.add_parser("once", help="classify files or folders now and print a table")
     once.add_argument("inputs", nargs="+", type=Path)
     once.add_argument("--model", type=Path, required=True, help="model bundle folder")
@@ -243,6 +246,13 @@ def dicom_forward_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def network_dropin_command(args: argparse.Namespace) -> int:
+    from edge_app.dicom.units import network_dropin
+
+    print(network_dropin(resolve_config(args.config).dicom, args.unit), end="")
+    return EXIT_OK
+
+
 def _expand(inputs: Sequence[Path]) -> list[Path]:
     files: list[Path] = []
     for item in inputs:
@@ -336,6 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "once": once_command,
         "dicom-listen": dicom_listen_command,
         "dicom-forward": dicom_forward_command,
+        "network-dropin": network_dropin_command,
     }
     return run_main(f"mammo-edge {args.command}", lambda: commands[args.command](args))
 
