@@ -231,3 +231,20 @@ def test_autotune_writes_the_fastest_choice_and_keeps_the_old_config(bundle: Pat
     assert written.model.variant == report["fastest"]["variant"] and written.model.threads == 1
     assert written.model.bundle == bundle.resolve() and written.ingest.settle_seconds == 5.0  # the rest is kept
     assert "threads = 7" in (tmp_path / "config.toml.bak").read_text()
+
+
+def test_dicom_intake_counts_every_instance_both_ways(tmp_path: Path) -> None:
+    """The listener stores every instance of the one association (the bench refuses a short count) and the ratio is
+    the medians' (no speed is asserted)."""
+    out = tmp_path / "dicom.json"
+    assert (
+        bench_main(["dicom", "--count", "4", "--rows", "64", "--columns", "48", "--repeats", "2", "--out", str(out)])
+        == 0
+    )
+    figures = json.loads(out.read_text())["dicom"]
+    assert figures["instances"] == 4 and len(figures["listener_seconds"]) == len(figures["drop_seconds"]) == 2
+    listen = sorted(figures["listener_seconds"])[0] + sorted(figures["listener_seconds"])[1]
+    drop = sorted(figures["drop_seconds"])[0] + sorted(figures["drop_seconds"])[1]
+    assert figures["overhead_ratio"] == pytest.approx(listen / drop, rel=0.02, abs=0.01)
+    assert figures["sender"] in ("storescu", "pynetdicom")
+    assert bench_main(["dicom", "--count", "0"]) == 2

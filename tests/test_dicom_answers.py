@@ -36,7 +36,7 @@ needs_tools = pytest.mark.skipif(
 
 def _source() -> Dataset:
     pixels = np.random.default_rng(0).integers(0, 4096, (600, 400)).astype(np.uint16)
-    return pydicom.dcmread(io.BytesIO(encode(mammogram(pixels, BitsStored=12, HighBit=11))))
+    return pydicom.dcmread(io.BytesIO(encode(mammogram(pixels))))
 
 
 def _overlay_png() -> bytes:

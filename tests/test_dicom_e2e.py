@@ -37,7 +37,7 @@ def fake_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def _film(rows: int, columns: int, seed: int) -> pydicom.Dataset:
     pixels = np.random.default_rng(seed).integers(0, 4096, (rows, columns)).astype(np.uint16)
-    return mammogram(pixels, BitsStored=12, HighBit=11)
+    return mammogram(pixels)
 
 
 def _wait(condition: object, timeout: float = 90) -> None:

@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _mammogram_file(folder: Path, rows: int = 256, columns: int = 192, syntax: str | None = None) -> Path:
     pixels = np.random.default_rng(rows).integers(0, 4096, (rows, columns)).astype(np.uint16)
-    dataset = mammogram(pixels, BitsStored=12, HighBit=11)
+    dataset = mammogram(pixels)
     if syntax is not None:
         dataset.compress(syntax)
     path = folder / f"{dataset.SOPInstanceUID}.src.dcm"

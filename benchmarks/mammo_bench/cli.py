@@ -1,4 +1,4 @@
-"""``mammo-bench``: latency, pipeline, daemon, keras, compare, autotune (see ``benchmarks/README.md``).
+"""``mammo-bench``: latency, pipeline, daemon, keras, dicom, compare, autotune (see ``benchmarks/README.md``).
 
 Exit codes: 0 done, 1 a regression (``compare``), 2 bad input or nothing comparable.
 """
@@ -112,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--images", type=Path, help="a folder of scans (default: synthetic crops, the bundle's patch size)"
     )
 
+    dicom = commands.add_parser("dicom", help="C-STORE into the listener vs dropping the same files: images/s")
+    dicom.add_argument("--count", type=int, default=100, help="instances, all in one association (default 100)")
+    dicom.add_argument("--rows", type=int, default=1024)
+    dicom.add_argument("--columns", type=int, default=832)
+    dicom.add_argument("--repeats", type=int, default=3, help="rounds of each way, alternated (default 3)")
+    dicom.add_argument("--out", type=Path)
+
     compare = commands.add_parser("compare", help="exit 1 if RESULT is slower than REFERENCE beyond --tolerance")
     compare.add_argument("result", type=Path)
     compare.add_argument("reference", type=Path)
@@ -215,6 +222,17 @@ def run_soak(args: argparse.Namespace) -> int:
         figures = measure_memory_growth(args.bundle, scans, checkpoints, args.variant, args.threads)
     print(json.dumps(figures, indent=2))
     _finish(document("soak", machine_info(), _settings(args), soak=figures), args.out)
+    return 0
+
+
+def run_dicom(args: argparse.Namespace) -> int:
+    from mammo_bench.dicom_bench import measure_dicom_intake
+
+    if min(args.count, args.rows, args.columns, args.repeats) < 1:
+        raise DataError("--count, --rows, --columns and --repeats must be positive")
+    figures = measure_dicom_intake(args.count, args.rows, args.columns, args.repeats)
+    print(json.dumps(figures, indent=2))
+    _finish(document("dicom", machine_info(), _settings(args), dicom=figures), args.out)
     return 0
 
 
@@ -327,6 +345,7 @@ COMMANDS = {
     "autotune": run_autotune,
     "soak": run_soak,
     "gate": run_gate,
+    "dicom": run_dicom,
 }
 
 
