@@ -24,3 +24,16 @@ def test_the_mutation_figures_in_docs_are_the_committed_ones() -> None:
     assert sum(listed) == kinds["other"]  # every "other" survivor is in the table of reasons
     assert sum(kinds.values()) == result["survived"]
     assert result["score"] >= 0.85 and result["total"] >= 300  # the bar this project holds its tests to
+
+
+def test_the_dicom_intake_figures_in_the_benchmark_guide_are_the_committed_ones() -> None:
+    result = json.loads((REPO / "benchmarks" / "results" / "dicom-intake.json").read_text())["dicom"]
+    text = " ".join((REPO / "benchmarks" / "README.md").read_text().split())
+    quoted = (
+        f"{result['instances']} instances of {result['rows']} x {result['columns']} 16-bit pixels "
+        f"({result['megabytes']} MB) in one association from {result['sender']}: the listener stores "
+        f"{result['listener_images_per_s']} images/s ({result['listener_mb_per_s']} MB/s, "
+        f"{result['listener_ms_per_image']} ms per image) against {result['drop_images_per_s']} images/s dropped into "
+        f"the inbox the same durable way ({result['drop_ms_per_image']} ms per image): {result['overhead_ratio']}x."
+    )
+    assert quoted in text, quoted
