@@ -17,6 +17,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pydicom.config
+
 from edge_app.config import Config, resolve_config
 from edge_app.decode import DEFAULT_MAX_PIXELS, SCAN_SUFFIXES
 from edge_app.errors import (
@@ -54,6 +56,12 @@ def setup_logging(level: str) -> None:
     root = logging.getLogger("edge_app")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # The DICOM libraries would otherwise log (and warn) header values they find invalid: a patient's name or date
+    # must never reach the device's logs. Their errors still do, through the device's own messages.
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE  # answers copy the scan's values
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
 
 
 def _config_arguments(parser: argparse.ArgumentParser) -> None:

@@ -131,3 +131,27 @@ def test_the_writer_answers_dicom_scans_only_and_queues_each_instance_once(tmp_p
     writer.answer(record, CLASSIFIED_ANALYSIS, scan)  # type: ignore[arg-type]  (the write stage repeated)
     assert [path.name for path in outbox.pending()] == [f"{capture.SOPInstanceUID}.dcm"]
     assert outbox.state().sent == 1
+
+
+@pytest.mark.parametrize(
+    ("attributes", "logged"),
+    [
+        ({"PatientID": None, "StudyTime": None}, "the scan lacks PatientID, StudyTime, which an answer must copy"),
+        ({"StudyTime": "99"}, "a header value it must copy is not valid DICOM (ValueError)"),
+        ({"PatientSex": "X"}, "a header value it must copy is not valid DICOM (ValueError)"),
+    ],
+)
+def test_a_scan_whose_header_cannot_be_copied_gets_no_dicom_answer_and_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, attributes: dict[str, object], logged: str
+) -> None:
+    """The daemon must not stop (the write stage would fail again after every restart): the result JSON stands,
+    the reason is logged without the header's values."""
+    pixels = np.random.default_rng(1).integers(0, 4096, (64, 64)).astype(np.uint16)
+    scan = tmp_path / "scan.dcm"
+    scan.write_bytes(encode(mammogram(pixels, PatientName="DOE^JANE", **attributes)))
+    outbox = Outbox(tmp_path / "outbox")
+    with caplog.at_level("WARNING", logger="edge_app.dicom.answers"):
+        DicomAnswerWriter(tmp_path / "results", IDENTITY, outbox).answer(_record("scan"), CLASSIFIED_ANALYSIS, scan)  # type: ignore[arg-type]
+    ours = " ".join(record.getMessage() for record in caplog.records if record.name.startswith("edge_app"))
+    assert logged in ours and "DOE" not in ours and "'99'" not in ours
+    assert not (tmp_path / "results" / "dicom").exists() and outbox.pending() == []

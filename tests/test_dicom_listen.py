@@ -269,3 +269,37 @@ def test_a_kill_mid_transfer_fails_the_sender_and_the_resend_is_stored_once(tmp_
     finally:
         listener.terminate()
         assert listener.wait(timeout=30) == 0  # SIGTERM is a clean stop
+
+
+def test_the_device_logs_no_header_value_the_dicom_libraries_find_invalid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Reading a scan and copying its header into an answer: pydicom would log and warn about each value it finds
+    invalid (a study ID too long here; for others it quotes the value). The device's logging set-up silences that."""
+    import logging
+    import warnings
+
+    import pydicom.config
+    from test_dicom_answers import CLASSIFIED_ANALYSIS, IDENTITY, _record
+
+    from edge_app.cli import setup_logging
+    from edge_app.dicom.answers import DicomAnswerWriter
+
+    settings = pydicom.config.settings
+    for mode in ("reading_validation_mode", "writing_validation_mode"):
+        monkeypatch.setattr(settings, mode, getattr(settings, mode))
+    for name in ("pydicom", "pynetdicom", "edge_app"):
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(logger, "level", logger.level)
+        monkeypatch.setattr(logger, "handlers", list(logger.handlers))
+    pixels = np.arange(4096, dtype=np.uint16).reshape(64, 64)
+    scan = tmp_path / "scan.dcm"
+    scan.write_bytes(encode(mammogram(pixels, StudyID="STUDY-ID-LONGER-THAN-16", AccessionNumber="ACC\\WITH\\SLASHES")))
+    setup_logging("INFO")
+    caplog.clear()  # what building the test file said; the device reads and copies it from here on
+    with caplog.at_level(logging.DEBUG), warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        DicomAnswerWriter(tmp_path / "results", IDENTITY).answer(_record("scan"), CLASSIFIED_ANALYSIS, scan)  # type: ignore[arg-type]
+    assert (tmp_path / "results" / "dicom" / "scan.sr.dcm").exists()  # the answer was made, values copied
+    assert [record.getMessage() for record in caplog.records if record.name.startswith("pydicom")] == []
+    assert [str(warning.message) for warning in warned] == []

@@ -53,6 +53,22 @@ THRESHOLD = hd.sr.CodedConcept("ME-0001", _SCHEME, "Decision threshold of the mo
 DECISION = hd.sr.CodedConcept("ME-0002", _SCHEME, "Decision at the model's threshold")
 ANALYSIS_STATUS = hd.sr.CodedConcept("ME-0003", _SCHEME, "Analysis status")
 NOT_ANALYSED = hd.sr.CodedConcept("ME-0004", _SCHEME, "Not analysed: no region of interest was given")
+# What an answer copies from its scan and cannot do without: the instance, its series and study, and the patient and
+# study modules' identifying attributes (type 1 and 2: they may be empty, never absent). Nothing here is invented.
+REQUIRED_FROM_SOURCE = (
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "SeriesInstanceUID",
+    "StudyInstanceUID",
+    "PatientID",
+    "PatientName",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "AccessionNumber",
+)
 DECISIONS = {
     "malignant": hd.sr.CodedConcept("86049000", "SCT", "Malignant neoplasm, primary"),
     "benign": hd.sr.CodedConcept("3898006", "SCT", "Neoplasm, benign"),
@@ -142,7 +158,8 @@ def _report(source: Dataset, scan_id: str, analysis: Analysis, identity: ModelId
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=MAMMOGRAPHY,
         imaging_measurements=groups,
-        referenced_images=[source],
+        # The image library describes a projection image by its orientation; a scan without one is left out of it.
+        referenced_images=[source] if "PatientOrientation" in source else None,
     )
     report = hd.sr.ComprehensiveSR(
         evidence=[source],
@@ -208,6 +225,8 @@ def _capture(source: Dataset, scan_id: str, analysis: Analysis) -> Dataset:
     capture.PatientOrientation = source.get("PatientOrientation", "")  # MG's compound values ("A\\FR") kept whole
     if "ImageLaterality" in source:
         capture.ImageLaterality = source.ImageLaterality
+    else:
+        capture.Laterality = source.get("Laterality", "")  # type 2C in the general series: empty when unknown
     reference = Dataset()
     reference.ReferencedSOPClassUID = source.SOPClassUID
     reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
@@ -240,7 +259,24 @@ class DicomAnswerWriter:
             return
         assert record.result_stem is not None, "the result stem is reserved before writing"
         dataset = pydicom.dcmread(io.BytesIO(data))
-        answer = build_answer(dataset, record.scan_id, analysis, self.identity)
+        missing = [keyword for keyword in REQUIRED_FROM_SOURCE if keyword not in dataset]
+        if missing:
+            log.warning(
+                "%s: no DICOM answer (its result JSON stands): the scan lacks %s, which an answer must copy from it",
+                record.scan_id,
+                ", ".join(missing),
+            )
+            return
+        try:
+            answer = build_answer(dataset, record.scan_id, analysis, self.identity)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:  # highdicom's refusals of a header value
+            # The message may quote a header value (a name, a date): only its kind is logged.
+            log.warning(
+                "%s: no DICOM answer (its result JSON stands): a header value it must copy is not valid DICOM (%s)",
+                record.scan_id,
+                type(exc).__name__,
+            )
+            return
         self.folder.mkdir(parents=True, exist_ok=True)
         for suffix, instance in ((SR_SUFFIX, answer.report), (SC_SUFFIX, answer.capture)):
             encoded = _encoded(instance)

@@ -45,7 +45,8 @@ def image_dataset(pixels: NDArray[Any], sop_class: str = SecondaryCaptureImageSt
     dataset.PixelData = np.ascontiguousarray(pixels).tobytes()
     for keyword, value in attributes.items():
         if value is None:
-            delattr(dataset, keyword)
+            if keyword in dataset:
+                delattr(dataset, keyword)
         else:
             setattr(dataset, keyword, value)
     return dataset
