@@ -13,7 +13,6 @@ import numpy as np
 import pydicom
 import pytest
 from dicomfiles import encode, mammogram
-from pydicom.dataset import Dataset
 
 from edge_app.dicom.answers import SC_SUFFIX, SR_SUFFIX, DicomAnswerWriter, build_answer
 from edge_app.dicom.outbox import Outbox
@@ -34,9 +33,9 @@ needs_tools = pytest.mark.skipif(
 )
 
 
-def _source() -> Dataset:
+def _scan() -> bytes:
     pixels = np.random.default_rng(0).integers(0, 4096, (600, 400)).astype(np.uint16)
-    return pydicom.dcmread(io.BytesIO(encode(mammogram(pixels))))
+    return encode(mammogram(pixels))
 
 
 def _overlay_png() -> bytes:
@@ -57,8 +56,9 @@ def _errors(path: Path) -> list[str]:
 @needs_tools
 @pytest.mark.parametrize("analysis", [CLASSIFIED_ANALYSIS, NEEDS_ROI_ANALYSIS], ids=["classified", "needs_roi"])
 def test_report_and_capture_are_valid_and_in_the_scans_study(tmp_path: Path, analysis: Analysis) -> None:
-    source = _source()
-    answer = build_answer(source, "scan-1", analysis, IDENTITY)
+    scan = _scan()
+    source = pydicom.dcmread(io.BytesIO(scan))
+    answer = build_answer(scan, "scan-1", analysis, IDENTITY)
     for name, instance in (("sr.dcm", answer.report), ("sc.dcm", answer.capture)):
         path = tmp_path / name
         instance.save_as(path, enforce_file_format=True)
@@ -89,10 +89,11 @@ def test_report_and_capture_are_valid_and_in_the_scans_study(tmp_path: Path, ana
 
 
 def test_the_same_scan_gives_the_same_instances_and_another_scan_new_ones() -> None:
-    source = _source()
-    first = build_answer(source, "scan-1", CLASSIFIED_ANALYSIS, IDENTITY)
-    again = build_answer(source, "scan-1", CLASSIFIED_ANALYSIS, IDENTITY)
-    other = build_answer(source, "scan-2", CLASSIFIED_ANALYSIS, IDENTITY)
+    scan = _scan()
+    source = pydicom.dcmread(io.BytesIO(scan))
+    first = build_answer(scan, "scan-1", CLASSIFIED_ANALYSIS, IDENTITY)
+    again = build_answer(scan, "scan-1", CLASSIFIED_ANALYSIS, IDENTITY)
+    other = build_answer(scan, "scan-2", CLASSIFIED_ANALYSIS, IDENTITY)
     for keyword in ("SOPInstanceUID", "SeriesInstanceUID"):
         assert first.report[keyword].value == again.report[keyword].value
         assert first.capture[keyword].value == again.capture[keyword].value
@@ -102,7 +103,7 @@ def test_the_same_scan_gives_the_same_instances_and_another_scan_new_ones() -> N
 
 
 def test_a_capture_without_an_overlay_shows_the_scan_and_why(tmp_path: Path) -> None:
-    capture = build_answer(_source(), "scan-1", NEEDS_ROI_ANALYSIS, IDENTITY).capture
+    capture = build_answer(_scan(), "scan-1", NEEDS_ROI_ANALYSIS, IDENTITY).capture
     assert capture.SamplesPerPixel == 3 and capture.Rows >= 512  # the film rendered, not an empty picture
     assert capture.PatientOrientation == ["A", "R"] and capture.ImageLaterality == "R"
 
@@ -120,7 +121,7 @@ def test_the_writer_answers_dicom_scans_only_and_queues_each_instance_once(tmp_p
     writer.answer(_record("scan"), CLASSIFIED_ANALYSIS, png)  # type: ignore[arg-type]
     assert not (tmp_path / "results" / "dicom").exists() and outbox.pending() == []
     scan = tmp_path / "scan.dcm"
-    scan.write_bytes(encode(_source()))
+    scan.write_bytes(_scan())
     record = _record("image")
     writer.answer(record, CLASSIFIED_ANALYSIS, scan)  # type: ignore[arg-type]
     report = pydicom.dcmread(tmp_path / "results" / "dicom" / f"image{SR_SUFFIX}")

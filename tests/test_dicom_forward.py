@@ -10,7 +10,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from dicomnode import free_port, needs_dcmtk, storescp
-from test_dicom_answers import CLASSIFIED_ANALYSIS, IDENTITY, _source
+from test_dicom_answers import CLASSIFIED_ANALYSIS, IDENTITY, _scan
 
 from edge_app.config import DicomForwardSection, DicomSection
 from edge_app.dicom.answers import build_answer
@@ -64,7 +64,7 @@ def test_state_and_pruning(tmp_path: Path) -> None:
 
 
 def _answers(outbox: Outbox) -> list[str]:
-    answer = build_answer(_source(), "scan-9", CLASSIFIED_ANALYSIS, IDENTITY)
+    answer = build_answer(_scan(), "scan-9", CLASSIFIED_ANALYSIS, IDENTITY)
     names = []
     for instance in (answer.report, answer.capture):
         name = f"{instance.SOPInstanceUID}.dcm"

@@ -92,9 +92,16 @@ def answer_uid(scan_id: str, part: str) -> str:
     return str(generate_uid(entropy_srcs=["mammo-edge", scan_id, part]))
 
 
-def build_answer(source: Dataset, scan_id: str, analysis: Analysis, identity: ModelIdentity) -> DicomAnswer:
-    """The report and the capture answering `source` (the scan's dataset, pixels included)."""
-    return DicomAnswer(_report(source, scan_id, analysis, identity), _capture(source, scan_id, analysis))
+def read_header(scan: bytes) -> Dataset:
+    """The scan's data set without its pixels (all an answer copies; a full-field film's pixels are megabytes)."""
+    return pydicom.dcmread(io.BytesIO(scan), stop_before_pixels=True)
+
+
+def build_answer(scan: bytes, scan_id: str, analysis: Analysis, identity: ModelIdentity) -> DicomAnswer:
+    """The report and the capture answering the DICOM file `scan` (its pixels are decoded only when there is no
+    overlay to capture)."""
+    source = read_header(scan)
+    return DicomAnswer(_report(source, scan_id, analysis, identity), _capture(source, scan, scan_id, analysis))
 
 
 def _algorithm(identity: ModelIdentity) -> hd.sr.AlgorithmIdentification:
@@ -200,11 +207,11 @@ def _report_text(analysis: Analysis, identity: ModelIdentity) -> str:
     )
 
 
-def _capture(source: Dataset, scan_id: str, analysis: Analysis) -> Dataset:
+def _capture(source: Dataset, scan: bytes, scan_id: str, analysis: Analysis) -> Dataset:
     if analysis.overlay_png is not None:
         bgr = np.asarray(cv2.imdecode(np.frombuffer(analysis.overlay_png, np.uint8), cv2.IMREAD_COLOR), np.uint8)
     else:
-        gray = decode_bytes(_encoded(source)).pixels
+        gray = decode_bytes(scan).pixels
         headline = "NOT ANALYSED: no region of interest" if analysis.status == NEEDS_ROI else "no heatmap"
         bgr = render(gray, [], headline)
     rgb = np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
@@ -258,8 +265,7 @@ class DicomAnswerWriter:
         if not is_dicom(data):
             return
         assert record.result_stem is not None, "the result stem is reserved before writing"
-        dataset = pydicom.dcmread(io.BytesIO(data))
-        missing = [keyword for keyword in REQUIRED_FROM_SOURCE if keyword not in dataset]
+        missing = [keyword for keyword in REQUIRED_FROM_SOURCE if keyword not in read_header(data)]
         if missing:
             log.warning(
                 "%s: no DICOM answer (its result JSON stands): the scan lacks %s, which an answer must copy from it",
@@ -268,7 +274,7 @@ class DicomAnswerWriter:
             )
             return
         try:
-            answer = build_answer(dataset, record.scan_id, analysis, self.identity)
+            answer = build_answer(data, record.scan_id, analysis, self.identity)
         except (AttributeError, KeyError, TypeError, ValueError) as exc:  # highdicom's refusals of a header value
             # The message may quote a header value (a name, a date): only its kind is logged.
             log.warning(
