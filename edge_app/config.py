@@ -280,6 +280,8 @@ def _validate_dicom(dicom: DicomSection) -> None:
             ipaddress.ip_network(network, strict=False)
         except ValueError:
             raise ConfigError(f"[dicom] allowed_networks: {network!r} is not an address or network") from None
+    if dicom.enabled and not dicom.allowed_ae_titles:
+        raise ConfigError("[dicom] enabled = true but allowed_ae_titles is empty: nobody could send; name the senders")
     if dicom.max_associations < 1:
         raise ConfigError(f"[dicom] max_associations must be >= 1, got {dicom.max_associations}")
     forward = dicom.forward

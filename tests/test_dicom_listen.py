@@ -21,6 +21,7 @@ from pydicom.pixels.encoders.base import get_encoder
 from pydicom.uid import CTImageStorage, JPEG2000Lossless, JPEGLSLossless, RLELossless, generate_uid
 from pynetdicom import AE
 
+from edge_app.cli import main
 from edge_app.config import DicomSection
 from edge_app.decode import decode_bytes
 from edge_app.dicom import listen
@@ -48,11 +49,20 @@ def _stored(inbox: Path) -> list[str]:
     return sorted(path.name for path in inbox.iterdir())
 
 
-def test_the_listener_is_off_unless_enabled_and_lets_nobody_in_by_default(tmp_path: Path) -> None:
+def test_the_listener_is_off_unless_enabled_and_lets_nobody_in_by_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(ConfigError, match=r"\[dicom\] enabled is false"):
         StorageListener(DicomSection(allowed_ae_titles=("X",)), tmp_path / "inbox", tmp_path / "j.sqlite3")
-    with pytest.raises(ConfigError, match=r"allowed_ae_titles is empty: nobody could send"):
-        StorageListener(DicomSection(enabled=True), tmp_path / "inbox", tmp_path / "j.sqlite3")
+    config = tmp_path / "config.toml"
+    config.write_text("[dicom]\nenabled = true\n")
+    assert main(["dicom-listen", "--config", str(config)]) == 2
+    assert "[dicom] enabled = true but allowed_ae_titles is empty: nobody could send" in capsys.readouterr().err
+    config.write_text(f'[paths]\ninbox = "{tmp_path / "inbox"}"\nstate = "{tmp_path / "state"}"\n')
+    assert main(["dicom-listen", "--config", str(config)]) == 2
+    assert "[dicom] enabled is false: the DICOM listener is off" in capsys.readouterr().err
+    assert main(["dicom-forward", "--config", str(config)]) == 2
+    assert "[dicom.forward] host is empty: there is nowhere to forward to" in capsys.readouterr().err
 
 
 def test_uids_are_checked_before_they_become_file_names() -> None:

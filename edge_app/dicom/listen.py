@@ -118,10 +118,6 @@ class StorageListener:
     def __init__(self, dicom: DicomSection, inbox: Path, journal_path: Path) -> None:
         if not dicom.enabled:
             raise ConfigError("[dicom] enabled is false: the DICOM listener is off (set it to true to receive)")
-        if not dicom.allowed_ae_titles:
-            raise ConfigError(
-                "[dicom] allowed_ae_titles is empty: nobody could send; name the modalities and PACS that may"
-            )
         self.dicom = dicom
         self.inbox = inbox
         self.networks = [ipaddress.ip_network(network, strict=False) for network in dicom.allowed_networks]
