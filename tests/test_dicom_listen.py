@@ -122,7 +122,6 @@ def test_a_mammogram_is_stored_durably_under_its_uid_and_a_resend_is_stored_once
 def test_only_mammography_and_secondary_capture_images_are_accepted(tmp_path: Path) -> None:
     pixels = np.zeros((64, 64), np.uint16)
     ct = mammogram(pixels, SOPClassUID=CTImageStorage, Modality="CT")
-    ct.file_meta.MediaStorageSOPClassUID = CTImageStorage
     path = tmp_path / "ct.dcm"
     path.write_bytes(encode(ct))
     with listening(node_config(tmp_path)) as node:

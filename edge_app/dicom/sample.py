@@ -27,11 +27,9 @@ def image_dataset(pixels: NDArray[Any], sop_class: str = SecondaryCaptureImageSt
     elements, and an attribute given as None is removed."""
     dataset = Dataset()
     dataset.file_meta = FileMetaDataset()
-    dataset.file_meta.MediaStorageSOPClassUID = UID(sop_class)
-    dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    dataset.SOPClassUID = sop_class
-    dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID
+    dataset.SOPClassUID = UID(sop_class)
+    dataset.SOPInstanceUID = generate_uid()
     dataset.Modality = "MG"
     dataset.Rows, dataset.Columns = pixels.shape[:2]
     dataset.SamplesPerPixel = 1 if pixels.ndim == 2 else pixels.shape[2]
@@ -49,6 +47,8 @@ def image_dataset(pixels: NDArray[Any], sop_class: str = SecondaryCaptureImageSt
                 delattr(dataset, keyword)
         else:
             setattr(dataset, keyword, value)
+    dataset.file_meta.MediaStorageSOPClassUID = dataset.SOPClassUID  # the file's meta names the instance it holds
+    dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
     return dataset
 
 

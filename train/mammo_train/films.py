@@ -85,37 +85,30 @@ def render_film(
 
 
 def write_film_dicom(path: Path, pixels: NDArray[np.uint16], laterality: str, view: str, seed: int) -> None:
-    """A Digital Mammography X-Ray Image (For Presentation), built by pydicom."""
-    from pydicom import Dataset
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import DigitalMammographyXRayImageStorageForPresentation, ExplicitVRLittleEndian, generate_uid
+    """A Digital Mammography X-Ray Image (For Presentation) of a synthetic patient, by the device's own builder;
+    its UIDs derive from the seed and the file name, so the same call writes the same file."""
+    from pydicom.uid import generate_uid
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = DigitalMammographyXRayImageStorageForPresentation
-    meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[str(seed), path.name, "sop"])
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    dataset = Dataset()
-    dataset.file_meta = meta
-    dataset.SOPClassUID = meta.MediaStorageSOPClassUID
-    dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    dataset.StudyInstanceUID = generate_uid(entropy_srcs=[str(seed), path.name, "study"])
-    dataset.SeriesInstanceUID = generate_uid(entropy_srcs=[str(seed), path.name, "series"])
-    dataset.PatientID = f"SYNTH-{path.stem}"
-    dataset.PatientName = "Synthetic^Film"
-    dataset.Modality = "MG"
-    dataset.ImageLaterality = laterality
-    dataset.ViewPosition = view
-    dataset.PresentationIntentType = "FOR PRESENTATION"
-    dataset.ImagerPixelSpacing = [PIXEL_SPACING_MM, PIXEL_SPACING_MM]
-    dataset.Rows, dataset.Columns = pixels.shape
-    dataset.SamplesPerPixel = 1
-    dataset.PhotometricInterpretation = "MONOCHROME2"
-    dataset.BitsAllocated = 16
-    dataset.BitsStored = BITS_STORED
-    dataset.HighBit = BITS_STORED - 1
-    dataset.PixelRepresentation = 0
-    dataset.PixelData = np.ascontiguousarray(pixels).tobytes()
-    dataset.save_as(path, enforce_file_format=True)
+    from edge_app.dicom.sample import encode, mammogram
+
+    def uid(part: str) -> str:
+        return str(generate_uid(entropy_srcs=[str(seed), path.name, part]))
+
+    dataset = mammogram(
+        pixels,
+        SOPInstanceUID=uid("sop"),
+        StudyInstanceUID=uid("study"),
+        SeriesInstanceUID=uid("series"),
+        PatientID=f"SYNTH-{path.stem}",
+        PatientName="Synthetic^Film",
+        ImageLaterality=laterality,
+        ViewPosition=view,
+        ImagerPixelSpacing=[PIXEL_SPACING_MM, PIXEL_SPACING_MM],
+        PixelSpacing=None,
+        BitsStored=BITS_STORED,
+        HighBit=BITS_STORED - 1,
+    )
+    path.write_bytes(encode(dataset))
 
 
 def roi_document(regions: list[dict[str, object]]) -> str:
