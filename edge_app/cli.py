@@ -149,13 +149,22 @@ def _answer_sinks(config: Config, identity: ModelIdentity) -> tuple[AnswerSink, 
     return (DicomAnswerWriter(config.paths.results, identity, outbox),)
 
 
-def run_command(args: argparse.Namespace) -> int:
-    from edge_app.service.daemon import Daemon, install_signal_handlers, journal_path, outcome_table
+def _start_service(args: argparse.Namespace) -> tuple[Config, threading.Event]:
+    """What every long-running command does first: stop cleanly on SIGTERM/SIGINT (even during start-up), resolve
+    the configuration once, set up the device's logging."""
+    from edge_app.service.daemon import install_signal_handlers
 
     stopping = threading.Event()
     install_signal_handlers(stopping)
     config = resolve_config(args.config, _overrides(args))
     setup_logging(config.log.level)
+    return config, stopping
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from edge_app.service.daemon import Daemon, journal_path, outcome_table
+
+    config, stopping = _start_service(args)
     analyser = _load_analyser(config)
     sinks = _answer_sinks(config, analyser.identity)
     summary = Daemon(config, analyser, args.exit_when_idle, stopping, sinks=sinks).run()
@@ -225,12 +234,9 @@ def _outbox_line(config: Config) -> str:
 
 def dicom_listen_command(args: argparse.Namespace) -> int:
     from edge_app.dicom.listen import StorageListener
-    from edge_app.service.daemon import install_signal_handlers, journal_path
+    from edge_app.service.daemon import journal_path
 
-    stopping = threading.Event()
-    install_signal_handlers(stopping)
-    config = resolve_config(args.config, _overrides(args))
-    setup_logging(config.log.level)
+    config, stopping = _start_service(args)
     StorageListener(config.dicom, config.paths.inbox, journal_path(config)).serve(stopping)
     return EXIT_OK
 
@@ -238,12 +244,8 @@ def dicom_listen_command(args: argparse.Namespace) -> int:
 def dicom_forward_command(args: argparse.Namespace) -> int:
     from edge_app.dicom.forward import Forwarder
     from edge_app.dicom.outbox import Outbox
-    from edge_app.service.daemon import install_signal_handlers
 
-    stopping = threading.Event()
-    install_signal_handlers(stopping)
-    config = resolve_config(args.config, _overrides(args))
-    setup_logging(config.log.level)
+    config, stopping = _start_service(args)
     if not config.dicom.forward.host:
         raise ConfigError("[dicom.forward] host is empty: there is nowhere to forward to")
     outbox = Outbox(config.paths.outbox)

@@ -4,7 +4,8 @@ real MIAS films from ``../shared`` when they are there (tests that need them ski
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,16 @@ from mammo_train.synth import SynthSpec, generate
 
 REPO = Path(__file__).resolve().parents[1]
 MIAS_DIR = Path(os.environ.get("MAMMO_SHARED", REPO.parent / "shared")) / "data" / "mini-mias"
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored() -> Iterator[None]:
+    """The service commands install SIGTERM/SIGINT handlers; a test that calls one in-process must not leave them
+    behind (Ctrl-C would then no longer stop the suite)."""
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
 
 
 @pytest.fixture(scope="session")
