@@ -32,6 +32,7 @@ from edge_app.errors import (
 )
 from edge_app.model import EdgeModel, ModelIdentity
 from edge_app.regions import sidecar_kind, sidecar_names
+from edge_app.report.page import CARD, INDEX, PageContext, ResultsPage, operating_point
 from edge_app.scope import ScopeLimits
 from edge_app.service.analyse import ModelAnalyser, Sidecar
 from edge_app.service.journal import Journal
@@ -161,13 +162,23 @@ def _start_service(args: argparse.Namespace) -> tuple[Config, threading.Event]:
     return config, stopping
 
 
+def _results_page(results: Path, model: EdgeModel, bundle: Path) -> ResultsPage:
+    """The page regenerated after every result, stamped with the model and its operating point; it links the
+    bundle's model card (copied beside it)."""
+    card = bundle / CARD
+    context = PageContext(model.identity, operating_point(model.manifest.metrics), card if card.is_file() else None)
+    return ResultsPage(results, context)
+
+
 def run_command(args: argparse.Namespace) -> int:
     from edge_app.service.daemon import Daemon, journal_path, outcome_table
 
     config, stopping = _start_service(args)
     analyser = _load_analyser(config)
     sinks = _answer_sinks(config, analyser.identity)
-    summary = Daemon(config, analyser, args.exit_when_idle, stopping, sinks=sinks).run()
+    page = _results_page(config.paths.results, analyser.model, config.model.bundle)
+    page.update()  # the page names the model now serving, before the first scan
+    summary = Daemon(config, analyser, args.exit_when_idle, stopping, sinks=sinks, after_write=(page.update,)).run()
     if args.exit_when_idle and summary.counts:
         journal = Journal(journal_path(config))
         try:
@@ -216,6 +227,9 @@ def status_command(args: argparse.Namespace) -> int:
         print(_outbox_line(config))
     manifest = load_manifest(config.model.bundle, verify_files=False)
     print(f"model: {manifest.name} {manifest.version} ({manifest.architecture}, threshold {manifest.threshold:.3f})")
+    print(f"results page: {config.paths.results / INDEX}")
+    card = config.model.bundle / CARD
+    print(f"model card: {card}" if card.is_file() else f"model card: none in {config.model.bundle} (an older bundle)")
     return EXIT_OK
 
 
@@ -339,6 +353,7 @@ def once_command(args: argparse.Namespace) -> int:
     print(f"{'input':<{width}}  {'region':<6} {'label':<9} {'p(malig)':>8}  overlay / reason")
     for name, region, label, probability, detail in rows:
         print(f"{name:<{width}}  {region:<6} {label:<9} {probability:>8}  {detail}")
+    _results_page(args.results, model, args.model).update()
     identity = analyser.identity
     print(
         f"model {identity.name} {identity.version} ({identity.variant}, {identity.runtime}); "

@@ -43,6 +43,7 @@ from edge_app.preprocess import PreprocessConfig
 from edge_app.probe import probe
 from edge_app.runtime import load_runtime, make_interpreter
 from edge_app.scope import TrainingScope
+from mammo_convert.card import write_model_card
 from mammo_convert.export import classifier_model, embed_metadata, gradcam_head_model, to_tflite
 from mammo_convert.gate import Reference, Thresholds, failures, fidelity_set, measure_variant, table
 from mammo_convert.repair import layer_errors, repair_plan, selective_int8
@@ -455,6 +456,7 @@ def convert_run(args: argparse.Namespace) -> int:
         summary["runtimes"] = runtimes
         summary["total_s"] = round(time.monotonic() - started, 1)
         (staging / "report.json").write_text(json.dumps(summary, indent=2))
+        write_model_card(staging, manifest, summary, args.run)
         if args.out.exists():
             shutil.rmtree(args.out)
         staging.rename(args.out)

@@ -42,7 +42,11 @@ def journal_path(config: Config) -> Path:
 
 
 def build_pipeline(
-    config: Config, journal: Journal, analyser: Analyser, sinks: tuple[AnswerSink, ...] = ()
+    config: Config,
+    journal: Journal,
+    analyser: Analyser,
+    sinks: tuple[AnswerSink, ...] = (),
+    after_write: tuple[Callable[[], None], ...] = (),
 ) -> ScanPipeline:
     """The scan pipeline over the configured folders (the one place that wires the stages together)."""
     paths = config.paths
@@ -51,7 +55,7 @@ def build_pipeline(
         journal,
         Claimer(paths.inbox, paths.state / "processing", journal),
         analyser,
-        ResultWriter(paths.results, analyser.identity, rejections=paths.quarantine, sinks=sinks),
+        ResultWriter(paths.results, analyser.identity, paths.quarantine, sinks, after_write),
         Settler(paths.archive, paths.quarantine, journal.settled_name_taken),
     )
 
@@ -71,11 +75,12 @@ class Daemon:
         stopping: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
         sinks: tuple[AnswerSink, ...] = (),
+        after_write: tuple[Callable[[], None], ...] = (),
     ) -> None:
         self.config = config
         self.analyser = analyser
         self.journal = Journal(journal_path(config))
-        self.pipeline = build_pipeline(config, self.journal, analyser, sinks)
+        self.pipeline = build_pipeline(config, self.journal, analyser, sinks, after_write)
         ingest = config.ingest
         self.tracker = InboxTracker(
             config.paths.inbox, ingest.settle_seconds, ingest.recursive, ingest.queue_limit, clock, ingest.sidecar_wait

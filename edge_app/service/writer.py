@@ -129,7 +129,8 @@ class AnswerSink(Protocol):
 
 class ResultWriter:
     """Writes into `results` (and rejections into `rejections`, the quarantine, when there is one); `sinks` add
-    their answers to every analysed scan's, before its result JSON (so a result never precedes its answers)."""
+    their answers to every analysed scan's, before its result JSON (so a result never precedes its answers);
+    `after_write` runs once a scan's audit line is durable (the results page is regenerated there)."""
 
     def __init__(
         self,
@@ -137,11 +138,13 @@ class ResultWriter:
         identity: ModelIdentity,
         rejections: Path | None = None,
         sinks: tuple[AnswerSink, ...] = (),
+        after_write: tuple[Callable[[], None], ...] = (),
     ) -> None:
         self.results = results
         self.identity = identity
         self.rejections = rejections
         self.sinks = sinks
+        self.after_write = after_write
         results.mkdir(parents=True, exist_ok=True)
 
     def free_stem(self, input_name: str, is_reserved: Callable[[str], bool]) -> str:
@@ -201,6 +204,8 @@ class ResultWriter:
         jsonl = self.results / AUDIT_JSONL
         if not jsonl.exists() or f'"id": "{record.scan_id}"' not in _tail(jsonl):
             append_durably(jsonl, json.dumps(entry, ensure_ascii=False) + "\n")
+        for follow_up in self.after_write:
+            follow_up()
 
 
 def _json_bytes(document: dict[str, Any]) -> bytes:

@@ -1,0 +1,123 @@
+"""The results page, read as HTML: every scan with its status, the figures of its result file, its links; pages
+that fill are left alone; nothing from outside the folder; names escaped."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+from fakes import FAKE_IDENTITY
+from pages import OPERATING_POINT, SCANS, page_for, results_with_every_status
+
+from edge_app.report.page import CARD, INDEX, NOTICE, PAGES, read_audit
+
+
+class Page(HTMLParser):
+    """Rows (status, decisions, texts), every link and image source of a page."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.rows: list[dict[str, str]] = []
+        self.links: list[str] = []
+        self.images: list[dict[str, str]] = []
+        self.scripts_from: list[str] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {key: value or "" for key, value in attrs}
+        if tag == "tr" and "data-status" in values:
+            self.rows.append(values)
+        elif tag == "a":
+            self.links.append(values["href"])
+        elif tag == "img":
+            self.images.append(values)
+        elif tag in ("script", "link") and ("src" in values or "href" in values):
+            self.scripts_from.append(values.get("src") or values.get("href", ""))
+
+
+def _read(path: Path) -> tuple[str, Page]:
+    text = path.read_text(encoding="utf-8")
+    return text, Page(text)
+
+
+def test_every_scan_is_listed_newest_first_with_the_figures_of_its_result(tmp_path: Path) -> None:
+    config = results_with_every_status(tmp_path)
+    results = config.paths.results
+    text, page = _read(results / INDEX)
+    audit = read_audit(results)
+    assert [row["data-status"] for row in page.rows] == [entry["status"] for entry in reversed(audit)]
+    assert sorted(row["data-status"] for row in page.rows) == [
+        "classified",
+        "classified",
+        "classified",
+        "needs_roi",
+        "rejected",
+    ]
+    for entry in audit:
+        if entry["status"] != "classified":
+            continue
+        document = json.loads((results / entry["result"]).read_text())
+        for region in document["regions"]:  # each region's probability and decision, as in the JSON
+            cell = f'<td class="p">{region["probability"]:.3f}</td><td><span class="decision {region["decision"]}">'
+            assert cell in text
+    assert NOTICE in text and FAKE_IDENTITY.sha256 in text and OPERATING_POINT in text
+    assert f"at least <strong>{FAKE_IDENTITY.threshold:.3f}</strong>" in text
+    assert "film three.dcm is a full-field film (fake)" in text  # why it needs a region
+    assert "ingest: unrecognised file format (fake)" in text or "decode" in text  # why it was refused
+    assert "patch &lt;b&gt;one &amp; more.png" in text and "<b>one" not in text  # a name is text, never markup
+
+
+def test_links_and_images_stay_in_the_folder_and_exist(tmp_path: Path) -> None:
+    results = results_with_every_status(tmp_path).paths.results
+    _, page = _read(results / INDEX)
+    assert page.scripts_from == []  # scripts and styles are inline: nothing is fetched
+    for target in page.links + [image["src"] for image in page.images]:
+        assert not re.match(r"^[a-z]+:", target) and not target.startswith("/"), target  # relative only
+        assert (results / target).exists(), target
+    assert len(page.images) == 3 and all(image["alt"].startswith("Overlay of ") for image in page.images)
+    assert all(image["src"].startswith("thumbs/") for image in page.images)
+
+
+def test_pages_fill_in_order_and_a_full_page_is_left_as_it_is(tmp_path: Path) -> None:
+    config = results_with_every_status(tmp_path, page_size=2, copies=2)  # 10 scans: pages of 2
+    pages = config.paths.results / PAGES
+    names = sorted(path.name for path in pages.iterdir())
+    assert names == [f"page-{number:04d}.html" for number in range(1, 6)]
+    for number in range(1, 6):
+        _, page = _read(pages / f"page-{number:04d}.html")
+        assert len(page.rows) == 2
+    first = pages / "page-0001.html"
+    before = first.stat().st_mtime_ns
+    page_for(tmp_path, page_size=2).update()
+    assert first.stat().st_mtime_ns == before  # a full page is never written again
+    index, newest = (config.paths.results / INDEX).read_text(), (pages / "page-0005.html").read_text()
+    assert "page 5 (newest)" in index and index.count("<tr data-status=") == newest.count("<tr data-status=") == 2
+    _, oldest = _read(first)
+    assert "page-0002.html" in oldest.links and "../index.html" in oldest.links
+
+
+def test_the_model_card_is_copied_beside_the_pages_and_linked(tmp_path: Path) -> None:
+    card = tmp_path / "bundle" / CARD
+    card.parent.mkdir()
+    card.write_text("<html>card v1</html>")
+    results = results_with_every_status(tmp_path, card=card).paths.results
+    assert (results / CARD).read_text() == "<html>card v1</html>" and CARD in _read(results / INDEX)[1].links
+    card.write_text("<html>card v2</html>")  # a new bundle: its card replaces the old one
+    page_for(tmp_path, card).update()
+    assert (results / CARD).read_text() == "<html>card v2</html>"
+
+
+def test_an_empty_folder_gets_a_page_that_says_so(tmp_path: Path) -> None:
+    (tmp_path / "results").mkdir()
+    page_for(tmp_path).update()
+    text, page = _read(tmp_path / "results" / INDEX)
+    assert "No scans yet." in text and page.rows == [] and "page 1 (newest)" in text
+
+
+def test_a_line_cut_short_by_a_crash_is_skipped(tmp_path: Path) -> None:
+    results = results_with_every_status(tmp_path).paths.results
+    with (results / "results.jsonl").open("a") as log:
+        log.write('{"time": "2026-01-01T00:00:00", "id": "cut')
+    assert len(read_audit(results)) == len(SCANS)
