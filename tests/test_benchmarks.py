@@ -248,3 +248,12 @@ def test_dicom_intake_counts_every_instance_both_ways(tmp_path: Path) -> None:
     assert figures["overhead_ratio"] == pytest.approx(listen / drop, rel=0.02, abs=0.01)
     assert figures["sender"] in ("storescu", "pynetdicom")
     assert bench_main(["dicom", "--count", "0"]) == 2
+
+
+def test_results_page_bench_renders_a_full_newest_page(tmp_path: Path) -> None:
+    out = tmp_path / "page.json"
+    assert bench_main(["page", "--results", "100", "--repeats", "2", "--out", str(out)]) == 0
+    figures = json.loads(out.read_text())["page"]
+    assert figures["results"] == 100 and figures["newest_page_rows"] == 50  # 100 results: two full pages
+    assert len(figures["update_after_one_result_s"]) == 2 and figures["update_after_one_result_median_s"] > 0
+    assert bench_main(["page", "--results", "0"]) == 2

@@ -40,8 +40,7 @@ class Visit:
         self.page.on("requestfailed", lambda request: self.failed.append(request.url))
         self.page.on("console", lambda message: self.console.append((message.type, message.text)))
         self.page.on("pageerror", lambda error: self.console.append(("error", str(error))))
-        self.page.goto(path.resolve().as_uri(), wait_until="networkidle")
-        self.page.wait_for_function("Array.from(document.images).every(image => image.complete)", timeout=10_000)
+        self.page.goto(path.resolve().as_uri(), wait_until="load")  # the load event waits for every image
 
     def images(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.page.evaluate(

@@ -1,4 +1,4 @@
-"""``mammo-bench``: latency, pipeline, daemon, keras, dicom, compare, autotune (see ``benchmarks/README.md``).
+"""``mammo-bench``: latency, pipeline, daemon, keras, dicom, page, compare, autotune (see ``benchmarks/README.md``).
 
 Exit codes: 0 done, 1 a regression (``compare``), 2 bad input or nothing comparable.
 """
@@ -119,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     dicom.add_argument("--repeats", type=int, default=3, help="rounds of each way, alternated (default 3)")
     dicom.add_argument("--out", type=Path)
 
+    page = commands.add_parser("page", help="the results page after N results: regeneration and Chromium load time")
+    page.add_argument("--results", type=int, default=5000, help="results already in the folder (default 5000)")
+    page.add_argument("--repeats", type=int, default=5)
+    page.add_argument("--out", type=Path)
+
     compare = commands.add_parser("compare", help="exit 1 if RESULT is slower than REFERENCE beyond --tolerance")
     compare.add_argument("result", type=Path)
     compare.add_argument("reference", type=Path)
@@ -236,6 +241,17 @@ def run_dicom(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_page(args: argparse.Namespace) -> int:
+    from mammo_bench.page_bench import measure_results_page
+
+    if args.results < 1 or args.repeats < 1:
+        raise DataError("--results and --repeats must be positive")
+    figures = measure_results_page(args.results, args.repeats)
+    print(json.dumps(figures, indent=2))
+    _finish(document("page", machine_info(), _settings(args), page=figures), args.out)
+    return 0
+
+
 def run_gate(args: argparse.Namespace) -> int:
     from mammo_bench.gate_stability import measure_gate_stability
 
@@ -346,6 +362,7 @@ COMMANDS = {
     "soak": run_soak,
     "gate": run_gate,
     "dicom": run_dicom,
+    "page": run_page,
 }
 
 

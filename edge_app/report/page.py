@@ -177,7 +177,7 @@ class ResultsPage:
         alt = html.escape(f"Overlay of {document.get('input')}: {regions or 'no regions'}")
         return (
             f'<a href="{root}{html.escape(str(overlay))}"><img src="{root}{THUMBS}/{html.escape(thumb.name)}" '
-            f'alt="{alt}" width="{THUMB_WIDTH}" loading="lazy"></a>'
+            f'alt="{alt}" width="{THUMB_WIDTH}"></a>'
         )
 
     def _links(self, entry: dict[str, Any], document: dict[str, Any] | None, root: str) -> str:
