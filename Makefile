@@ -71,6 +71,7 @@ demo: $(VENV)/.installed
 	cp $(DEMO_DIR)/samples/*/*/*.png $(DEMO_DIR)/inbox/
 	cp $(DEMO_DIR)/films/film_001.dcm $(DEMO_DIR)/films/film_001.roi.json $(DEMO_DIR)/inbox/  # a film with 2 regions
 	cp $(DEMO_DIR)/films/film_000.dcm $(DEMO_DIR)/inbox/  # a film without regions: answered needs_roi, kept
+	printf 'scanner notes, not an image\n' > $(DEMO_DIR)/inbox/notes.png  # refused with its reason, quarantined
 	$(VENV)/bin/mammo-edge run --config $(DEMO_DIR)/config.toml --inbox $(DEMO_DIR)/inbox \
 		--results $(DEMO_DIR)/results --archive $(DEMO_DIR)/archive --quarantine $(DEMO_DIR)/quarantine \
 		--state $(DEMO_DIR)/state --settle-seconds 0.2 --sidecar-wait 1 --exit-when-idle

@@ -27,7 +27,10 @@ FACTS = ImageFacts("DICOM", 2560, 3328, (256.0, 332.8), "R", "CC")
 
 
 def _overlay() -> bytes:
-    picture = np.random.default_rng(0).integers(0, 255, (1024, 1300, 3), dtype=np.uint8)
+    """An overlay's size (1024 x 1300) with smooth content: 5,000 of them fit a small disk."""
+    ramp = (np.linspace(0, 255, 1300, dtype=np.float32) // 32 * 32)[np.newaxis, :].repeat(1024, axis=0)
+    picture = cv2.merge([ramp, ramp[::-1], np.full_like(ramp, 90)]).astype(np.uint8)
+    cv2.circle(picture, (400, 500), 180, (0, 215, 255), 3)
     ok, png = cv2.imencode(".png", picture)
     assert ok
     return png.tobytes()
