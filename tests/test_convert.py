@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -277,3 +278,20 @@ def test_each_file_describes_itself_in_tflite_metadata(bundle: Path) -> None:
             "densenet121",
             "resnet50",
         }
+
+
+def test_the_bundle_carries_its_model_card_with_its_own_figures(bundle: Path) -> None:
+    """The card mammo-convert wrote is the bundle's: its metrics, threshold and fidelity figures, its run's plots."""
+    text = (bundle / "model_card.html").read_text()
+    manifest = load_manifest(bundle)
+    report = json.loads((bundle / "report.json").read_text())
+    test = manifest.metrics["test"]
+    low, high = test["roc_auc_ci"]
+    assert f"{test['roc_auc']:.3f} ({low:.3f}-{high:.3f})" in text
+    assert f"at least <strong>{manifest.threshold:.4f}</strong>" in text
+    for variant, result in report["variants"].items():
+        if result["status"] != "rejected":
+            assert f"<td>{variant}</td><td>{result['status']}</td><td>{result['agreement']:.4f}" in text
+    with (Path(manifest.training["run"]) / "splits.csv").open() as handle:  # grouped as the run's split file says
+        kinds = {row["group"].split("/", 1)[-1].split(":", 1)[0] for row in csv.DictReader(handle)}
+    assert text.count("data:image/png;base64,") == 2 and f"Grouped by <strong>{kinds.pop()}</strong>" in text
