@@ -78,8 +78,9 @@ def _visible_rows(visit: Visit) -> list[dict[str, Any]]:
     return rows
 
 
-def test_the_results_page_shows_every_scan_as_its_json_says(browser: Any, tmp_path: Path) -> None:
-    results = results_with_every_status(tmp_path).paths.results
+def _check_results_page(browser: Any, results: Path) -> Visit:
+    """Every scan of the audit log listed, newest first, with its status and each region's figures as in its JSON;
+    a clean visit; and the "needs a region" filter alone shows exactly those scans."""
     visit = Visit(browser, results / INDEX)
     visit.check_clean(results)
     shown = _visible_rows(visit)
@@ -97,7 +98,30 @@ def test_the_results_page_shows_every_scan_as_its_json_says(browser: Any, tmp_pa
         else:
             assert row["regions"] == []
     body = visit.page.inner_text("body")
-    assert "Research use only, not for clinical use" in body and "0" * 64 in body
+    assert "Research use only, not for clinical use" in body
+    visit.page.uncheck("input[data-filter=status][value=classified]")
+    visit.page.uncheck("input[data-filter=status][value=rejected]")
+    needs_roi = [entry["input"] for entry in audit if entry["status"] == "needs_roi"]
+    assert [row["name"] for row in _visible_rows(visit)] == needs_roi
+    return visit
+
+
+def test_the_results_page_shows_every_scan_as_its_json_says(browser: Any, tmp_path: Path) -> None:
+    results = results_with_every_status(tmp_path).paths.results
+    visit = _check_results_page(browser, results)
+    assert "0" * 64 in visit.page.inner_text("body")  # the model file's hash
+
+
+def test_the_demo_results_page(browser: Any) -> None:
+    """`make demo`'s own page (set MAMMO_TEST_DEMO_DIR=demo-out after the demo; CI does not run the demo)."""
+    demo = os.environ.get("MAMMO_TEST_DEMO_DIR")
+    if not demo:
+        pytest.skip("MAMMO_TEST_DEMO_DIR is not set (the folder `make demo` wrote)")
+    results = Path(demo) / "results"
+    visit = _check_results_page(browser, results)
+    statuses = [entry["status"] for entry in read_audit(results)]
+    assert {"classified", "needs_roi", "rejected"} <= set(statuses)  # the demo shows every kind
+    assert (results / CARD).is_file() and visit.page.locator(f"a[href='{CARD}']").count() == 1
 
 
 def test_the_filters_show_exactly_what_they_name(browser: Any, tmp_path: Path) -> None:

@@ -37,3 +37,16 @@ def test_the_dicom_intake_figures_in_the_benchmark_guide_are_the_committed_ones(
         f"the inbox the same durable way ({result['drop_ms_per_image']} ms per image): {result['overhead_ratio']}x."
     )
     assert quoted in text, quoted
+
+
+def test_the_results_page_figures_in_the_benchmark_guide_are_the_committed_ones() -> None:
+    result = json.loads((REPO / "benchmarks" / "results" / "results-page.json").read_text())["page"]
+    text = " ".join((REPO / "benchmarks" / "README.md").read_text().split())
+    quoted = (
+        f"with {result['results']} results in the folder, regenerating the page after one more result takes "
+        f"{result['update_after_one_result_median_s']} s (median of {result['rounds']}; the newest page holds "
+        f"{result['newest_page_rows']} scans, index {result['index_kb']} KB), and Chromium shows it with every "
+        f"thumbnail in {result['chromium_load_median_s']} s. Catching up a folder that had no pages took "
+        f"{result['catch_up_updates']} updates of at most {result['catch_up_update_max_s']} s each."
+    )
+    assert quoted in text, quoted

@@ -8,10 +8,11 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pytest
 from fakes import FAKE_IDENTITY
 from pages import OPERATING_POINT, SCANS, page_for, results_with_every_status
 
-from edge_app.report.page import CARD, INDEX, NOTICE, PAGES, read_audit
+from edge_app.report.page import CARD, INDEX, NOTICE, PAGES, THUMBS, read_audit
 
 
 class Page(HTMLParser):
@@ -121,3 +122,32 @@ def test_a_line_cut_short_by_a_crash_is_skipped(tmp_path: Path) -> None:
     with (results / "results.jsonl").open("a") as log:
         log.write('{"time": "2026-01-01T00:00:00", "id": "cut')
     assert len(read_audit(results)) == len(SCANS)
+
+
+def test_a_folder_with_results_but_no_pages_catches_up_a_few_pages_per_update(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upgraded device: thousands of results, no pages yet. Each update writes the newest page (thumbnails made)
+    and at most CATCH_UP_PAGES older ones, newest first, showing their overlays until a thumbnail exists."""
+    import shutil
+
+    from edge_app.report import page as page_module
+
+    results = results_with_every_status(tmp_path, page_size=2, copies=2).paths.results  # 10 scans, 5 pages
+    shutil.rmtree(results / PAGES)
+    shutil.rmtree(results / THUMBS)
+    monkeypatch.setattr(page_module, "CATCH_UP_PAGES", 2)
+    page_for(tmp_path, page_size=2).update()
+    assert sorted(path.name for path in (results / PAGES).iterdir()) == [
+        "page-0003.html",
+        "page-0004.html",
+        "page-0005.html",
+    ]
+    _, caught_up = _read(results / PAGES / "page-0003.html")
+    assert [image["src"] for image in caught_up.images if "thumbs/" in image["src"]] == []  # overlays, not decoded
+    assert all(image["src"].endswith(".gradcam.png") for image in caught_up.images) and caught_up.images
+    page_for(tmp_path, page_size=2).update()
+    assert len(list((results / PAGES).iterdir())) == 5
+    for page in (results / PAGES).iterdir():
+        for image in _read(page)[1].images:
+            assert (page.parent / image["src"]).exists()

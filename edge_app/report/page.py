@@ -30,6 +30,7 @@ PAGES = "pages"
 THUMBS = "thumbs"
 CARD = "model_card.html"
 AUDIT = "results.jsonl"
+CATCH_UP_PAGES = 20  # older pages one update may write (a folder upgraded with thousands of results)
 FINAL_MARK = '<meta name="mammo-edge-page" content="final">'
 THUMB_WIDTH = 240
 NOTICE = "Research use only, not for clinical use. Not a medical device; do not use for diagnosis."
@@ -78,16 +79,21 @@ class ResultsPage:
         self.page_size = page_size
 
     def update(self) -> None:
-        """Render the newest page (and any page that filled since the last update) and the index."""
+        """Render the newest page and the index, finish the page that just filled, and write up to
+        `CATCH_UP_PAGES` older pages still missing (a folder that had results before it had pages), newest first:
+        the cost of one update stays bounded however many results the folder holds."""
         entries = read_audit(self.results)
         chunks = [entries[start : start + self.page_size] for start in range(0, len(entries), self.page_size)] or [[]]
         pages = self.results / PAGES
         pages.mkdir(parents=True, exist_ok=True)
         count = len(chunks)
-        for number in range(1, count):
-            archived = pages / _page_name(number)
-            if not archived.exists() or FINAL_MARK not in archived.read_text(encoding="utf-8"):
-                atomic_write(archived, self._render(chunks[number - 1], number, count, "../").encode())
+        just_filled = pages / _page_name(count - 1)
+        missing = [number for number in range(count - 1, 0, -1) if not (pages / _page_name(number)).exists()]
+        if count > 1 and just_filled.exists() and FINAL_MARK not in just_filled.read_text(encoding="utf-8"):
+            missing.insert(0, count - 1)
+        for number in missing[:CATCH_UP_PAGES]:
+            page = self._render(chunks[number - 1], number, count, "../", thumbnails=number == count - 1)
+            atomic_write(pages / _page_name(number), page.encode())
         atomic_write(pages / _page_name(count), self._render(chunks[-1], count, count, "../").encode())
         atomic_write(self.results / INDEX, self._render(chunks[-1], count, count, "").encode())
         self._copy_card()
@@ -100,9 +106,12 @@ class ResultsPage:
         if not target.exists() or sha256_of(target) != sha256_of(card):
             atomic_write(target, card.read_bytes())
 
-    def _render(self, entries: Sequence[dict[str, Any]], number: int, count: int, root: str) -> str:
-        """Page `number` of `count`; every page but the newest is final: its scans and links never change."""
-        rows = "\n".join(self._row(entry, root) for entry in reversed(entries))
+    def _render(
+        self, entries: Sequence[dict[str, Any]], number: int, count: int, root: str, thumbnails: bool = True
+    ) -> str:
+        """Page `number` of `count`; every page but the newest is final: its scans and links never change. Without
+        `thumbnails`, a row without one shows its overlay itself (catching up must not decode thousands)."""
+        rows = "\n".join(self._row(entry, root, thumbnails) for entry in reversed(entries))
         identity = self.context.identity
         card_link = f' &middot; <a href="{root}{CARD}">model card</a>' if self.context.card is not None else ""
         meaning = f" ({html.escape(self.context.operating_point)})" if self.context.operating_point else ""
@@ -125,14 +134,14 @@ class ResultsPage:
             policy=_POLICY,
         )
 
-    def _row(self, entry: dict[str, Any], root: str) -> str:
+    def _row(self, entry: dict[str, Any], root: str, thumbnails: bool) -> str:
         status = str(entry.get("status") or "rejected")
         name = html.escape(str(entry.get("input", "")))
         when = html.escape(str(entry.get("time", ""))[:19].replace("T", " "))
         document = self._result(entry)
         regions = document.get("regions", []) if document else []
         decisions = " ".join(sorted({str(region["decision"]) for region in regions}))
-        picture = self._thumbnail(document, root) if document else ""
+        picture = self._thumbnail(document, root, thumbnails) if document else ""
         links = self._links(entry, document, root)
         return (
             f'<tr data-status="{html.escape(status)}" data-decisions="{html.escape(decisions)}">'
@@ -162,21 +171,22 @@ class ResultsPage:
             return f"<br><small>same content as {html.escape(str(entry['duplicate_of']))}</small>"
         return ""
 
-    def _thumbnail(self, document: dict[str, Any], root: str) -> str:
+    def _thumbnail(self, document: dict[str, Any], root: str, make: bool) -> str:
         overlay = document.get("heatmap")
         if not overlay or not (self.results / str(overlay)).is_file():
             return '<span class="nothumb">no overlay</span>'
         stem = Path(str(overlay)).name.removesuffix(".gradcam.png")
         thumb = self.results / THUMBS / f"{stem}.jpg"
-        if not thumb.exists():
+        if make and not thumb.exists():
             _write_thumbnail(self.results / str(overlay), thumb)
+        source = f"{THUMBS}/{thumb.name}" if thumb.exists() else str(overlay)
         regions = ", ".join(
             f"region {region['label']} p={region['probability']:.3f} {region['decision']}"
             for region in document.get("regions", [])
         )
         alt = html.escape(f"Overlay of {document.get('input')}: {regions or 'no regions'}")
         return (
-            f'<a href="{root}{html.escape(str(overlay))}"><img src="{root}{THUMBS}/{html.escape(thumb.name)}" '
+            f'<a href="{root}{html.escape(str(overlay))}"><img src="{root}{html.escape(source)}" '
             f'alt="{alt}" width="{THUMB_WIDTH}"></a>'
         )
 
