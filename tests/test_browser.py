@@ -218,7 +218,7 @@ def test_the_model_card_shows_the_bundles_figures_and_plots(browser: Any, tmp_pa
     text = visit.page.inner_text("body")
     assert "0.938 (0.850-0.990)" in text and "0.500 (0.850-0.990)" in text  # AUC with its interval, per source
     assert "0.9844 (0.9700-0.9950)" in text and "0.9650 (0.9500-0.9760)" in text and "32.5" in text
-    assert "Grouped by patient" in text and "6 train, 0 validation, 0 test groups" in text
+    assert "Grouped by patient: all images of one patient" in text and "6 train, 0 validation, 0 test groups" in text
     assert f"at least {load_manifest(bundle).threshold:.4f}" in text
     assert "Research use only, not for clinical use" in text and "needs a region" in text
     assert "23 true and 4 false positives, 20 true and 1 false negatives" in text

@@ -11,7 +11,6 @@ import base64
 import csv
 import html
 import json
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -86,18 +85,19 @@ def _training(manifest: Manifest, run: Path) -> str:
 
 
 def _grouping(splits: Path) -> str:
-    """How the split was grouped, read from the split file (every image of a group is in the same split)."""
+    """How the split was grouped, read from the split file: a group is ``SOURCE/patient:ID`` (a patient) or
+    ``SOURCE/ORIGINAL`` (an original mass with its augmented copies); every image of a group is in one split."""
     if not splits.is_file():
         return "The split file is not in the training run: its grouping cannot be shown."
     with splits.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    kinds = Counter(row["group"].split("/", 1)[-1].split(":", 1)[0] for row in rows)
+    kinds = sorted({"patient" if "/patient:" in row["group"] else "original mass" for row in rows})
     groups = {split: len({row["group"] for row in rows if row["split"] == split}) for split in ("train", "val", "test")}
-    kind = ", ".join(html.escape(name) for name in kinds)
+    kind = " or ".join(kinds)
     return (
-        f"Grouped by <strong>{kind}</strong>: every image (and every augmented copy) of a {kind} is in one split, "
-        f"so no test {kind} was seen in training ({groups['train']} train, {groups['val']} validation, "
-        f"{groups['test']} test groups)."
+        f"Grouped by <strong>{kind}</strong>: all images of one {kind}, augmented copies included, are in the same "
+        f"split, so nothing of a test group was seen in training ({groups['train']} train, {groups['val']} "
+        f"validation, {groups['test']} test groups)."
     )
 
 
