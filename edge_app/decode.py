@@ -69,11 +69,16 @@ class DecodedImage:
     view: str | None = None  # ViewPosition: CC, MLO, ...
 
 
+def is_dicom(data: bytes) -> bool:
+    """A DICOM file: the 128-byte preamble, then ``DICM``."""
+    return data[_DICOM_PREAMBLE : _DICOM_PREAMBLE + 4] == b"DICM"
+
+
 def sniff_format(data: bytes) -> str:
     """Name the container of `data` from its magic bytes; raise UnsupportedFormatError if unknown."""
     if not data:
         raise EmptyImageError("the file is empty (0 bytes)")
-    if data[_DICOM_PREAMBLE : _DICOM_PREAMBLE + 4] == b"DICM":
+    if is_dicom(data):
         return "DICOM"
     for magic, name in _RASTER_MAGIC:
         if data.startswith(magic):

@@ -27,7 +27,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-from edge_app.decode import decode_bytes
+from edge_app.decode import decode_bytes, is_dicom
 from edge_app.dicom.outbox import Outbox
 from edge_app.fsutil import atomic_write
 from edge_app.model import ModelIdentity
@@ -83,10 +83,6 @@ class DicomAnswer:
     capture: Dataset
 
 
-def is_dicom(data: bytes) -> bool:
-    return len(data) >= 132 and data[128:132] == b"DICM"
-
-
 def answer_uid(scan_id: str, part: str) -> str:
     """A UID for one part of one scan's answer, the same every time (pydicom's root, hashed from the scan id)."""
     return str(generate_uid(entropy_srcs=["mammo-edge", scan_id, part]))
@@ -97,10 +93,12 @@ def read_header(scan: bytes) -> Dataset:
     return pydicom.dcmread(io.BytesIO(scan), stop_before_pixels=True)
 
 
-def build_answer(scan: bytes, scan_id: str, analysis: Analysis, identity: ModelIdentity) -> DicomAnswer:
-    """The report and the capture answering the DICOM file `scan` (its pixels are decoded only when there is no
-    overlay to capture)."""
-    source = read_header(scan)
+def build_answer(
+    scan: bytes, scan_id: str, analysis: Analysis, identity: ModelIdentity, source: Dataset | None = None
+) -> DicomAnswer:
+    """The report and the capture answering the DICOM file `scan`, whose header `source` is, when already read
+    (its pixels are decoded only when there is no overlay to capture)."""
+    source = read_header(scan) if source is None else source
     return DicomAnswer(_report(source, scan_id, analysis, identity), _capture(source, scan, scan_id, analysis))
 
 
@@ -265,7 +263,8 @@ class DicomAnswerWriter:
         if not is_dicom(data):
             return
         assert record.result_stem is not None, "the result stem is reserved before writing"
-        missing = [keyword for keyword in REQUIRED_FROM_SOURCE if keyword not in read_header(data)]
+        header = read_header(data)
+        missing = [keyword for keyword in REQUIRED_FROM_SOURCE if keyword not in header]
         if missing:
             log.warning(
                 "%s: no DICOM answer (its result JSON stands): the scan lacks %s, which an answer must copy from it",
@@ -274,7 +273,7 @@ class DicomAnswerWriter:
             )
             return
         try:
-            answer = build_answer(data, record.scan_id, analysis, self.identity)
+            answer = build_answer(data, record.scan_id, analysis, self.identity, header)
         except (AttributeError, KeyError, TypeError, ValueError) as exc:  # highdicom's refusals of a header value
             # The message may quote a header value (a name, a date): only its kind is logged.
             log.warning(
