@@ -37,6 +37,7 @@ from edge_app.scope import ScopeLimits
 from edge_app.service.analyse import ModelAnalyser, Sidecar
 from edge_app.service.journal import Journal
 from edge_app.service.writer import AnswerSink
+from edge_app.systemd import SERVICE_UNIT, restart_service
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
         _config_arguments(command)
         if name == "run":
             command.add_argument("--exit-when-idle", action="store_true", help="stop once the inbox is empty")
+    model = commands.add_parser("model", help="install, roll back or list the model versions on this device")
+    actions = model.add_subparsers(dest="action", required=True)
+    for action, text in (
+        ("install", "verify a bundle (hashes, schema, self-test) and make it the live model"),
+        ("rollback", "make the previous model live again"),
+        ("list", "the installed model versions, and which is live"),
+    ):
+        command = actions.add_parser(action, help=text)
+        if action == "install":
+            command.add_argument("source", type=Path, help="a bundle folder written by mammo-convert")
+        _config_arguments(command)
+        command.add_argument("--no-restart", action="store_true", help="do not restart mammo-edge.service")
+    selftest = commands.add_parser("selftest", help="run the live model on its bundle's own sample, and one scan")
+    _config_arguments(selftest)
+    selftest.add_argument("--all", action="store_true", help="every image of the sample (default: the first 16)")
     dropin = commands.add_parser("network-dropin", help="print the systemd drop-in allowing a DICOM unit its peers")
     dropin.add_argument("unit", choices=("listen", "forward"))
     dropin.add_argument("--config", type=Path, default=None, help="TOML file (default /etc/mammo-edge/config.toml)")
@@ -132,8 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_analyser(config: Config) -> ModelAnalyser:
+    """The configured model. The bundle path is resolved once: a `model install` that switches the link while the
+    service runs changes nothing under it until the restart (every file it reads is the version it loaded)."""
     model = config.model
-    loaded = EdgeModel.load(model.bundle, model.variant, model.runtime, model.threads, model.heatmaps)
+    loaded = EdgeModel.load(model.bundle.resolve(), model.variant, model.runtime, model.threads, model.heatmaps)
     scope = config.scope
     limits = ScopeLimits.resolve(loaded.manifest.scope, scope.min_side_px, scope.max_side_px, scope.max_extent_mm)
     return ModelAnalyser(loaded, config.ingest.max_pixels, limits)
@@ -176,7 +194,7 @@ def run_command(args: argparse.Namespace) -> int:
     config, stopping = _start_service(args)
     analyser = _load_analyser(config)
     sinks = _answer_sinks(config, analyser.identity)
-    page = _results_page(config.paths.results, analyser.model, config.model.bundle)
+    page = _results_page(config.paths.results, analyser.model, analyser.model.bundle)
     page.update()  # the page names the model now serving, before the first scan
     summary = Daemon(config, analyser, args.exit_when_idle, stopping, sinks=sinks, after_write=(page.update,)).run()
     if args.exit_when_idle and summary.counts:
@@ -267,6 +285,50 @@ def dicom_forward_command(args: argparse.Namespace) -> int:
     if pruned:
         log.info("forgot %d answer(s) sent more than %s days ago", pruned, config.journal.retention_days)
     Forwarder(config.dicom, outbox).run(stopping)
+    return EXIT_OK
+
+
+def model_command(args: argparse.Namespace) -> int:
+    from edge_app.manifest import load_manifest
+    from edge_app.store import ModelStore
+
+    config = resolve_config(args.config, _overrides(args))
+    setup_logging(config.log.level)
+    model = config.model
+    store = ModelStore(model.bundle, model.variant, model.runtime, model.threads)
+    if args.action == "list":
+        versions = store.versions()
+        if not versions:
+            print(f"no model installed beside {model.bundle}")
+        for item in versions:
+            mark = "live" if item.live else "previous" if item.previous else ""
+            manifest = load_manifest(item.path, verify_files=False)
+            print(f"{item.version:<24} {mark:<8} {manifest.architecture} {manifest.created} {item.path}")
+        return EXIT_OK
+    switch = store.install(args.source) if args.action == "install" else store.rollback()
+    print(switch.selftest.line())
+    print(f"model {switch.live} is live; previous: {switch.previous or 'none'}")
+    if not args.no_restart:
+        print(restart_service(SERVICE_UNIT))
+    return EXIT_OK
+
+
+def selftest_command(args: argparse.Namespace) -> int:
+    """The live model on its bundle's own sample, then one of those images as a scan through the daemon's analyser
+    (decode, scope, preprocess, model, overlay): what an install ends with."""
+    from edge_app.selftest import QUICK_IMAGES, check_selftest, sample_scan
+
+    config = resolve_config(args.config, _overrides(args))
+    setup_logging(config.log.level)
+    analyser = _load_analyser(config)
+    report = check_selftest(analyser.model, None if args.all else QUICK_IMAGES)
+    print(report.line())
+    analysis = analyser.analyse(sample_scan(analyser.model.bundle, analyser.model.manifest), "selftest.png", None)
+    overlay = 0 if analysis.overlay_png is None else len(analysis.overlay_png)
+    print(
+        f"self-test scan: {analysis.status}, {analysis.label} p={analysis.probability:.4f}, overlay {overlay} bytes "
+        f"(model {analyser.identity.version}, {analyser.identity.variant}, {analyser.identity.runtime})"
+    )
     return EXIT_OK
 
 
@@ -372,6 +434,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "dicom-listen": dicom_listen_command,
         "dicom-forward": dicom_forward_command,
         "network-dropin": network_dropin_command,
+        "model": model_command,
+        "selftest": selftest_command,
     }
     return run_main(f"mammo-edge {args.command}", lambda: commands[args.command](args))
 

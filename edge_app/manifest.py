@@ -1,8 +1,9 @@
 """The model bundle's ``manifest.json``: defined once here, written by ``convert``, read and verified by the device.
 
-A bundle is a folder: the TFLite files, ``labels.txt``, ``manifest.json`` and (from the fidelity gate)
-``report.json``. The manifest carries everything the device needs to reproduce training exactly and to stamp model
-identity into every result; `load_manifest` refuses a bundle whose schema, files or hashes do not match, with a
+A bundle is a folder: the TFLite files, ``labels.txt``, ``manifest.json``, (from the fidelity gate) ``report.json``
+and ``selftest.npz``, the images and answers a device checks itself against before it serves the model. The
+manifest carries everything the device needs to reproduce training exactly and to stamp model identity into every
+result; `load_manifest` refuses a bundle whose schema, files or hashes do not match, with a
 one-line reason.
 
 Files and their roles:
@@ -25,10 +26,10 @@ from edge_app.preprocess import PreprocessConfig
 from edge_app.scope import TrainingScope
 from edge_app.strict import checked_fields
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # 2 added `rejected` and each file's `float_layers`; 3 added `scope` (what the training patches were: crop rule and
-# sizes). Older bundles read as they are, with the default scope.
-READABLE_SCHEMA_VERSIONS = (1, 2, 3)
+# sizes); 4 added `selftest`. Older bundles read as they are, with the default scope and no self-test set.
+READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4)
 MANIFEST = "manifest.json"
 LABELS = ("benign", "malignant")
 VARIANTS = ("int8", "float32", "float16", "dynamic")
@@ -60,6 +61,17 @@ class ModelFile:
 
 
 @dataclass(frozen=True)
+class SelfTestSet:
+    """The bundle's own sample: fidelity images with the Keras float answers and each variant's answers as the
+    conversion measured them (``edge_app.selftest`` reads it)."""
+
+    file: str
+    sha256: str
+    size_bytes: int
+    images: int
+
+
+@dataclass(frozen=True)
 class Manifest:
     schema_version: int
     name: str
@@ -80,6 +92,7 @@ class Manifest:
     forced: bool = False
     rejected: dict[str, list[str]] = field(default_factory=dict)  # variant -> why the fidelity gate refused it
     scope: TrainingScope = field(default_factory=TrainingScope)  # the crop rule and patch sizes of the training data
+    selftest: SelfTestSet | None = None
 
     def classifier(self, variant: str) -> tuple[str, ModelFile]:
         for name, entry in self.files.items():
@@ -138,6 +151,7 @@ def manifest_from_dict(values: Any) -> Manifest:
         backbones=tuple(top["backbones"]),
         centre_offsets=tuple(float(v) for v in top["centre_offsets"]),
         labels=tuple(top["labels"]),
+        selftest=_selftest_set(top.get("selftest")),
     )
     manifest = Manifest(**top)
     if manifest.labels != LABELS:
@@ -145,6 +159,10 @@ def manifest_from_dict(values: Any) -> Manifest:
     if len(manifest.backbones) != len(manifest.centre_offsets):
         raise BundleError("manifest backbones and centre_offsets differ in length")
     return manifest
+
+
+def _selftest_set(values: Any) -> SelfTestSet | None:
+    return None if values is None else SelfTestSet(**_strict(SelfTestSet, values, "selftest"))
 
 
 def _strict_mapping(values: Any, where: str) -> dict[str, Any]:
@@ -165,19 +183,21 @@ def load_manifest(bundle: Path, verify_files: bool = True) -> Manifest:
     manifest = manifest_from_dict(values)
     if verify_files:
         for name, entry in manifest.files.items():
-            file = Path(bundle) / name
-            if not file.is_file():
-                raise BundleError(f"bundle file {name} listed in the manifest is missing")
-            size = file.stat().st_size
-            if size != entry.size_bytes:  # a truncated copy is named before hashing hundreds of MB
-                raise BundleError(
-                    f"bundle file {name} is {size} bytes, the manifest says {entry.size_bytes} (truncated or replaced)"
-                )
-            if sha256_of(file) != entry.sha256:
-                raise BundleError(
-                    f"bundle file {name} does not match its sha256 in the manifest (corrupted or replaced)"
-                )
+            _verify_file(Path(bundle), name, entry.size_bytes, entry.sha256)
+        if manifest.selftest is not None:
+            _verify_file(Path(bundle), manifest.selftest.file, manifest.selftest.size_bytes, manifest.selftest.sha256)
     return manifest
+
+
+def _verify_file(bundle: Path, name: str, size_bytes: int, sha256: str) -> None:
+    file = bundle / name
+    if not file.is_file():
+        raise BundleError(f"bundle file {name} listed in the manifest is missing")
+    size = file.stat().st_size
+    if size != size_bytes:  # a truncated copy is named before hashing hundreds of MB
+        raise BundleError(f"bundle file {name} is {size} bytes, the manifest says {size_bytes} (truncated or replaced)")
+    if sha256_of(file) != sha256:
+        raise BundleError(f"bundle file {name} does not match its sha256 in the manifest (corrupted or replaced)")
 
 
 def write_manifest(bundle: Path, manifest: Manifest) -> Path:

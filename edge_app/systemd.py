@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
+import subprocess
+from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+SERVICE_UNIT = "mammo-edge.service"
 
 
 def notify(message: str) -> bool:
@@ -39,3 +44,14 @@ def watchdog_interval() -> float | None:
     if not usec or (pid and int(pid) != os.getpid()):
         return None
     return int(usec) / 2e6
+
+
+def restart_service(unit: str) -> str:
+    """Restart `unit` if systemd runs it (``try-restart``: a stopped unit stays stopped); the line says what happened,
+    or, without systemd (a container, a staging root), what to do instead."""
+    if not Path("/run/systemd/system").is_dir() or shutil.which("systemctl") is None:
+        return f"systemd is not running here: restart {unit} to serve the new model"
+    done = subprocess.run(["systemctl", "try-restart", unit], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return f"systemctl try-restart {unit} failed ({done.stderr.strip()}): the model is linked; restart it by hand"
+    return f"{unit} restarted if it was running"

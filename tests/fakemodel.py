@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edge_app.manifest import SelfTestSet
+from edge_app.model import calibrated_probabilities
 from edge_app.runtime import Runtime
+from edge_app.selftest import SelfTestSample, write_selftest
 
 GRID = 3
 CHANNELS = 2
@@ -151,9 +155,11 @@ def write_fake_bundle(
     threshold: float = 0.5,
     patch_side_px: tuple[int, int] = (48, 48),
     crop_scale: float = 4.0,
+    selftest: bool = True,
     **manifest_changes: Any,
 ) -> Path:
-    """A bundle directory whose manifest describes its fake files exactly (sizes and sha256)."""
+    """A bundle directory whose manifest describes its fake files exactly (sizes and sha256), with a self-test
+    sample whose recorded answers are the fake model's own (unless `selftest` is False: an older bundle)."""
     bundle.mkdir(parents=True, exist_ok=True)
     specs = {f"classifier_{variant}.tflite": _classifier_spec(size, variant) for variant in variants}
     specs["gradcam_head.tflite"] = _head_spec()
@@ -202,7 +208,29 @@ def write_fake_bundle(
             "patch_side_px": list(patch_side_px),
             "patch_side_mm": None,
         },
-        **manifest_changes,
     }
+    if selftest:
+        manifest["schema_version"] = 4
+        manifest["selftest"] = asdict(_fake_selftest(bundle, size, variants, temperature))
+    manifest.update(manifest_changes)
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     return bundle
+
+
+def fake_probability(image: np.ndarray, temperature: float) -> float:
+    """What the float fake model answers for a model input (the int8 one rounds its logit to 1/16)."""
+    return float(calibrated_probabilities(fake_logit(image.astype(np.float64)), temperature))
+
+
+def _fake_selftest(bundle: Path, size: int, variants: tuple[str, ...], temperature: float) -> SelfTestSet:
+    """Eight images from dark to bright, so the answers span both labels."""
+    images = np.stack([np.full((size, size, 1), level, np.uint8) for level in np.linspace(60, 200, 8).astype(int)])
+    images[:, : size // 2] //= 2  # not constant: half of each image darker
+    answers = {}
+    for variant in variants:
+        logits = np.array([fake_logit(image[..., 0].astype(np.float64)) for image in images])
+        if variant == "int8":
+            logits = (np.clip(np.rint(logits / 0.0625 + 3), -128, 127) - 3) * 0.0625
+        answers[variant] = calibrated_probabilities(logits, temperature)
+    keras = np.array([fake_probability(image[..., 0], temperature) for image in images])
+    return write_selftest(bundle, SelfTestSample(images, keras, answers))

@@ -266,7 +266,7 @@ def test_every_file_is_checked_for_presence_size_and_sha256(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda v: v.update(schema_version=4), r"schema version 4 is not supported \(this device reads 1, 2, 3\)"),
+        (lambda v: v.update(schema_version=5), r"schema version 5 is not supported \(this device reads 1, 2, 3, 4\)"),
         (lambda v: v.update(labels=["normal", "cancer"]), r"labels \['normal', 'cancer'\] are not \['benign', 'mal"),
         (lambda v: v.update(centre_offsets=[0.0]), r"^manifest backbones and centre_offsets differ in length$"),
         (lambda v: v.update(files={}), r"^manifest files must be a non-empty object$"),
@@ -462,7 +462,7 @@ def test_installed_runtimes_skips_the_missing_ones(monkeypatch: pytest.MonkeyPat
 def test_a_written_manifest_is_indented_for_people(tmp_path: Path) -> None:
     bundle = write_fake_bundle(tmp_path / "b")
     path = write_manifest(bundle, load_manifest(bundle))
-    assert path.read_text().startswith('{\n  "schema_version": 3,\n') and path.read_text().endswith("}\n")
+    assert path.read_text().startswith('{\n  "schema_version": 4,\n') and path.read_text().endswith("}\n")
 
 
 class _OpsInterpreter:

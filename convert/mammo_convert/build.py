@@ -34,15 +34,17 @@ from edge_app.manifest import (
     VARIANTS,
     Manifest,
     ModelFile,
+    SelfTestSet,
     TensorSpec,
     manifest_from_dict,
     write_manifest,
 )
-from edge_app.model import calibrated_probabilities, get_output, set_input, set_inputs
+from edge_app.model import EdgeModel, calibrated_probabilities, get_output, set_input, set_inputs
 from edge_app.preprocess import PreprocessConfig
 from edge_app.probe import probe
 from edge_app.runtime import load_runtime, make_interpreter
 from edge_app.scope import TrainingScope
+from edge_app.selftest import SelfTestSample, write_selftest
 from mammo_convert.card import write_model_card
 from mammo_convert.export import classifier_model, embed_metadata, gradcam_head_model, to_tflite
 from mammo_convert.gate import Reference, Thresholds, failures, fidelity_set, measure_variant, table
@@ -54,6 +56,8 @@ from mammo_train.models import BACKBONES, backbone_names, normalisation
 from mammo_train.runfiles import RunFiles
 from mammo_train.splits import SplitRow
 from mammo_train.trainer import tool_versions
+
+SELFTEST_IMAGES = 96  # the bundle's own sample: a device checks the first 16 at install, the Arm check all of them
 
 
 def calibration_rows(rows: Sequence[SplitRow], count: int, seed: int) -> list[SplitRow]:
@@ -276,6 +280,17 @@ class Conversion:
             rejected=rejected,
         )
 
+    def selftest(self, manifest: Manifest) -> SelfTestSet:
+        """The bundle's own sample: the first fidelity images (the test split's, then the validation split's), the
+        Keras float answers and every shipped variant's answers, read back through the device's `EdgeModel`."""
+        images = self.fidelity.images[:SELFTEST_IMAGES]
+        answers = {}
+        for variant in manifest.variants:
+            model = EdgeModel(self.staging, manifest, variant, "auto", self.args.threads, heatmaps=False)
+            answers[variant] = np.array([model.predict(image, heatmap=False).probability for image in images])
+        keras = self.reference.probabilities[: len(images)]
+        return write_selftest(self.staging, SelfTestSample(images, keras, answers))
+
     def measure(self, variant: str, name: str, positions: dict[str, int]) -> dict[str, Any]:
         """Gate figures of one classifier file, read through the device's own `EdgeModel`."""
         head = self.entry("gradcam_head.tflite", "gradcam_head", "float32", self.head_positions)
@@ -450,6 +465,7 @@ def convert_run(args: argparse.Namespace) -> int:
             runtimes=runtimes.get("gradcam_head.tflite", {}),
         )
         manifest = replace(job.manifest(files, {} if args.force else rejected), forced=bool(rejected) and args.force)
+        manifest = replace(manifest, selftest=job.selftest(manifest))
         write_manifest(staging, manifest)
         manifest_from_dict(manifest.to_dict())  # what is written must read back
         (staging / "labels.txt").write_text("\n".join(LABELS) + "\n")

@@ -1,0 +1,163 @@
+"""`mammo-edge model install | rollback | list` and the bundle self-test: a bad bundle never reaches the link, and
+the version that served goes on serving. The fake runtime answers like a model, so every check runs for real."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fakemodel import FAKE_RUNTIME, write_fake_bundle
+
+import edge_app.model as model_module
+from edge_app.cli import main
+from edge_app.errors import EXIT_OK, EXIT_REFUSED, BundleError
+from edge_app.fsutil import sha256_of
+from edge_app.manifest import load_manifest
+from edge_app.model import EdgeModel
+from edge_app.selftest import MAX_DRIFT, read_selftest, run_selftest, write_selftest
+from edge_app.store import ModelStore
+
+
+@pytest.fixture(autouse=True)
+def fake_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(model_module, "load_runtime", lambda name: FAKE_RUNTIME)
+    yield
+
+
+def _store(root: Path) -> ModelStore:
+    return ModelStore(root / "bundle", "int8", "auto", 1)
+
+
+def _tree(root: Path) -> dict[str, str]:
+    """Every path under `root` with its link target or content hash: what a refused install must leave alone."""
+    tree = {}
+    for path in sorted(root.rglob("*")):
+        tree[str(path.relative_to(root))] = (
+            os.readlink(path) if path.is_symlink() else sha256_of(path) if path.is_file() else ""
+        )
+    return tree
+
+
+def _rewrite_selftest(bundle: Path, change: str) -> Path:
+    """Replace the sample's recorded int8 answers and re-sign the manifest: every hash holds, the answers do not."""
+    manifest = load_manifest(bundle)
+    sample = read_selftest(bundle, manifest)
+    answers = dict(sample.answers)
+    answers["int8"] = 1.0 - answers["int8"] if change == "flipped" else answers["int8"] + MAX_DRIFT / 2
+    entry = write_selftest(bundle, type(sample)(sample.images, sample.keras, answers))
+    values = json.loads((bundle / "manifest.json").read_text())
+    values["selftest"] = {"file": entry.file, "sha256": entry.sha256, "size_bytes": entry.size_bytes, "images": 8}
+    (bundle / "manifest.json").write_text(json.dumps(values))
+    return bundle
+
+
+def test_the_selftest_reproduces_the_conversions_answers(tmp_path: Path) -> None:
+    report = run_selftest(EdgeModel.load(write_fake_bundle(tmp_path / "b"), "int8", heatmaps=False), limit=None)
+    assert report.images == 8 and report.failures == []
+    assert report.max_abs_prob_diff_reference == 0.0 and report.agreement_reference == 1.0
+    assert 0 < report.max_abs_prob_diff_keras < 0.05  # int8 rounds its logit: close to float, not equal
+    probabilities = np.array(report.probabilities)
+    assert (probabilities < 0.5).any() and (probabilities >= 0.5).any()  # the sample spans both answers
+    drifted = _rewrite_selftest(write_fake_bundle(tmp_path / "d"), "within")
+    assert run_selftest(EdgeModel.load(drifted, "int8", heatmaps=False)).failures == []  # within MAX_DRIFT passes
+
+
+def test_install_links_the_version_and_a_second_install_keeps_the_first_as_previous(tmp_path: Path) -> None:
+    store = _store(tmp_path / "device")
+    first = store.install(write_fake_bundle(tmp_path / "v7", version="7"))
+    assert (first.live, first.previous) == ("7", None) and first.selftest.images == 8
+    assert os.readlink(tmp_path / "device" / "bundle") == "models/7"  # relative: valid in a staging root too
+    assert EdgeModel.load(tmp_path / "device" / "bundle", "int8").identity.version == "7"
+    second = store.install(write_fake_bundle(tmp_path / "v8", version="8"))
+    assert (second.live, second.previous) == ("8", "7")
+    assert [(v.version, v.live, v.previous) for v in store.versions()] == [("7", False, True), ("8", True, False)]
+    back = store.rollback()
+    assert (back.live, back.previous) == ("7", "8")
+    assert EdgeModel.load(tmp_path / "device" / "bundle", "int8").identity.version == "7"
+    assert store.rollback().live == "8"  # a rollback of a rollback returns
+    again = store.install(write_fake_bundle(tmp_path / "v8", version="8"))  # the same bundle: only linked
+    assert (again.live, again.previous) == ("8", "7")
+    assert sorted(p.name for p in (tmp_path / "device" / "models").iterdir()) == ["7", "8"]  # no staging left
+
+
+def _corrupt_file(bundle: Path) -> Path:
+    path = bundle / "classifier_int8.tflite"
+    data = bytearray(path.read_bytes())
+    data[10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    return bundle
+
+
+def _future_schema(bundle: Path) -> Path:
+    values = json.loads((bundle / "manifest.json").read_text())
+    (bundle / "manifest.json").write_text(json.dumps({**values, "schema_version": 99}))
+    return bundle
+
+
+@pytest.mark.parametrize(
+    ("spoil", "message"),
+    [
+        (_corrupt_file, r"^bundle file classifier_int8.tflite does not match its sha256 in the manifest"),
+        (_future_schema, r"^manifest schema version 99 is not supported"),
+        (lambda b: _rewrite_selftest(b, "flipped"), r"^int8 on fake 1.0 answers up to 0\.\d+ away from the conversion"),
+        (lambda b: (b / "selftest.npz").unlink() or b, r"^bundle file selftest.npz listed in the manifest is missing$"),
+    ],
+    ids=["corrupt-file", "wrong-schema", "failing-selftest", "missing-sample"],
+)
+def test_a_bad_bundle_is_refused_and_the_live_model_keeps_serving(spoil: object, message: str, tmp_path: Path) -> None:
+    device = tmp_path / "device"
+    store = _store(device)
+    store.install(write_fake_bundle(tmp_path / "good", version="7"))
+    before = _tree(device)
+    bad = spoil(write_fake_bundle(tmp_path / "bad", version="8"))  # type: ignore[operator]
+    with pytest.raises(BundleError, match=message):
+        store.install(bad)
+    assert _tree(device) == before  # nothing half-installed, the link untouched
+    assert EdgeModel.load(device / "bundle", "int8").identity.version == "7"
+
+
+def test_a_bundle_without_a_sample_or_with_a_taken_version_is_refused(tmp_path: Path) -> None:
+    store = _store(tmp_path / "device")
+    with pytest.raises(BundleError, match=r"schema 3\) has no self-test sample: convert it again"):
+        store.install(write_fake_bundle(tmp_path / "old", version="6", selftest=False, schema_version=3))
+    store.install(write_fake_bundle(tmp_path / "v7", version="7"))
+    with pytest.raises(BundleError, match=r"^version 7 is installed already with other files: give the new bundle"):
+        store.install(write_fake_bundle(tmp_path / "other7", version="7", threshold=0.4))
+    with pytest.raises(BundleError, match=r"^there is no previous model to roll back to"):
+        store.rollback()
+    with pytest.raises(BundleError, match=r"the bundle's version '\.\./x' cannot name a folder"):
+        store.install(write_fake_bundle(tmp_path / "evil", version="../x"))
+
+
+def test_a_bundle_folder_from_an_older_install_is_adopted(tmp_path: Path) -> None:
+    device = tmp_path / "device"
+    write_fake_bundle(device / "bundle", version="5")  # what the previous install.sh left: a folder
+    store = _store(device)
+    assert [(v.version, v.live) for v in store.versions()] == [("5", True)]
+    assert os.readlink(device / "bundle") == "models/5"
+    assert store.install(write_fake_bundle(tmp_path / "v7", version="7")).previous == "5"
+
+
+def test_the_model_commands_print_what_they_did_and_refuse_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    link = tmp_path / "device" / "bundle"
+    given = ["--bundle", str(link), "--config", str(tmp_path / "none.toml"), "--no-restart"]
+    (tmp_path / "none.toml").write_text("")
+    assert main(["model", "install", str(write_fake_bundle(tmp_path / "v7", version="7")), *given]) == EXIT_OK
+    printed = capsys.readouterr().out
+    assert "self-test passed: int8 on fake 1.0, 8 images" in printed and "model 7 is live; previous: none" in printed
+    bad = _corrupt_file(write_fake_bundle(tmp_path / "v8", version="8"))
+    assert main(["model", "install", str(bad), *given]) == EXIT_REFUSED
+    assert "does not match its sha256" in capsys.readouterr().err
+    assert main(["model", "list", *given]) == EXIT_OK
+    assert capsys.readouterr().out.split()[:2] == ["7", "live"]
+    assert main(["model", "rollback", *given]) == EXIT_REFUSED
+    assert main(["selftest", "--bundle", str(link), "--config", str(tmp_path / "none.toml")]) == EXIT_OK
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("self-test passed: int8 on fake 1.0, 8 images")
+    assert lines[1].startswith("self-test scan: classified, ") and "(model 7, int8, fake 1.0)" in lines[1]
