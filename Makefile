@@ -10,7 +10,7 @@ TFLITE_VENV := .venv-tflite
 PIP_FLAGS := --quiet --disable-pip-version-check
 DEMO_DIR ?= demo-out
 
-.PHONY: demo test lint venvs clean mutation system-tools
+.PHONY: demo test lint venvs clean mutation system-tools arm64-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,13 @@ test: venvs lint system-tools
 # benchmarks/results/mutation.json. AGAIN=1 re-runs only the mutants the last run left alive.
 mutation: $(VENV)/.installed
 	$(VENV)/bin/python benchmarks/mutation.py $(if $(AGAIN),--again)
+
+# The Arm path without a board (root, the internet, about 15 minutes; not part of `make test`): a Debian 12 arm64
+# userland under qemu, the offline aarch64 archive installed in it, the bundle's fidelity images on Arm against x86 and
+# Keras float. Writes benchmarks/results/arm64-fidelity.json.
+BUNDLE ?= $(DEMO_DIR)/bundle
+arm64-check: $(VENV)/.installed $(EDGE_VENV)/.installed
+	bash deploy/arm64-check.sh $(BUNDLE)
 
 # The whole chain, offline: synthetic data -> a small hybrid from scratch (deterministic) -> a verified bundle ->
 # autotune picks among the variants that passed the gate -> the daemon.

@@ -1,65 +1,184 @@
 #!/usr/bin/env bash
-# Install or update mammo-edge on a Raspberry Pi / Jetson (Debian-based, systemd). Run as root from a checkout:
-#   sudo deploy/install.sh BUNDLE_DIR [--autotune]   # install, or update code and model in place
-# Idempotent: re-running updates the code and the bundle, keeps the configuration and every scan folder.
-# --autotune measures every verified variant, runtime and thread count on this board (a few minutes for the 224 px
-# hybrid) and writes the fastest into /etc/mammo-edge/config.toml (the previous file kept as config.toml.bak).
+# Install or update mammo-edge on a Raspberry Pi (Raspberry Pi OS Bookworm, 64-bit), a Jetson (JetPack 6) or any
+# Debian-like x86_64 box with systemd. Field guide: deploy/README.md.
+#
+#   sudo ./install.sh                       from an offline archive (mammo-archive): wheels and bundle beside it
+#   sudo deploy/install.sh --bundle DIR     from a checkout, with the internet (pip)
+#
+#   --root DIR     install into DIR as if it were / (an image being prepared, a test): nothing outside DIR is
+#                  touched and systemctl is never called
+#   --dry-run      print every action, do none of them
+#   --bundle DIR   the model bundle (default: the archive's bundle/)
+#   --autotune     measure every verified variant, runtime and thread count on this board (minutes) and write the
+#                  fastest into the config (the previous file kept as config.toml.bak)
+#   --no-start     install and enable the units, but do not (re)start them
+#
+# Idempotent: running it again updates the code and installs the bundle as a new model version (the live one becomes
+# the one `mammo-edge model rollback` returns to); the config and every scan, result and journal are kept.
 set -euo pipefail
+umask 022
 
-bundle=${1:?usage: deploy/install.sh BUNDLE_DIR [--autotune] (a folder written by mammo-convert)}
-autotune=${2:-}
-here=$(cd "$(dirname "$0")/.." && pwd)
+root="" dry_run=0 bundle="" autotune=0 start=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --root) root=${2:?--root needs a folder}; shift 2 ;;
+        --dry-run) dry_run=1; shift ;;
+        --bundle) bundle=${2:?--bundle needs a folder}; shift 2 ;;
+        --autotune) autotune=1; shift ;;
+        --no-start) start=0; shift ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        *) echo "install.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+here=$(cd "$(dirname "$0")" && pwd)
+if [ -d "$here/wheels" ]; then  # an offline archive: everything lies beside this script
+    source_kind=archive templates=$here units=$here/systemd
+    bundle=${bundle:-$here/bundle}
+else  # a checkout: deploy/install.sh
+    source_kind=checkout templates=$here units=$here/../systemd
+fi
+
+fail() { echo "install.sh: $*" >&2; exit 2; }
+say() { echo "== $*"; }
+# Every change goes through `act`: printed always, done unless --dry-run.
+act() {
+    if [ "$dry_run" = 1 ]; then echo "would run: $*"; else echo "+ $*"; "$@"; fi
+}
+write_file() {  # write_file MODE TARGET < content
+    if [ "$dry_run" = 1 ]; then echo "would write: $2 (mode $1)"; cat >/dev/null; return; fi
+    echo "+ write $2"
+    local temporary
+    temporary=$(mktemp "$(dirname "$2")/.install.XXXXXX")
+    cat >"$temporary" && chmod "$1" "$temporary" && mv -f "$temporary" "$2"
+}
+
 prefix=/opt/mammo-edge
+venv=$root$prefix/venv
+config=$root/etc/mammo-edge/config.toml
+link=$root/var/lib/mammo-edge/bundle
+unit_dir=$root/etc/systemd/system
+user=mammo-edge
 
-id -u mammo-edge >/dev/null 2>&1 || useradd --system --home /var/lib/mammo-edge --shell /usr/sbin/nologin mammo-edge
-install -d -o mammo-edge -g mammo-edge -m 0750 /var/lib/mammo-edge /var/lib/mammo-edge/state \
-    /var/lib/mammo-edge/outbox
-install -d -o mammo-edge -g mammo-edge -m 0770 /srv/mammo-edge /srv/mammo-edge/inbox /srv/mammo-edge/results \
-    /srv/mammo-edge/archive /srv/mammo-edge/quarantine
-install -d -m 0755 /etc/mammo-edge "$prefix"
-
-python3 -m venv "$prefix/venv"
-"$prefix/venv/bin/pip" install --quiet --upgrade pip
-if ! "$prefix/venv/bin/pip" install --quiet "$here[edge]"; then
-    # No LiteRT wheel for this board: the alternative runtime (needs numpy < 2).
-    "$prefix/venv/bin/pip" install --quiet 'numpy<2' tflite-runtime pillow opencv-python-headless pydicom watchdog \
-        pynetdicom highdicom
-    "$prefix/venv/bin/pip" install --quiet --no-deps "$here"
+# --- checks first: nothing is changed until all of them pass ---------------------------------------------------
+[ -n "$bundle" ] || fail "no model bundle: give --bundle DIR (a folder written by mammo-convert)"
+[ -f "$bundle/manifest.json" ] || fail "$bundle is not a model bundle (no manifest.json)"
+if [ -z "$root" ] && [ "$dry_run" = 0 ] && [ "$(id -u)" != 0 ]; then
+    fail "run as root (sudo), or give --root DIR to install into a staging folder"
 fi
-cp "$here/README.md" "$prefix/README.md"
+machine=$(uname -m)
+case "$machine" in x86_64|aarch64) ;; *) fail "unsupported CPU $machine: mammo-edge runs on x86_64 and aarch64" ;; esac
+command -v python3 >/dev/null || fail "python3 is missing: apt-get install python3 python3-venv"
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' ||
+    fail "Python $(python3 -V 2>&1) is too old: mammo-edge needs 3.10 or newer"
+python3 -c 'import venv, ensurepip' 2>/dev/null || fail "python3 cannot make virtual environments: apt-get install python3-venv"
+python=$(python3 -c 'import sys; print(f"{sys.version_info.major}.{sys.version_info.minor}")')
+if [ "$source_kind" = archive ]; then
+    read -r archive_machine archive_python < <(python3 -c 'import json, sys
+about = json.load(open(sys.argv[1])); print(about["machine"], about["python"])' "$here/ARCHIVE.json")
+    [ "$archive_machine" = "$machine" ] ||
+        fail "this archive is for $archive_machine, this machine is $machine: build one with mammo-archive --machine $machine"
+    [ "$archive_python" = "$python" ] ||
+        fail "this archive is for Python $archive_python, this machine has $python: build one with mammo-archive --python $python"
+    python3 - "$here" <<'CHECK' || fail "the archive is damaged (a wheel's sha256 differs from ARCHIVE.json): copy it again"
+import hashlib, json, pathlib, sys
+here = pathlib.Path(sys.argv[1])
+wheels = json.loads((here / "ARCHIVE.json").read_text())["wheels"]
+sys.exit(any(hashlib.sha256((here / "wheels" / n).read_bytes()).hexdigest() != h for n, h in wheels.items()))
+CHECK
+fi
+target=$root/
+while [ ! -d "$target" ]; do target=$(dirname "$target"); done
+need_mb=$(( $(du -sm "$bundle" | cut -f1) * 2 + 900 ))  # the venv (~600 MB unpacked), two model versions, headroom
+free_mb=$(df -Pm "$target" | awk 'NR == 2 {print $4}')
+[ "$free_mb" -ge "$need_mb" ] || fail "only $free_mb MB free on $target; the install needs $need_mb MB"
+say "checks passed: $machine, Python $python, $free_mb MB free, installing from a $source_kind into ${root:-/}"
 
-# The model: staged beside the live one and swapped by rename, after it verified on this device.
-staged=/var/lib/mammo-edge/bundle.new
-rm -rf "$staged" && cp -r "$bundle" "$staged"
-[ -f /etc/mammo-edge/config.toml ] || install -m 0644 "$here/deploy/config.toml" /etc/mammo-edge/config.toml
-"$prefix/venv/bin/mammo-edge" check-config --config /etc/mammo-edge/config.toml --bundle "$staged" >/dev/null
-rm -rf /var/lib/mammo-edge/bundle.old
-[ -d /var/lib/mammo-edge/bundle ] && mv /var/lib/mammo-edge/bundle /var/lib/mammo-edge/bundle.old
-mv "$staged" /var/lib/mammo-edge/bundle
-chown -R mammo-edge:mammo-edge /var/lib/mammo-edge/bundle
-if [ "$autotune" = "--autotune" ]; then
-    "$prefix/venv/bin/mammo-bench" autotune /var/lib/mammo-edge/bundle --write-config /etc/mammo-edge/config.toml
+# --- the service user and its folders --------------------------------------------------------------------------
+owner=()
+if [ -z "$root" ]; then
+    id -u "$user" >/dev/null 2>&1 ||
+        act useradd --system --home /var/lib/mammo-edge --shell /usr/sbin/nologin "$user"
+    owner=(-o "$user" -g "$user")
+elif [ -f "$root/etc/passwd" ]; then  # an image with its own users: the user is made there, files owned by its ids
+    grep -q "^$user:" "$root/etc/passwd" ||
+        act useradd --root "$(cd "$root" && pwd)" --system --home /var/lib/mammo-edge --shell /usr/sbin/nologin "$user"
+    uid=$(awk -F: -v u="$user" '$1 == u {print $3}' "$root/etc/passwd")
+    gid=$(awk -F: -v u="$user" '$1 == u {print $4}' "$root/etc/passwd")
+    [ -n "$uid" ] && owner=(-o "$uid" -g "$gid")
+else
+    say "no $root/etc/passwd: folders stay owned by $(id -un); the image's first boot must chown them to $user"
+fi
+act install -d "${owner[@]}" -m 0750 "$root/var/lib/mammo-edge" "$root/var/lib/mammo-edge/state" \
+    "$root/var/lib/mammo-edge/outbox"
+act install -d "${owner[@]}" -m 0770 "$root/srv/mammo-edge" "$root/srv/mammo-edge/inbox" \
+    "$root/srv/mammo-edge/results" "$root/srv/mammo-edge/archive" "$root/srv/mammo-edge/quarantine"
+act install -d -m 0755 "$root/etc/mammo-edge" "$root$prefix" "$unit_dir"
+
+# --- the code: a virtual environment with the edge extra only (no TensorFlow) ------------------------------------
+[ -x "$venv/bin/python" ] || act python3 -m venv "$venv"
+if [ "$source_kind" = archive ]; then
+    act "$venv/bin/pip" install --quiet --no-index --find-links "$here/wheels" -c "$here/constraints.txt" \
+        "mammo-edge[edge]"
+    wheel=$(ls "$here"/wheels/mammo_edge-*.whl)
+    act "$venv/bin/pip" install --quiet --no-index --no-deps --force-reinstall "$wheel"  # the same version, new code
+else
+    act "$venv/bin/pip" install --quiet -c "$here/constraints.txt" "$here/..[edge]"
+    act "$venv/bin/pip" install --quiet --no-deps --force-reinstall "$here/.."
+fi
+act install -m 0644 "$templates/README.md" "$root$prefix/README.md"
+
+# --- the config: from the commented template, kept if present ----------------------------------------------------
+if [ -f "$config" ]; then
+    say "kept the existing $config"
+else
+    act install -m 0644 "$templates/config.toml" "$config"
 fi
 
-install -m 0644 "$here/systemd/mammo-edge.service" /etc/systemd/system/mammo-edge.service
-systemctl daemon-reload
-systemctl enable mammo-edge.service
-systemctl restart mammo-edge.service
-systemctl --no-pager status mammo-edge.service | head -n 5
+# --- the model: verified (hashes, schema, self-test) and linked as a new version; a bad bundle stops here ----------
+edge=("$venv/bin/mammo-edge")
+located=(--config "$config" --bundle "$link")
+act "${edge[@]}" model install "$bundle" "${located[@]}" --no-restart
+if [ "$autotune" = 1 ]; then
+    act "$venv/bin/mammo-bench" autotune "$link" --write-config "$config"
+fi
 
-# The DICOM units, each on only when the config asks for it ([dicom] enabled, [dicom.forward] host), each allowed
-# only its own peers by a drop-in written from the config.
+# --- the units: the analysis service always; each DICOM unit only when the config asks for it -------------------
+for unit in mammo-edge.service mammo-edge-dicom.service mammo-edge-forward.service; do
+    act install -m 0644 "$units/$unit" "$unit_dir/$unit"
+done
+enable=(mammo-edge.service)
 for role in listen forward; do
     unit=mammo-edge-$([ "$role" = listen ] && echo dicom || echo forward).service
-    install -m 0644 "$here/systemd/$unit" "/etc/systemd/system/$unit"
-    if dropin=$("$prefix/venv/bin/mammo-edge" network-dropin "$role" --config /etc/mammo-edge/config.toml 2>/dev/null); then
-        install -d -m 0755 "/etc/systemd/system/$unit.d"
-        printf '%s' "$dropin" > "/etc/systemd/system/$unit.d/network.conf"
-        systemctl daemon-reload
-        systemctl enable "$unit"
-        systemctl restart "$unit"
+    if [ "$dry_run" = 1 ]; then
+        echo "would write: $unit_dir/$unit.d/network.conf and enable $unit, if the config enables it"
+    elif dropin=$("${edge[@]}" network-dropin "$role" --config "$config" 2>/dev/null); then
+        act install -d -m 0755 "$unit_dir/$unit.d"
+        printf '%s' "$dropin" | write_file 0644 "$unit_dir/$unit.d/network.conf"
+        enable+=("$unit")
     else
-        systemctl disable --now "$unit" 2>/dev/null || true
+        say "$unit stays off (the config does not enable it)"
     fi
 done
-echo "installed; logs: journalctl -u mammo-edge -f; status: $prefix/venv/bin/mammo-edge status --config /etc/mammo-edge/config.toml"
+if [ -n "$root" ]; then  # what `systemctl enable` does, by hand: the image starts them at boot
+    act install -d -m 0755 "$unit_dir/multi-user.target.wants"
+    for unit in "${enable[@]}"; do
+        act ln -sfn "/etc/systemd/system/$unit" "$unit_dir/multi-user.target.wants/$unit"
+    done
+else
+    act systemctl daemon-reload
+    act systemctl enable "${enable[@]}"
+    for unit in mammo-edge-dicom.service mammo-edge-forward.service; do
+        [[ " ${enable[*]} " == *" $unit "* ]] || act systemctl disable --now "$unit" 2>/dev/null || true
+    done
+    [ "$start" = 1 ] && act systemctl restart "${enable[@]}"
+fi
+
+# --- the end: the effective config, and the self-test on the bundle's own sample plus one scan -------------------
+act "${edge[@]}" check-config "${located[@]}"
+act "${edge[@]}" selftest "${located[@]}"
+if [ -z "$root" ] && [ "$start" = 1 ] && [ "$dry_run" = 0 ]; then
+    systemctl --no-pager --lines=0 status mammo-edge.service || true
+fi
+say "installed; health: systemctl status mammo-edge; logs: journalctl -u mammo-edge -f;" \
+    "counts: $prefix/venv/bin/mammo-edge status"

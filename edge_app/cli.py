@@ -7,6 +7,7 @@ or input).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -24,6 +25,7 @@ from edge_app.decode import DEFAULT_MAX_PIXELS, SCAN_SUFFIXES
 from edge_app.errors import (
     EXIT_OK,
     EXIT_SOME_REJECTED,
+    BundleError,
     ConfigError,
     DataError,
     MammoEdgeError,
@@ -121,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     selftest = commands.add_parser("selftest", help="run the live model on its bundle's own sample, and one scan")
     _config_arguments(selftest)
     selftest.add_argument("--all", action="store_true", help="every image of the sample (default: the first 16)")
+    selftest.add_argument("--json", type=Path, help="also write the figures here (the Arm check reads them)")
     dropin = commands.add_parser("network-dropin", help="print the systemd drop-in allowing a DICOM unit its peers")
     dropin.add_argument("unit", choices=("listen", "forward"))
     dropin.add_argument("--config", type=Path, default=None, help="TOML file (default /etc/mammo-edge/config.toml)")
@@ -316,13 +319,17 @@ def model_command(args: argparse.Namespace) -> int:
 def selftest_command(args: argparse.Namespace) -> int:
     """The live model on its bundle's own sample, then one of those images as a scan through the daemon's analyser
     (decode, scope, preprocess, model, overlay): what an install ends with."""
-    from edge_app.selftest import QUICK_IMAGES, check_selftest, sample_scan
+    from edge_app.selftest import QUICK_IMAGES, run_selftest, sample_scan
 
     config = resolve_config(args.config, _overrides(args))
     setup_logging(config.log.level)
     analyser = _load_analyser(config)
-    report = check_selftest(analyser.model, None if args.all else QUICK_IMAGES)
+    report = run_selftest(analyser.model, None if args.all else QUICK_IMAGES)
     print(report.line())
+    if args.json is not None:
+        args.json.write_text(json.dumps(report.figures(analyser.model), indent=2) + "\n")
+    if report.failures:
+        raise BundleError("; ".join(report.failures))
     analysis = analyser.analyse(sample_scan(analyser.model.bundle, analyser.model.manifest), "selftest.png", None)
     overlay = 0 if analysis.overlay_png is None else len(analysis.overlay_png)
     print(

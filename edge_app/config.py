@@ -79,6 +79,7 @@ class JournalSection:
 @dataclass(frozen=True)
 class LogSection:
     level: str = "INFO"
+    audit_max_mb: float = 64.0  # results.jsonl / results.csv start a new numbered segment past this; none is deleted
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,8 @@ def _validate(config: Config) -> Config:
         raise ConfigError("[scope] limits must be >= 0 (0: derived from the model bundle)")
     if scope.min_side_px and scope.max_side_px and scope.min_side_px > scope.max_side_px:
         raise ConfigError(f"[scope] min_side_px {scope.min_side_px} exceeds max_side_px {scope.max_side_px}")
+    if config.log.audit_max_mb <= 0:
+        raise ConfigError(f"[log] audit_max_mb must be > 0, got {config.log.audit_max_mb}")
     if config.journal.retention_days <= 0:
         raise ConfigError(f"[journal] retention_days must be > 0, got {config.journal.retention_days}")
     _validate_dicom(config.dicom)

@@ -3,8 +3,8 @@ with the ones the conversion measured.
 
 A model can pass every hash check and still answer differently on a device: another runtime build, another CPU's
 kernels, a numpy that reads the tensors another way. Arm's int8 kernels differ from x86's by about 1e-3 in
-probability; a model that is wrong here differs by far more. The sample is ``selftest.npz`` in the bundle: the first
-fidelity images (preprocessed model inputs), the Keras float probabilities and each variant's answers from the
+probability; a model that is wrong here differs by far more. The sample is ``selftest.npz`` in the bundle: the
+fidelity gate's images (preprocessed model inputs), the Keras float probabilities and each variant's answers from the
 conversion. ``convert`` writes it, ``mammo-edge model install`` and ``mammo-edge selftest`` check it, and the Arm
 check runs all of it.
 """
@@ -12,9 +12,11 @@ check runs all of it.
 from __future__ import annotations
 
 import io
+import platform
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -100,6 +102,27 @@ class SelfTestReport:
             f"{self.variant} on {self.runtime} answers up to {self.max_abs_prob_diff_reference:.4f} away from the "
             f"conversion's own answers on the bundle's sample (allowed {MAX_DRIFT})"
         ]
+
+    def figures(self, model: EdgeModel) -> dict[str, Any]:
+        """The report as a result file: against Keras float at the top (what the fidelity gate measures), against
+        the conversion's own answers beside it, with the machine it ran on."""
+        return {
+            "machine": platform.machine(),
+            "python": platform.python_version(),
+            "runtime": self.runtime,
+            "model": {"name": model.manifest.name, "version": model.manifest.version, "variant": self.variant},
+            "images": self.images,
+            "threshold": self.threshold,
+            "agreement": self.agreement_keras,
+            "max_abs_prob_diff": self.max_abs_prob_diff_keras,
+            "against_conversion": {
+                "agreement": self.agreement_reference,
+                "max_abs_prob_diff": self.max_abs_prob_diff_reference,
+                "allowed_max_abs_prob_diff": MAX_DRIFT,
+            },
+            "passed": not self.failures,
+            "probabilities": list(self.probabilities),
+        }
 
     def line(self) -> str:
         return (

@@ -8,7 +8,9 @@
   preprocessing implementation in `edge_app`; `mammo_convert` never imports the device service;
 - `mammo_bench` never imports `mammo_convert`, imports nothing from `edge_app.cli` and no private `edge_app` name,
   and on the device path (everything but the Keras bench) nothing from `mammo_train`;
-- no package claims a generic top-level name (`train`, `convert`, `benchmarks`).
+- `mammo_deploy` (the offline archive) needs only the device code: never the training, conversion or benchmark
+  tools, TensorFlow or the device service;
+- no package claims a generic top-level name (`train`, `convert`, `benchmarks`, `deploy`).
 """
 
 from __future__ import annotations
@@ -25,10 +27,22 @@ FOLDERS = {
     "mammo_train": REPO / "train" / "mammo_train",
     "mammo_convert": REPO / "convert" / "mammo_convert",
     "mammo_bench": REPO / "benchmarks" / "mammo_bench",
+    "mammo_deploy": REPO / "deploy" / "mammo_deploy",
 }
-TOOLS = ("mammo_train", "mammo_convert", "mammo_bench", "train", "convert", "benchmarks")
+TOOLS = ("mammo_train", "mammo_convert", "mammo_bench", "mammo_deploy", "train", "convert", "benchmarks", "deploy")
 DEVICE_SERVICE = ("edge_app.service", "edge_app.cli")
-PIXEL_AND_MODEL = ("decode", "preprocess", "gradcam", "model", "manifest", "runtime", "samples", "probe")
+PIXEL_AND_MODEL = (
+    "decode",
+    "preprocess",
+    "gradcam",
+    "model",
+    "manifest",
+    "runtime",
+    "samples",
+    "probe",
+    "selftest",
+    "store",
+)
 
 
 def imports(folder: Path, root: Path) -> dict[str, set[str]]:
@@ -64,6 +78,7 @@ def offenders(folder: Path, forbidden: tuple[str, ...], root: Path = REPO) -> li
         ("mammo_train", ("mammo_convert", "mammo_bench", *DEVICE_SERVICE)),
         ("mammo_convert", ("mammo_bench", *DEVICE_SERVICE)),
         ("mammo_bench", ("mammo_convert", "edge_app.cli")),
+        ("mammo_deploy", ("mammo_train", "mammo_convert", "mammo_bench", "tensorflow", *DEVICE_SERVICE)),
     ],
 )
 def test_layers_import_only_downwards(package: str, forbidden: tuple[str, ...]) -> None:
@@ -108,7 +123,7 @@ def test_no_generic_top_level_names_are_installed() -> None:
         for where in settings["where"]
         for name in find_packages(str(REPO / where), include=settings["include"])
     }
-    assert top == {"edge_app", "mammo_train", "mammo_convert", "mammo_bench"}
+    assert top == {"edge_app", "mammo_train", "mammo_convert", "mammo_bench", "mammo_deploy"}
 
 
 def test_the_rule_finds_deferred_and_plain_imports(tmp_path: Path) -> None:

@@ -57,8 +57,6 @@ from mammo_train.runfiles import RunFiles
 from mammo_train.splits import SplitRow
 from mammo_train.trainer import tool_versions
 
-SELFTEST_IMAGES = 96  # the bundle's own sample: a device checks the first 16 at install, the Arm check all of them
-
 
 def calibration_rows(rows: Sequence[SplitRow], count: int, seed: int) -> list[SplitRow]:
     """Up to `count` training rows, stratified by class and source (proportional, at least one per stratum)."""
@@ -281,9 +279,10 @@ class Conversion:
         )
 
     def selftest(self, manifest: Manifest) -> SelfTestSet:
-        """The bundle's own sample: the first fidelity images (the test split's, then the validation split's), the
-        Keras float answers and every shipped variant's answers, read back through the device's `EdgeModel`."""
-        images = self.fidelity.images[:SELFTEST_IMAGES]
+        """The bundle's own sample: the gate's fidelity images (a device checks the first 16 at install; the Arm check
+        runs the gate on all of them), the Keras float answers and every shipped variant's answers, read back
+        through the device's `EdgeModel`."""
+        images = self.fidelity.images
         answers = {}
         for variant in manifest.variants:
             model = EdgeModel(self.staging, manifest, variant, "auto", self.args.threads, heatmaps=False)

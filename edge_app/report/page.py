@@ -22,6 +22,7 @@ import cv2
 
 from edge_app.fsutil import atomic_write, sha256_of
 from edge_app.model import ModelIdentity
+from edge_app.service.audit import AuditLog
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 50
@@ -59,12 +60,10 @@ def operating_point(metrics: dict[str, Any]) -> str:
 
 
 def read_audit(results: Path) -> list[dict[str, Any]]:
-    """Every audit line, oldest first (a line cut short by a crash is skipped: the writer writes it again)."""
-    path = results / AUDIT
-    if not path.exists():
-        return []
+    """Every audit line of every segment, oldest first (a line cut short by a crash is skipped: the writer writes it
+    again)."""
     entries = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in AuditLog(results / AUDIT).lines():
         try:
             entries.append(json.loads(line))
         except json.JSONDecodeError:

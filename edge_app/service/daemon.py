@@ -55,7 +55,9 @@ def build_pipeline(
         journal,
         Claimer(paths.inbox, paths.state / "processing", journal),
         analyser,
-        ResultWriter(paths.results, analyser.identity, paths.quarantine, sinks, after_write),
+        ResultWriter(
+            paths.results, analyser.identity, paths.quarantine, sinks, after_write, int(config.log.audit_max_mb * 2**20)
+        ),
         Settler(paths.archive, paths.quarantine, journal.settled_name_taken),
     )
 

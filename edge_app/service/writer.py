@@ -3,9 +3,10 @@
 For an analysed scan (classified per region, or ``needs_roi``): ``<stem>.gradcam.png`` (when there is heat to show)
 then ``<stem>.json`` (schema ``schemas/result.schema.json``), both
 atomic and in that order, so a result never names a missing overlay. For a refused scan: ``<name>.error.json`` beside
-the quarantined input. Then one line in ``results.jsonl`` and ``results.csv`` (the audit log). Every write is
-idempotent, so a crash anywhere in this stage is repaired by doing it again: files are replaced whole, and an audit
-line whose scan id is already at the end of the log is not written twice.
+the quarantined input. Then one line in ``results.jsonl`` and ``results.csv`` (the audit logs, rotated by size
+without losing a line: `edge_app.service.audit`). Every write is idempotent, so a crash anywhere in this stage is
+repaired by doing it again: files are replaced whole, and an audit line whose scan id is already at the end of the
+log is not written twice.
 """
 
 from __future__ import annotations
@@ -13,16 +14,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections.abc import Callable
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
-from edge_app.fsutil import append_durably, atomic_write, unique_stem
+from edge_app.fsutil import atomic_write, unique_stem
 from edge_app.model import ModelIdentity
 from edge_app.service.analyse import Analysis, RegionAnswer
+from edge_app.service.audit import DEFAULT_MAX_BYTES, AuditLog
 from edge_app.service.lifecycle import ScanRecord
 
 RESULT_SCHEMA_VERSION = 2  # 2: status, the image's facts and one entry per region
@@ -44,7 +45,6 @@ AUDIT_FIELDS = (
 )
 ERROR_SUFFIX = ".error.json"
 RESULT_SUFFIXES = (".json", ".gradcam.png")
-_AUDIT_TAIL_BYTES = 1 << 16
 
 
 def result_schema() -> dict[str, Any]:
@@ -130,7 +130,8 @@ class AnswerSink(Protocol):
 class ResultWriter:
     """Writes into `results` (and rejections into `rejections`, the quarantine, when there is one); `sinks` add
     their answers to every analysed scan's, before its result JSON (so a result never precedes its answers);
-    `after_write` runs once a scan's audit line is durable (the results page is regenerated there)."""
+    `after_write` runs once a scan's audit line is durable (the results page is regenerated there); each audit log
+    starts a new segment once it passes `audit_max_bytes`."""
 
     def __init__(
         self,
@@ -139,12 +140,15 @@ class ResultWriter:
         rejections: Path | None = None,
         sinks: tuple[AnswerSink, ...] = (),
         after_write: tuple[Callable[[], None], ...] = (),
+        audit_max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.results = results
         self.identity = identity
         self.rejections = rejections
         self.sinks = sinks
         self.after_write = after_write
+        self.audit_jsonl = AuditLog(results / AUDIT_JSONL, audit_max_bytes)
+        self.audit_csv = AuditLog(results / AUDIT_CSV, audit_max_bytes, header=",".join(AUDIT_FIELDS) + "\n")
         results.mkdir(parents=True, exist_ok=True)
 
     def free_stem(self, input_name: str, is_reserved: Callable[[str], bool]) -> str:
@@ -194,25 +198,13 @@ class ResultWriter:
             "stage": failure.stage if failure else None,
             "reason": failure.reason if failure else None,
         }
-        csv_path = self.results / AUDIT_CSV
-        if not csv_path.exists():
-            append_durably(csv_path, ",".join(AUDIT_FIELDS) + "\n")
-        if f",{record.scan_id}," not in _tail(csv_path):
-            buffer = io.StringIO()
-            csv.writer(buffer).writerow(["" if entry[key] is None else entry[key] for key in AUDIT_FIELDS])
-            append_durably(csv_path, buffer.getvalue())
-        jsonl = self.results / AUDIT_JSONL
-        if not jsonl.exists() or f'"id": "{record.scan_id}"' not in _tail(jsonl):
-            append_durably(jsonl, json.dumps(entry, ensure_ascii=False) + "\n")
+        buffer = io.StringIO()
+        csv.writer(buffer).writerow(["" if entry[key] is None else entry[key] for key in AUDIT_FIELDS])
+        self.audit_csv.append_once(buffer.getvalue(), f",{record.scan_id},")
+        self.audit_jsonl.append_once(json.dumps(entry, ensure_ascii=False) + "\n", f'"id": "{record.scan_id}"')
         for follow_up in self.after_write:
             follow_up()
 
 
 def _json_bytes(document: dict[str, Any]) -> bytes:
     return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode()
-
-
-def _tail(path: Path) -> str:
-    with path.open("rb") as handle:
-        handle.seek(max(0, os.path.getsize(path) - _AUDIT_TAIL_BYTES))
-        return handle.read().decode("utf-8", errors="replace")
