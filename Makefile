@@ -36,14 +36,16 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-# What the tests drive, from Debian: dcmtk (echoscu, storescu, storescp, dsrdump), dicom3tools (dciodvfy) and Chromium
-# (the pages' browser tests, through Playwright). Without root or apt those tests skip and say why.
+# What the tests drive, from Debian: dcmtk (echoscu, storescu, storescp, dsrdump), dicom3tools (dciodvfy), Chromium
+# (the pages' browser tests, through Playwright) and systemd (systemd-analyze: the units' verify and security checks).
+# Without root or apt those tests skip and say why.
 system-tools:
-	@if command -v storescu >/dev/null && command -v dciodvfy >/dev/null && command -v chromium >/dev/null; then :; \
+	@if command -v storescu >/dev/null && command -v dciodvfy >/dev/null && command -v chromium >/dev/null \
+		&& command -v systemd-analyze >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-			dcmtk dicom3tools chromium >/dev/null; \
-	else echo "warning: dcmtk, dicom3tools or chromium is missing and cannot be installed here (not root, or no apt)"; fi
+			dcmtk dicom3tools chromium systemd >/dev/null; \
+	else echo "warning: dcmtk, dicom3tools, chromium or systemd is missing and cannot be installed here (not root, or no apt)"; fi
 
 test: venvs lint system-tools
 	MAMMO_TEST_EDGE_PYTHON=$(abspath $(EDGE_VENV))/bin/python MAMMO_TEST_TFLITE_PYTHON=$(abspath $(TFLITE_VENV))/bin/python \

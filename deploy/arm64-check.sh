@@ -49,7 +49,8 @@ for variant in $variants; do
     located=(--config /target/etc/mammo-edge/config.toml --bundle /target/var/lib/mammo-edge/bundle --variant "$variant")
     inside /target/opt/mammo-edge/venv/bin/mammo-edge selftest "${located[@]}" --all --json "/tmp/arm-$variant.json"
     cp "$rootfs/tmp/arm-$variant.json" "$work/arm-$variant.json"
-    "$repo/.venv-edge/bin/mammo-edge" selftest --config /dev/null --bundle "$bundle" --variant "$variant" --all \
+    : > "$work/empty.toml"  # the built-in defaults
+    "$repo/.venv-edge/bin/mammo-edge" selftest --config "$work/empty.toml" --bundle "$bundle" --variant "$variant" --all \
         --json "$work/x86-$variant.json" >/dev/null
 done
 

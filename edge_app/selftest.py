@@ -3,7 +3,7 @@ with the ones the conversion measured.
 
 A model can pass every hash check and still answer differently on a device: another runtime build, another CPU's
 kernels, a numpy that reads the tensors another way. Arm's int8 kernels differ from x86's by about 1e-3 in
-probability; a model that is wrong here differs by far more. The sample is ``selftest.npz`` in the bundle: the
+probability, another runtime build by a few hundredths; a model that is wrong here differs by far more. The sample is ``selftest.npz`` in the bundle: the
 fidelity gate's images (preprocessed model inputs), the Keras float probabilities and each variant's answers from the
 conversion. ``convert`` writes it, ``mammo-edge model install`` and ``mammo-edge selftest`` check it, and the Arm
 check runs all of it.
@@ -28,7 +28,10 @@ from edge_app.manifest import Manifest, SelfTestSet
 from edge_app.model import EdgeModel
 
 SELFTEST_FILE = "selftest.npz"
-MAX_DRIFT = 0.05  # largest |probability difference| from the conversion's own answers that still passes
+# The largest |probability difference| from the conversion's own answers that still passes. Measured on the demo
+# bundle's 384 images, int8: LiteRT on x86 0 (the conversion's runtime), tflite-runtime 2.14 0.042, LiteRT on Arm
+# (benchmarks/results/arm64-fidelity.json) far less; a broken model or runtime is off by several tenths.
+MAX_DRIFT = 0.1
 QUICK_IMAGES = 16  # what an install checks (a few seconds for the 224 px hybrid); the Arm check runs them all
 _KERAS = "keras"
 _IMAGES = "images"

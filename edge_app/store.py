@@ -96,7 +96,7 @@ class ModelStore:
             try:
                 shutil.copytree(bundle, staging)
                 report = self._verified(staging)
-                _sync_tree(staging)
+                _seal(staging)
                 staging.rename(target)
                 fsync_dir(self.models)
             finally:
@@ -159,8 +159,11 @@ def _point(link: Path, version: str) -> None:
     fsync_dir(link.parent)
 
 
-def _sync_tree(folder: Path) -> None:
-    for path in folder.rglob("*"):
+def _seal(folder: Path) -> None:
+    """Readable by the service user whatever modes the bundle arrived with (a converter's staging folder is 0700),
+    writable by nobody but root, and on disk before it is linked."""
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
         if path.is_file():
             with path.open("rb") as handle:
                 os.fsync(handle.fileno())

@@ -68,7 +68,12 @@ def test_the_selftest_reproduces_the_conversions_answers(tmp_path: Path) -> None
 
 def test_install_links_the_version_and_a_second_install_keeps_the_first_as_previous(tmp_path: Path) -> None:
     store = _store(tmp_path / "device")
-    first = store.install(write_fake_bundle(tmp_path / "v7", version="7"))
+    given = write_fake_bundle(tmp_path / "v7", version="7")
+    given.chmod(0o700)  # as a converter's staging folder leaves it
+    (given / "manifest.json").chmod(0o600)
+    first = store.install(given)
+    installed = tmp_path / "device" / "models" / "7"
+    assert installed.stat().st_mode & 0o777 == 0o755 and (installed / "manifest.json").stat().st_mode & 0o777 == 0o644
     assert (first.live, first.previous) == ("7", None) and first.selftest.images == 8
     assert os.readlink(tmp_path / "device" / "bundle") == "models/7"  # relative: valid in a staging root too
     assert EdgeModel.load(tmp_path / "device" / "bundle", "int8").identity.version == "7"
