@@ -92,7 +92,7 @@ while [ ! -d "$target" ]; do target=$(dirname "$target"); done
 need_mb=$(( $(du -sm "$bundle" | cut -f1) * 2 + 900 ))  # the venv (~600 MB unpacked), two model versions, headroom
 free_mb=$(df -Pm "$target" | awk 'NR == 2 {print $4}')
 [ "$free_mb" -ge "$need_mb" ] || fail "only $free_mb MB free on $target; the install needs $need_mb MB"
-say "checks passed: $machine, Python $python, $free_mb MB free, installing from a $source_kind into ${root:-/}"
+say "checks passed: $machine, Python $python, $free_mb MB free, installing from the $source_kind into ${root:-/}"
 
 # --- the service user and its folders --------------------------------------------------------------------------
 owner=()

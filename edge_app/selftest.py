@@ -2,11 +2,11 @@
 with the ones the conversion measured.
 
 A model can pass every hash check and still answer differently on a device: another runtime build, another CPU's
-kernels, a numpy that reads the tensors another way. Arm's int8 kernels differ from x86's by about 1e-3 in
-probability, another runtime build by a few hundredths; a model that is wrong here differs by far more. The sample is ``selftest.npz`` in the bundle: the
-fidelity gate's images (preprocessed model inputs), the Keras float probabilities and each variant's answers from the
-conversion. ``convert`` writes it, ``mammo-edge model install`` and ``mammo-edge selftest`` check it, and the Arm
-check runs all of it.
+kernels, a numpy that reads the tensors another way. Arm's int8 kernels and another runtime build differ from the
+conversion's answers by a few hundredths in probability; a model that is wrong here differs by far more. The sample
+is ``selftest.npz`` in the bundle: the fidelity gate's images (preprocessed model inputs), the Keras float
+probabilities and each variant's answers from the conversion. ``convert`` writes it, ``mammo-edge model install``
+and ``mammo-edge selftest`` check it, and the Arm check runs all of it.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from edge_app.model import EdgeModel
 
 SELFTEST_FILE = "selftest.npz"
 # The largest |probability difference| from the conversion's own answers that still passes. Measured on the demo
-# bundle's 384 images, int8: LiteRT on x86 0 (the conversion's runtime), tflite-runtime 2.14 0.042, LiteRT on Arm
-# (benchmarks/results/arm64-fidelity.json) far less; a broken model or runtime is off by several tenths.
+# bundle's 384 images, int8: LiteRT on x86 0 (the conversion's runtime), tflite-runtime 2.14 on x86 0.042, LiteRT on
+# Arm 0.052 (benchmarks/results/arm64-fidelity.json); a broken model or runtime is off by several tenths.
 MAX_DRIFT = 0.1
 QUICK_IMAGES = 16  # what an install checks (a few seconds for the 224 px hybrid); the Arm check runs them all
 _KERAS = "keras"

@@ -66,6 +66,17 @@ def _verified(units: list[Path], executable: Path, scratch: Path) -> str:
     return done.stdout + done.stderr + ("" if done.returncode == 0 else f"exit {done.returncode}")
 
 
+@needs_systemd_analyze
+def test_every_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    executable = tmp_path / "mammo-edge"
+    executable.write_text("#!/bin/sh\n")
+    executable.chmod(0o755)
+    assert _verified([REPO / "systemd" / name for name in UNITS], executable, tmp_path / "units") == ""
+    broken = tmp_path / "broken.service"
+    broken.write_text((REPO / "systemd" / "mammo-edge.service").read_text() + "ProtectSytem=strict\n")
+    assert "Unknown key 'ProtectSytem'" in _verified([broken], executable, tmp_path / "broken")  # not vacuous
+
+
 def _run(command: list[str], **options: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, check=False, timeout=900, **options)  # type: ignore[call-overload, no-any-return]
 
@@ -187,6 +198,8 @@ def test_the_offline_archive_installs_into_a_staging_root_and_serves_updates_and
     done = _run(offline, env=_offline_env())
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "self-test passed: int8" in done.stdout and "self-test scan: classified" in done.stdout
+    again = _run(offline, env=_offline_env())  # idempotent: an update in place keeps the config
+    assert again.returncode == 0 and f"kept the existing {root}/etc/mammo-edge/config.toml" in again.stdout
     version = json.loads((bundle / "manifest.json").read_text())["version"]
     assert os.readlink(root / "var/lib/mammo-edge/bundle") == f"models/{version}"
     assert (root / "etc/systemd/system/multi-user.target.wants/mammo-edge.service").is_symlink()
@@ -250,3 +263,14 @@ def _sample_png(root: Path) -> Path:
         done = _run([str(python), "-c", code, str(root / "var/lib/mammo-edge/bundle"), str(target)])
         assert done.returncode == 0, done.stderr
     return target
+
+
+def test_the_archive_asks_for_the_pins_of_its_target_python() -> None:
+    """pip would read the constraints' markers for the workstation's Python; the archive reads them for the device's."""
+    from mammo_deploy.archive import CONSTRAINTS, target_pins
+
+    pins = {python: target_pins(CONSTRAINTS.read_text(), "aarch64", python) for python in ("3.10", "3.11")}
+    assert "numpy==2.2.6" in pins["3.10"] and "tomli==2.3.0" in pins["3.10"]  # Jetson: Ubuntu 22.04's Python
+    assert "numpy==2.4.6" in pins["3.11"] and not any(pin.startswith("tomli") for pin in pins["3.11"])
+    assert {pin.split("==")[0] for pin in pins["3.11"]} >= {"ai-edge-litert", "opencv-python-headless", "pydicom"}
+    assert all(pin.count("==") == 1 for pins_of in pins.values() for pin in pins_of)  # every version pinned

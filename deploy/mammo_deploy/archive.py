@@ -55,6 +55,29 @@ def platform_arguments(machine: str, python: str) -> list[str]:
     return arguments
 
 
+def target_pins(constraints: str, machine: str, python: str) -> list[str]:
+    """The pinned versions that apply to the target. pip evaluates a constraint's markers on the machine it runs on,
+    not on the target its --python-version names, so the archive asks for exactly these pins itself."""
+    from packaging.requirements import Requirement
+
+    environment = {
+        "python_version": python,
+        "python_full_version": f"{python}.0",
+        "platform_machine": machine,
+        "platform_system": "Linux",
+        "sys_platform": "linux",
+    }
+    pins = []
+    for line in constraints.splitlines():
+        text = line.split("  #")[0].strip()
+        if not text or text.startswith("#"):
+            continue
+        requirement = Requirement(text)
+        if requirement.marker is None or requirement.marker.evaluate(environment):
+            pins.append(f"{requirement.name}{requirement.specifier}")
+    return pins
+
+
 def _pip(*arguments: str) -> None:
     command = [sys.executable, "-m", "pip", "--disable-pip-version-check", *arguments]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -76,8 +99,9 @@ def build_archive(bundle: Path, machine: str, python: str, out: Path) -> Path:
         wheels.mkdir(parents=True)
         _pip("wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), str(REPO))
         project = next(wheels.glob("mammo_edge-*.whl"))
-        target = platform_arguments(machine, python)
-        _pip("download", "--quiet", *target, "-c", str(CONSTRAINTS), "-d", str(wheels), f"{project}[edge]")
+        pins = Path(temporary) / "pins.txt"
+        pins.write_text("\n".join(target_pins(CONSTRAINTS.read_text(), machine, python)) + "\n")
+        _pip("download", "--quiet", *platform_arguments(machine, python), "-r", str(pins), "-d", str(wheels))
         for source, inside in FILES:
             (root / inside).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / source, root / inside)
