@@ -56,7 +56,7 @@ test: venvs lint system-tools
 mutation: $(VENV)/.installed
 	$(VENV)/bin/python benchmarks/mutation.py $(if $(AGAIN),--again)
 
-# The Arm path without a board (root, the internet, about 15 minutes; not part of `make test`): a Debian 12 arm64
+# The Arm path without a board (root, the internet, about 50 minutes on 2 cores; not part of `make test`): a Debian 12 arm64
 # userland under qemu, the offline aarch64 archive installed in it, the bundle's fidelity images on Arm against x86 and
 # Keras float. Writes benchmarks/results/arm64-fidelity.json.
 BUNDLE ?= $(DEMO_DIR)/bundle

@@ -296,3 +296,19 @@ def test_the_bundle_carries_its_model_card_with_its_own_figures(bundle: Path) ->
         by_patient = {"/patient:" in row["group"] for row in csv.DictReader(handle)}
     kind = "patient" if by_patient == {True} else "original mass"  # the fixture splits by mass, the demo by patient
     assert text.count("data:image/png;base64,") == 2 and f"Grouped by <strong>{kind}</strong>" in text
+
+
+def test_the_bundle_carries_its_own_sample_and_the_device_reproduces_it(bundle: Path) -> None:
+    """The self-test sample is the gate's fidelity set with the answers the gate saw: the device's runtime gives them
+    back exactly, and the Keras figures match the report's."""
+    from edge_app.selftest import read_selftest, run_selftest
+
+    manifest = load_manifest(bundle)
+    report = json.loads((bundle / "report.json").read_text())
+    assert manifest.selftest is not None and manifest.selftest.images == report["fidelity_images"]
+    assert sorted(read_selftest(bundle, manifest).answers) == sorted(manifest.variants)
+    for variant in manifest.variants:
+        result = run_selftest(EdgeModel.load(bundle, variant, "ai_edge_litert", threads=2), limit=None)
+        assert result.max_abs_prob_diff_reference == 0.0 and result.failures == []
+        assert result.agreement_keras == pytest.approx(report["variants"][variant]["agreement"])
+        assert result.max_abs_prob_diff_keras == pytest.approx(report["variants"][variant]["max_abs_prob_diff"])

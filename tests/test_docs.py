@@ -51,3 +51,19 @@ def test_the_benchmark_guide_quotes_the_committed_results(result: tuple[str, str
     figures = json.loads((REPO / "benchmarks" / "results" / name).read_text())[key]
     quoted = sentence.format(**figures)
     assert quoted in " ".join((REPO / "benchmarks" / "README.md").read_text().split()), quoted
+
+
+def test_the_field_guide_quotes_the_committed_arm_figures() -> None:
+    result = json.loads((REPO / "benchmarks" / "results" / "arm64-fidelity.json").read_text())
+    int8, float32 = result["variants"]["int8"], result["variants"]["float32"]
+    assert result["machine"] == "aarch64" and int8["gate_passed"] and float32["gate_passed"]
+    quoted = (
+        f"int8 on Arm agreed with Keras float on {int8['agreement']:.3f} of {int8['images']} fidelity images (largest "
+        f"probability difference {int8['max_abs_prob_diff']:.3f}; x86: {int8['x86_against_keras']['agreement']:.3f} "
+        f"and {int8['x86_against_keras']['max_abs_prob_diff']:.3f}), and with x86 on "
+        f"{int8['against_x86']['agreement']:.3f} (largest difference {int8['against_x86']['max_abs_prob_diff']:.3f}): "
+        f"Arm's int8 kernels round differently from x86's, and pass the same gate ({result['min_agreement']}). float32 "
+        f"on Arm agreed with Keras on {float32['agreement']:.3f} (largest difference "
+        f"{float32['max_abs_prob_diff']:.1e}). The offline install took {result['install']['seconds']} s"
+    )
+    assert quoted in " ".join((REPO / "deploy" / "README.md").read_text().split()), quoted
