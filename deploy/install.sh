@@ -73,6 +73,15 @@ python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' ||
     fail "Python $(python3 -V 2>&1) is too old: mammo-edge needs 3.10 or newer"
 python3 -c 'import venv, ensurepip' 2>/dev/null || fail "python3 cannot make virtual environments: apt-get install python3-venv"
 python=$(python3 -c 'import sys; print(f"{sys.version_info.major}.{sys.version_info.minor}")')
+# The variant a new config serves: int8 when the fidelity gate verified it for this model, else the next best.
+variant=$(python3 - "$bundle/manifest.json" 2>/dev/null <<'PICK' || true
+import json, sys
+files = json.load(open(sys.argv[1]))["files"].values()
+shipped = [entry["variant"] for entry in files if entry["role"] == "classifier"]
+print(next(v for v in ("int8", "float16", "dynamic", "float32") if v in shipped))
+PICK
+)
+[ -n "$variant" ] || fail "$bundle/manifest.json names no classifier the fidelity gate verified"
 if [ "$source_kind" = archive ]; then
     read -r archive_machine archive_python < <(python3 -c 'import json, sys
 about = json.load(open(sys.argv[1])); print(about["machine"], about["python"])' "$here/ARCHIVE.json")
@@ -133,6 +142,9 @@ if [ -f "$config" ]; then
     say "kept the existing $config"
 else
     act install -m 0644 "$templates/config.toml" "$config"
+    if [ "$variant" != int8 ]; then  # the template serves int8, which the gate refused for this model
+        act sed -i "s/^variant = \"int8\"/variant = \"$variant\"/" "$config"
+    fi
 fi
 
 # --- the model: verified (hashes, schema, self-test) and linked as a new version; a bad bundle stops here ----------
