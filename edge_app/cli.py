@@ -199,7 +199,16 @@ def run_command(args: argparse.Namespace) -> int:
     sinks = _answer_sinks(config, analyser.identity)
     page = _results_page(config.paths.results, analyser.model, analyser.model.bundle)
     page.update()  # the page names the model now serving, before the first scan
-    summary = Daemon(config, analyser, args.exit_when_idle, stopping, sinks=sinks, after_write=(page.update,)).run()
+    daemon = Daemon(
+        config,
+        analyser,
+        args.exit_when_idle,
+        stopping,
+        sinks=sinks,
+        after_write=(page.update,),
+        model_check=analyser.model.disk_changes,
+    )
+    summary = daemon.run()
     if args.exit_when_idle and summary.counts:
         journal = Journal(journal_path(config))
         try:

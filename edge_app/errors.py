@@ -45,6 +45,24 @@ class RegionError(InputImageError):
     stage = "regions"
 
 
+class IngestError(MammoEdgeError):
+    """An inbox entry that is not a file the daemon may read as a scan; it is quarantined unread."""
+
+    stage = "ingest"
+
+
+class NotAFileError(IngestError):
+    """A named pipe, socket or device node: reading it could block the service or read a device."""
+
+
+class HardLinkError(IngestError):
+    """A file with other names: one may lie outside the inbox, in a folder the service must not touch."""
+
+
+class UnreadableFileError(IngestError):
+    """The service user has no permission to read the file."""
+
+
 class ConfigError(MammoEdgeError):
     """A configuration value or key is wrong; the message names it."""
 

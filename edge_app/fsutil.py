@@ -7,11 +7,15 @@ the watcher ignores and what `remove_temporaries` cleans at start-up.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
+import stat
 from collections.abc import Callable
 from pathlib import Path
+
+from edge_app.errors import HardLinkError, NotAFileError, UnreadableFileError
 
 TEMP_SUFFIX = ".tmp"
 
@@ -55,15 +59,51 @@ def append_durably(path: Path, line: str) -> None:
         os.fsync(handle.fileno())
 
 
+_SPECIAL_KINDS = {
+    stat.S_IFIFO: "named pipe (FIFO)",
+    stat.S_IFSOCK: "socket",
+    stat.S_IFCHR: "character device",
+    stat.S_IFBLK: "block device",
+    stat.S_IFDIR: "folder",
+}
+
+
+def read_scan_file(path: Path) -> bytes:
+    """The bytes of a file the service took into its own folder, read through one descriptor checked first: never
+    through a symbolic link (O_NOFOLLOW), never blocking on a pipe or device (O_NONBLOCK, then the type), never a file
+    that has another name somewhere else (a hard link from ``/etc`` would otherwise be read and archived)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except PermissionError as exc:
+        raise UnreadableFileError(
+            f"the service has no permission to read the file ({exc.strerror}): copy it in readable by the service user"
+        ) from exc
+    with os.fdopen(descriptor, "rb") as handle:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            kind = _SPECIAL_KINDS.get(stat.S_IFMT(status.st_mode), "special file")
+            raise NotAFileError(f"not a file but a {kind}: only regular files are scans; it was not read")
+        if status.st_nlink > 1:
+            raise HardLinkError(
+                f"the file has {status.st_nlink} names (hard links): another may lie outside the inbox, so it was not "
+                "read; copy the scan into the inbox instead of linking it"
+            )
+        return handle.read()
+
+
 def move_durably(source: Path, target: Path) -> None:
-    """Rename (same file system) or copy, fsync and unlink (across file systems); both folders fsynced."""
+    """Rename (same file system) or copy, fsync and unlink (across file systems only; a link is copied as a link,
+    never followed); both folders fsynced."""
     try:
         os.rename(source, target)
-    except OSError:
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
         temporary = temp_path(target)
-        shutil.copy2(source, temporary)
-        with temporary.open("rb") as handle:
-            os.fsync(handle.fileno())
+        shutil.copy2(source, temporary, follow_symlinks=False)
+        if not temporary.is_symlink():
+            with temporary.open("rb") as handle:
+                os.fsync(handle.fileno())
         os.replace(temporary, target)
         fsync_dir(target.parent)
         source.unlink()

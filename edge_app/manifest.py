@@ -183,13 +183,14 @@ def load_manifest(bundle: Path, verify_files: bool = True) -> Manifest:
     manifest = manifest_from_dict(values)
     if verify_files:
         for name, entry in manifest.files.items():
-            _verify_file(Path(bundle), name, entry.size_bytes, entry.sha256)
+            verify_file(Path(bundle), name, entry.size_bytes, entry.sha256)
         if manifest.selftest is not None:
-            _verify_file(Path(bundle), manifest.selftest.file, manifest.selftest.size_bytes, manifest.selftest.sha256)
+            verify_file(Path(bundle), manifest.selftest.file, manifest.selftest.size_bytes, manifest.selftest.sha256)
     return manifest
 
 
-def _verify_file(bundle: Path, name: str, size_bytes: int, sha256: str) -> None:
+def verify_file(bundle: Path, name: str, size_bytes: int, sha256: str) -> None:
+    """Raise BundleError unless ``bundle/name`` is there with the size and sha256 the manifest lists."""
     file = bundle / name
     if not file.is_file():
         raise BundleError(f"bundle file {name} listed in the manifest is missing")

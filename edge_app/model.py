@@ -8,6 +8,7 @@ dequantised the same way, so a uint8 model, an int8 model and a float model are 
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from edge_app.errors import BundleError
 from edge_app.gradcam import Heatmap, fuse_heatmaps
-from edge_app.manifest import Manifest, ModelFile, load_manifest
+from edge_app.manifest import Manifest, ModelFile, load_manifest, verify_file
 from edge_app.runtime import Runtime, load_runtime, make_interpreter
 
 
@@ -118,6 +119,14 @@ def _check_input(name: str, entry: ModelFile, interpreter: Any, size: int) -> No
         )
 
 
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return status.st_size, status.st_mtime_ns, status.st_ino
+
+
 class EdgeModel:
     """A verified bundle, loaded into interpreters for one variant."""
 
@@ -136,15 +145,36 @@ class EdgeModel:
         self.runtime = load_runtime(runtime)
         self.classifier_name, self.classifier_entry = manifest.classifier(variant)
         _check_runtime(self.classifier_name, self.classifier_entry, self.runtime)
-        self._classifier = make_interpreter(self.runtime, self.bundle / self.classifier_name, threads)
+        self._classifier = make_interpreter(
+            self.runtime, self.bundle / self.classifier_name, threads, self.classifier_entry.sha256
+        )
         _check_input(self.classifier_name, self.classifier_entry, self._classifier, manifest.preprocess.input_size)
         self._head: Any = None
+        self._loaded = {self.classifier_name: self.classifier_entry}
         if heatmaps:
             head_name, head_entry = manifest.gradcam_head()
+            self._loaded[head_name] = head_entry
             self._head_entry = head_entry
             _check_runtime(head_name, head_entry, self.runtime)
-            self._head = make_interpreter(self.runtime, self.bundle / head_name, threads)
+            self._head = make_interpreter(self.runtime, self.bundle / head_name, threads, head_entry.sha256)
             _check_input(head_name, head_entry, self._head, manifest.preprocess.input_size)
+        self._signatures = {name: _signature(self.bundle / name) for name in self._loaded}
+
+    def disk_changes(self) -> str | None:
+        """Why the model files on disk no longer match the manifest, or None. The interpreters run the bytes checked
+        at load, so a change cannot reach an answer; it is reported, and a restart refuses the bundle. Cheap enough
+        to call every minute: a file is hashed again only when its size, time or inode changed."""
+        for name, entry in self._loaded.items():
+            path = self.bundle / name
+            signature = _signature(path)
+            if signature == self._signatures[name]:
+                continue
+            try:
+                verify_file(self.bundle, name, entry.size_bytes, entry.sha256)
+            except (BundleError, OSError) as exc:
+                return str(exc)
+            self._signatures[name] = signature  # touched or copied back, same content
+        return None
 
     @classmethod
     def load(

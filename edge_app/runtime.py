@@ -7,13 +7,14 @@ hundreds of MB.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from edge_app.errors import ModelRefusedError, RuntimeUnavailableError
+from edge_app.errors import BundleError, ModelRefusedError, RuntimeUnavailableError
 
 RUNTIMES: dict[str, tuple[str, str]] = {
     # name: (module holding Interpreter, distribution for the version)
@@ -66,10 +67,18 @@ def installed_runtimes() -> list[Runtime]:
     return found
 
 
-def make_interpreter(runtime: Runtime, model: Path, threads: int) -> Any:
-    """An interpreter with tensors allocated; a model the runtime cannot run raises ModelRefusedError."""
+def make_interpreter(runtime: Runtime, model: Path, threads: int, sha256: str | None = None) -> Any:
+    """An interpreter with tensors allocated, built from the file's bytes read once (and checked against `sha256`
+    when given): a model file changed on disk afterwards can never reach the running interpreter, as it would through
+    a memory map of the path. A model the runtime cannot run raises ModelRefusedError."""
     try:
-        interpreter = runtime.interpreter_class(model_path=str(model), num_threads=threads)
+        content = Path(model).read_bytes()
+    except OSError as exc:
+        raise ModelRefusedError(runtime.label, Path(model).name, exc.strerror or type(exc).__name__) from exc
+    if sha256 is not None and hashlib.sha256(content).hexdigest() != sha256:
+        raise BundleError(f"{Path(model).name} does not match its sha256 in the manifest (changed after the check)")
+    try:
+        interpreter = runtime.interpreter_class(model_content=content, num_threads=threads)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -43,8 +43,8 @@ def fake_cams(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class FakeInterpreter:
     """The part of the TFLite Interpreter API that `edge_app` uses."""
 
-    def __init__(self, model_path: str, num_threads: int = 1) -> None:
-        self.spec = json.loads(Path(model_path).read_text())
+    def __init__(self, model_content: bytes, num_threads: int = 1) -> None:
+        self.spec = json.loads(model_content)
         self.num_threads = num_threads
         self.tensors: dict[int, np.ndarray] = {}
         self.allocated = False

@@ -45,26 +45,24 @@ def test_a_model_loads_int8_with_heatmaps_on_two_threads_of_the_auto_runtime_by_
     assert RUNTIMES_ASKED[-1] == "auto"
 
 
-def _interpreter(tmp_path: Path, spec: dict[str, Any]) -> FakeInterpreter:
-    path = tmp_path / "model.json"
-    path.write_text(json.dumps(spec))
-    interpreter = FakeInterpreter(str(path))
+def _interpreter(spec: dict[str, Any]) -> FakeInterpreter:
+    interpreter = FakeInterpreter(json.dumps(spec).encode())
     interpreter.allocate_tensors()
     return interpreter
 
 
 def test_inputs_are_quantised_with_the_tensors_own_scale_and_zero_point(tmp_path: Path) -> None:
     tensor = {"shape": [1, 5], "dtype": "uint8", "scale": 2.0, "zero_point": 10}
-    interpreter = _interpreter(tmp_path, {"inputs": [tensor], "outputs": [], "role": "x"})
+    interpreter = _interpreter({"inputs": [tensor], "outputs": [], "role": "x"})
     set_input(interpreter, np.array([0.0, 1.0, 3.0, 600.0, -50.0]))
     # v / 2 + 10, rounded half to even, clipped to uint8
     assert interpreter.get_tensor(0).tolist() == [[10, 10, 12, 255, 0]]
     signed = {"shape": [1, 3], "dtype": "int8", "scale": 0.5, "zero_point": -3}
-    interpreter = _interpreter(tmp_path, {"inputs": [signed], "outputs": [], "role": "x"})
+    interpreter = _interpreter({"inputs": [signed], "outputs": [], "role": "x"})
     set_input(interpreter, np.array([[1.0, 100.0, -100.0]]))
     assert interpreter.get_tensor(0).tolist() == [[-1, 127, -128]]
     plain = {"shape": [1, 2], "dtype": "float32"}
-    interpreter = _interpreter(tmp_path, {"inputs": [plain], "outputs": [], "role": "x"})
+    interpreter = _interpreter({"inputs": [plain], "outputs": [], "role": "x"})
     set_input(interpreter, np.array([0.25, 300.0], np.float64))
     assert interpreter.get_tensor(0).dtype == np.float32 and interpreter.get_tensor(0).tolist() == [[0.25, 300.0]]
 
@@ -72,7 +70,7 @@ def test_inputs_are_quantised_with_the_tensors_own_scale_and_zero_point(tmp_path
 def test_outputs_are_dequantised_and_come_back_as_float32(tmp_path: Path) -> None:
     quantised = {"shape": [1, 3], "dtype": "int8", "scale": 0.0625, "zero_point": 3}
     plain = {"shape": [1, 2], "dtype": "float64"}
-    interpreter = _interpreter(tmp_path, {"inputs": [], "outputs": [quantised, plain], "role": "x"})
+    interpreter = _interpreter({"inputs": [], "outputs": [quantised, plain], "role": "x"})
     interpreter.tensors[100] = np.array([[3, 19, -128]], np.int8)
     interpreter.tensors[101] = np.array([[1.5, -2.0]])
     first, second = get_output(interpreter, 0), get_output(interpreter, 1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -24,7 +25,7 @@ from edge_app.fsutil import free_megabytes
 from edge_app.regions import sidecar_kind
 from edge_app.service.analyse import NEEDS_ROI, Analyser
 from edge_app.service.claim import Claimer
-from edge_app.service.intake import InboxTracker, start_observer
+from edge_app.service.intake import InboxTracker, is_scan_entry, start_observer
 from edge_app.service.journal import Journal
 from edge_app.service.lifecycle import ScanRecord, ScanState
 from edge_app.service.pipeline import ScanPipeline
@@ -35,6 +36,11 @@ from edge_app.systemd import notify, watchdog_interval
 log = logging.getLogger(__name__)
 TICK_SECONDS = 0.2
 PRUNE_EVERY_SECONDS = 3600.0
+STORAGE_RETRY_SECONDS = 5.0
+MODEL_CHECK_SECONDS = 60.0
+STORAGE_ERRORS = (OSError, sqlite3.Error)
+"""A folder or the journal refused a write (disk full, remounted read-only, an I/O error): the scan stays where the
+lifecycle left it, and the daemon retries instead of exiting into a restart loop."""
 
 
 def journal_path(config: Config) -> Path:
@@ -78,8 +84,11 @@ class Daemon:
         clock: Callable[[], float] = time.monotonic,
         sinks: tuple[AnswerSink, ...] = (),
         after_write: tuple[Callable[[], None], ...] = (),
+        model_check: Callable[[], str | None] | None = None,
     ) -> None:
         self.config = config
+        self.model_check = model_check
+        self._model_problem: str | None = None
         self.analyser = analyser
         self.journal = Journal(journal_path(config))
         self.pipeline = build_pipeline(config, self.journal, analyser, sinks, after_write)
@@ -93,6 +102,8 @@ class Daemon:
         self.counts: Counter[str] = Counter()
         self.ready = threading.Event()  # set once the inbox is watched (what READY=1 tells systemd)
         self._paused_for_disk = False
+        self._storage_error: Exception | None = None
+        self._storage_retry_at = 0.0
 
     def run(self) -> RunSummary:
         started = time.time()
@@ -127,7 +138,7 @@ class Daemon:
 
     def _loop(self) -> None:
         ping_every = watchdog_interval()
-        last_ping = last_rescan = last_prune = self.clock()
+        last_ping = last_rescan = last_prune = last_model_check = self.clock()
         while not self.stopping.is_set():
             now = self.clock()
             if ping_every is not None and now - last_ping >= ping_every:
@@ -136,20 +147,27 @@ class Daemon:
             if now - last_rescan >= self.config.ingest.rescan_seconds:
                 self.tracker.rescan()
                 last_rescan = now
+            if self.model_check is not None and now - last_model_check >= MODEL_CHECK_SECONDS:
+                self._check_model(self.model_check())
+                last_model_check = now
             if now - last_prune >= PRUNE_EVERY_SECONDS:
                 self.journal.prune(self.config.journal.retention_days)
                 last_prune = now
-            if self._disk_low():
-                self.stopping.wait(1.0)
+            if self._disk_low() or not self._storage_works(now):
+                self.stopping.wait(TICK_SECONDS if self._storage_error else 1.0)
                 continue
             ready = self.tracker.ready()
             for arrival in ready:
-                if self.stopping.is_set() or self._disk_low():
+                if self.stopping.is_set() or self._disk_low() or self._storage_error:
                     break
                 self.tracker.forget(arrival.scan)
                 if arrival.sidecar is not None:
                     self.tracker.forget(arrival.sidecar)
-                record = self.pipeline.take(arrival.scan, arrival.sidecar)
+                try:
+                    record = self.pipeline.take(arrival.scan, arrival.sidecar)
+                except STORAGE_ERRORS as exc:
+                    self._storage_failed(exc)
+                    break
                 self.counts[NEEDS_ROI if record.status == NEEDS_ROI else record.state.value] += 1
                 notify(f"STATUS={_counts_text(self.counts)}, {self.tracker.pending} waiting")
                 if ping_every is not None:
@@ -161,6 +179,50 @@ class Daemon:
                     log.info("inbox empty: exiting (--exit-when-idle)")
                     break
                 self.stopping.wait(TICK_SECONDS)
+
+    def _check_model(self, problem: str | None) -> None:
+        """Say once, loudly, that the bundle on disk changed under the service (and once when it is whole again)."""
+        if problem == self._model_problem:
+            return
+        self._model_problem = problem
+        if problem is None:
+            log.info("the model files on disk match the manifest again")
+            return
+        log.error(
+            "the model on disk changed while running (%s): answers still come from the copy verified at start; "
+            "a restart will refuse the bundle: install it again with `mammo-edge model install`",
+            problem,
+        )
+        notify(f"STATUS=model files changed on disk: {problem}")
+
+    def _storage_failed(self, error: Exception) -> None:
+        """Report a refused write once, then retry every STORAGE_RETRY_SECONDS (the scan waits in processing, or in
+        the inbox if it was not yet claimed: a later rescan finds it)."""
+        if self._storage_error is None:
+            log.error(
+                "cannot store a scan's outcome (%s): the scan is kept where it is; retrying every %.0f s",
+                error,
+                STORAGE_RETRY_SECONDS,
+            )
+        self._storage_error = error
+        self._storage_retry_at = self.clock() + STORAGE_RETRY_SECONDS
+        notify(f"STATUS=paused: cannot write ({error})")
+
+    def _storage_works(self, now: float) -> bool:
+        """False while writes fail; once the retry time comes, finishing the interrupted scans is the test."""
+        if self._storage_error is None:
+            return True
+        if now < self._storage_retry_at:
+            return False
+        try:
+            finished = self.pipeline.recover()
+        except STORAGE_ERRORS as exc:
+            self._storage_failed(exc)
+            return False
+        log.info("writing works again (%d interrupted scan(s) finished): resuming", finished)
+        self._storage_error = None
+        self.tracker.rescan()  # what arrived, or was left unclaimed, meanwhile
+        return True
 
     def _disk_low(self) -> bool:
         minimum = self.config.ingest.min_free_mb
@@ -180,7 +242,7 @@ def _scans_in(inbox: Path, recursive: bool) -> bool:
     """Whether a file other than a sidecar waiting for its scan is in the inbox (`--exit-when-idle` waits for those;
     an empty subfolder is not a scan)."""
     entries = inbox.rglob("*") if recursive else inbox.iterdir()
-    return any((path.is_file() or path.is_symlink()) and sidecar_kind(path.name) is None for path in entries)
+    return any(is_scan_entry(path) and sidecar_kind(path.name) is None for path in entries)
 
 
 def _counts_text(counts: Counter[str]) -> str:

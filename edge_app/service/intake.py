@@ -35,6 +35,12 @@ def is_temporary_name(name: str) -> bool:
     return name.startswith(".") or lowered.endswith(TEMPORARY_SUFFIXES)
 
 
+def is_scan_entry(path: Path) -> bool:
+    """Anything in the inbox but a folder: a file, a link, a pipe or a device (the last three are quarantined
+    unread, so nothing dropped is left unanswered)."""
+    return path.is_symlink() or not path.is_dir()
+
+
 @dataclass(frozen=True)
 class Arrival:
     """A scan ready to be taken, and the sidecar that came with it."""
@@ -82,7 +88,7 @@ class InboxTracker:
         """Look at every entry of the inbox (missed events, network shares, the backlog at start-up)."""
         pattern = "**/*" if self.recursive else "*"
         for path in sorted(self.inbox.glob(pattern)):
-            if path.is_symlink() or path.is_file():
+            if is_scan_entry(path):
                 self.note(path)
 
     def ready(self) -> list[Arrival]:

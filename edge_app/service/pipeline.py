@@ -10,8 +10,8 @@ import hashlib
 import logging
 from pathlib import Path
 
-from edge_app.errors import MammoEdgeError
-from edge_app.fsutil import remove_temporaries
+from edge_app.errors import IngestError, MammoEdgeError
+from edge_app.fsutil import read_scan_file, remove_temporaries
 from edge_app.regions import sidecar_kind
 from edge_app.service.analyse import Analyser, Analysis, Sidecar, summary
 from edge_app.service.claim import Claimer
@@ -23,6 +23,7 @@ from edge_app.service.writer import ResultWriter
 log = logging.getLogger(__name__)
 SYMLINK_REASON = "symbolic links are never followed; copy the scan itself into the inbox"
 REDROP = "drop the scan and its sidecar into the inbox again"
+INTERNAL_REASON = "the analysis failed unexpectedly ({kind}: {error}); this is a bug: report it with this file"
 
 
 class ScanPipeline:
@@ -81,14 +82,19 @@ class ScanPipeline:
         if claimed.is_symlink():
             return self._reject(record, None, Failure("ingest", "SymbolicLink", SYMLINK_REASON)), None
         try:
-            data = claimed.read_bytes()
+            data = read_scan_file(claimed)
+        except IngestError as exc:
+            return self._reject(record, None, Failure(exc.stage, type(exc).__name__, str(exc))), None
         except OSError as exc:
             return self._reject(record, None, Failure("ingest", type(exc).__name__, str(exc))), None
         sha256 = hashlib.sha256(data).hexdigest()
         sidecar = None
         if record.sidecar_name is not None:
             try:
-                sidecar_data = self.claimer.claimed_sidecar(record).read_bytes()
+                sidecar_data = read_scan_file(self.claimer.claimed_sidecar(record))
+            except IngestError as exc:
+                failure = Failure("regions", type(exc).__name__, f"{record.sidecar_name}: {exc}")
+                return self._reject(record, sha256, failure), None
             except OSError:
                 reason = f"its region file {record.sidecar_name} left the inbox before it could be read: {REDROP}"
                 return self._reject(record, sha256, Failure("regions", "MissingSidecar", reason)), None
@@ -100,6 +106,10 @@ class ScanPipeline:
         except MammoEdgeError as exc:  # input, region and model errors alike: refused with their stage
             reason = str(exc) if sidecar is None or exc.stage != "regions" else f"{sidecar.name}: {exc}"
             return self._reject(record, sha256, Failure(exc.stage, type(exc).__name__, reason)), None
+        except Exception as exc:  # one poisoned file must not stop the service, nor loop it on restarts
+            log.exception("%s %s: the analysis raised an unexpected error", record.scan_id, record.input_name)
+            reason = INTERNAL_REASON.format(kind=type(exc).__name__, error=exc)
+            return self._reject(record, sha256, Failure("analyse", "InternalError", reason)), None
         if record.state is ScanState.ANALYSED:
             return record, analysis
         analysed = self.journal.advance(
