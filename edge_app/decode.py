@@ -44,6 +44,13 @@ at the name."""
 DEFAULT_MAX_PIXELS = 60_000_000
 """About four full-field digital mammograms' worth (4096 x 3328 = 13.6 Mpx each)."""
 
+
+def max_file_bytes(max_pixels: int) -> int:
+    """The most bytes a scan within `max_pixels` can need: 8 per pixel (16-bit RGBA, uncompressed) and 16 MiB of
+    headers. A bigger file is refused before it is read into memory."""
+    return 8 * max_pixels + 2**24
+
+
 _RASTER_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "PNG"),
     (b"\xff\xd8\xff", "JPEG"),
@@ -132,6 +139,11 @@ def _decode_raster(data: bytes, kind: str, max_pixels: int) -> Gray8:
             warnings.simplefilter("ignore")  # bomb and corrupt-metadata warnings become our errors below
             opened = Image.open(io.BytesIO(data))
             _check_pixel_count(opened.width, opened.height, max_pixels)
+            frames = int(getattr(opened, "n_frames", 1))
+            if frames > 1:
+                raise UnsupportedFormatError(
+                    f"a {kind} with {frames} pages or frames is not supported: send one image per file"
+                )
             opened.load()
     except Image.DecompressionBombError as exc:
         raise TooManyPixelsError(f"the image is too large for the decoder's safety limit: {exc}") from exc
@@ -174,6 +186,7 @@ def _decode_dicom(data: bytes, max_pixels: int) -> DecodedImage:
             f"multi-frame DICOM ({dataset.NumberOfFrames} frames, e.g. tomosynthesis) is not supported; "
             "send single 2-D views"
         )
+    _check_dicom_geometry(dataset)
     try:
         pixels = dataset.pixel_array
     except (NotImplementedError, RuntimeError) as exc:
@@ -195,6 +208,26 @@ def _decode_dicom(data: bytes, max_pixels: int) -> DecodedImage:
     laterality = str(dataset.get("ImageLaterality", "") or dataset.get("Laterality", "")).upper() or None
     view = str(dataset.get("ViewPosition", "")).upper() or None
     return DecodedImage(gray, "DICOM", _pixel_spacing(dataset), laterality, view)
+
+
+def _check_dicom_geometry(dataset: Any) -> None:
+    """Refuse a header that does not describe its pixels: `BitsStored` beyond `BitsAllocated`, or native pixel data
+    longer than `Rows` x `Columns` need (a lying size would decode as scrambled pixels, not fail). Data shorter than
+    needed is the decoder's "incomplete" refusal."""
+    allocated, stored = int(dataset.get("BitsAllocated", 0) or 0), int(dataset.get("BitsStored", 0) or 0)
+    if allocated and stored and not 1 <= stored <= allocated:
+        raise UnsupportedFormatError(f"the DICOM header says BitsStored {stored} in BitsAllocated {allocated}")
+    syntax = dataset.file_meta.get("TransferSyntaxUID")
+    if syntax is None or syntax.is_compressed or allocated % 8:
+        return
+    samples = int(dataset.get("SamplesPerPixel", 1) or 1)
+    needed = int(dataset.Rows) * int(dataset.Columns) * samples * allocated // 8
+    held = len(dataset.PixelData)
+    if held > needed + 1:  # one byte pads an odd length
+        raise UnsupportedFormatError(
+            f"the DICOM pixel data holds {held:,} bytes but Rows x Columns ({dataset.Rows}x{dataset.Columns}) need "
+            f"{needed:,}: the header does not describe the pixels"
+        )
 
 
 def _pixel_spacing(dataset: Any) -> tuple[float, float] | None:

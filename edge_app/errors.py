@@ -59,6 +59,10 @@ class HardLinkError(IngestError):
     """A file with other names: one may lie outside the inbox, in a folder the service must not touch."""
 
 
+class FileTooLargeError(IngestError):
+    """More bytes than any scan within the pixel limit needs: reading it could exhaust the device's memory."""
+
+
 class UnreadableFileError(IngestError):
     """The service user has no permission to read the file."""
 

@@ -15,7 +15,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from edge_app.errors import HardLinkError, NotAFileError, UnreadableFileError
+from edge_app.errors import FileTooLargeError, HardLinkError, NotAFileError, UnreadableFileError
 
 TEMP_SUFFIX = ".tmp"
 
@@ -68,7 +68,7 @@ _SPECIAL_KINDS = {
 }
 
 
-def read_scan_file(path: Path) -> bytes:
+def read_scan_file(path: Path, max_bytes: int) -> bytes:
     """The bytes of a file the service took into its own folder, read through one descriptor checked first: never
     through a symbolic link (O_NOFOLLOW), never blocking on a pipe or device (O_NONBLOCK, then the type), never a file
     that has another name somewhere else (a hard link from ``/etc`` would otherwise be read and archived)."""
@@ -83,6 +83,11 @@ def read_scan_file(path: Path) -> bytes:
         if not stat.S_ISREG(status.st_mode):
             kind = _SPECIAL_KINDS.get(stat.S_IFMT(status.st_mode), "special file")
             raise NotAFileError(f"not a file but a {kind}: only regular files are scans; it was not read")
+        if status.st_size > max_bytes:
+            raise FileTooLargeError(
+                f"the file is {status.st_size / 1e6:,.0f} MB, over the {max_bytes / 1e6:,.0f} MB that [ingest] "
+                "max_pixels allows a scan; it was not read"
+            )
         if status.st_nlink > 1:
             raise HardLinkError(
                 f"the file has {status.st_nlink} names (hard links): another may lie outside the inbox, so it was not "
@@ -111,9 +116,21 @@ def move_durably(source: Path, target: Path) -> None:
     fsync_dir(source.parent)
 
 
+MAX_STEM_BYTES = 200
+"""A name the device writes keeps at most this much of the dropped name's stem (UTF-8 bytes), so that a companion
+suffix (``.error.json``, ``.gradcam.png``...), a collision counter and a temporary's dots stay within the 255 bytes a
+file name may have; the record keeps the name in full."""
+
+
+def fit_stem(stem: str) -> str:
+    """`stem` cut to MAX_STEM_BYTES, never inside a character."""
+    return stem.encode("utf-8", "surrogateescape")[:MAX_STEM_BYTES].decode("utf-8", "ignore")
+
+
 def unique_stem(folder: Path, stem: str, suffixes: tuple[str, ...], is_taken: Callable[[str], bool]) -> str:
-    """`stem`, else `stem (2)`, `stem (3)`...: the first for which no `stem + suffix` exists in `folder` (a link
-    counts) and `is_taken` (reservations not yet on disk) says no."""
+    """`stem` (fitted), else `stem (2)`, `stem (3)`...: the first for which no `stem + suffix` exists in `folder` (a
+    link counts) and `is_taken` (reservations not yet on disk) says no."""
+    stem = fit_stem(stem)
     candidate, counter = stem, 1
     while is_taken(candidate) or any(os.path.lexists(folder / f"{candidate}{suffix}") for suffix in suffixes):
         counter += 1

@@ -33,6 +33,7 @@ ROI_SUFFIX = ".roi.json"
 MASK_SUFFIX = ".mask.png"
 SIDECAR_SUFFIXES = (ROI_SUFFIX, MASK_SUFFIX)
 MAX_REGIONS = 16
+MAX_ROI_BYTES = 64 * 1024
 """More marked regions than this on one view is not a radiologist's annotation; refuse it rather than run 100 crops."""
 
 
@@ -163,10 +164,14 @@ def _number(value: Any, where: str) -> float:
 
 
 def _roi_regions(data: bytes, width: int, height: int) -> list[Region]:
+    if len(data) > MAX_ROI_BYTES:
+        raise RegionError(f"the .roi.json sidecar is {len(data):,} bytes; at most {MAX_ROI_BYTES:,} (16 regions)")
     try:
         document = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RegionError(f"the .roi.json sidecar is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise RegionError("the .roi.json sidecar nests deeper than any region file does") from exc
     top = checked_fields(_RoiDocument, document, ".roi.json", RegionError)
     entries = top["regions"]
     if not isinstance(entries, list) or not entries:

@@ -21,6 +21,7 @@ from pathlib import Path
 from types import FrameType
 
 from edge_app.config import Config
+from edge_app.decode import max_file_bytes
 from edge_app.fsutil import free_megabytes
 from edge_app.regions import sidecar_kind
 from edge_app.service.analyse import NEEDS_ROI, Analyser
@@ -65,6 +66,7 @@ def build_pipeline(
             paths.results, analyser.identity, paths.quarantine, sinks, after_write, int(config.log.audit_max_mb * 2**20)
         ),
         Settler(paths.archive, paths.quarantine, journal.settled_name_taken),
+        max_file_bytes(config.ingest.max_pixels),
     )
 
 

@@ -28,8 +28,15 @@ INTERNAL_REASON = "the analysis failed unexpectedly ({kind}: {error}); this is a
 
 class ScanPipeline:
     def __init__(
-        self, journal: Journal, claimer: Claimer, analyser: Analyser, writer: ResultWriter, settler: Settler
+        self,
+        journal: Journal,
+        claimer: Claimer,
+        analyser: Analyser,
+        writer: ResultWriter,
+        settler: Settler,
+        max_file_bytes: int,
     ) -> None:
+        self.max_file_bytes = max_file_bytes
         self.journal = journal
         self.claimer = claimer
         self.analyser = analyser
@@ -82,7 +89,7 @@ class ScanPipeline:
         if claimed.is_symlink():
             return self._reject(record, None, Failure("ingest", "SymbolicLink", SYMLINK_REASON)), None
         try:
-            data = read_scan_file(claimed)
+            data = read_scan_file(claimed, self.max_file_bytes)
         except IngestError as exc:
             return self._reject(record, None, Failure(exc.stage, type(exc).__name__, str(exc))), None
         except OSError as exc:
@@ -91,7 +98,7 @@ class ScanPipeline:
         sidecar = None
         if record.sidecar_name is not None:
             try:
-                sidecar_data = read_scan_file(self.claimer.claimed_sidecar(record))
+                sidecar_data = read_scan_file(self.claimer.claimed_sidecar(record), self.max_file_bytes)
             except IngestError as exc:
                 failure = Failure("regions", type(exc).__name__, f"{record.sidecar_name}: {exc}")
                 return self._reject(record, sha256, failure), None
