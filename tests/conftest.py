@@ -18,6 +18,12 @@ REPO = Path(__file__).resolve().parents[1]
 MIAS_DIR = Path(os.environ.get("MAMMO_SHARED", REPO.parent / "shared")) / "data" / "mini-mias"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--long", action="store_true", help="run the reliability suite's long modes (fuzzing, load and soak in full)"
+    )
+
+
 @pytest.fixture(autouse=True)
 def _signal_handlers_restored() -> Iterator[None]:
     """The service commands install SIGTERM/SIGINT handlers; a test that calls one in-process must not leave them

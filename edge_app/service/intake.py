@@ -13,6 +13,8 @@ beside it).
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -39,6 +41,15 @@ def is_scan_entry(path: Path) -> bool:
     """Anything in the inbox but a folder: a file, a link, a pipe or a device (the last three are quarantined
     unread, so nothing dropped is left unanswered)."""
     return path.is_symlink() or not path.is_dir()
+
+
+def _is_plain_file(path: Path) -> bool:
+    """A regular file, not a link. Any error is "no": a sidecar name built from a 250-byte scan name is too long to
+    exist (ENAMETOOLONG), which `Path.is_file` would raise."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -129,7 +140,7 @@ class InboxTracker:
         names = sidecar_names(scan.relative_to(self.inbox).as_posix())
         for name in names:
             candidate = self.inbox / name
-            if candidate.is_file() and not candidate.is_symlink():
+            if _is_plain_file(candidate):
                 self.note(candidate)
                 return candidate
         base = names[0][: -len(SIDECAR_SUFFIXES[0])]  # the scan's relative path without its suffix
@@ -138,7 +149,7 @@ class InboxTracker:
         for path in tracked:
             name = path.relative_to(self.inbox).as_posix()
             suffix = name[len(base) :].lower()
-            if name.startswith(base) and suffix in SIDECAR_SUFFIXES and path.is_file() and not path.is_symlink():
+            if name.startswith(base) and suffix in SIDECAR_SUFFIXES and _is_plain_file(path):
                 return path
         return None
 
