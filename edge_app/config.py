@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -177,11 +178,14 @@ def _convert(section: str, key: str, raw: Any, name: str) -> Any:
                 raise ValueError
             return int(raw)
         if name == "float":
-            return float(raw)
+            value = float(raw)
+            if not math.isfinite(value):  # NaN passes every `<` check, so it would switch a limit off
+                raise ValueError
+            return value
         if name == "Path":
             return Path(str(raw)).expanduser()
         return str(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"{where} must be {name}, got {raw!r}") from None
 
 
@@ -306,8 +310,8 @@ def resolve_config(
     config = Config()
     if path.is_file():
         try:
-            values = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
+            values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
         config = _apply(config, values, str(path))
     elif named:

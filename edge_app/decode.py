@@ -218,7 +218,11 @@ def _check_dicom_geometry(dataset: Any) -> None:
     if allocated and stored and not 1 <= stored <= allocated:
         raise UnsupportedFormatError(f"the DICOM header says BitsStored {stored} in BitsAllocated {allocated}")
     syntax = dataset.file_meta.get("TransferSyntaxUID")
-    if syntax is None or syntax.is_compressed or allocated % 8:
+    try:
+        compressed = syntax is None or syntax.is_compressed
+    except ValueError as exc:  # pydicom: "UID is not a transfer syntax"
+        raise UnsupportedFormatError(f"the DICOM file names {syntax!s} as its transfer syntax: {exc}") from exc
+    if compressed or allocated % 8:
         return
     samples = int(dataset.get("SamplesPerPixel", 1) or 1)
     needed = int(dataset.Rows) * int(dataset.Columns) * samples * allocated // 8
