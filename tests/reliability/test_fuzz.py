@@ -91,7 +91,9 @@ def _decodes_or_refuses(data: bytes) -> None:
 
 
 def test_the_decoders_answer_or_refuse_random_bytes(long_mode: bool) -> None:
-    heads = st.sampled_from([b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM", b"P5", b"\0" * 128 + b"DICM"])
+    heads = st.sampled_from(
+        [b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM", b"P5", b"\0" * 128 + b"DICM"]
+    )
     _fuzz(long_mode, st.builds(lambda head, tail: head + tail, heads, st.binary(max_size=2048)), _decodes_or_refuses)
 
 
@@ -181,5 +183,3 @@ def test_config_files_the_fuzzer_broke_are_refused_with_a_reason(tmp_path: Path,
     file.write_bytes(data)
     with pytest.raises(ConfigError, match=reason):
         resolve_config(file, environ={})
-
-

@@ -1,0 +1,202 @@
+"""Faults: the service killed at random moments, writes refused (disk full, results folder read-only), the model
+file corrupted under a running service, the wall clock jumping. In each, no scan is lost or answered twice, and the
+service says what happened."""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from corpus import ROI, patch, png
+from fakemodel import write_fake_bundle
+from harness import FOLDERS, config_under, fake_analyser, records, report, running
+
+import edge_app.service.daemon as daemon_module
+import edge_app.service.writer as writer_module
+from edge_app.errors import BundleError
+from edge_app.model import EdgeModel
+from edge_app.service.journal import Journal
+from edge_app.service.lifecycle import ScanState, received
+
+SERVICE = Path(__file__).with_name("fake_service.py")
+
+
+def _scan(index: int) -> bytes:
+    """A distinct 48 px patch per index (so no two are duplicates)."""
+    pixels = patch()
+    pixels[index % 48, (index // 48) % 48] = 255 - index % 200
+    pixels[0, 0] = index % 251
+    return png(pixels)
+
+
+def _service_config(root: Path) -> Path:
+    for name in FOLDERS:
+        (root / name).mkdir(parents=True, exist_ok=True)
+    bundle = write_fake_bundle(root / "bundle")
+    paths = "\n".join(f'{name} = "{root / name}"' for name in FOLDERS)
+    config = root / "config.toml"
+    config.write_text(
+        f'[model]\nbundle = "{bundle}"\nvariant = "float32"\nthreads = 1\n\n[paths]\n{paths}\n\n'
+        "[ingest]\nsettle_seconds = 0.2\nrescan_seconds = 0.5\nsidecar_wait = 0.3\nmin_free_mb = 0\n"
+    )
+    return config
+
+
+def test_sigkill_at_50_random_moments_in_a_200_scan_run_loses_and_repeats_nothing(tmp_path: Path) -> None:
+    """200 scans, a third with region sidecars dropped apart (pairing in progress), a tenth undecodable, dropped in
+    bursts while the service is killed 50 times: at a random moment after start (start-up and recovery included) or
+    after it said ready (mid-scan). Then one clean run: exactly one outcome per scan."""
+    config = _service_config(tmp_path)
+    inbox, rng = tmp_path / "inbox", random.Random(20)
+    expected: dict[str, str] = {}
+    pending = list(range(200))
+
+    def drop_some() -> None:
+        for index in pending[:12]:
+            name = f"scan{index:03d}.png"
+            data = b"\x89PNG\r\n\x1a\n cut short" if index % 10 == 9 else _scan(index)
+            if index % 3 == 0:  # the sidecar first or last, written apart
+                sidecar = inbox / f"scan{index:03d}.roi.json"
+                first, second = ((sidecar, ROI), (inbox / name, data))[:: rng.choice((1, -1))]
+                first[0].write_bytes(first[1])
+                second[0].write_bytes(second[1])
+            else:
+                (inbox / name).write_bytes(data)
+            expected[name] = "quarantined" if index % 10 == 9 else "archived"
+        del pending[:12]
+
+    log = (tmp_path / "service.log").open("w")
+    mid_scan = 0
+    for kill in range(50):
+        drop_some()
+        process = subprocess.Popen(
+            [sys.executable, str(SERVICE), "run", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT
+        )
+        time.sleep(rng.uniform(0.05, 1.2) if kill % 2 else rng.uniform(0.6, 1.5))
+        process.send_signal(signal.SIGKILL)
+        process.wait(30)
+        processing = tmp_path / "state" / "processing"
+        mid_scan += processing.is_dir() and any(processing.iterdir())
+    drop_some()
+    while pending:
+        drop_some()
+    process = subprocess.Popen(
+        [sys.executable, str(SERVICE), "run", "--config", str(config), "--exit-when-idle"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    assert process.wait(300) == 0
+    log.close()
+
+    finals = [r for r in records(config_under(tmp_path)) if r.state.final]
+    outcome = {r.input_name: r.state.value for r in finals}
+    assert outcome == expected and len(finals) == len(expected) == 200, "lost or duplicated"
+    results = [json.loads(p.read_text()) for p in (tmp_path / "results").glob("*.json")]
+    assert sorted(r["input"] for r in results) == sorted(n for n, o in expected.items() if o == "archived")
+    paired = [r for r in results if r["sidecar"]]
+    assert len(paired) == sum(1 for n, o in expected.items() if o == "archived" and int(n[4:7]) % 3 == 0)
+    assert not any(
+        p.name.startswith(".") for f in ("results", "archive", "quarantine") for p in (tmp_path / f).iterdir()
+    )
+    assert not any((tmp_path / "inbox").iterdir()) and not any((tmp_path / "state" / "processing").iterdir())
+    audit = (tmp_path / "results" / "results.jsonl").read_text().splitlines()
+    assert len(audit) == 200 and len({json.loads(line)["id"] for line in audit}) == 200
+    assert mid_scan >= 5, f"only {mid_scan} of 50 kills landed mid-scan"
+    report("sigkill", {"scans": 200, "kills": 50, "kills_mid_scan": mid_scan, "lost": 0, "duplicated": 0})
+
+
+@pytest.mark.parametrize(
+    ("error", "what"), [(errno.ENOSPC, "disk full"), (errno.EROFS, "read-only results")], ids=["enospc", "erofs"]
+)
+def test_refused_writes_keep_the_scans_report_it_and_resume_when_writing_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, error: int, what: str
+) -> None:
+    caplog.set_level(logging.INFO)
+    monkeypatch.setattr(daemon_module, "STORAGE_RETRY_SECONDS", 0.2)
+    real_write = writer_module.atomic_write
+    refusing = [True]
+
+    def write(final: Path, data: bytes) -> None:
+        if refusing[0]:
+            raise OSError(error, os.strerror(error), str(final))
+        real_write(final, data)
+
+    monkeypatch.setattr(writer_module, "atomic_write", write)
+    config = config_under(tmp_path)
+    with running(config, fake_analyser(tmp_path)) as daemon:
+        for index in range(6):
+            (config.paths.inbox / f"scan{index}.png").write_bytes(_scan(index))
+        daemon.wait_for(lambda: f"cannot store a scan's outcome ([Errno {error}]" in caplog.text, what=what)
+        time.sleep(1.0)  # retries keep failing meanwhile
+        assert not any(r.state.final for r in records(config)), "a scan finished while writes were refused"
+        kept = {p.name for p in config.paths.inbox.iterdir()} | {
+            p.name for p in (config.paths.state / "processing").iterdir()
+        }
+        assert len(kept) == 6, "a scan left both the inbox and processing without an outcome"
+        refusing[0] = False
+        daemon.wait_for(lambda: sum(r.state is ScanState.ARCHIVED for r in records(config)) == 6, what="resuming")
+    assert caplog.text.count("cannot store a scan's outcome") == 1, "the error was logged more than once"
+    assert "writing works again" in caplog.text
+    assert len(list(config.paths.results.glob("*.json"))) == 6 and len(list(config.paths.archive.iterdir())) == 6
+
+
+def test_a_model_file_corrupted_under_the_running_service_is_never_used_and_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    monkeypatch.setattr(daemon_module, "MODEL_CHECK_SECONDS", 0.1)
+    config = config_under(tmp_path)
+    analyser = fake_analyser(tmp_path)
+    model = analyser.model
+    with running(config, analyser, model_check=model.disk_changes) as daemon:
+        (config.paths.inbox / "before.png").write_bytes(_scan(1))
+        daemon.wait_for((config.paths.results / "before.json").exists)
+        classifier = model.bundle / model.classifier_name
+        corrupted = bytearray(classifier.read_bytes())
+        corrupted[10:20] = b"X" * 10  # in place, same size: what a failing card or a careless copy does
+        with classifier.open("r+b") as handle:
+            handle.write(bytes(corrupted))
+        daemon.wait_for(lambda: "the model on disk changed while running" in caplog.text, what="the report")
+        (config.paths.inbox / "after.png").write_bytes(_scan(1))
+        daemon.wait_for((config.paths.results / "after.json").exists)
+    before, after = (json.loads((config.paths.results / f"{n}.json").read_text()) for n in ("before", "after"))
+    assert after["probability"] == before["probability"], "the corrupted bytes reached an answer"
+    assert "does not match its sha256" in caplog.text
+    with pytest.raises(BundleError, match="does not match its sha256"):
+        EdgeModel.load(model.bundle, variant="float32")  # a restart refuses it
+
+
+def test_the_wall_clock_jumping_back_and_forth_loses_and_repeats_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Settling and retries run on the monotonic clock; the wall clock only stamps records. It jumps a day back, then
+    a year forward (an RTC-less Pi before NTP, then after): every scan is answered once, and pruning the journal at
+    the far time removes finished records only."""
+    real_time = time.time
+    offset = [0.0]
+    monkeypatch.setattr(time, "time", lambda: real_time() + offset[0])
+    config = config_under(tmp_path)
+    with running(config, fake_analyser(tmp_path)) as daemon:
+        for index, jump in enumerate((-86_400.0, 0.0, 365 * 86_400.0, -3600.0)):
+            offset[0] = jump
+            for k in range(3):
+                (config.paths.inbox / f"t{index}-{k}.png").write_bytes(_scan(10 * index + k))
+            daemon.wait_for(lambda n=3 * (index + 1): sum(r.state.final for r in records(config)) == n)
+    finals = records(config)
+    assert len(finals) == 12 and all(r.state is ScanState.ARCHIVED for r in finals)
+    assert len(list(config.paths.results.glob("*.json"))) == 12
+    journal = Journal(config.paths.state / "journal.sqlite3")
+    (config.paths.inbox / "late.png").write_bytes(_scan(99))
+    unfinished = journal.insert(received("late.png", None))
+    assert journal.prune(30.0, now=real_time() + 2 * 365 * 86_400.0) == 12
+    assert journal.get(unfinished.scan_id) is not None
+    journal.close()
