@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import math
+import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,17 @@ _RASTER_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"P6", "PPM"),
 )
 _DICOM_PREAMBLE = 128
+_DICOM_PARSE_ERRORS = (
+    EOFError,
+    OSError,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    RuntimeError,
+    struct.error,
+)
 
 
 @dataclass(frozen=True)
@@ -105,7 +117,14 @@ def decode_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
     """Decode an encoded scan to 8-bit grayscale following the module's intensity rule."""
     kind = sniff_format(data)
     if kind == "DICOM":
-        decoded = _decode_dicom(data, max_pixels)
+        from pydicom.errors import BytesLengthException
+
+        try:
+            decoded = _decode_dicom(data, max_pixels)
+        except InputImageError:
+            raise
+        except (*_DICOM_PARSE_ERRORS, BytesLengthException) as exc:  # pydicom parses a value when it is read
+            raise TruncatedFileError(f"the DICOM file is incomplete or corrupted: {exc}".splitlines()[0]) from exc
     else:
         decoded = DecodedImage(_decode_raster(data, kind, max_pixels), kind)
     pixels = decoded.pixels
@@ -149,7 +168,8 @@ def _decode_raster(data: bytes, kind: str, max_pixels: int) -> Gray8:
         raise TooManyPixelsError(f"the image is too large for the decoder's safety limit: {exc}") from exc
     except UnidentifiedImageError as exc:
         raise TruncatedFileError(f"starts like {kind} but its header cannot be read (truncated or corrupted)") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, struct.error) as exc:
+        # what Pillow's parsers raise on a damaged header (a TIFF page without its width: TypeError)
         raise TruncatedFileError(f"the {kind} data is incomplete or corrupted: {exc}") from exc
     return _pil_to_gray8(ImageOps.exif_transpose(opened), kind)
 

@@ -83,27 +83,43 @@ def png_header_bomb(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + data + chunk(b"IEND", b"")
 
 
-def tiff_header_bomb(width: int, height: int) -> bytes:
-    """A little-endian TIFF whose one IFD claims `width` x `height` 8-bit pixels in a strip of 16 bytes."""
-    entries = [
-        (256, 4, 1, width),  # ImageWidth, LONG
+def _ifd(entries: list[tuple[int, int, int, int]], next_offset: int) -> bytes:
+    """A little-endian TIFF directory: (tag, type 3 SHORT or 4 LONG, count, value) entries, then the next one's
+    offset."""
+    body = struct.pack("<H", len(entries))
+    for tag, kind, count, value in entries:
+        packed = struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value)
+        body += struct.pack("<HHI", tag, kind, count) + packed
+    return body + struct.pack("<I", next_offset)
+
+
+def _tiff_page(width: int, height: int, strip_bytes: int) -> list[tuple[int, int, int, int]]:
+    """One 8-bit grey page whose strip starts right after the 8-byte header."""
+    return [
+        (256, 4, 1, width),  # ImageWidth
         (257, 4, 1, height),  # ImageLength
         (258, 3, 1, 8),  # BitsPerSample
         (259, 3, 1, 1),  # Compression: none
         (262, 3, 1, 1),  # Photometric: black is zero
-        (273, 4, 1, 8),  # StripOffsets: right after the header
+        (273, 4, 1, 8),  # StripOffsets
         (277, 3, 1, 1),  # SamplesPerPixel
         (278, 4, 1, height),  # RowsPerStrip
-        (279, 4, 1, 16),  # StripByteCounts
+        (279, 4, 1, strip_bytes),  # StripByteCounts
     ]
-    ifd_offset = 8 + 16
-    body = b"II*\x00" + struct.pack("<I", ifd_offset) + b"\x80" * 16 + struct.pack("<H", len(entries))
-    for tag, kind, count, value in entries:
-        packed = struct.pack("<HHI", tag, kind, count) + (
-            struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value)
-        )
-        body += packed
-    return body + struct.pack("<I", 0)
+
+
+def tiff_header_bomb(width: int, height: int) -> bytes:
+    """A TIFF whose one page claims `width` x `height` 8-bit pixels in a strip of 16 bytes."""
+    return b"II*\x00" + struct.pack("<I", 8 + 16) + b"\x80" * 16 + _ifd(_tiff_page(width, height, 16), 0)
+
+
+def tiff_second_page_without_size() -> bytes:
+    """A good 48 px page, then a page with no width or height (found by fuzzing: Pillow raised TypeError)."""
+    pixels = patch().tobytes()
+    first_at = 8 + len(pixels)
+    second_at = first_at + len(_ifd(_tiff_page(48, 48, len(pixels)), 0))
+    first = _ifd(_tiff_page(48, 48, len(pixels)), second_at)
+    return b"II*\x00" + struct.pack("<I", first_at) + pixels + first + _ifd([(258, 3, 1, 8)], 0)
 
 
 def write(data: bytes | Callable[[], bytes]) -> Callable[[Path, str], None]:
@@ -277,6 +293,7 @@ def kinds(outside: Path) -> list[Kind]:
         Kind("png-palette", write(lambda: pil_bytes(Image.fromarray(patch()).convert("P"), "PNG")), ".png", CLASSIFIED),
         Kind("jpeg-cmyk", write(_cmyk_jpeg), ".jpg", CLASSIFIED),
         Kind("tiff-multipage", write(_multipage_tiff), ".tif", UNSUPPORTED),
+        Kind("tiff-page-without-size", write(tiff_second_page_without_size), ".tif", TRUNCATED),
         Kind("bmp", write(lambda: pil_bytes(Image.fromarray(patch()), "BMP")), ".bmp", CLASSIFIED),
         Kind("pgm", write(lambda: pil_bytes(Image.fromarray(patch()), "PPM")), ".pgm", CLASSIFIED),
         Kind("png-trailing-bytes", write(good + b"trailing garbage"), ".png", CLASSIFIED),

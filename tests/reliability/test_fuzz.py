@@ -183,3 +183,13 @@ def test_config_files_the_fuzzer_broke_are_refused_with_a_reason(tmp_path: Path,
     file.write_bytes(data)
     with pytest.raises(ConfigError, match=reason):
         resolve_config(file, environ={})
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"\0" * 128 + b"DICM\x02\x00\x00\x00UL\x04\x00\xce", b"\0" * 128 + b"DICM\x02\x00\x10\x00UI\x04\x001.2\0"],
+    ids=["meta-length-cut", "syntax-not-a-transfer-syntax"],
+)
+def test_dicom_files_the_fuzzer_broke_are_refused_as_corrupted(data: bytes) -> None:
+    with pytest.raises(MammoEdgeError, match=r"^the DICOM file"):
+        decode_bytes(data)

@@ -1,0 +1,120 @@
+"""Load and soak, on the fast fake analyser (tests/fakes.py) so the service itself is what is measured: 1,000 scans at
+once and in bursts, each answered exactly once with the tracked queue within its limit; then a long run whose
+memory, open files and journal growth stay flat. ``pytest --long`` soaks 50,000 scans (about a busy clinic's
+month; CI runs 2,000)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+from fakes import FakeAnalyser
+from harness import config_under, records, report, running
+
+from edge_app.service.lifecycle import ScanState
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+def _open_files() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _drop(inbox: Path, first: int, count: int) -> None:
+    for index in range(first, first + count):
+        (inbox / f"scan{index:05d}.png").write_bytes(b"scan %d" % index)
+
+
+class Sampler:
+    """Samples RSS, open files and the tracker's queue every 50 ms while the daemon works."""
+
+    def __init__(self, daemon: object) -> None:
+        self.daemon = daemon
+        self.peak_rss = 0.0
+        self.peak_queue = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="sampler")
+
+    def _run(self) -> None:
+        while not self.done.wait(0.05):
+            self.peak_rss = max(self.peak_rss, _rss_mb())
+            self.peak_queue = max(self.peak_queue, self.daemon.daemon.tracker.pending)  # type: ignore[attr-defined]
+
+    def __enter__(self) -> Sampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+
+
+def test_a_thousand_scans_at_once_and_in_bursts_are_each_answered_once_within_the_queue_limit(tmp_path: Path) -> None:
+    config = config_under(tmp_path, settle_seconds=0.1, queue_limit=200, rescan_seconds=0.3)
+    analyser = FakeAnalyser()
+    inbox = config.paths.inbox
+    started = time.monotonic()
+    with running(config, analyser) as daemon, Sampler(daemon) as sampler:
+        _drop(inbox, 0, 1000)  # at once
+        daemon.wait_for(lambda: sum(r.state.final for r in records(config)) == 1000, timeout=600, what="1,000")
+        at_once = time.monotonic() - started
+        for burst in range(5):  # then in bursts, while it works
+            _drop(inbox, 1000 + 200 * burst, 200)
+            time.sleep(0.5)
+        daemon.wait_for(lambda: sum(r.state.final for r in records(config)) == 2000, timeout=600, what="bursts")
+    finals = records(config)
+    assert len(finals) == 2000 and all(r.state is ScanState.ARCHIVED for r in finals)
+    assert len({r.input_name for r in finals}) == 2000 and analyser.calls == 2000
+    assert len(list(config.paths.results.glob("*.json"))) == 2000 and not any(inbox.iterdir())
+    assert 0 < sampler.peak_queue <= 200
+    report(
+        "load",
+        {
+            "scans": 2000,
+            "at_once": 1000,
+            "bursts": "5 x 200",
+            "queue_limit": 200,
+            "peak_queue": sampler.peak_queue,
+            "peak_rss_mb": round(sampler.peak_rss, 1),
+            "seconds_for_1000_at_once": round(at_once, 1),
+        },
+    )
+
+
+def test_a_long_run_keeps_memory_open_files_and_journal_growth_flat(tmp_path: Path, long_mode: bool) -> None:
+    total = 50_000 if long_mode else 2_000
+    batch = 250
+    config = config_under(tmp_path, settle_seconds=0.0, queue_limit=batch, rescan_seconds=0.2)
+    journal = config.paths.state / "journal.sqlite3"
+    samples: list[tuple[int, float, int, int]] = []  # scans done, RSS MB, open files, journal bytes
+    with running(config, FakeAnalyser()) as daemon:
+        for first in range(0, total, batch):
+            _drop(config.paths.inbox, first, batch)
+            daemon.wait_for(lambda n=first + batch: daemon.daemon.counts["archived"] >= n, timeout=600)
+            size = sum(p.stat().st_size for p in journal.parent.glob("journal.sqlite3*"))
+            samples.append((first + batch, _rss_mb(), _open_files(), size))
+    quarter = max(1, len(samples) // 4)
+    early, late = samples[quarter - 1], samples[-1]
+    rss_growth = late[1] - early[1]
+    assert rss_growth < 20, f"memory grew {rss_growth:.1f} MB over {late[0] - early[0]} scans"
+    assert late[2] <= early[2] + 2, f"open files grew from {early[2]} to {late[2]}"
+    per_scan = (late[3] - early[3]) / (late[0] - early[0])
+    assert per_scan < 2048, f"the journal grows {per_scan:.0f} bytes a scan"
+    report(
+        "soak" if long_mode else "soak-ci",
+        {
+            "scans": total,
+            "rss_mb_after_first_quarter": round(early[1], 1),
+            "rss_mb_at_end": round(late[1], 1),
+            "open_files": [early[2], late[2]],
+            "journal_bytes_per_scan": round(per_scan),
+            "journal_mb_at_end": round(late[3] / 1e6, 1),
+        },
+    )
