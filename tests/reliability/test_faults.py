@@ -13,6 +13,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -200,3 +202,54 @@ def test_the_wall_clock_jumping_back_and_forth_loses_and_repeats_nothing(
     assert journal.prune(30.0, now=real_time() + 2 * 365 * 86_400.0) == 12
     assert journal.get(unfinished.scan_id) is not None
     journal.close()
+
+
+@pytest.fixture
+def small_file_system(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MB tmpfs of its own (root only: CI runs as root; elsewhere the test skips with the reason)."""
+    mountpoint = tmp_path / "small"
+    mountpoint.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mountpoint)], capture_output=True, text=True, check=False
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.strip()}): needs root")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=True)
+
+
+def test_a_real_full_file_system_then_a_read_only_one_keep_the_scans_and_resume(
+    small_file_system: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    monkeypatch.setattr(daemon_module, "STORAGE_RETRY_SECONDS", 0.2)
+    config = config_under(tmp_path / "device")
+    config = replace(config, paths=replace(config.paths, results=small_file_system))
+    filler = small_file_system / "filler"
+    with filler.open("wb") as handle, pytest.raises(OSError, match="No space left"):
+        while True:
+            handle.write(b"\0" * 65536)
+            handle.flush()
+    with running(config, fake_analyser(tmp_path)) as daemon:
+        for index in range(3):
+            (config.paths.inbox / f"full{index}.png").write_bytes(_scan(index))
+        daemon.wait_for(lambda: "No space left on device" in caplog.text, what="the full disk's error")
+        assert not any(r.state.final for r in records(config))
+        filler.unlink()
+        daemon.wait_for(lambda: sum(r.state is ScanState.ARCHIVED for r in records(config)) == 3, what="space")
+        subprocess.run(["mount", "-o", "remount,ro", str(small_file_system)], check=True)
+        for index in range(3, 5):
+            (config.paths.inbox / f"ro{index}.png").write_bytes(_scan(index))
+        daemon.wait_for(lambda: "Read-only file system" in caplog.text, what="the read-only error")
+        assert sum(r.state.final for r in records(config)) == 3
+        subprocess.run(["mount", "-o", "remount,rw", str(small_file_system)], check=True)
+        daemon.wait_for(lambda: sum(r.state is ScanState.ARCHIVED for r in records(config)) == 5, what="writable")
+    assert caplog.text.count("writing works again") == 2
+    assert sorted(p.name for p in small_file_system.glob("*.json")) == [
+        "full0.json", "full1.json", "full2.json", "ro3.json", "ro4.json"
+    ]  # fmt: skip
+    report(
+        "real-file-systems", {"full_then_freed": "3 kept, then answered", "read_only_then_rw": "2 kept, then answered"}
+    )
