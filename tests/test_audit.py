@@ -40,6 +40,17 @@ def test_a_line_already_written_before_a_crash_is_not_written_again(tmp_path: Pa
     assert [json.loads(line)["id"] for line in log.lines()][-2:] == ["scan002", "scan003"]
 
 
+@pytest.mark.parametrize("whole_lines", [2, 0], ids=["after-whole-lines", "alone"])
+def test_a_line_a_power_cut_left_short_is_written_again_whole(tmp_path: Path, whole_lines: int) -> None:
+    log = AuditLog(tmp_path / "results.jsonl")
+    _fill(log, whole_lines)
+    torn = json.dumps({"id": f"scan{whole_lines:03d}", "label": "benign"})[:20]  # its marker made it to disk
+    with (tmp_path / "results.jsonl").open("a") as handle:
+        handle.write(torn)
+    _fill(log, 2, start=whole_lines)  # the write stage repeated after the restart, then the next scan
+    assert [json.loads(line)["id"] for line in log.lines()] == [f"scan{n:03d}" for n in range(whole_lines + 2)]
+
+
 def test_every_csv_segment_is_a_complete_csv(tmp_path: Path) -> None:
     log = AuditLog(tmp_path / "results.csv", max_bytes=40, header="id,status\n")
     for number in range(6):

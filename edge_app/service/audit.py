@@ -12,6 +12,7 @@ previous one when the current is nearly empty) is searched for the line's marker
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from edge_app.fsutil import append_durably, fsync_dir
 
+log = logging.getLogger(__name__)
 TAIL_BYTES = 1 << 16
 DEFAULT_MAX_BYTES = 64 << 20  # about 200,000 scans per segment
 
@@ -50,6 +52,7 @@ class AuditLog:
     def append_once(self, line: str, marker: str) -> bool:
         """Append `line` (ending in a newline) unless `marker` is in the log's tail already; rotate first when the
         segment is full. True when written."""
+        self._drop_torn_line()
         if marker in self._tail():
             return False
         if self.path.exists() and self.path.stat().st_size >= self.max_bytes:
@@ -58,6 +61,23 @@ class AuditLog:
             append_durably(self.path, self.header)
         append_durably(self.path, line)
         return True
+
+    def _drop_torn_line(self) -> None:
+        """A power cut during an append can leave the last line cut short, without its newline: that is the line
+        being written (each append completes before the next scan's), so it is cut back to the last whole line and
+        written again whole, instead of being merged with the next one or taken for written by its marker."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        with self.path.open("r+b") as handle:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) == b"\n":
+                return
+            handle.seek(max(0, handle.tell() - TAIL_BYTES))
+            tail = handle.read()
+            handle.truncate(handle.tell() - len(tail) + tail.rfind(b"\n") + 1)
+            handle.flush()
+            os.fsync(handle.fileno())
+        log.warning("%s ended in a line cut short (a power cut?): it is written again whole", self.path.name)
 
     def _rotate(self) -> None:
         rotated = self._rotated()

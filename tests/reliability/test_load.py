@@ -8,11 +8,15 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from fakes import FakeAnalyser
 from harness import config_under, records, report, running
 
+import edge_app.service.daemon as daemon_module
+from edge_app.config import JournalSection
 from edge_app.service.lifecycle import ScanState
 
 
@@ -88,33 +92,44 @@ def test_a_thousand_scans_at_once_and_in_bursts_are_each_answered_once_within_th
     )
 
 
-def test_a_long_run_keeps_memory_open_files_and_journal_growth_flat(tmp_path: Path, long_mode: bool) -> None:
-    total = 50_000 if long_mode else 2_000
-    batch = 250
-    config = config_under(tmp_path, settle_seconds=0.0, queue_limit=batch, rescan_seconds=0.2)
+def test_a_long_run_keeps_memory_open_files_and_the_journal_flat(
+    tmp_path: Path, long_mode: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """100 scans a simulated day (the wall clock moves a day between batches), the journal kept 3 days: after the
+    first retention period, memory, open files and the journal's size on disk stop growing."""
+    total, per_day = (50_000 if long_mode else 2_000), 100
+    real_time, day = time.time, [0]
+    monkeypatch.setattr(time, "time", lambda: real_time() + 86_400.0 * day[0])
+    monkeypatch.setattr(daemon_module, "PRUNE_EVERY_SECONDS", 0.2)
+    config = config_under(tmp_path, settle_seconds=0.0, queue_limit=per_day, rescan_seconds=0.2)
+    config = replace(config, journal=JournalSection(retention_days=3.0))
     journal = config.paths.state / "journal.sqlite3"
-    samples: list[tuple[int, float, int, int]] = []  # scans done, RSS MB, open files, journal bytes
+    samples: list[tuple[int, float, int, int, int]] = []  # scans done, RSS MB, open files, journal bytes, records
     with running(config, FakeAnalyser()) as daemon:
-        for first in range(0, total, batch):
-            _drop(config.paths.inbox, first, batch)
-            daemon.wait_for(lambda n=first + batch: daemon.daemon.counts["archived"] >= n, timeout=600)
+        for first in range(0, total, per_day):
+            _drop(config.paths.inbox, first, per_day)
+            daemon.wait_for(lambda n=first + per_day: daemon.daemon.counts["archived"] >= n, timeout=600)
+            day[0] += 1
+            time.sleep(0.25)  # a prune runs (every 0.2 s of the daemon's clock) in the new day
             size = sum(p.stat().st_size for p in journal.parent.glob("journal.sqlite3*"))
-            samples.append((first + batch, _rss_mb(), _open_files(), size))
+            samples.append((first + per_day, _rss_mb(), _open_files(), size, len(records(config))))
     quarter = max(1, len(samples) // 4)
     early, late = samples[quarter - 1], samples[-1]
     rss_growth = late[1] - early[1]
     assert rss_growth < 20, f"memory grew {rss_growth:.1f} MB over {late[0] - early[0]} scans"
     assert late[2] <= early[2] + 2, f"open files grew from {early[2]} to {late[2]}"
-    per_scan = (late[3] - early[3]) / (late[0] - early[0])
-    assert per_scan < 2048, f"the journal grows {per_scan:.0f} bytes a scan"
+    assert max(s[4] for s in samples[quarter:]) <= 5 * per_day, "the journal kept more than its retention"
+    assert late[3] <= 1.25 * max(s[3] for s in samples[: len(samples) // 2]), "the journal file kept growing"
     report(
         "soak" if long_mode else "soak-ci",
         {
             "scans": total,
+            "simulated_days": len(samples),
             "rss_mb_after_first_quarter": round(early[1], 1),
             "rss_mb_at_end": round(late[1], 1),
             "open_files": [early[2], late[2]],
-            "journal_bytes_per_scan": round(per_scan),
-            "journal_mb_at_end": round(late[3] / 1e6, 1),
+            "journal_records_at_end": late[4],
+            "journal_mb_max_first_half": round(max(s[3] for s in samples[: len(samples) // 2]) / 1e6, 2),
+            "journal_mb_at_end": round(late[3] / 1e6, 2),
         },
     )
