@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+from corpus import patch, png
 from fakemodel import write_fake_bundle
 
 from edge_app.config import Config, IngestSection, PathsSection
@@ -31,6 +32,30 @@ from edge_app.service.lifecycle import ScanRecord
 
 FOLDERS = ("inbox", "results", "archive", "quarantine", "state")
 REPO = Path(__file__).resolve().parents[2]
+SERVICE = Path(__file__).with_name("fake_service.py")
+"""``python SERVICE ARGS``: the real ``mammo-edge ARGS`` process on the fake model."""
+
+
+def distinct_scan(index: int) -> bytes:
+    """A 48 px patch (in the fake model's scope) that differs for every index, so none is a duplicate."""
+    pixels = patch()
+    pixels[index % 48, (index // 48) % 48] = 255 - index % 200
+    pixels[0, 0] = index % 251
+    return png(pixels)
+
+
+def service_config(root: Path) -> Path:
+    """A config file for the service process over fresh folders under `root`, on a fake bundle."""
+    for name in FOLDERS:
+        (root / name).mkdir(parents=True, exist_ok=True)
+    bundle = write_fake_bundle(root / "bundle")
+    paths = "\n".join(f'{name} = "{root / name}"' for name in FOLDERS)
+    config = root / "config.toml"
+    config.write_text(
+        f'[model]\nbundle = "{bundle}"\nvariant = "float32"\nthreads = 1\n\n[paths]\n{paths}\n\n'
+        "[ingest]\nsettle_seconds = 0.2\nrescan_seconds = 0.5\nsidecar_wait = 0.3\nmin_free_mb = 0\n"
+    )
+    return config
 
 
 def config_under(root: Path, **ingest: Any) -> Config:

@@ -18,9 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from corpus import ROI, patch, png
-from fakemodel import write_fake_bundle
-from harness import FOLDERS, config_under, fake_analyser, records, report, running
+from corpus import ROI
+from harness import SERVICE, config_under, distinct_scan, fake_analyser, records, report, running, service_config
 
 import edge_app.service.daemon as daemon_module
 import edge_app.service.writer as writer_module
@@ -29,35 +28,12 @@ from edge_app.model import EdgeModel
 from edge_app.service.journal import Journal
 from edge_app.service.lifecycle import ScanState, received
 
-SERVICE = Path(__file__).with_name("fake_service.py")
-
-
-def _scan(index: int) -> bytes:
-    """A distinct 48 px patch per index (so no two are duplicates)."""
-    pixels = patch()
-    pixels[index % 48, (index // 48) % 48] = 255 - index % 200
-    pixels[0, 0] = index % 251
-    return png(pixels)
-
-
-def _service_config(root: Path) -> Path:
-    for name in FOLDERS:
-        (root / name).mkdir(parents=True, exist_ok=True)
-    bundle = write_fake_bundle(root / "bundle")
-    paths = "\n".join(f'{name} = "{root / name}"' for name in FOLDERS)
-    config = root / "config.toml"
-    config.write_text(
-        f'[model]\nbundle = "{bundle}"\nvariant = "float32"\nthreads = 1\n\n[paths]\n{paths}\n\n'
-        "[ingest]\nsettle_seconds = 0.2\nrescan_seconds = 0.5\nsidecar_wait = 0.3\nmin_free_mb = 0\n"
-    )
-    return config
-
 
 def test_sigkill_at_50_random_moments_in_a_200_scan_run_loses_and_repeats_nothing(tmp_path: Path) -> None:
     """200 scans, a third with region sidecars dropped apart (pairing in progress), a tenth undecodable, dropped in
     bursts while the service is killed 50 times: at a random moment after start (start-up and recovery included) or
     after it said ready (mid-scan). Then one clean run: exactly one outcome per scan."""
-    config = _service_config(tmp_path)
+    config = service_config(tmp_path)
     inbox, rng = tmp_path / "inbox", random.Random(20)
     expected: dict[str, str] = {}
     pending = list(range(200))
@@ -65,7 +41,7 @@ def test_sigkill_at_50_random_moments_in_a_200_scan_run_loses_and_repeats_nothin
     def drop_some() -> None:
         for index in pending[:12]:
             name = f"scan{index:03d}.png"
-            data = b"\x89PNG\r\n\x1a\n cut short" if index % 10 == 9 else _scan(index)
+            data = b"\x89PNG\r\n\x1a\n cut short" if index % 10 == 9 else distinct_scan(index)
             if index % 3 == 0:  # the sidecar first or last, written apart
                 sidecar = inbox / f"scan{index:03d}.roi.json"
                 first, second = ((sidecar, ROI), (inbox / name, data))[:: rng.choice((1, -1))]
@@ -136,7 +112,7 @@ def test_refused_writes_keep_the_scans_report_it_and_resume_when_writing_works(
     config = config_under(tmp_path)
     with running(config, fake_analyser(tmp_path)) as daemon:
         for index in range(6):
-            (config.paths.inbox / f"scan{index}.png").write_bytes(_scan(index))
+            (config.paths.inbox / f"scan{index}.png").write_bytes(distinct_scan(index))
         daemon.wait_for(lambda: f"cannot store a scan's outcome ([Errno {error}]" in caplog.text, what=what)
         time.sleep(1.0)  # retries keep failing meanwhile
         assert not any(r.state.final for r in records(config)), "a scan finished while writes were refused"
@@ -160,7 +136,7 @@ def test_a_model_file_corrupted_under_the_running_service_is_never_used_and_is_r
     analyser = fake_analyser(tmp_path)
     model = analyser.model
     with running(config, analyser, model_check=model.disk_changes) as daemon:
-        (config.paths.inbox / "before.png").write_bytes(_scan(1))
+        (config.paths.inbox / "before.png").write_bytes(distinct_scan(1))
         daemon.wait_for((config.paths.results / "before.json").exists)
         classifier = model.bundle / model.classifier_name
         corrupted = bytearray(classifier.read_bytes())
@@ -168,7 +144,7 @@ def test_a_model_file_corrupted_under_the_running_service_is_never_used_and_is_r
         with classifier.open("r+b") as handle:
             handle.write(bytes(corrupted))
         daemon.wait_for(lambda: "the model on disk changed while running" in caplog.text, what="the report")
-        (config.paths.inbox / "after.png").write_bytes(_scan(1))
+        (config.paths.inbox / "after.png").write_bytes(distinct_scan(1))
         daemon.wait_for((config.paths.results / "after.json").exists)
     before, after = (json.loads((config.paths.results / f"{n}.json").read_text()) for n in ("before", "after"))
     assert after["probability"] == before["probability"], "the corrupted bytes reached an answer"
@@ -191,13 +167,13 @@ def test_the_wall_clock_jumping_back_and_forth_loses_and_repeats_nothing(
         for index, jump in enumerate((-86_400.0, 0.0, 365 * 86_400.0, -3600.0)):
             offset[0] = jump
             for k in range(3):
-                (config.paths.inbox / f"t{index}-{k}.png").write_bytes(_scan(10 * index + k))
+                (config.paths.inbox / f"t{index}-{k}.png").write_bytes(distinct_scan(10 * index + k))
             daemon.wait_for(lambda n=3 * (index + 1): sum(r.state.final for r in records(config)) == n)
     finals = records(config)
     assert len(finals) == 12 and all(r.state is ScanState.ARCHIVED for r in finals)
     assert len(list(config.paths.results.glob("*.json"))) == 12
     journal = Journal(config.paths.state / "journal.sqlite3")
-    (config.paths.inbox / "late.png").write_bytes(_scan(99))
+    (config.paths.inbox / "late.png").write_bytes(distinct_scan(99))
     unfinished = journal.insert(received("late.png", None))
     assert journal.prune(30.0, now=real_time() + 2 * 365 * 86_400.0) == 12
     assert journal.get(unfinished.scan_id) is not None
@@ -234,14 +210,14 @@ def test_a_real_full_file_system_then_a_read_only_one_keep_the_scans_and_resume(
             handle.flush()
     with running(config, fake_analyser(tmp_path)) as daemon:
         for index in range(3):
-            (config.paths.inbox / f"full{index}.png").write_bytes(_scan(index))
+            (config.paths.inbox / f"full{index}.png").write_bytes(distinct_scan(index))
         daemon.wait_for(lambda: "No space left on device" in caplog.text, what="the full disk's error")
         assert not any(r.state.final for r in records(config))
         filler.unlink()
         daemon.wait_for(lambda: sum(r.state is ScanState.ARCHIVED for r in records(config)) == 3, what="space")
         subprocess.run(["mount", "-o", "remount,ro", str(small_file_system)], check=True)
         for index in range(3, 5):
-            (config.paths.inbox / f"ro{index}.png").write_bytes(_scan(index))
+            (config.paths.inbox / f"ro{index}.png").write_bytes(distinct_scan(index))
         daemon.wait_for(lambda: "Read-only file system" in caplog.text, what="the read-only error")
         assert sum(r.state.final for r in records(config)) == 3
         subprocess.run(["mount", "-o", "remount,rw", str(small_file_system)], check=True)

@@ -19,12 +19,11 @@ import pydicom
 from dicomfiles import encode, mammogram
 from dicomnode import free_port, needs_dcmtk, node_config, storescp, storescu, wait_for_port
 from fakemodel import write_fake_bundle
-from harness import records, report
+from harness import SERVICE, records, report
 
 from edge_app.config import DicomForwardSection, IngestSection
 from edge_app.service.lifecycle import ScanState
 
-SERVICE = Path(__file__).with_name("fake_service.py")
 ROLES = ("dicom-listen", "run", "dicom-forward")
 
 
