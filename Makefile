@@ -49,7 +49,7 @@ system-tools:
 
 test: venvs lint system-tools
 	MAMMO_TEST_EDGE_PYTHON=$(abspath $(EDGE_VENV))/bin/python MAMMO_TEST_TFLITE_PYTHON=$(abspath $(TFLITE_VENV))/bin/python \
-		$(VENV)/bin/pytest
+		$(VENV)/bin/pytest -n 2 --dist loadgroup
 
 # Mutation testing of the device code (not part of `make test`: about an hour on 2 cores); writes
 # benchmarks/results/mutation.json. AGAIN=1 re-runs only the mutants the last run left alive.

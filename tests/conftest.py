@@ -24,6 +24,36 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+MODEL_FIXTURES = {"trained_run", "shuffled_run", "bundle"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`make test` runs two workers (pytest-xdist, ``--dist loadgroup``): every test that trains or converts, or uses
+    the session's trained model, goes to one of them, so the model is trained once and TensorFlow never competes
+    with itself for the two cores; the other worker takes the rest (the service, DICOM, reliability and page tests,
+    mostly waiting on files and sockets)."""
+    for item in items:
+        if item.get_closest_marker("slow") or MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("model"))
+
+
+@pytest.fixture
+def long_mode(request: pytest.FixtureRequest) -> bool:
+    """``pytest --long``: the reliability suite's fuzzing, load and soak at full size (minutes); CI runs the short
+    sizes."""
+    return bool(request.config.getoption("--long"))
+
+
+@pytest.fixture
+def fake_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake model's runtime (tests/fakemodel.py) wherever a bundle is loaded in this process."""
+    from fakemodel import FAKE_RUNTIME
+
+    import edge_app.model as model_module
+
+    monkeypatch.setattr(model_module, "load_runtime", lambda name: FAKE_RUNTIME)
+
+
 @pytest.fixture(autouse=True)
 def _signal_handlers_restored() -> Iterator[None]:
     """The service commands install SIGTERM/SIGINT handlers; a test that calls one in-process must not leave them

@@ -18,6 +18,8 @@ from harness import OpenedFiles, config_under, fake_analyser, records, report, r
 from edge_app import fsutil
 from edge_app.service.lifecycle import ScanRecord, ScanState
 
+pytestmark = pytest.mark.usefixtures("fake_runtime")  # the service around the model, on the fake model
+
 
 def _as_root_a_mode_0_file_is_unreadable(monkeypatch: pytest.MonkeyPatch) -> None:
     """Root reads any file, so the test grants a mode-000 file the refusal the service user (never root) gets."""

@@ -28,6 +28,8 @@ from edge_app.model import EdgeModel
 from edge_app.service.journal import Journal
 from edge_app.service.lifecycle import ScanState, received
 
+pytestmark = pytest.mark.usefixtures("fake_runtime")  # the service around the model, on the fake model
+
 
 def test_sigkill_at_50_random_moments_in_a_200_scan_run_loses_and_repeats_nothing(tmp_path: Path) -> None:
     """200 scans, a third with region sidecars dropped apart (pairing in progress), a tenth undecodable, dropped in

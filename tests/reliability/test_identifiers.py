@@ -16,6 +16,8 @@ from dicomfiles import dicom_bytes
 from harness import config_under, fake_analyser, records, running
 from PIL import Image, PngImagePlugin
 
+pytestmark = pytest.mark.usefixtures("fake_runtime")  # the service around the model, on the fake model
+
 PLANTED = {
     "PatientName": "Zyxwvutsrq^Plantedname",
     "PatientID": "PLANTED-ID-4711",

@@ -26,6 +26,8 @@ from harness import config_under, fake_analyser
 from edge_app.service.daemon import build_pipeline, journal_path
 from edge_app.service.journal import Journal
 
+pytestmark = pytest.mark.usefixtures("fake_runtime")  # the service around the model, on the fake model
+
 
 class DurabilityRecorder:
     """Files written but not fsynced, renames whose folder was not fsynced, and every violation of the rules."""
