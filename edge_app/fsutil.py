@@ -105,8 +105,12 @@ def move_durably(source: Path, target: Path) -> None:
         if exc.errno != errno.EXDEV:
             raise
         temporary = temp_path(target)
-        shutil.copy2(source, temporary, follow_symlinks=False)
-        if not temporary.is_symlink():
+        status = os.lstat(source)
+        if stat.S_ISREG(status.st_mode) or stat.S_ISLNK(status.st_mode):
+            shutil.copy2(source, temporary, follow_symlinks=False)
+        else:  # a pipe, socket or device: made anew, never opened (a copy would block on it, or read a device)
+            os.mknod(temporary, status.st_mode, status.st_rdev)
+        if stat.S_ISREG(status.st_mode):
             with temporary.open("rb") as handle:
                 os.fsync(handle.fileno())
         os.replace(temporary, target)

@@ -24,17 +24,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-MODEL_FIXTURES = {"trained_run", "shuffled_run", "bundle"}
+MODEL_GROUPS = {"trained_run": "trained", "bundle": "trained", "shuffled_run": "shuffled", "tiny_run": "tiny"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """`make test` runs two workers (pytest-xdist, ``--dist loadgroup``): every test that trains or converts, or uses
-    the session's trained model, goes to one of them, so the model is trained once and TensorFlow never competes
-    with itself for the two cores; the other worker takes the rest (the service, DICOM, reliability and page tests,
-    mostly waiting on files and sockets)."""
+    """`make test` runs two workers (pytest-xdist, ``--dist loadgroup``). The tests of one session-trained model go
+    to one worker together, so each model is trained once: the learning-check hybrid and its bundle (the longest
+    group), the shuffled-labels run, the tiny deterministic run. Everything else spreads over both; TensorFlow's
+    graph tracing is single-threaded, so two trainings side by side use the two cores that one leaves half idle."""
     for item in items:
-        if item.get_closest_marker("slow") or MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.xdist_group("model"))
+        used = set(getattr(item, "fixturenames", ()))
+        group = next((MODEL_GROUPS[name] for name in MODEL_GROUPS if name in used), None)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture
@@ -197,6 +199,32 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
         return Path(load_manifest(given).training["run"])
     return _train_fixture(tmp_path_factory.mktemp("trained"), shuffle_labels=False)
+
+
+TINY_TRAINING = ["--input-size", "32", "--weights", "none", "--epochs", "2", "--batch-size", "8", "--seed", "3"]
+
+
+def train_tiny(split: Path, out: Path) -> Path:
+    """`mammo-train --deterministic` of a tiny hybrid (32 px, 2 epochs): the full training path in a couple of
+    minutes, for the checks that do not depend on what was learned."""
+    from mammo_train.cli import train_main
+
+    arguments = ["--split", str(split), "--out", str(out), *TINY_TRAINING, "--deterministic", "--quiet"]
+    assert train_main(arguments) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny hybrid trained deterministically on 20 synthetic patches (its split is the run's splits.csv)."""
+    pytest.importorskip("tensorflow", reason="training needs the train extra (TensorFlow)")
+    from mammo_train.layout import scan_dataset
+    from mammo_train.splits import make_split, write_splits
+
+    root = tmp_path_factory.mktemp("tiny")
+    generate(root / "data", SynthSpec(per_class=10, size=48, seed=5, copies=1))
+    write_splits(make_split(scan_dataset(root / "data"), 0.25, 0.25, 0, "mass"), root / "splits.csv")
+    return train_tiny(root / "splits.csv", root / "run")
 
 
 @pytest.fixture(scope="session")

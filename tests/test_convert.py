@@ -210,12 +210,12 @@ def test_probe_records_each_runtimes_own_reason(tmp_path: Path) -> None:
         assert reason and reason != "ok" and label not in reason and "broken.tflite" not in reason, reason
 
 
-def test_a_failing_gate_writes_no_bundle(trained_run: Path, tmp_path: Path) -> None:
+def test_a_failing_gate_writes_no_bundle(tiny_run: Path, tmp_path: Path) -> None:
     from mammo_convert.cli import main as convert_main
 
     out = tmp_path / "bundle"
     code = convert_main(
-        [str(trained_run), "--out", str(out), "--calibration", "16", "--max-auc-drop", "-1"]  # no model can pass
+        [str(tiny_run), "--out", str(out), "--calibration", "16", "--max-auc-drop", "-1"]  # no model can pass
     )
     assert code == 1 and not out.exists()
     assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]  # no staging left behind

@@ -67,3 +67,65 @@ def test_the_field_guide_quotes_the_committed_arm_figures() -> None:
         f"{float32['max_abs_prob_diff']:.1e}). The offline install took {result['install']['seconds']} s"
     )
     assert quoted in " ".join((REPO / "deploy" / "README.md").read_text().split()), quoted
+
+
+# What docs/reliability.md says of each committed reliability result, with the result's own figures put in.
+RELIABILITY_QUOTES = {
+    "sigkill.json": (
+        "{scans} scans, {kills} SIGKILLs of the service ({kills_mid_scan} with a scan in processing): {lost} lost, "
+        "{duplicated} answered twice."
+    ),
+    "node-kills.json": (
+        "{images} mammograms sent over DICOM while the listener ({kills[dicom-listen]}), the service ({kills[run]}) "
+        "and the forwarder ({kills[dicom-forward]}) were killed; the modality re-sent {resends} unacknowledged "
+        "images: {lost} lost, {duplicated} answered twice, every SR and Secondary Capture at the PACS."
+    ),
+    "load.json": (
+        "{scans} scans ({at_once} at once, then bursts of {bursts}) with the tracked queue limited to {queue_limit}: "
+        "the queue peaked at {peak_queue}, each scan answered once."
+    ),
+    "load-process.json": (
+        "The service process given {scans} scans at once peaked at {peak_rss_mb} MB RSS (its own high-water mark) "
+        "and answered each once."
+    ),
+    "soak.json": (
+        "{scans} scans over {simulated_days} simulated days (`--long`): RSS {rss_mb_after_first_quarter} MB after the "
+        "first quarter and {rss_mb_at_end} MB at the end, {open_files[0]} open files then {open_files[1]}, the "
+        "journal {journal_mb_max_first_half} MB at most in the first half and {journal_mb_at_end} MB at the end "
+        "({journal_records_at_end} records kept)."
+    ),
+}
+
+
+def _reliability_figures(name: str) -> dict[str, object]:
+    return json.loads((REPO / "benchmarks" / "results" / "reliability" / name).read_text())
+
+
+def reliability_table_rows() -> list[str]:
+    """The bad-input table of docs/reliability.md, row by row, from the committed result."""
+    rows = []
+    for outcome in _reliability_figures("bad-inputs.json")["outcomes"]:  # type: ignore[union-attr]
+        kind = outcome["kind"].replace("\n", "\\n")
+        kind = f"n x {len(kind)}" if set(kind) == {"n"} else kind
+        detail = outcome.get("reason") or outcome.get("why") or f"archived as `{outcome['file']}`"
+        stage = outcome.get("stage", "")
+        rows.append(f"| `{kind}` | {outcome['outcome']} | {stage} | {detail.replace('|', '/')} |")
+    return rows
+
+
+@pytest.mark.parametrize(("name", "sentence"), RELIABILITY_QUOTES.items(), ids=list(RELIABILITY_QUOTES))
+def test_the_reliability_guide_quotes_the_committed_results(name: str, sentence: str) -> None:
+    quoted = sentence.format(**_reliability_figures(name))
+    assert quoted in " ".join((REPO / "docs" / "reliability.md").read_text().split()), quoted
+
+
+def test_the_reliability_guide_lists_every_bad_input_as_the_suite_found_it() -> None:
+    figures = _reliability_figures("bad-inputs.json")
+    rows = reliability_table_rows()
+    assert figures["kinds"] == len(rows) >= 40 and (figures["crashes"], figures["lost"], figures["duplicated"]) == (
+        0,
+        0,
+        0,
+    )
+    text = (REPO / "docs" / "reliability.md").read_text()
+    assert all(row in text for row in rows), [row for row in rows if row not in text][:3]

@@ -7,6 +7,7 @@ import errno
 import hashlib
 import os
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,42 @@ def test_a_move_across_file_systems_copies_then_removes(tmp_path: Path, monkeypa
     assert not source.exists() and target.read_bytes() == b"pixels"
     assert target.stat().st_mtime == 1_000_000  # copied with its metadata
     assert sorted(p.name for p in target.parent.iterdir()) == ["scan.png"]  # no temporary left
+
+
+@pytest.mark.parametrize("kind", ["link", "fifo"])
+def test_a_link_or_a_pipe_moves_across_file_systems_as_itself_never_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    def cross_device(_source: object, _target: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(fsutil.os, "rename", cross_device)
+    source, target = tmp_path / "a" / "scan.png", tmp_path / "b" / "scan.png"
+    source.parent.mkdir()
+    target.parent.mkdir()
+    if kind == "link":
+        source.symlink_to("/etc/passwd")
+    else:
+        os.mkfifo(source)  # opening it to copy would block forever
+    move_durably(source, target)
+    assert not os.path.lexists(source)
+    if kind == "link":
+        assert target.is_symlink() and os.readlink(target) == "/etc/passwd"
+    else:
+        assert stat.S_ISFIFO(target.lstat().st_mode)
+
+
+def test_a_failing_rename_within_a_file_system_is_not_turned_into_a_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def read_only(_source: object, _target: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(fsutil.os, "rename", read_only)
+    (tmp_path / "scan.png").write_bytes(b"pixels")
+    with pytest.raises(OSError, match="Read-only"):
+        move_durably(tmp_path / "scan.png", tmp_path / "moved.png")
+    assert (tmp_path / "scan.png").read_bytes() == b"pixels" and not (tmp_path / "moved.png").exists()
 
 
 def test_a_taken_name_gets_the_next_free_number(tmp_path: Path) -> None:

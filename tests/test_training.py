@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import train_tiny
 
 pytest.importorskip("tensorflow", reason="training needs the train extra (TensorFlow)")
 
@@ -108,31 +109,23 @@ def test_gradcam_sanity(trained_run: Path) -> None:
     assert report["randomised_heatmap_correlation_mean"] < 0.5, report
 
 
-def test_two_deterministic_runs_give_bit_identical_test_logits(tmp_path: Path) -> None:
+def test_two_deterministic_runs_give_bit_identical_test_logits(tiny_run: Path, tmp_path: Path) -> None:
     """`mammo-train --deterministic` twice on the same data, split and seed: the same test logits, bit for bit
     (a tiny hybrid, so the check is cheap; the mechanism does not depend on size)."""
     import keras
     import numpy as np
 
     from edge_app.preprocess import PreprocessConfig
-    from mammo_train.cli import train_main
     from mammo_train.data import load_arrays
     from mammo_train.evaluate import predict_logits
-    from mammo_train.layout import scan_dataset
-    from mammo_train.splits import make_split, write_splits
-    from mammo_train.synth import SynthSpec, generate
+    from mammo_train.splits import read_splits
 
-    generate(tmp_path / "data", SynthSpec(per_class=10, size=48, seed=5, copies=1))
-    rows = make_split(scan_dataset(tmp_path / "data"), 0.25, 0.25, 0, "mass")
-    write_splits(rows, tmp_path / "splits.csv")
+    second = train_tiny(tiny_run / "splits.csv", tmp_path / "second")
+    rows = read_splits(tiny_run / "splits.csv")
     test = load_arrays([row for row in rows if row.split == "test"], PreprocessConfig(input_size=32))
     logits = []
-    for name in ("first", "second"):
-        arguments = ["--split", str(tmp_path / "splits.csv"), "--out", str(tmp_path / name), "--input-size", "32"]
-        arguments += ["--weights", "none", "--epochs", "2", "--batch-size", "8", "--seed", "3", "--deterministic"]
-        assert train_main([*arguments, "--quiet"]) == 0
-        settings = json.loads((tmp_path / name / "config.json").read_text())["settings"]
-        assert settings["deterministic"] is True
-        logits.append(predict_logits(keras.models.load_model(tmp_path / name / "model.keras"), test.images))
+    for run in (tiny_run, second):
+        assert json.loads((run / "config.json").read_text())["settings"]["deterministic"] is True
+        logits.append(predict_logits(keras.models.load_model(run / "model.keras"), test.images))
     assert len(test) >= 8 and np.ptp(logits[0]) > 0  # real, differing answers, not a constant
     assert np.array_equal(logits[0], logits[1]), np.abs(logits[0] - logits[1]).max()
