@@ -53,7 +53,10 @@ def test_a_move_within_a_file_system_is_a_rename(tmp_path: Path) -> None:
     assert not source.exists() and target.read_bytes() == b"pixels" and target.stat().st_ino == inode
 
 
-def test_a_move_across_file_systems_copies_then_removes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def across_file_systems(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A source and a target path in two folders between which a rename fails as between file systems."""
+
     def cross_device(_source: object, _target: object) -> None:
         raise OSError(errno.EXDEV, "Invalid cross-device link")
 
@@ -61,6 +64,11 @@ def test_a_move_across_file_systems_copies_then_removes(tmp_path: Path, monkeypa
     source, target = tmp_path / "a" / "scan.png", tmp_path / "b" / "scan.png"
     source.parent.mkdir()
     target.parent.mkdir()
+    return source, target
+
+
+def test_a_move_across_file_systems_copies_then_removes(across_file_systems: tuple[Path, Path]) -> None:
+    source, target = across_file_systems
     source.write_bytes(b"pixels")
     os.utime(source, (1_000_000, 1_000_000))
     move_durably(source, target)
@@ -71,15 +79,9 @@ def test_a_move_across_file_systems_copies_then_removes(tmp_path: Path, monkeypa
 
 @pytest.mark.parametrize("kind", ["link", "fifo"])
 def test_a_link_or_a_pipe_moves_across_file_systems_as_itself_never_opened(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+    across_file_systems: tuple[Path, Path], kind: str
 ) -> None:
-    def cross_device(_source: object, _target: object) -> None:
-        raise OSError(errno.EXDEV, "Invalid cross-device link")
-
-    monkeypatch.setattr(fsutil.os, "rename", cross_device)
-    source, target = tmp_path / "a" / "scan.png", tmp_path / "b" / "scan.png"
-    source.parent.mkdir()
-    target.parent.mkdir()
+    source, target = across_file_systems
     if kind == "link":
         source.symlink_to("/etc/passwd")
     else:
