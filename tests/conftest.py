@@ -27,6 +27,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 MODEL_GROUPS = {"trained_run": "trained", "bundle": "trained", "shuffled_run": "shuffled", "tiny_run": "tiny"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the groups into node ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """`make test` runs two workers (pytest-xdist, ``--dist loadgroup``). The tests of one session-trained model go
     to one worker together, so each model is trained once: the learning-check hybrid and its bundle (the longest

@@ -92,7 +92,8 @@ RELIABILITY_QUOTES = {
         "{scans} scans over {simulated_days} simulated days (`--long`): RSS {rss_mb_after_first_quarter} MB after the "
         "first quarter and {rss_mb_at_end} MB at the end, {open_files[0]} open files then {open_files[1]}, the "
         "journal {journal_mb_max_first_half} MB at most in the first half and {journal_mb_at_end} MB at the end "
-        "({journal_records_at_end} records kept)."
+        "({journal_records_at_end} records kept), the results page updated in {page_update_ms_median_first_quarter} ms "
+        "(median) in the first quarter and {page_update_ms_median_last_quarter} ms in the last."
     ),
 }
 

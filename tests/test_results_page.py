@@ -151,3 +151,41 @@ def test_a_folder_with_results_but_no_pages_catches_up_a_few_pages_per_update(
     for page in (results / PAGES).iterdir():
         for image in _read(page)[1].images:
             assert (page.parent / image["src"]).exists()
+
+
+def test_an_update_reads_only_the_lines_appended_since_the_last_and_a_rotation_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A device's log grows for years: after the first update, each reads the new lines only (never the whole log),
+    and a rotated log is read again once."""
+    from edge_app.report import page as page_module
+
+    results = results_with_every_status(tmp_path, page_size=2, copies=2).paths.results  # 10 scans
+    page = page_for(tmp_path, page_size=2)
+    page.update()
+    log = results / "results.jsonl"
+    reads: list[tuple[str, int]] = []
+    real_read = page_module.AuditTail._read
+
+    def recorded(tail: page_module.AuditTail, path: Path, offset: int) -> int:
+        reads.append((path.name, offset))
+        return real_read(tail, path, offset)
+
+    monkeypatch.setattr(page_module.AuditTail, "_read", recorded)
+    monkeypatch.setattr(page_module, "read_audit", lambda results: pytest.fail("the whole log was read"))
+    size = log.stat().st_size
+    last = json.loads(log.read_text().splitlines()[-1])
+    with log.open("a") as handle:
+        handle.write(json.dumps({**last, "id": "appended", "input": "appended.png"}) + "\n")
+    page.update()
+    assert reads == [("results.jsonl", size)]
+    _, newest = _read(results / PAGES / "page-0006.html")
+    assert len(newest.rows) == 1 and "appended.png" in (results / INDEX).read_text()
+
+    reads.clear()
+    log.rename(results / "results.000001.jsonl")  # the writer rotated it
+    with log.open("w") as handle:
+        handle.write(json.dumps({**last, "id": "after", "input": "after-rotation.png"}) + "\n")
+    page.update()
+    assert reads == [("results.000001.jsonl", 0), ("results.jsonl", 0)]
+    assert "after-rotation.png" in (results / INDEX).read_text() and "appended.png" in (results / INDEX).read_text()

@@ -397,6 +397,7 @@ def convert_run(args: argparse.Namespace) -> int:
     even float32 fails the gate (no bundle, only the report)."""
     started = time.monotonic()
     variants = _variants(args.variants)
+    args.out.parent.mkdir(parents=True, exist_ok=True)  # `--out new/folder/bundle` works as it reads
     staging = Path(tempfile.mkdtemp(prefix=f".{args.out.name}.", dir=args.out.parent.resolve()))
     try:
         job = Conversion(args, staging)

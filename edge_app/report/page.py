@@ -4,7 +4,8 @@ from elsewhere) that a clinic opens from a shared folder or a USB stick.
 The audit log (``results.jsonl``, one line per scan, append-only) is cut into pages of `PAGE_SIZE` scans in arrival
 order. Every page is ``pages/page-NNNN.html``; ``index.html`` is the newest page again at the top of the folder.
 After a scan only the newest page is rendered (its scans' result files read again), and a page that just filled is
-left as it is: regenerating costs the same with 50 results or 50,000. Each page is written atomically; links are
+left as it is; of the audit log, only the lines appended since the last update are read (`AuditTail`): regenerating
+costs the same with 50 results or 500,000. Each page is written atomically; links are
 relative, so the folder can be copied anywhere.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,30 +73,89 @@ def read_audit(results: Path) -> list[dict[str, Any]]:
     return entries
 
 
+class AuditTail:
+    """How many entries the audit log holds and the newest `keep` of them, kept current by reading only what was
+    appended since the last look: the whole log is read again only when the file was rotated or cut (a torn line
+    dropped). One page update then costs the same with 50 results or 500,000."""
+
+    def __init__(self, results: Path, keep: int) -> None:
+        self.log = AuditLog(results / AUDIT)
+        self.count = 0
+        self.recent: deque[dict[str, Any]] = deque(maxlen=keep)
+        self._inode = -1
+        self._offset = 0
+
+    def refresh(self) -> None:
+        try:
+            status = self.log.path.stat()
+        except FileNotFoundError:
+            status = None
+        inode = -1 if status is None else status.st_ino
+        if inode != self._inode or (status is not None and status.st_size < self._offset):
+            self.count, self._offset, self._inode = 0, 0, inode
+            self.recent.clear()
+            for segment in self.log.segments()[:-1] if status is not None else self.log.segments():
+                self._read(segment, 0)
+        if status is not None:
+            self._offset = self._read(self.log.path, self._offset)
+
+    def entries(self, start: int, stop: int) -> list[dict[str, Any]] | None:
+        """Entries `start` to `stop` (in log order) if they are among the newest kept, else None."""
+        first = self.count - len(self.recent)
+        if start < first:
+            return None
+        return list(self.recent)[start - first : stop - first]
+
+    def _read(self, path: Path, offset: int) -> int:
+        """Take the whole lines of `path` after `offset` (a line still being written waits); the new offset."""
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            data = handle.read()
+        whole = data[: data.rfind(b"\n") + 1]
+        for line in whole.decode("utf-8", errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # cut short by a crash: the writer writes it again
+            self.count += 1
+            self.recent.append(entry)
+        return offset + len(whole)
+
+
 class ResultsPage:
     def __init__(self, results: Path, context: PageContext, page_size: int = PAGE_SIZE) -> None:
         self.results = results
         self.context = context
         self.page_size = page_size
+        self._tail = AuditTail(results, 2 * page_size)
+        self._missing: list[int] | None = None  # older pages not yet written, found at the first update
 
     def update(self) -> None:
         """Render the newest page and the index, finish the page that just filled, and write up to
         `CATCH_UP_PAGES` older pages still missing (a folder that had results before it had pages), newest first:
         the cost of one update stays bounded however many results the folder holds."""
-        entries = read_audit(self.results)
-        chunks = [entries[start : start + self.page_size] for start in range(0, len(entries), self.page_size)] or [[]]
+        self._tail.refresh()
+        size, count = self.page_size, max(1, -(-self._tail.count // self.page_size))
         pages = self.results / PAGES
         pages.mkdir(parents=True, exist_ok=True)
-        count = len(chunks)
+        if self._missing is None:
+            self._missing = [number for number in range(count - 1, 0, -1) if not (pages / _page_name(number)).exists()]
         just_filled = pages / _page_name(count - 1)
-        missing = [number for number in range(count - 1, 0, -1) if not (pages / _page_name(number)).exists()]
+        todo = self._missing[:CATCH_UP_PAGES]
+        del self._missing[:CATCH_UP_PAGES]
         if count > 1 and just_filled.exists() and FINAL_MARK not in just_filled.read_text(encoding="utf-8"):
-            missing.insert(0, count - 1)
-        for number in missing[:CATCH_UP_PAGES]:
-            page = self._render(chunks[number - 1], number, count, "../", thumbnails=number == count - 1)
+            todo.insert(0, count - 1)
+        everything: list[dict[str, Any]] | None = None
+        for number in todo:
+            chunk = self._tail.entries((number - 1) * size, number * size)
+            if chunk is None:  # an old page, caught up once: the whole log is read for it
+                everything = read_audit(self.results) if everything is None else everything
+                chunk = everything[(number - 1) * size : number * size]
+            page = self._render(chunk, number, count, "../", thumbnails=number == count - 1)
             atomic_write(pages / _page_name(number), page.encode())
-        atomic_write(pages / _page_name(count), self._render(chunks[-1], count, count, "../").encode())
-        atomic_write(self.results / INDEX, self._render(chunks[-1], count, count, "").encode())
+        newest = self._tail.entries((count - 1) * size, count * size) or []
+        atomic_write(pages / _page_name(count), self._render(newest, count, count, "../").encode())
+        atomic_write(self.results / INDEX, self._render(newest, count, count, "").encode())
         self._copy_card()
 
     def _copy_card(self) -> None:

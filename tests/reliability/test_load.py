@@ -1,11 +1,12 @@
 """Load and soak, on the fast fake analyser (tests/fakes.py) so the service itself is what is measured: 1,000 scans at
 once and in bursts, each answered exactly once with the tracked queue within its limit; then a long run whose
-memory, open files and journal growth stay flat. ``pytest --long`` soaks 50,000 scans (about a busy clinic's
-month; CI runs 2,000)."""
+memory, open files and journal growth stay flat. ``pytest --long`` soaks 20,000 scans (200 simulated days;
+CI runs 2,000)."""
 
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -14,14 +15,26 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from fakes import FakeAnalyser
+from corpus import patch, png
+from fakes import FAKE_IDENTITY, FakeAnalyser
 from harness import SERVICE, config_under, distinct_scan, records, report, running, service_config
 
 import edge_app.service.daemon as daemon_module
 from edge_app.config import JournalSection
+from edge_app.report.page import PageContext, ResultsPage
+from edge_app.service.analyse import Analysis, Sidecar
 from edge_app.service.lifecycle import ScanState
 
 pytestmark = pytest.mark.usefixtures("fake_runtime")  # the service around the model, on the fake model
+
+
+class OverlayFakeAnalyser(FakeAnalyser):
+    """The fake analyser with a real (small) overlay PNG, so the results page makes real thumbnails."""
+
+    overlay = png(patch(96))
+
+    def analyse(self, data: bytes, name: str, sidecar: Sidecar | None = None) -> Analysis:
+        return replace(super().analyse(data, name, sidecar), overlay_png=self.overlay)
 
 
 def _rss_mb() -> float:
@@ -137,9 +150,10 @@ def test_the_service_process_takes_a_thousand_scans_at_once_within_bounded_memor
 def test_a_long_run_keeps_memory_open_files_and_the_journal_flat(
     tmp_path: Path, long_mode: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """100 scans a simulated day (the wall clock moves a day between batches), the journal kept 3 days: after the
-    first retention period, memory, open files and the journal's size on disk stop growing."""
-    total, per_day = (50_000 if long_mode else 2_000), 100
+    """100 scans a simulated day (the wall clock moves a day between batches), the journal kept 3 days, the results
+    page regenerated after every result as `mammo-edge run` does: after the first retention period, memory, open
+    files, the journal's size on disk and the page's update time stop growing."""
+    total, per_day = (20_000 if long_mode else 2_000), 100
     real_time, day = time.time, [0]
     monkeypatch.setattr(time, "time", lambda: real_time() + 86_400.0 * day[0])
     monkeypatch.setattr(daemon_module, "PRUNE_EVERY_SECONDS", 0.2)
@@ -147,7 +161,15 @@ def test_a_long_run_keeps_memory_open_files_and_the_journal_flat(
     config = replace(config, journal=JournalSection(retention_days=3.0))
     journal = config.paths.state / "journal.sqlite3"
     samples: list[tuple[int, float, int, int, int]] = []  # scans done, RSS MB, open files, journal bytes, records
-    with running(config, FakeAnalyser()) as daemon:
+    page = ResultsPage(config.paths.results, PageContext(FAKE_IDENTITY, "", None))
+    updates: list[float] = []
+
+    def timed_update() -> None:
+        started = time.perf_counter()
+        page.update()
+        updates.append(time.perf_counter() - started)
+
+    with running(config, OverlayFakeAnalyser(), after_write=(timed_update,)) as daemon:
         for first in range(0, total, per_day):
             _drop(config.paths.inbox, first, per_day)
             daemon.wait_for(lambda n=first + per_day: daemon.daemon.counts["archived"] >= n, timeout=600)
@@ -162,6 +184,10 @@ def test_a_long_run_keeps_memory_open_files_and_the_journal_flat(
     assert late[2] <= early[2] + 2, f"open files grew from {early[2]} to {late[2]}"
     assert max(s[4] for s in samples[quarter:]) <= 5 * per_day, "the journal kept more than its retention"
     assert late[3] <= 1.25 * max(s[3] for s in samples[: len(samples) // 2]), "the journal file kept growing"
+    page_early, page_late = (
+        statistics.median(part) for part in (updates[: len(updates) // 4], updates[-len(updates) // 4 :])
+    )
+    assert len(updates) == total and page_late < 2 * page_early + 0.005, (page_early, page_late)
     report(
         "soak" if long_mode else "soak-ci",
         {
@@ -173,5 +199,7 @@ def test_a_long_run_keeps_memory_open_files_and_the_journal_flat(
             "journal_records_at_end": late[4],
             "journal_mb_max_first_half": round(max(s[3] for s in samples[: len(samples) // 2]) / 1e6, 2),
             "journal_mb_at_end": round(late[3] / 1e6, 2),
+            "page_update_ms_median_first_quarter": round(1000 * page_early, 1),
+            "page_update_ms_median_last_quarter": round(1000 * page_late, 1),
         },
     )
