@@ -25,6 +25,7 @@ import cv2
 from edge_app.fsutil import atomic_write, sha256_of
 from edge_app.model import ModelIdentity
 from edge_app.service.audit import AuditLog
+from edge_app.service.writer import AUDIT_JSONL
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 50
@@ -32,7 +33,6 @@ INDEX = "index.html"
 PAGES = "pages"
 THUMBS = "thumbs"
 CARD = "model_card.html"
-AUDIT = "results.jsonl"
 CATCH_UP_PAGES = 20  # older pages one update may write (a folder upgraded with thousands of results)
 FINAL_MARK = '<meta name="mammo-edge-page" content="final">'
 THUMB_WIDTH = 240
@@ -65,7 +65,7 @@ def read_audit(results: Path) -> list[dict[str, Any]]:
     """Every audit line of every segment, oldest first (a line cut short by a crash is skipped: the writer writes it
     again)."""
     entries = []
-    for line in AuditLog(results / AUDIT).lines():
+    for line in AuditLog(results / AUDIT_JSONL).lines():
         try:
             entries.append(json.loads(line))
         except json.JSONDecodeError:
@@ -79,7 +79,7 @@ class AuditTail:
     dropped). One page update then costs the same with 50 results or 500,000."""
 
     def __init__(self, results: Path, keep: int) -> None:
-        self.log = AuditLog(results / AUDIT)
+        self.log = AuditLog(results / AUDIT_JSONL)
         self.count = 0
         self.recent: deque[dict[str, Any]] = deque(maxlen=keep)
         self._inode = -1
