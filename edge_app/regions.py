@@ -33,8 +33,9 @@ ROI_SUFFIX = ".roi.json"
 MASK_SUFFIX = ".mask.png"
 SIDECAR_SUFFIXES = (ROI_SUFFIX, MASK_SUFFIX)
 MAX_REGIONS = 16
-MAX_ROI_BYTES = 64 * 1024
 """More marked regions than this on one view is not a radiologist's annotation; refuse it rather than run 100 crops."""
+MAX_ROI_BYTES = 64 * 1024
+"""Far more than MAX_REGIONS regions need; a bigger `.roi.json` is refused before it is parsed."""
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,9 @@ def _number(value: Any, where: str) -> float:
 
 def _roi_regions(data: bytes, width: int, height: int) -> list[Region]:
     if len(data) > MAX_ROI_BYTES:
-        raise RegionError(f"the .roi.json sidecar is {len(data):,} bytes; at most {MAX_ROI_BYTES:,} (16 regions)")
+        raise RegionError(
+            f"the .roi.json sidecar is {len(data):,} bytes; at most {MAX_ROI_BYTES:,} ({MAX_REGIONS} regions)"
+        )
     try:
         document = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
