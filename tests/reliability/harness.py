@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+from conftest import FOLDERS, REPO, write_daemon_config
 from corpus import patch, png
 from fakemodel import write_fake_bundle
 
@@ -30,8 +31,6 @@ from edge_app.service.daemon import Daemon, journal_path
 from edge_app.service.journal import Journal
 from edge_app.service.lifecycle import ScanRecord
 
-FOLDERS = ("inbox", "results", "archive", "quarantine", "state")
-REPO = Path(__file__).resolve().parents[2]
 SERVICE = Path(__file__).with_name("fake_service.py")
 """``python SERVICE ARGS``: the real ``mammo-edge ARGS`` process on the fake model."""
 
@@ -46,16 +45,9 @@ def distinct_scan(index: int) -> bytes:
 
 def service_config(root: Path) -> Path:
     """A config file for the service process over fresh folders under `root`, on a fake bundle."""
-    for name in FOLDERS:
-        (root / name).mkdir(parents=True, exist_ok=True)
-    bundle = write_fake_bundle(root / "bundle")
-    paths = "\n".join(f'{name} = "{root / name}"' for name in FOLDERS)
-    config = root / "config.toml"
-    config.write_text(
-        f'[model]\nbundle = "{bundle}"\nvariant = "float32"\nthreads = 1\n\n[paths]\n{paths}\n\n'
-        "[ingest]\nsettle_seconds = 0.2\nrescan_seconds = 0.5\nsidecar_wait = 0.3\nmin_free_mb = 0\n"
+    return write_daemon_config(
+        root, write_fake_bundle(root / "bundle"), variant="float32", settle=0.2, sidecar_wait=0.3
     )
-    return config
 
 
 def config_under(root: Path, **ingest: Any) -> Config:
