@@ -192,6 +192,7 @@ def _results_page(results: Path, model: EdgeModel, bundle: Path) -> ResultsPage:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from edge_app.service.coalesce import CoalescedTask
     from edge_app.service.daemon import Daemon, journal_path, outcome_table
 
     config, stopping = _start_service(args)
@@ -199,16 +200,17 @@ def run_command(args: argparse.Namespace) -> int:
     sinks = _answer_sinks(config, analyser.identity)
     page = _results_page(config.paths.results, analyser.model, analyser.model.bundle)
     page.update()  # the page names the model now serving, before the first scan
-    daemon = Daemon(
-        config,
-        analyser,
-        args.exit_when_idle,
-        stopping,
-        sinks=sinks,
-        after_write=(page.update,),
-        model_check=analyser.model.disk_changes,
-    )
-    summary = daemon.run()
+    with CoalescedTask(page.update, "results-page") as page_updates:  # off the scans' path
+        daemon = Daemon(
+            config,
+            analyser,
+            args.exit_when_idle,
+            stopping,
+            sinks=sinks,
+            after_write=(page_updates.request,),
+            model_check=analyser.model.disk_changes,
+        )
+        summary = daemon.run()
     if args.exit_when_idle and summary.counts:
         journal = Journal(journal_path(config))
         try:

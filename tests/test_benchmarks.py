@@ -188,6 +188,10 @@ def test_daemon_benchmark_runs_the_real_daemon(bench_run: Path) -> None:
     assert figures["startup_to_ready_s"] > 0 and figures["files_per_s"] > 0 and figures["exit_code"] == 0
     latency = figures["drop_to_result"]
     assert latency["min_ms"] <= latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+    assert figures["busy_ms_per_file"] > 0 and figures["busy_per_file_over_invoke"] > 0
+    single = figures["single_drop_to_result"]
+    assert single["runs"] == 5 and single["min_ms"] >= 1000 * figures["settle_seconds"]  # the settle is honoured
+    assert figures["single_budget_ms"] > 1000 * figures["settle_seconds"]
 
 
 @pytest.mark.slow
@@ -257,3 +261,73 @@ def test_results_page_bench_renders_a_full_newest_page(tmp_path: Path) -> None:
     assert figures["results"] == 100 and figures["newest_page_rows"] == 50  # 100 results: two full pages
     assert len(figures["update_after_one_result_s"]) == 2 and figures["update_after_one_result_median_s"] > 0
     assert bench_main(["page", "--results", "0"]) == 2
+
+
+@pytest.mark.slow
+def test_regions_bench_sets_a_film_against_its_patch_files(bundle: Path, tmp_path: Path) -> None:
+    """Each film really carries N regions, each classified (the bench refuses otherwise); per-region figures for
+    both ways at every N (their ratio is what the committed 224 px run reports; no speed is asserted here)."""
+    out = tmp_path / "regions.json"
+    arguments = ["regions", str(bundle), "--counts", "1,4", "--rounds", "1", "--rows", "1024", "--columns", "832"]
+    assert bench_main([*arguments, "--variant", shipped_variant(bundle), "--out", str(out)]) == 0
+    figures = json.loads(out.read_text())["regions"]
+    assert set(figures["per_count"]) == {"1", "4"} and figures["model"]["file"].startswith("classifier_")
+    for row in figures["per_count"].values():
+        assert row["film_ms_per_region"] > 0 and row["patches_ms_per_region"] > 0
+        ratio = row["film_ms_per_region"] / row["patches_ms_per_region"]
+        assert row["ratio"] == pytest.approx(ratio, rel=0.02, abs=0.01)
+
+
+@pytest.mark.slow
+def test_peer_runtimes_run_the_same_model_with_fidelity_columns(
+    bundle: Path, trained_run: Path, tmp_path: Path
+) -> None:
+    """ONNX Runtime and OpenVINO rows (float32 and int8) beside LiteRT's and tflite-runtime's in one result file, each
+    classifier row with its fidelity against Keras float. The float32 exports are the same graph: they answer as
+    Keras does; the int8 rows are whatever their quantisers give (reported, not asserted)."""
+    from conftest import edge_python
+
+    out = tmp_path / "peers.json"
+    arguments = ["latency", str(bundle), "--variants", "float32", "--threads", "1", "--runs", "2", "--warmup", "0"]
+    arguments += ["--peers", str(tmp_path / "peers"), "--export-peers", "--calibration", "8", "--fidelity", "6"]
+    arguments += ["--tflite-runtime-python", edge_python("MAMMO_TEST_TFLITE_PYTHON"), "--no-memory"]
+    assert bench_main([*arguments, "--keras", str(trained_run), "--out", str(out)]) == 0
+    content = json.loads(out.read_text())
+    classifiers = {
+        (row["runtime"].split()[0], row["variant"]): row for row in content["results"] if row["role"] == "classifier"
+    }
+    assert set(classifiers) == {
+        ("tensorflow", "keras-float32"),  # the reference itself, timed
+        ("ai_edge_litert", "float32"),
+        ("tflite_runtime", "float32"),
+        ("onnxruntime", "float32"),
+        ("onnxruntime", "int8"),
+        ("openvino", "float32"),
+        ("openvino", "int8"),
+    }
+    del classifiers[("tensorflow", "keras-float32")]
+    for (runtime, variant), row in classifiers.items():
+        assert row["fidelity_images"] == 6 and 0 <= row["agreement"] <= 1, (runtime, variant)
+        assert row["heatmap_pearson"] is not None  # the Keras heatmaps came from the bundle's own training run
+        if variant == "float32":
+            assert row["agreement"] == 1.0 and row["max_abs_prob_diff"] < 1e-3, (runtime, row)
+            assert row["heatmap_pearson_min"] > 0.99, (runtime, row)
+    heads = [row for row in content["results"] if row["role"] == "gradcam_head"]
+    assert {row["runtime"].split()[0] for row in heads} == {
+        "ai_edge_litert",
+        "tflite_runtime",
+        "onnxruntime",
+        "openvino",
+    }
+    assert content["gate"]["min_agreement"] > 0  # the bundle's own thresholds, to judge the rows by
+
+
+def test_stage_times_a_step_and_passes_its_exit_code_on(tmp_path: Path) -> None:
+    log = tmp_path / "stages.jsonl"
+    assert bench_main(["stage", "--log", str(log), "ok", "--", "true"]) == 0
+    assert bench_main(["stage", "--log", str(log), "broken", "--", "false"]) == 1  # make stops the demo there
+    out = tmp_path / "stages.json"
+    assert bench_main(["stages", str(log), "--out", str(out)]) == 0
+    stages = json.loads(out.read_text())["stages"]
+    assert [(stage["stage"], stage["exit_code"]) for stage in stages] == [("ok", 0), ("broken", 1)]
+    assert all(stage["seconds"] >= 0 for stage in stages) and json.loads(out.read_text())["machine"]["cores"] >= 1

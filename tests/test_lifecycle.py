@@ -331,6 +331,32 @@ def test_a_file_is_ready_only_after_holding_still_for_the_settle_time(tmp_path: 
     assert tracker.ready() == [] and tracker.pending == 0  # a vanished candidate is dropped
 
 
+def test_the_daemon_sleeps_until_the_next_file_settles_not_a_whole_tick(tmp_path: Path) -> None:
+    """The settle time counts from the event that noted the file, and the tracker says when the next one is due, so a
+    single file is taken when it settles (drop-to-result = settle + analysis), not at the loop's next tick."""
+    from edge_app.service.intake import InboxTracker
+
+    clock = FakeClock()
+    tracker = InboxTracker(tmp_path, settle_seconds=2.0, recursive=False, limit=10, clock=clock, sidecar_wait=3.0)
+    assert tracker.seconds_until_due() is None  # nothing tracked: the loop's own tick
+    scan = tmp_path / "scan.png"
+    scan.write_bytes(b"scan")
+    tracker.note(scan)  # the watchdog event, at 1000.0
+    clock.now += 0.5
+    assert tracker.seconds_until_due() == pytest.approx(1.5)  # settles at 1002.0
+    clock.now += 1.5
+    assert tracker.ready() == []  # settled, but a scan without a sidecar waits for one
+    assert tracker.seconds_until_due() == pytest.approx(3.0)  # ... until 1005.0
+    clock.now += 3.0
+    assert [arrival.scan for arrival in tracker.ready()] == [scan]
+    tracker.forget(scan)
+    orphan = tmp_path / "orphan.roi.json"  # a sidecar whose scan never comes is never due
+    orphan.write_bytes(b"{}")
+    tracker.note(orphan)
+    clock.now += 10.0
+    assert tracker.seconds_until_due() is None
+
+
 def test_scan_and_sidecar_pair_in_either_order_within_the_wait(tmp_path: Path) -> None:
     from edge_app.service.intake import Arrival, InboxTracker
 

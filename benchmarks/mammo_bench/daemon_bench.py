@@ -3,9 +3,13 @@
 Start-up is process start to ``READY=1``, received on a notify socket exactly as systemd would. Scans are written
 as hidden ``.part`` files and renamed into the inbox (what a well-behaved sender does); drop-to-result latency is a
 result JSON's modification time minus its rename time, so it includes the daemon's settle time (reported) and, in a
-burst (``interval`` 0), the queue. The scans are patches sent without region files, so the daemon is told not to
-wait for any (``--sidecar-wait 0``; a clinic's default waits ``[ingest] sidecar_wait`` for one). Peak RSS is the
-daemon's ``VmHWM`` read from ``/proc`` before it is stopped.
+burst (``interval`` 0), the queue. Two figures set the daemon against the model inside it, both against the
+invoke time it recorded in the same run: ``busy_ms_per_file``, the time between the burst's first and last results
+over the files between them (what each file costs once the daemon is working: the burst's one settle wait is not
+in it), and the drop-to-result latency of single files dropped into an idle daemon (``single_drop_to_result``),
+whose budget is the settle time plus 1.2 invokes. The scans are patches sent without region files, so the daemon
+is told not to wait for any (``--sidecar-wait 0``; a clinic's default waits ``[ingest] sidecar_wait`` for one).
+Peak RSS is the daemon's ``VmHWM`` read from ``/proc`` before it is stopped.
 """
 
 from __future__ import annotations
@@ -131,30 +135,49 @@ def measure_daemon(
     threads: int,
     settle_seconds: float = 0.2,
     interval: float = 0.0,
+    singles: int = 5,
     timeout: float = 600.0,
 ) -> dict[str, Any]:
-    """Run `mammo-edge run` on `files` drops (cycling through `scans`) and return its figures."""
+    """Run `mammo-edge run` on `files` drops (cycling through `scans`), then `singles` drops one at a time (each
+    result awaited, then a pause of twice the settle time: an idle daemon), and return its figures."""
     with running_daemon(bundle, variant, threads, settle_seconds, timeout) as session:
         dropped = _drop(scans, files, session.folders["inbox"], interval)
         latencies = _collect(session.folders["results"], dropped, session.process, timeout)
+        alone = []
+        for index in range(files, files + singles):
+            time.sleep(2 * settle_seconds + 0.1)
+            single = _drop(scans, 1, session.folders["inbox"], 0.0, first=index)
+            alone += _collect(session.folders["results"], single, session.process, timeout)
         peak = vm_hwm_mb(session.process.pid)
-        inside = [_invoke_ms(path) for path in session.folders["results"].glob("*.json")]
+        inside = [_invoke_ms(session.folders["results"] / f"{stem}.json") for stem in dropped]
     first_drop = min(dropped.values())
-    last_result = max(first_drop + latency / 1000 for latency in latencies)
-    return {
+    finished = sorted(dropped[stem] + latency / 1000 for stem, latency in zip(dropped, latencies, strict=True))
+    invoke = summarise(inside).to_dict()
+    figures: dict[str, Any] = {
         "files": files,
         "variant": variant,
         "threads": threads,
         "settle_seconds": settle_seconds,
         "interval_seconds": interval,
         "startup_to_ready_s": round(session.ready_s, 3),
-        "files_per_s": round(files / (last_result - first_drop), 3),
-        "wall_ms_per_file": round((last_result - first_drop) * 1000 / files, 2),
+        "files_per_s": round(files / (finished[-1] - first_drop), 3),
+        "wall_ms_per_file": round((finished[-1] - first_drop) * 1000 / files, 2),
         "drop_to_result": summarise(latencies).to_dict(),
-        "invoke_in_daemon": summarise(inside).to_dict(),
+        "invoke_in_daemon": invoke,
         "peak_rss_mb": peak,
         "exit_code": session.process.returncode,
     }
+    if files > 1:
+        busy = (finished[-1] - finished[0]) * 1000 / (files - 1)
+        figures["busy_ms_per_file"] = round(busy, 2)
+        figures["busy_per_file_over_invoke"] = round(busy / invoke["p50_ms"], 3)
+    if alone:
+        budget = 1000 * settle_seconds + 1.2 * invoke["p50_ms"]
+        single = summarise(alone).to_dict()
+        figures["single_drop_to_result"] = single
+        figures["single_budget_ms"] = round(budget, 2)
+        figures["single_over_budget"] = round(single["p50_ms"] / budget, 3)
+    return figures
 
 
 def measure_memory_growth(
@@ -207,7 +230,7 @@ def _drop(scans: list[Path], files: int, inbox: Path, interval: float, first: in
 
 
 def _collect(results: Path, dropped: dict[str, float], daemon: subprocess.Popen[bytes], timeout: float) -> list[float]:
-    """Wait for every result; drop-to-result milliseconds per file."""
+    """Wait for every result; drop-to-result milliseconds per file, in `dropped`'s order."""
     deadline = time.monotonic() + timeout
     latencies: dict[str, float] = {}
     while len(latencies) < len(dropped):
@@ -219,7 +242,7 @@ def _collect(results: Path, dropped: dict[str, float], daemon: subprocess.Popen[
             if path.stem not in latencies and path.stem in dropped:
                 latencies[path.stem] = (path.stat().st_mtime - dropped[path.stem]) * 1000
         time.sleep(0.02)
-    return list(latencies.values())
+    return [latencies[stem] for stem in dropped]
 
 
 def _invoke_ms(result: Path) -> float:

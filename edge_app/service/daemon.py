@@ -180,7 +180,8 @@ class Daemon:
                 if self.exit_when_idle and self.tracker.pending == 0 and not _scans_in(inbox, recursive):
                     log.info("inbox empty: exiting (--exit-when-idle)")
                     break
-                self.stopping.wait(TICK_SECONDS)
+                due = self.tracker.seconds_until_due()
+                self.stopping.wait(TICK_SECONDS if due is None else min(TICK_SECONDS, due))
 
     def _check_model(self, problem: str | None) -> None:
         """Say once, loudly, that the bundle on disk changed under the service (and once when it is whole again)."""

@@ -89,11 +89,12 @@ class InboxTracker:
         self._lock = threading.Lock()
 
     def note(self, path: Path) -> None:
+        """Track `path`; its settle time starts now (the event's time, not the loop's next look at it)."""
         if not self._wanted(path):
             return
         with self._lock:
             if path not in self._seen and len(self._seen) < self.limit:
-                self._seen[path] = None
+                self._seen[path] = self._look(path, self.clock())
 
     def rescan(self) -> None:
         """Look at every entry of the inbox (missed events, network shares, the backlog at start-up)."""
@@ -133,6 +134,29 @@ class InboxTracker:
             elif sidecar is not None and still.get(sidecar, -1.0) >= self.settle:
                 found.append(Arrival(path, sidecar))
         return found
+
+    def seconds_until_due(self) -> float | None:
+        """How long until the next tracked file will have held still for the settle time (or, settled without a
+        sidecar, waited for one); None when no such moment lies ahead. The daemon sleeps that long at most, so a file
+        is taken as soon as it settles instead of at the loop's next tick."""
+        now = self.clock()
+        with self._lock:
+            starts = [now if seen is None else seen.since for seen in self._seen.values()]
+        ahead = [
+            moment
+            for start in starts
+            for moment in (start + self.settle, start + self.settle + self.sidecar_wait)
+            if moment > now
+        ]
+        return min(ahead) - now if ahead else None
+
+    @staticmethod
+    def _look(path: Path, now: float) -> _Seen | None:
+        try:
+            status = path.stat()
+        except OSError:
+            return None
+        return _Seen(status.st_size, status.st_mtime_ns, now)
 
     def _sidecar_of(self, scan: Path) -> Path | None:
         """The scan's sidecar in the inbox: ``NAME.roi.json`` or ``NAME.mask.png`` (the suffix in any case; never a
