@@ -110,7 +110,8 @@ def test_device_venv_agrees_with_keras(bundle: Path, variable: str, runtime: str
     """Each shipped variant, in a device venv, meets the gate's own thresholds on the whole test split (label agreement
     with Keras, AUC drop). Under LiteRT, the runtime the gate measured with, every |probability difference| is also
     within the largest the gate reported over its fidelity set, which holds these very images: the device reproduces
-    what was verified. float32 runs the same graph in float, so it matches Keras to float rounding."""
+    what was verified. float32 runs the same graph in float, so it matches Keras to float rounding. Batches of up to
+    8 images (a film's regions) answer each image as it is answered alone, under both runtimes."""
     from sklearn.metrics import roc_auc_score
 
     python = edge_python(variable)
@@ -140,6 +141,9 @@ def test_device_venv_agrees_with_keras(bundle: Path, variable: str, runtime: str
             verified = report["variants"][variant]["max_abs_prob_diff"]
             assert np.abs(probabilities - expected).max() <= verified + 1e-6, (variant, verified)
         assert all(peak in {1.0, 0.0} for peak in result["heatmap_peaks"])
+        # a film's regions run as one batch: each answer is the one the region gets alone
+        assert result["batch_probability_diff"] < 1e-5 and result["batch_heatmap_diff"] < 1e-4, (variant, result)
+        assert result["single_after_batch_diff"] == 0.0
 
 
 def _variant_bundle(bundle: Path, target: Path, edit_manifest: object = None, replace_head: bool = False) -> Path:

@@ -23,13 +23,16 @@ import cv2
 from edge_app.decode import DecodedImage, Gray8, decode_bytes
 from edge_app.errors import TooManyPixelsError
 from edge_app.gradcam import peak_location
-from edge_app.model import EdgeModel, ModelIdentity
+from edge_app.model import EdgeModel, ModelIdentity, Prediction
 from edge_app.overlay import RegionView, render
 from edge_app.preprocess import pad_to_square, to_model_input
 from edge_app.regions import Box, Region, crop_region, parse_sidecar, whole_image
 from edge_app.scope import Measured, ScopeLimits, needs_roi_reason
 
 CLASSIFIED = "classified"
+BATCH_LIMIT = 8
+"""Regions classified in one invoke at most: batching makes a region cheaper than a patch file, and the cap bounds
+the activations' memory on a 2 GB board (measured in benchmarks/README.md)."""
 NEEDS_ROI = "needs_roi"
 
 
@@ -153,9 +156,19 @@ class ModelAnalyser:
                 return Analysis(sha256, NEEDS_ROI, facts, (), reason, None, timings)
             region, box = whole_image(gray)
             views = [(region, "whole image", box, box, gray)]
+        tick = time.perf_counter()
+        inputs = [to_model_input(crop, self.model.manifest.preprocess) for *_, crop in views]
+        timings["preprocess_ms"] = (time.perf_counter() - tick) * 1000
+        predictions = [
+            prediction
+            for first in range(0, len(inputs), BATCH_LIMIT)
+            for prediction in self.model.predict_batch(inputs[first : first + BATCH_LIMIT])
+        ]
         answers, pictures = [], []
-        for region, marked_as, box, window, crop in views:
-            answer, picture = self._classify(region, marked_as, box, window, crop, timings)
+        for (region, marked_as, box, window, crop), prediction in zip(views, predictions, strict=True):
+            for key, value in prediction.timings_ms.items():
+                _add(timings, key, value)
+            answer, picture = self._answer(region, marked_as, box, window, crop, prediction)
             answers.append(answer)
             pictures.append(picture)
         png = None
@@ -171,15 +184,10 @@ class ModelAnalyser:
         marked_as = "mask" if kind == "mask" else "circle" if region.box is None else "box"
         return region, marked_as, region.bounds(gray.shape[1], gray.shape[0]), window, crop
 
-    def _classify(
-        self, region: Region, marked_as: str, box: Box, window: Box, crop: Gray8, timings: dict[str, float]
+    def _answer(
+        self, region: Region, marked_as: str, box: Box, window: Box, crop: Gray8, prediction: Prediction
     ) -> tuple[RegionAnswer, RegionView]:
-        tick = time.perf_counter()
-        pixels = to_model_input(crop, self.model.manifest.preprocess)
-        _add(timings, "preprocess_ms", (time.perf_counter() - tick) * 1000)
-        prediction = self.model.predict(pixels)
-        for key, value in prediction.timings_ms.items():
-            _add(timings, key, value)
+        """One region's answer in the scan's coordinates, and its panel of the overlay."""
         peak = None
         square = _model_square(window, crop)
         if prediction.heatmap is not None:
