@@ -9,12 +9,13 @@ EDGE_VENV := .venv-edge
 TFLITE_VENV := .venv-tflite
 PIP_FLAGS := --quiet --disable-pip-version-check
 DEMO_DIR ?= demo-out
+STAGE = $(VENV)/bin/mammo-bench stage --log $(DEMO_DIR)/stages.jsonl  # runs one step, prints its time
 
 .PHONY: demo test lint venvs clean mutation system-tools arm64-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install $(PIP_FLAGS) -e '.[train,dev]'
+	$(VENV)/bin/pip install $(PIP_FLAGS) -e '.[train,peers,dev]'
 	touch $@
 
 $(EDGE_VENV)/.installed: pyproject.toml
@@ -67,23 +68,24 @@ arm64-check: $(VENV)/.installed $(EDGE_VENV)/.installed
 # autotune picks among the variants that passed the gate -> the daemon.
 demo: $(VENV)/.installed
 	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)/inbox
-	$(VENV)/bin/mammo-data synth $(DEMO_DIR)/data --per-class 80 --size 96 --copies 1 --seed 0
-	$(VENV)/bin/mammo-data audit $(DEMO_DIR)/data
-	$(VENV)/bin/mammo-data split $(DEMO_DIR)/data --out $(DEMO_DIR)/splits.csv --by patient
-	$(VENV)/bin/mammo-train --split $(DEMO_DIR)/splits.csv --out $(DEMO_DIR)/run --arch hybrid --input-size 96 \
-		--weights none --epochs 4 --lr 1e-3 --batch-size 16 --deterministic --quiet
-	$(VENV)/bin/mammo-convert $(DEMO_DIR)/run --out $(DEMO_DIR)/bundle --variants int8 --calibration 96
-	$(VENV)/bin/mammo-bench autotune $(DEMO_DIR)/bundle --threads 2 --warmup 2 --runs 10 \
+	$(STAGE) data -- $(VENV)/bin/mammo-data synth $(DEMO_DIR)/data --per-class 80 --size 96 --copies 1 --seed 0
+	$(STAGE) audit -- $(VENV)/bin/mammo-data audit $(DEMO_DIR)/data
+	$(STAGE) split -- $(VENV)/bin/mammo-data split $(DEMO_DIR)/data --out $(DEMO_DIR)/splits.csv --by patient
+	$(STAGE) train -- $(VENV)/bin/mammo-train --split $(DEMO_DIR)/splits.csv --out $(DEMO_DIR)/run --arch hybrid \
+		--input-size 96 --weights none --epochs 4 --lr 1e-3 --batch-size 16 --deterministic --quiet
+	$(STAGE) convert -- $(VENV)/bin/mammo-convert $(DEMO_DIR)/run --out $(DEMO_DIR)/bundle --variants int8 --calibration 96
+	$(STAGE) autotune -- $(VENV)/bin/mammo-bench autotune $(DEMO_DIR)/bundle --threads 2 --warmup 2 --runs 10 \
 		--write-config $(DEMO_DIR)/config.toml
-	$(VENV)/bin/mammo-data synth $(DEMO_DIR)/samples --per-class 4 --size 96 --copies 0 --seed 99
-	$(VENV)/bin/mammo-data synth $(DEMO_DIR)/films --films 2 --size 192 --seed 1
+	$(STAGE) samples -- $(VENV)/bin/mammo-data synth $(DEMO_DIR)/samples --per-class 4 --size 96 --copies 0 --seed 99
+	$(STAGE) films -- $(VENV)/bin/mammo-data synth $(DEMO_DIR)/films --films 2 --size 192 --seed 1
 	cp $(DEMO_DIR)/samples/*/*/*.png $(DEMO_DIR)/inbox/
 	cp $(DEMO_DIR)/films/film_001.dcm $(DEMO_DIR)/films/film_001.roi.json $(DEMO_DIR)/inbox/  # a film with 2 regions
 	cp $(DEMO_DIR)/films/film_000.dcm $(DEMO_DIR)/inbox/  # a film without regions: answered needs_roi, kept
 	printf 'scanner notes, not an image\n' > $(DEMO_DIR)/inbox/notes.png  # refused with its reason, quarantined
-	$(VENV)/bin/mammo-edge run --config $(DEMO_DIR)/config.toml --inbox $(DEMO_DIR)/inbox \
+	$(STAGE) service -- $(VENV)/bin/mammo-edge run --config $(DEMO_DIR)/config.toml --inbox $(DEMO_DIR)/inbox \
 		--results $(DEMO_DIR)/results --archive $(DEMO_DIR)/archive --quarantine $(DEMO_DIR)/quarantine \
 		--state $(DEMO_DIR)/state --settle-seconds 0.2 --sidecar-wait 1 --exit-when-idle
+	$(VENV)/bin/mammo-bench stages $(DEMO_DIR)/stages.jsonl --out $(DEMO_DIR)/stages.json
 
 clean:
 	rm -rf $(VENV) $(EDGE_VENV) $(TFLITE_VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache

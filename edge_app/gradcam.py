@@ -82,3 +82,20 @@ def peak_location(heatmap: Heatmap) -> tuple[int, int]:
     """(x, y) of the heatmap's maximum."""
     row, col = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)
     return int(col), int(row)
+
+
+def heatmap_correlation(first: NDArray[np.floating], second: NDArray[np.floating]) -> float:
+    """Pearson correlation of two heatmaps; two constant maps that agree (no evidence in either) count as 1."""
+    a, b = np.ravel(first).astype(np.float64), np.ravel(second).astype(np.float64)
+    if a.std() == 0 or b.std() == 0:
+        return 1.0 if a.std() == b.std() == 0 and np.allclose(a, b, atol=1e-6) else 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def top_region_overlap(first: NDArray[np.floating], second: NDArray[np.floating], fraction: float = 0.2) -> float:
+    """Intersection over union of the two heatmaps' top-`fraction` pixels."""
+    a, b = np.ravel(first), np.ravel(second)
+    count = max(1, round(fraction * a.size))
+    top_a = set(np.argsort(a)[-count:].tolist())
+    top_b = set(np.argsort(b)[-count:].tolist())
+    return len(top_a & top_b) / len(top_a | top_b)

@@ -86,7 +86,7 @@ def _maps(*peaks: int) -> list[np.ndarray]:
 
 
 def test_measure_variant_reports_every_figure_against_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mammo_train.explain import heatmap_correlation, top_region_overlap
+    from edge_app.gradcam import heatmap_correlation, top_region_overlap
 
     monkeypatch.setattr(gate, "EdgeModel", _TableModel)
     images = np.arange(6, dtype=np.uint8).reshape(6, 1, 1)  # each image names its row in the table

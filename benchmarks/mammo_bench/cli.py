@@ -1,22 +1,28 @@
-"""``mammo-bench``: latency, pipeline, daemon, keras, dicom, page, compare, autotune (see ``benchmarks/README.md``).
+"""``mammo-bench``: latency (with the peer runtimes), pipeline, daemon, regions, keras, dicom, page, compare, autotune,
+docs, stage (see ``benchmarks/README.md``).
 
-Exit codes: 0 done, 1 a regression (``compare``), 2 bad input or nothing comparable.
+Exit codes: 0 done, 1 a regression (``compare``) or stale docs (``docs --check``), 2 bad input or nothing
+comparable.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from edge_app.errors import DataError, run_main
-from edge_app.manifest import VARIANTS, load_manifest
-from edge_app.runtime import installed_runtimes, load_runtime
+from edge_app.errors import DataError, MeasurementError, run_main
+from edge_app.manifest import VARIANTS, Manifest, load_manifest
+from edge_app.runtime import Runtime, installed_runtimes, load_runtime
+from mammo_bench.fidelity import FidelityReference, build_reference, fidelity_figures
 from mammo_bench.machine import machine_info, peak_rss_mb
+from mammo_bench.peers import PeerModel, peer_runtime
 from mammo_bench.report import document, latency_table, write_outputs
 
 
@@ -55,6 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     latency.add_argument("--runtime", default="auto")
     latency.add_argument("--keras", type=Path, metavar="RUN_DIR", help="add the Keras float rows (train extra)")
     latency.add_argument("--no-memory", action="store_true", help="skip the per-model peak-RSS child processes")
+    latency.add_argument(
+        "--peers", type=Path, metavar="FOLDER", help="add the ONNX Runtime and OpenVINO rows exported there"
+    )
+    latency.add_argument("--export-peers", action="store_true", help="export them into --peers first (train extra)")
+    latency.add_argument("--calibration", type=int, default=100, help="synthetic patches for the peers' int8")
+    latency.add_argument("--fidelity", type=int, default=0, metavar="N", help="fidelity columns on N sample images")
+    latency.add_argument("--fidelity-reference", type=Path, help=argparse.SUPPRESS)  # the tflite-runtime child's
+    latency.add_argument(
+        "--tflite-runtime-python", type=Path, metavar="PYTHON", help="add the tflite-runtime rows, run by this Python"
+    )
     _timing_arguments(latency, 50)
 
     keras_command = commands.add_parser("keras", help="the Keras float model (workstation, train extra)")
@@ -82,7 +98,19 @@ def build_parser() -> argparse.ArgumentParser:
     daemon.add_argument("--threads", type=int, default=2)
     daemon.add_argument("--settle-seconds", type=float, default=0.2)
     daemon.add_argument("--interval", type=float, default=0.0, help="seconds between drops (0: one burst)")
+    daemon.add_argument("--singles", type=int, default=5, help="then this many files dropped one at a time")
     daemon.add_argument("--out", type=Path)
+
+    regions = commands.add_parser("regions", help="a film with N regions vs N patch files: ms per region")
+    regions.add_argument("bundle", type=Path)
+    regions.add_argument("--counts", type=_ints, default=[1, 2, 4, 8], help="regions per film (default 1,2,4,8)")
+    regions.add_argument("--rounds", type=int, default=5, help="alternating rounds of film and patches")
+    regions.add_argument("--rows", type=int, default=2048)
+    regions.add_argument("--columns", type=int, default=1664)
+    regions.add_argument("--variant", default="int8", choices=VARIANTS)
+    regions.add_argument("--runtime", default="auto")
+    regions.add_argument("--threads", type=int, default=2)
+    regions.add_argument("--out", type=Path)
 
     soak = commands.add_parser("soak", help="the daemon's resident memory after N and M processed scans (flat?)")
     soak.add_argument("bundle", type=Path)
@@ -93,6 +121,19 @@ def build_parser() -> argparse.ArgumentParser:
     soak.add_argument("--variant", default="int8", choices=VARIANTS)
     soak.add_argument("--threads", type=int, default=2)
     soak.add_argument("--out", type=Path)
+
+    docs = commands.add_parser("docs", help="write the committed results' figures into the READMEs")
+    docs.add_argument("--repo", type=Path, default=Path("."), help="the repository (default: here)")
+    docs.add_argument("--check", action="store_true", help="change nothing; exit 1 naming the stale files")
+
+    stage = commands.add_parser("stage", help="run one step of a job (make demo), print and log its wall time")
+    stage.add_argument("--log", type=Path, required=True, help="JSON lines, one per stage")
+    stage.add_argument("name")
+    stage.add_argument("step", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
+
+    stages = commands.add_parser("stages", help="every logged stage and the total; --out writes them")
+    stages.add_argument("log", type=Path)
+    stages.add_argument("--out", type=Path)
 
     gate = commands.add_parser("gate", help="train and convert K seeds (workstation): how often int8 ships")
     gate.add_argument("--seeds", type=int, default=8, help="seeds 0..K-1")
@@ -157,22 +198,125 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_latency(args: argparse.Namespace) -> int:
     from mammo_bench.keras_bench import keras_rows
-    from mammo_bench.latency import bundle_cases, measure_latency
+    from mammo_bench.latency import bundle_cases, bundle_subjects, measure_latency, peer_subjects
+    from mammo_bench.peers import calibration_inputs, export_peers, read_peers
 
     manifest = load_manifest(args.bundle)
     runtime = load_runtime(args.runtime)
-    cases = bundle_cases(manifest, args.variants, args.threads)
-    rows = measure_latency(
-        args.bundle, manifest, runtime, cases, args.warmup, args.runs, args.max_seconds, not args.no_memory
-    )
+    subjects = bundle_subjects(args.bundle, manifest, runtime, bundle_cases(manifest, args.variants, args.threads))
+    peers = []
+    if args.peers is not None:
+        if args.export_peers:
+            export_peers(args.bundle, manifest, args.peers, calibration_inputs(manifest, args.calibration))
+        peers = read_peers(args.peers)
+        subjects += peer_subjects(args.bundle, manifest, args.peers, peers, args.threads)
+    rows = measure_latency(subjects, manifest, args.warmup, args.runs, args.max_seconds, not args.no_memory)
+    with tempfile.TemporaryDirectory(prefix="mammo-bench-fidelity-") as scratch:
+        reference = _fidelity_reference(args, manifest, Path(scratch) / "reference.npz")
+        if reference is not None:
+            _add_fidelity(rows, args, manifest, runtime, peers, reference)
+        if args.tflite_runtime_python is not None:
+            rows += _tflite_runtime_rows(args, manifest)
     if args.keras is not None:
         rows = keras_rows(args.keras, args.threads, args.warmup, args.runs, args.max_seconds) + rows
     print(latency_table(rows))
     content = document(
-        "latency", machine_info(runtime.label), _settings(args), results=rows, process_peak_rss_mb=peak_rss_mb()
+        "latency",
+        machine_info(runtime.label),
+        _settings(args),
+        results=rows,
+        process_peak_rss_mb=peak_rss_mb(),
+        gate=_gate_thresholds(args.bundle),
     )
     _finish(content, args.out)
     return 0
+
+
+def _gate_thresholds(bundle: Path) -> dict[str, float] | None:
+    """The fidelity thresholds the bundle's variants were held to (its report.json), to judge the other rows by."""
+    try:
+        thresholds: dict[str, float] = json.loads((bundle / "report.json").read_text())["thresholds"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return thresholds
+
+
+def _fidelity_reference(args: argparse.Namespace, manifest: Manifest, path: Path) -> FidelityReference | None:
+    """The saved reference given, or one built from the bundle's sample (with the Keras heatmaps if --keras) and
+    saved at `path`."""
+    if args.fidelity_reference is not None:
+        return FidelityReference.load(args.fidelity_reference)
+    if not args.fidelity:
+        return None
+    args.fidelity_reference = path  # the tflite-runtime child measures against the same arrays
+    return build_reference(args.bundle, manifest, args.fidelity, args.keras, path)
+
+
+def _add_fidelity(
+    rows: list[dict[str, Any]],
+    args: argparse.Namespace,
+    manifest: Manifest,
+    runtime: Runtime,
+    peers: list[PeerModel],
+    reference: FidelityReference,
+) -> None:
+    """The fidelity columns of every classifier row, measured once per runtime and variant."""
+    from edge_app.model import EdgeModel
+
+    threads = max(args.threads)
+    models = {
+        (runtime.label, variant): partial(EdgeModel, args.bundle, manifest, variant, runtime, threads)
+        for variant in args.variants
+        if variant in manifest.variants
+    }
+    for peer in peers:
+        peer_model = partial(
+            EdgeModel,
+            args.bundle,
+            manifest,
+            "float32",
+            peer_runtime(peer.runtime),
+            threads,
+            True,
+        )
+        models[(peer_runtime(peer.runtime).label, peer.variant)] = partial(
+            peer_model, opener=peer.opener(args.peers, threads)
+        )
+    for (label, variant), build in models.items():
+        figures = fidelity_figures(build(), reference)
+        for row in rows:
+            if row["role"] == "classifier" and row["runtime"] == label and row["variant"] == variant:
+                row.update(figures)
+
+
+def _tflite_runtime_rows(args: argparse.Namespace, manifest: Manifest) -> list[dict[str, Any]]:
+    """The same table from tflite-runtime, in the environment that has it (numpy < 2): the variants its manifest
+    entries say it runs, with the same fidelity reference."""
+    runs_there = [
+        variant
+        for variant in args.variants
+        if variant in manifest.variants
+        and all(
+            outcome == "ok"
+            for label, outcome in manifest.classifier(variant)[1].runtimes.items()
+            if label.split()[0] == "tflite_runtime"
+        )
+    ]
+    with tempfile.TemporaryDirectory(prefix="mammo-bench-tflite-runtime-") as folder:
+        out = Path(folder) / "latency.json"
+        command = [str(args.tflite_runtime_python), "-m", "mammo_bench.cli", "latency", str(args.bundle)]
+        command += ["--runtime", "tflite_runtime", "--variants", ",".join(runs_there)]
+        command += ["--threads", ",".join(map(str, args.threads)), "--warmup", str(args.warmup)]
+        command += ["--runs", str(args.runs), "--max-seconds", str(args.max_seconds), "--out", str(out)]
+        command += ["--no-memory"] if args.no_memory else []
+        if args.fidelity_reference is not None:
+            command += ["--fidelity-reference", str(args.fidelity_reference)]
+        completed = subprocess.run(command, capture_output=True, text=True, check=False)
+        if completed.returncode != 0:
+            tail = completed.stderr.strip().splitlines()[-1:] or ["no output"]
+            raise MeasurementError(f"the tflite-runtime rows failed in {args.tflite_runtime_python}: {tail[0]}")
+        rows: list[dict[str, Any]] = json.loads(out.read_text())["results"]
+    return rows
 
 
 def run_keras(args: argparse.Namespace) -> int:
@@ -208,10 +352,23 @@ def run_daemon(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="mammo-bench-scans-") as folder:
         scans = _scans(args.images, Path(folder), min(args.files, 16), args.bundle)
         figures = measure_daemon(
-            args.bundle, scans, args.files, args.variant, args.threads, args.settle_seconds, args.interval
+            args.bundle, scans, args.files, args.variant, args.threads, args.settle_seconds, args.interval, args.singles
         )
     print(json.dumps(figures, indent=2))
     _finish(document("daemon", machine_info(), _settings(args), daemon=figures), args.out)
+    return 0
+
+
+def run_regions(args: argparse.Namespace) -> int:
+    from edge_app.model import EdgeModel
+    from mammo_bench.regions_bench import measure_regions
+
+    model = EdgeModel.load(args.bundle, args.variant, args.runtime, args.threads)
+    figures = measure_regions(model, args.counts, args.rounds, args.rows, args.columns)
+    for count, row in figures["per_count"].items():
+        film, patches = row["film_ms_per_region"], row["patches_ms_per_region"]
+        print(f"N={count:>2}: film {film:8.2f} ms/region, patches {patches:8.2f} ms/region, ratio {row['ratio']:.3f}")
+    _finish(document("regions", machine_info(model.runtime.label), _settings(args), regions=figures), args.out)
     return 0
 
 
@@ -249,6 +406,35 @@ def run_page(args: argparse.Namespace) -> int:
     figures = measure_results_page(args.results, args.repeats)
     print(json.dumps(figures, indent=2))
     _finish(document("page", machine_info(), _settings(args), page=figures), args.out)
+    return 0
+
+
+def run_docs(args: argparse.Namespace) -> int:
+    from mammo_bench.docs import stale, write
+
+    if args.check:
+        outdated = stale(args.repo)
+        for name in outdated:
+            print(f"{name}: its figures differ from the committed results (run `mammo-bench docs`)")
+        return 1 if outdated else 0
+    for name in write(args.repo):
+        print(f"written {name}")
+    return 0
+
+
+def run_stage(args: argparse.Namespace) -> int:
+    from mammo_bench.stages import run_stage as run_one
+
+    step = args.step[1:] if args.step[:1] == ["--"] else args.step
+    return run_one(args.log, args.name, step)
+
+
+def run_stages(args: argparse.Namespace) -> int:
+    from mammo_bench.stages import read_stages, stages_table
+
+    logged = read_stages(args.log)
+    print(stages_table(logged))
+    _finish(document("stages", machine_info(), _settings(args), stages=logged), args.out)
     return 0
 
 
@@ -360,6 +546,10 @@ COMMANDS = {
     "compare": run_compare,
     "autotune": run_autotune,
     "soak": run_soak,
+    "regions": run_regions,
+    "docs": run_docs,
+    "stage": run_stage,
+    "stages": run_stages,
     "gate": run_gate,
     "dicom": run_dicom,
     "page": run_page,

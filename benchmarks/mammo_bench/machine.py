@@ -154,3 +154,14 @@ def peak_rss_mb() -> float:
         return own
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
+
+
+def describe_machine(machine: dict[str, Any]) -> str:
+    """A result file's `machine` in one sentence: what every quoted figure is stamped with."""
+    peak = machine["peak"]
+    runtime = f", {machine['runtime']}" if machine.get("runtime") else ""
+    return (
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, flags {' '.join(machine['flags'])}, {machine['os']}, "
+        f"Python {machine['python']}{runtime}. Theoretical peak {peak['float32_gmacs']:.0f} GMAC/s float32, "
+        f"{peak['int8_gmacs']:.0f} GMAC/s int8 (clock {peak['clock_ghz']:.2f} GHz)."
+    )

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 COLUMNS = (
-    ("model", "{:<26}"),
+    ("runtime", "{:<15}"),
+    ("model", "{:<32}"),
     ("variant", "{:<13}"),
     ("threads", "{:>3}"),
     ("size_mb", "{:>7}"),
@@ -32,6 +33,8 @@ COLUMNS = (
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
+    if isinstance(value, str):
+        return value.split()[0]  # a runtime's name without its version (the JSON has both)
     if isinstance(value, float):
         return f"{value:.1f}" if abs(value) >= 100 else f"{value:.2f}"
     return str(value)
@@ -92,7 +95,7 @@ def plot_latency(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
     axis.boxplot([row["samples_ms"] for row in sampled], showfliers=True)
     axis.set_xticks(
         range(1, len(sampled) + 1),
-        [f"{row['variant']}\n{row['role'][:4]} t{row['threads']}" for row in sampled],
+        [f"{row['runtime'].split()[0]}\n{row['variant']}\n{row['role'][:4]} t{row['threads']}" for row in sampled],
         fontsize=7,
     )
     axis.set_ylabel("invoke latency (ms)")

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edge_app.macs import count_macs
 from edge_app.model import set_input, set_inputs
-from edge_app.runtime import Runtime, make_interpreter
 
 SEED = 0
 
@@ -54,13 +53,14 @@ class TimedInterpreter:
         return (time.perf_counter() - started) * 1000
 
 
-def start(case: Case, bundle: Path, runtime: Runtime) -> TimedInterpreter:
-    """Build the interpreter (timed: load + allocate), feed it, and time its first invoke."""
+def start(case: Case, open_interpreter: Callable[[], Any], macs: Callable[[Any], int] = count_macs) -> TimedInterpreter:
+    """Build the interpreter (timed: load + allocate), feed it, and time its first invoke; `macs` counts its
+    multiply-accumulates (a peer's adapter is counted on the TFLite graph it was exported from)."""
     started = time.perf_counter()
-    interpreter = make_interpreter(runtime, bundle / case.model, case.threads)
+    interpreter = open_interpreter()
     init_ms = (time.perf_counter() - started) * 1000
     feed_random(interpreter)
     started = time.perf_counter()
     interpreter.invoke()
     first_ms = (time.perf_counter() - started) * 1000
-    return TimedInterpreter(case, interpreter, init_ms, first_ms, count_macs(interpreter))
+    return TimedInterpreter(case, interpreter, init_ms, first_ms, macs(interpreter))

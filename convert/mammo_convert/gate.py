@@ -20,10 +20,10 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.metrics import roc_auc_score
 
+from edge_app.gradcam import heatmap_correlation, top_region_overlap
 from edge_app.manifest import Manifest
 from edge_app.model import EdgeModel
 from mammo_train.data import ArraySet
-from mammo_train.explain import heatmap_correlation, top_region_overlap
 
 
 @dataclass(frozen=True)

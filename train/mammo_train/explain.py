@@ -21,7 +21,7 @@ import tensorflow as tf
 from numpy.typing import NDArray
 
 from edge_app.decode import decode_file
-from edge_app.gradcam import fuse_heatmaps, overlay, peak_location
+from edge_app.gradcam import fuse_heatmaps, heatmap_correlation, overlay, peak_location
 from edge_app.model import calibrated_probabilities
 from edge_app.preprocess import PreprocessConfig
 from mammo_train.data import load_arrays
@@ -66,23 +66,6 @@ def randomised_copy(model: keras.Model, seed: int = 1) -> keras.Model:
     """The same architecture with every layer freshly initialised (full randomisation, Adebayo et al.)."""
     keras.utils.set_random_seed(seed)
     return keras.models.clone_model(model)
-
-
-def heatmap_correlation(first: NDArray[np.floating], second: NDArray[np.floating]) -> float:
-    """Pearson correlation of two heatmaps; two constant maps that agree (no evidence in either) count as 1."""
-    a, b = np.ravel(first).astype(np.float64), np.ravel(second).astype(np.float64)
-    if a.std() == 0 or b.std() == 0:
-        return 1.0 if a.std() == b.std() == 0 and np.allclose(a, b, atol=1e-6) else 0.0
-    return float(np.corrcoef(a, b)[0, 1])
-
-
-def top_region_overlap(first: NDArray[np.floating], second: NDArray[np.floating], fraction: float = 0.2) -> float:
-    """Intersection over union of the two heatmaps' top-`fraction` pixels."""
-    a, b = np.ravel(first), np.ravel(second)
-    count = max(1, round(fraction * a.size))
-    top_a = set(np.argsort(a)[-count:].tolist())
-    top_b = set(np.argsort(b)[-count:].tolist())
-    return len(top_a & top_b) / len(top_a | top_b)
 
 
 def _mass_truth(path: Path) -> dict[str, str] | None:

@@ -1,0 +1,103 @@
+"""``mammo-bench docs``: every figure the READMEs quote, written into them from the committed result files.
+
+A figure typed by hand goes stale the first time anything is measured again. Each quoted block sits between
+``<!-- figures:NAME -->`` and ``<!-- /figures:NAME -->`` and is rendered here from the result files under
+``benchmarks/results/``, with the machine they were measured on; ``--check`` (run by the tests) exits 1 naming every
+block that differs from what the committed results say, so a new measurement cannot land without its docs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edge_app.errors import DataError
+from mammo_bench.machine import describe_machine
+from mammo_bench.stages import total_minutes
+from mammo_bench.summary import peers_section, regions_section, summary_markdown
+
+RESULTS = Path("benchmarks/results")
+MACHINE_224 = RESULTS / "x86_64-2core-224"
+
+
+def _load(repo: Path, path: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((repo / path).read_text())
+    return loaded
+
+
+def _summary_224(repo: Path) -> str:
+    latency, pipeline, daemon = (
+        _load(repo, MACHINE_224 / f"{name}.json") for name in ("latency", "pipeline", "daemon")
+    )
+    return summary_markdown(latency, pipeline["pipeline"], daemon["daemon"])
+
+
+def _peers(repo: Path) -> str:
+    peers = _load(repo, MACHINE_224 / "peers.json")
+    return "\n".join([describe_machine(peers["machine"]), "", *peers_section(peers)]) + "\n"
+
+
+def _regions(repo: Path) -> str:
+    regions = _load(repo, MACHINE_224 / "regions.json")
+    figures = regions["regions"]
+    head = (
+        f"{describe_machine(regions['machine'])} A {figures['columns']} x {figures['rows']} 16-bit film, "
+        f"{figures['model']['variant']} on {figures['model']['runtime']}, median of {figures['rounds']} rounds:"
+    )
+    return "\n".join([head, "", *regions_section(figures)]) + "\n"
+
+
+def _mias(repo: Path) -> str:
+    return (repo / RESULTS / "mias_null.md").read_text()
+
+
+def _demo_minutes(repo: Path) -> str:
+    return str(total_minutes(_load(repo, RESULTS / "demo-stages.json")))
+
+
+BLOCKS: dict[tuple[str, str], Callable[[Path], str]] = {
+    ("benchmarks/README.md", "x86_64-2core-224"): _summary_224,
+    ("benchmarks/README.md", "peers"): _peers,
+    ("benchmarks/README.md", "regions"): _regions,
+    ("benchmarks/results/training.md", "mias-null"): _mias,
+}
+INLINE: dict[tuple[str, str], Callable[[Path], str]] = {
+    # file, a pattern whose one group is the figure
+    ("README.md", r"make demo +# .*?\((\d+) min of stages on 2 cores"): _demo_minutes,
+}
+
+
+def render(repo: Path) -> dict[str, str]:
+    """Each documented file's text with every block and inline figure as the committed results give it."""
+    texts: dict[str, str] = {}
+    for (name, block), make in BLOCKS.items():
+        text = texts.get(name) or (repo / name).read_text()
+        pattern = re.compile(rf"(<!-- figures:{re.escape(block)} -->\n).*?(<!-- /figures:{re.escape(block)} -->)", re.S)
+        match = pattern.search(text)
+        if match is None:
+            raise DataError(f"{name} has no <!-- figures:{block} --> block")
+        texts[name] = text[: match.end(1)] + make(repo) + text[match.start(2) :]
+    for (name, expression), make in INLINE.items():
+        text = texts.get(name) or (repo / name).read_text()
+        match = re.search(expression, text)
+        if match is None:
+            raise DataError(f"{name} has no figure matching {expression!r}")
+        texts[name] = text[: match.start(1)] + make(repo) + text[match.end(1) :]
+    return texts
+
+
+def stale(repo: Path) -> list[str]:
+    """The documented files whose figures differ from the committed results."""
+    return [name for name, text in render(repo).items() if (repo / name).read_text() != text]
+
+
+def write(repo: Path) -> list[str]:
+    """Write the figures into the docs; the files changed."""
+    changed = stale(repo)
+    for name, text in render(repo).items():
+        if name in changed:
+            (repo / name).write_text(text)
+    return changed
