@@ -426,7 +426,7 @@ def once_command(args: argparse.Namespace) -> int:
             rows.append((path.name, "", NEEDS_ROI, "", str(analysis.reason)))
             not_classified += 1
             continue
-        overlay = str(args.results / str(record.overlay_file)) if analysis.overlay_png is not None else ""
+        overlay = str(args.results / str(record.overlay_file)) if analysis.overlay is not None else ""
         for answer in analysis.regions:
             rows.append((path.name, answer.label, answer.decision, f"{answer.probability:.4f}", overlay))
     width = max([len(row[0]) for row in rows] + [5])

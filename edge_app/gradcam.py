@@ -71,11 +71,11 @@ def fuse_heatmaps(
 def overlay(gray: NDArray[np.uint8], heatmap: Heatmap, alpha: float = 0.4) -> NDArray[np.uint8]:
     """A colour (BGR) picture of `gray` with the heatmap in the JET colour map over it; weak evidence stays clear."""
     height, width = gray.shape[:2]
-    heat = cv2.resize(heatmap, (width, height), interpolation=cv2.INTER_LINEAR)
-    colours = cv2.applyColorMap(np.rint(heat * 255).astype(np.uint8), cv2.COLORMAP_JET).astype(np.float32)
-    base = cv2.cvtColor(gray.reshape(height, width), cv2.COLOR_GRAY2BGR).astype(np.float32)
-    weight = (alpha * heat)[..., np.newaxis]
-    return np.asarray(np.rint(base * (1 - weight) + colours * weight), dtype=np.uint8)
+    heat = np.asarray(cv2.resize(heatmap, (width, height), interpolation=cv2.INTER_LINEAR), np.float32)
+    colours = cv2.applyColorMap(np.rint(heat * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    base = cv2.cvtColor(gray.reshape(height, width), cv2.COLOR_GRAY2BGR)
+    weight = alpha * heat
+    return np.asarray(cv2.blendLinear(base, colours, 1 - weight, weight), np.uint8)  # per-pixel weights, rounded
 
 
 def peak_location(heatmap: Heatmap) -> tuple[int, int]:

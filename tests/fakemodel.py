@@ -66,6 +66,13 @@ class FakeInterpreter:
             for position, spec in enumerate(specs)
         ]
 
+    def resize_tensor_input(self, index: int, shape: list[int]) -> None:
+        """A batch of `shape[0]` images: every output follows (allocate again before invoking, as LiteRT wants)."""
+        self.spec["inputs"][index]["shape"] = list(shape)
+        for output in self.spec["outputs"]:
+            output["shape"] = [shape[0], *output["shape"][1:]]
+        self.allocated = False
+
     def get_input_details(self) -> list[dict[str, Any]]:
         return self._details(self.spec["inputs"], 0)
 
@@ -103,10 +110,12 @@ class FakeInterpreter:
             message = self.spec["fail_invoke"]
             raise RuntimeError(f"{message}\nNode number 7 (CONV_2D) failed to invoke." if message else "")
         if self.spec["role"] == "classifier":
-            image = self._real_input(0)[0, :, :, 0]
-            self._store(self.spec["logit"], np.array([[fake_logit(image)]]))
-            for cam, name in zip(fake_cams(image), BACKBONES, strict=True):
-                self._store(self.spec[name], np.repeat(cam[..., np.newaxis], CHANNELS, axis=-1)[np.newaxis])
+            images = self._real_input(0)[..., 0]  # a batch: one or a film's regions
+            self._store(self.spec["logit"], np.array([[fake_logit(image)] for image in images]))
+            cams = [fake_cams(image) for image in images]
+            for position, name in enumerate(BACKBONES):
+                maps = np.stack([np.repeat(pair[position][..., np.newaxis], CHANNELS, axis=-1) for pair in cams])
+                self._store(self.spec[name], maps)
         else:
             for name in BACKBONES:
                 given = self._real_input(self.spec["inputs_by_name"][name])

@@ -10,7 +10,7 @@ import hashlib
 from edge_app.errors import RegionError, UnsupportedFormatError
 from edge_app.model import ModelIdentity
 from edge_app.regions import Box
-from edge_app.service.analyse import CLASSIFIED, NEEDS_ROI, Analysis, ImageFacts, RegionAnswer, Sidecar
+from edge_app.service.analyse import CLASSIFIED, NEEDS_ROI, Analysis, ImageFacts, Overlay, RegionAnswer, Sidecar
 
 FAKE_IDENTITY = ModelIdentity(
     name="fake",
@@ -54,4 +54,4 @@ class FakeAnalyser:
             probability = int(digest[0], 16) / 16
             decision = "malignant" if probability >= FAKE_IDENTITY.threshold else "benign"
             answers.append(RegionAnswer(label, "box", BOX, BOX, probability, 0.0, decision, (5, 5)))
-        return Analysis(sha256, CLASSIFIED, FACTS, tuple(answers), None, OVERLAY, {"invoke_ms": 1.0})
+        return Analysis(sha256, CLASSIFIED, FACTS, tuple(answers), None, Overlay.encoded(OVERLAY), {"invoke_ms": 1.0})

@@ -12,7 +12,7 @@ from fakes import FAKE_IDENTITY, FakeAnalyser
 
 from edge_app.config import Config, IngestSection, PathsSection
 from edge_app.report.page import PageContext, ResultsPage
-from edge_app.service.analyse import Analysis, Sidecar
+from edge_app.service.analyse import Analysis, Overlay, Sidecar
 from edge_app.service.daemon import build_pipeline
 from edge_app.service.journal import Journal
 
@@ -38,7 +38,7 @@ class PictureAnalyser(FakeAnalyser):
         picture = np.full((120, 200, 3), (40, 90, 160), np.uint8)
         ok, png = cv2.imencode(".png", picture)
         assert ok
-        return replace(analysis, overlay_png=png.tobytes())
+        return replace(analysis, overlay=Overlay.encoded(png.tobytes()))
 
 
 def page_for(root: Path, card: Path | None = None, page_size: int = 50) -> ResultsPage:

@@ -18,7 +18,7 @@ from edge_app.dicom.answers import SC_SUFFIX, SR_SUFFIX, DicomAnswerWriter, buil
 from edge_app.dicom.outbox import Outbox
 from edge_app.model import ModelIdentity
 from edge_app.regions import Box
-from edge_app.service.analyse import CLASSIFIED, NEEDS_ROI, Analysis, ImageFacts, RegionAnswer
+from edge_app.service.analyse import CLASSIFIED, NEEDS_ROI, Analysis, ImageFacts, Overlay, RegionAnswer
 from edge_app.service.lifecycle import ScanState, advance, received
 
 IDENTITY = ModelIdentity("hybrid-test", "1.2", "hybrid", "int8", "model_int8.tflite", "ab" * 32, "fake", 0.42, 0.9)
@@ -44,7 +44,7 @@ def _overlay_png() -> bytes:
     return png.tobytes()
 
 
-CLASSIFIED_ANALYSIS = Analysis("00" * 32, CLASSIFIED, FACTS, REGIONS, None, _overlay_png(), {})
+CLASSIFIED_ANALYSIS = Analysis("00" * 32, CLASSIFIED, FACTS, REGIONS, None, Overlay.encoded(_overlay_png()), {})
 NEEDS_ROI_ANALYSIS = Analysis("00" * 32, NEEDS_ROI, FACTS, (), "a full-field film: mark its regions", None, {})
 
 

@@ -613,8 +613,9 @@ def test_the_journals_queries_answer_what_the_daemon_and_status_ask(tmp_path: Pa
         status="classified",
     )
     assert journal.first_result_for("1" * 64) == "a.json"  # the first, not its duplicate
+    assert journal.first_result_for("4" * 64) is None  # never seen
     assert journal.first_result_for("2" * 64) is None  # needs_roi answered nothing: no duplicate of it
-    assert journal.first_result_for("3" * 64) is None  # not written yet: a crash may still refuse it
+    assert journal.first_result_for("3" * 64) == "c.json"  # analysed: its result is next in the write lane
     assert journal.result_stem_taken("film") and not journal.result_stem_taken("d")
     assert journal.settled_name_taken("a.png") and not journal.settled_name_taken("b.png")
     assert journal.counts() == {"archived": 3, "analysed": 1, "duplicates": 1}

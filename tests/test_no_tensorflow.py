@@ -72,6 +72,7 @@ def test_every_console_script_helps_and_training_tools_refuse_plainly_without_te
         ["mammo-train", "--data", "d", "--out", "o"],
         ["mammo-eval", "run"],
         ["mammo-convert", "run", "--out", "b"],
+        ["mammo-baseline", "--data", "d", "--out", "o.json"],
     ):
         refused = subprocess.run(
             [bin_dir / command[0], *command[1:]], cwd=tmp_path, capture_output=True, text=True, check=False

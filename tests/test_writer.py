@@ -12,7 +12,7 @@ from fakes import FAKE_IDENTITY
 from jsonschema import validate
 
 from edge_app.regions import Box
-from edge_app.service.analyse import Analysis, ImageFacts, RegionAnswer
+from edge_app.service.analyse import Analysis, ImageFacts, Overlay, RegionAnswer
 from edge_app.service.lifecycle import Failure, ScanRecord, ScanState
 from edge_app.service.writer import AUDIT_FIELDS, NOTICE, ResultWriter, result_schema
 
@@ -44,7 +44,9 @@ def _record(state: ScanState = ScanState.ANALYSED, **changes: object) -> ScanRec
 
 def test_a_result_document_holds_the_whole_answer(tmp_path: Path) -> None:
     writer = ResultWriter(tmp_path, FAKE_IDENTITY)
-    analysis = Analysis("e" * 64, "classified", FACTS, ANSWERS, None, b"png bytes", {"invoke_ms": 12.34567})
+    analysis = Analysis(
+        "e" * 64, "classified", FACTS, ANSWERS, None, Overlay.encoded(b"png bytes"), {"invoke_ms": 12.34567}
+    )
     path = writer.write_result(_record(duplicate_of="older.json"), analysis)
     document = json.loads(path.read_text())
     validate(document, result_schema())

@@ -7,13 +7,11 @@ is compared with the Keras float model: the calibrated probabilities the convers
 when the training run is given, the Keras Grad-CAM heatmaps of the same images (computed in a child process:
 TensorFlow must not share the timing process). The reference is saved as one ``.npz``, so a runtime in another
 environment (tflite-runtime needs numpy < 2) is measured against the very same arrays.
-Child: ``python -m mammo_bench.fidelity RUN_DIR REFERENCE.npz`` adds the heatmaps to a saved reference.
+The child is ``python -m mammo_bench.keras_bench heatmaps RUN_DIR REFERENCE.npz`` (the workstation's module).
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,7 +54,11 @@ def build_reference(
     sample = read_selftest(bundle, manifest)
     FidelityReference(sample.images[:count], sample.keras[:count], None).save(path)
     if keras_run is not None:
-        run_json_child("mammo_bench.fidelity", [str(keras_run), str(path)], f"Keras Grad-CAM reference of {keras_run}")
+        run_json_child(
+            "mammo_bench.keras_bench",
+            ["heatmaps", str(keras_run), str(path)],
+            f"Keras Grad-CAM reference of {keras_run}",
+        )
     return FidelityReference.load(path)
 
 
@@ -84,27 +86,3 @@ def fidelity_figures(model: EdgeModel, reference: FidelityReference) -> dict[str
         figures["heatmap_pearson"] = round(float(np.mean(pearson)), 4)
         figures["heatmap_pearson_min"] = round(float(np.min(pearson)), 4)
     return figures
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """The child: the Keras float model's fused Grad-CAM of the saved reference's images, added to its file."""
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import json
-
-    import keras
-
-    from mammo_train.explain import gradcam
-    from mammo_train.runfiles import RunFiles
-
-    run, path = (argv if argv is not None else sys.argv[1:])[:2]
-    reference = FidelityReference.load(Path(path))
-    heatmaps = gradcam(keras.models.load_model(RunFiles(Path(run)).model), reference.images).fused
-    FidelityReference(reference.images, reference.probabilities, np.asarray(heatmaps, np.float32)).save(Path(path))
-    print(json.dumps({"heatmaps": len(heatmaps)}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

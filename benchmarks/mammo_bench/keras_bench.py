@@ -1,7 +1,8 @@
 """``mammo-bench keras``: the float Keras model's latency on the same inputs as the TFLite rows (workstation only).
 
 TensorFlow fixes its thread pools when it starts, so each thread count runs in a child process of its own
-(``python -m benchmarks.keras_bench RUN_DIR THREADS WARMUP RUNS MAX_SECONDS`` prints one row as JSON). The row's
+(``python -m mammo_bench.keras_bench RUN_DIR THREADS WARMUP RUNS MAX_SECONDS`` prints one row as JSON;
+``... heatmaps RUN_DIR REFERENCE.npz`` adds the Keras heatmaps to a latency run's fidelity reference). The row's
 peak RSS is that child's, TensorFlow included. The child times ``model(x, training=False)`` under one traced
 ``tf.function``; its first call (tracing) is ``first_ms``.
 """
@@ -79,8 +80,29 @@ def measure(run: Path, threads: int, warmup: int, runs: int, max_seconds: float)
     return latency_row(identity, init_ms, first_ms, samples, peak_rss_mb(), gmacs=None)
 
 
+def add_heatmaps(run: Path, reference: Path) -> int:
+    """The Keras float model's fused Grad-CAM of a saved fidelity reference's images, added to its file."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    from mammo_bench.fidelity import FidelityReference
+    from mammo_train.explain import gradcam
+    from mammo_train.runfiles import RunFiles
+
+    saved = FidelityReference.load(reference)
+    heatmaps = np.asarray(gradcam(keras.models.load_model(RunFiles(run).model), saved.images).fused, np.float32)
+    FidelityReference(saved.images, saved.probabilities, heatmaps).save(reference)
+    return len(heatmaps)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    run, threads, warmup, runs, max_seconds = (argv if argv is not None else sys.argv[1:])[:5]
+    arguments = list(argv if argv is not None else sys.argv[1:])
+    if arguments[:1] == ["heatmaps"]:
+        print(json.dumps({"heatmaps": add_heatmaps(Path(arguments[1]), Path(arguments[2]))}))
+        return 0
+    run, threads, warmup, runs, max_seconds = arguments[:5]
     print(json.dumps(measure(Path(run), int(threads), int(warmup), int(runs), float(max_seconds))))
     return 0
 

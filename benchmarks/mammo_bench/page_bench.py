@@ -19,7 +19,7 @@ import numpy as np
 from edge_app.model import ModelIdentity
 from edge_app.regions import Box
 from edge_app.report.page import INDEX, PAGE_SIZE, PAGES, PageContext, ResultsPage
-from edge_app.service.analyse import CLASSIFIED, NEEDS_ROI, Analysis, ImageFacts, RegionAnswer
+from edge_app.service.analyse import CLASSIFIED, NEEDS_ROI, Analysis, ImageFacts, Overlay, RegionAnswer
 from edge_app.service.lifecycle import ScanState, advance, received
 from edge_app.service.writer import ResultWriter
 
@@ -44,7 +44,7 @@ def _analysis(index: int, overlay: bytes) -> Analysis:
     box = Box(100, 100, 400, 400)
     decision = "malignant" if probability >= IDENTITY.threshold else "benign"
     region = RegionAnswer("A", "circle", box, box, probability, 0.0, decision, (250, 250))
-    return Analysis(f"{index:064x}", CLASSIFIED, FACTS, (region,), None, overlay, {})
+    return Analysis(f"{index:064x}", CLASSIFIED, FACTS, (region,), None, Overlay.encoded(overlay), {})
 
 
 def _write(writer: ResultWriter, index: int, overlay: bytes) -> None:

@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 import cv2
+import numpy as np
+from numpy.typing import NDArray
 
 from edge_app.decode import DecodedImage, Gray8, decode_bytes
-from edge_app.errors import TooManyPixelsError
+from edge_app.errors import InputImageError, TooManyPixelsError
 from edge_app.gradcam import peak_location
 from edge_app.model import EdgeModel, ModelIdentity, Prediction
 from edge_app.overlay import RegionView, render
@@ -71,6 +75,34 @@ class RegionAnswer:
     heatmap_peak: tuple[int, int] | None  # where the Grad-CAM evidence peaks, scan pixels
 
 
+class Overlay:
+    """An analysis's overlay picture, rendered and PNG-encoded when it is first asked for: the daemon's write lane
+    asks, so the encoding (the costliest step after the invoke) overlaps the next scan's invoke. Rendering adds
+    ``overlay_ms`` to `timings` (the analysis's own)."""
+
+    def __init__(self, render: Callable[[], NDArray[np.uint8]], timings: dict[str, float] | None = None) -> None:
+        self._render = render
+        self._timings = timings if timings is not None else {}
+        self._png: bytes | None = None
+
+    @classmethod
+    def encoded(cls, png: bytes) -> Overlay:
+        """An overlay already encoded (tests, fakes)."""
+        overlay = cls(lambda: np.zeros((1, 1, 3), np.uint8))
+        overlay._png = png
+        return overlay
+
+    def png(self) -> bytes:
+        if self._png is None:
+            tick = time.perf_counter()
+            ok, encoded = cv2.imencode(".png", self._render())
+            if not ok:
+                raise InputImageError("the overlay picture could not be encoded as PNG")
+            self._png = encoded.tobytes()
+            self._timings["overlay_ms"] = (time.perf_counter() - tick) * 1000
+        return self._png
+
+
 @dataclass(frozen=True)
 class Analysis:
     """One scan's answer, ready to be written."""
@@ -80,8 +112,13 @@ class Analysis:
     image: ImageFacts
     regions: tuple[RegionAnswer, ...]
     reason: str | None  # why NEEDS_ROI
-    overlay_png: bytes | None
+    overlay: Overlay | None
     timings_ms: dict[str, float]
+
+    @property
+    def overlay_png(self) -> bytes | None:
+        """The overlay picture as PNG (rendered on first use), or None when there is no heat to show."""
+        return None if self.overlay is None else self.overlay.png()
 
     @property
     def most_suspicious(self) -> RegionAnswer | None:
@@ -171,13 +208,10 @@ class ModelAnalyser:
             answer, picture = self._answer(region, marked_as, box, window, crop, prediction)
             answers.append(answer)
             pictures.append(picture)
-        png = None
+        overlay = None
         if any(picture.heatmap is not None for picture in pictures):
-            tick = time.perf_counter()
-            ok, encoded = cv2.imencode(".png", render(gray, pictures))
-            png = encoded.tobytes() if ok else None
-            timings["overlay_ms"] = (time.perf_counter() - tick) * 1000
-        return Analysis(sha256, CLASSIFIED, facts, tuple(answers), None, png, timings)
+            overlay = Overlay(partial(render, gray, pictures), timings)
+        return Analysis(sha256, CLASSIFIED, facts, tuple(answers), None, overlay, timings)
 
     def _region_view(self, gray: Gray8, region: Region, kind: str) -> tuple[Region, str, Box, Box, Gray8]:
         crop, window = crop_region(gray, region, self.rule)

@@ -1,10 +1,12 @@
 """``mammo-edge run``: the watched-folder service, composed from the intake and the scan pipeline.
 
-One scan at a time, in arrival order. Memory stays flat over months: the process keeps counters (archived scans
-answered ``needs_roi`` are counted apart from the classified ones), never a list of scans; the journal is the
-history, pruned to ``[journal] retention_days``. SIGTERM and SIGINT let the current scan finish, then the observer is
-stopped and joined and `run` returns 0. Under systemd: ``READY=1`` once the backlog is recovered, ``WATCHDOG=1`` from
-this loop at half of ``WATCHDOG_USEC``, ``STATUS=`` with counts, ``STOPPING=1``.
+One scan at a time, in arrival order: the loop receives, claims and analyses; a write lane (`WriteBehind`) writes
+and settles each analysed scan, in the same order, while the loop analyses the next. Memory stays flat over months:
+the process keeps counters (archived scans answered ``needs_roi`` are counted apart from the classified ones), never
+a list of scans; the journal is the history, pruned to ``[journal] retention_days``. SIGTERM and SIGINT let the
+scans in progress finish, then the observer is stopped and joined and `run` returns 0. Under systemd: ``READY=1``
+once the backlog is recovered, ``WATCHDOG=1`` from this loop at half of ``WATCHDOG_USEC``, ``STATUS=`` with counts,
+``STOPPING=1``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from edge_app.service.journal import Journal
 from edge_app.service.lifecycle import ScanRecord, ScanState
 from edge_app.service.pipeline import ScanPipeline
 from edge_app.service.settle import Settler
+from edge_app.service.writebehind import WriteBehind
 from edge_app.service.writer import AnswerSink, ResultWriter
 from edge_app.systemd import notify, watchdog_interval
 
@@ -106,6 +109,8 @@ class Daemon:
         self._paused_for_disk = False
         self._storage_error: Exception | None = None
         self._storage_retry_at = 0.0
+        self._counts_lock = threading.Lock()
+        self.writer = WriteBehind(self.pipeline.resume, self._finished, STORAGE_ERRORS)
 
     def run(self) -> RunSummary:
         started = time.time()
@@ -131,6 +136,7 @@ class Daemon:
             )
             self._loop()
         finally:
+            self.writer.close()  # the scans already analysed are written before the service says it stops
             notify("STOPPING=1")
             observer.stop()
             observer.join()
@@ -155,26 +161,24 @@ class Daemon:
             if now - last_prune >= PRUNE_EVERY_SECONDS:
                 self.journal.prune(self.config.journal.retention_days)
                 last_prune = now
+            self._note_write_failure()
             if self._disk_low() or not self._storage_works(now):
                 self.stopping.wait(TICK_SECONDS if self._storage_error else 1.0)
                 continue
             ready = self.tracker.ready()
             for arrival in ready:
+                self._note_write_failure()
                 if self.stopping.is_set() or self._disk_low() or self._storage_error:
                     break
                 self.tracker.forget(arrival.scan)
                 if arrival.sidecar is not None:
                     self.tracker.forget(arrival.sidecar)
                 try:
-                    record = self.pipeline.take(arrival.scan, arrival.sidecar)
+                    record, analysis = self.pipeline.analyse_new(arrival.scan, arrival.sidecar)
                 except STORAGE_ERRORS as exc:
                     self._storage_failed(exc)
                     break
-                self.counts[NEEDS_ROI if record.status == NEEDS_ROI else record.state.value] += 1
-                notify(f"STATUS={_counts_text(self.counts)}, {self.tracker.pending} waiting")
-                if ping_every is not None:
-                    notify("WATCHDOG=1")
-                    last_ping = self.clock()
+                self.writer.submit(record, analysis)  # written while the next scan is analysed
             if not ready:
                 inbox, recursive = self.config.paths.inbox, self.config.ingest.recursive
                 if self.exit_when_idle and self.tracker.pending == 0 and not _scans_in(inbox, recursive):
@@ -182,6 +186,23 @@ class Daemon:
                     break
                 due = self.tracker.seconds_until_due()
                 self.stopping.wait(TICK_SECONDS if due is None else min(TICK_SECONDS, due))
+
+    def _finished(self, record: ScanRecord) -> None:
+        """A scan reached its final state (called by the write lane)."""
+        with self._counts_lock:
+            self.counts[NEEDS_ROI if record.status == NEEDS_ROI else record.state.value] += 1
+            status = _counts_text(self.counts)
+        notify(f"STATUS={status}, {self.tracker.pending} waiting")
+        if watchdog_interval() is not None:
+            notify("WATCHDOG=1")  # a finished scan proves the service alive, however long it took
+
+    def _note_write_failure(self) -> None:
+        """A storage error in the write lane pauses the loop and is retried, as one of its own would be (a bug there
+        is raised here)."""
+        self.writer.raise_fatal()
+        failure = self.writer.failure()
+        if failure is not None and self._storage_error is None:
+            self._storage_failed(failure)
 
     def _check_model(self, problem: str | None) -> None:
         """Say once, loudly, that the bundle on disk changed under the service (and once when it is whole again)."""
@@ -217,6 +238,7 @@ class Daemon:
             return True
         if now < self._storage_retry_at:
             return False
+        self.writer.drain()  # the lane holds nothing while the loop finishes the scans itself
         try:
             finished = self.pipeline.recover()
         except STORAGE_ERRORS as exc:
@@ -224,6 +246,7 @@ class Daemon:
             return False
         log.info("writing works again (%d interrupted scan(s) finished): resuming", finished)
         self._storage_error = None
+        self.writer.resume()
         self.tracker.rescan()  # what arrived, or was left unclaimed, meanwhile
         return True
 

@@ -9,8 +9,9 @@ the journal, like the process, does not grow without bound on a device that runs
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +98,9 @@ def _row(record: ScanRecord) -> tuple[object, ...]:
 class Journal:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # One thread at a time uses a journal (the one that runs the daemon's loop, which need not be the one that
-        # built it); the watcher's threads never touch it.
+        # The daemon's loop and its writer thread share the journal, one statement at a time (`_lock`); the
+        # watcher's threads never touch it.
+        self._lock = threading.Lock()
         self._db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -111,14 +113,27 @@ class Journal:
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
+
+    def _change(self, sql: str, parameters: Sequence[object] = ()) -> int:
+        with self._lock:
+            return int(self._db.execute(sql, parameters).rowcount)
+
+    def _rows(self, sql: str, parameters: Sequence[object] = ()) -> list[Any]:
+        with self._lock:
+            return list(self._db.execute(sql, parameters).fetchall())
+
+    def _first(self, sql: str, parameters: Sequence[object] = ()) -> Any:
+        with self._lock:
+            return self._db.execute(sql, parameters).fetchone()
 
     # -- writing: every change of a record goes through `insert` or `advance` ---------------------------------
     def insert(self, record: ScanRecord) -> ScanRecord:
         """Store a new record (RECEIVED, before its file is claimed)."""
         if record.state is not ScanState.RECEIVED:
             raise ValueError(f"a new record starts as received, not {record.state.value}")
-        self._db.execute(
+        self._change(
             f"INSERT INTO scan_records ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})", _row(record)
         )
         return record
@@ -127,70 +142,67 @@ class Journal:
         """Move `record` to `state` (checked by `lifecycle.advance`) and make it durable; returns the new record."""
         moved = advance(record, state, **changes)
         assignments = ", ".join(f"{column} = ?" for column in _COLUMNS[1:])
-        self._db.execute(f"UPDATE scan_records SET {assignments} WHERE scan_id = ?", (*_row(moved)[1:], moved.scan_id))
+        self._change(f"UPDATE scan_records SET {assignments} WHERE scan_id = ?", (*_row(moved)[1:], moved.scan_id))
         return moved
 
     def prune(self, retention_days: float, now: float | None = None) -> int:
         """Delete finished records last changed more than `retention_days` ago; returns how many."""
         cutoff = (time.time() if now is None else now) - retention_days * 86400
         placeholders = ", ".join("?" * len(_FINAL))
-        cursor = self._db.execute(
+        return self._change(
             f"DELETE FROM scan_records WHERE state IN ({placeholders}) AND updated < ?", (*_FINAL, cutoff)
         )
-        return cursor.rowcount
 
     # -- reading -----------------------------------------------------------------------------------------------
     def get(self, scan_id: str) -> ScanRecord | None:
-        row = self._db.execute(f"{_SELECT} WHERE scan_id = ?", (scan_id,)).fetchone()
+        row = self._first(f"{_SELECT} WHERE scan_id = ?", (scan_id,))
         return None if row is None else _record(row)
 
     def unfinished(self) -> list[ScanRecord]:
         """Records a crash left between states, oldest first."""
         placeholders = ", ".join("?" * len(_FINAL))
-        rows = self._db.execute(f"{_SELECT} WHERE state NOT IN ({placeholders}) ORDER BY received", _FINAL)
-        return [_record(row) for row in rows]
+        return [
+            _record(row)
+            for row in self._rows(f"{_SELECT} WHERE state NOT IN ({placeholders}) ORDER BY received", _FINAL)
+        ]
 
-    def since(self, received: float) -> Iterator[ScanRecord]:
-        """Records received at or after `received`, oldest first (read lazily)."""
-        for row in self._db.execute(f"{_SELECT} WHERE received >= ? ORDER BY received", (received,)):
-            yield _record(row)
+    def since(self, received: float) -> list[ScanRecord]:
+        """Records received at or after `received`, oldest first."""
+        return [_record(row) for row in self._rows(f"{_SELECT} WHERE received >= ? ORDER BY received", (received,))]
 
     def result_stem_taken(self, stem: str) -> bool:
-        return self._db.execute("SELECT 1 FROM scan_records WHERE result_stem = ?", (stem,)).fetchone() is not None
+        return self._first("SELECT 1 FROM scan_records WHERE result_stem = ?", (stem,)) is not None
 
     def knows_name(self, name: str) -> bool:
         """Whether a scan or a region sidecar of this name (relative to the inbox) was received before."""
-        found = self._db.execute(
-            "SELECT 1 FROM scan_records WHERE input_name = ? OR sidecar_name = ? LIMIT 1", (name, name)
-        ).fetchone()
+        found = self._first("SELECT 1 FROM scan_records WHERE input_name = ? OR sidecar_name = ? LIMIT 1", (name, name))
         return found is not None
 
     def settled_name_taken(self, name: str) -> bool:
-        found = self._db.execute("SELECT 1 FROM scan_records WHERE settled_name = ?", (name,)).fetchone()
+        found = self._first("SELECT 1 FROM scan_records WHERE settled_name = ?", (name,))
         return found is not None
 
     def first_result_for(self, sha256: str) -> str | None:
         """The result file of the first classified scan with this content (None if there is none)."""
-        row = self._db.execute(
+        row = self._first(
             "SELECT result_stem FROM scan_records WHERE sha256 = ? AND result_stem IS NOT NULL "
             "AND duplicate_of IS NULL AND (status = 'classified' OR status IS NULL) "  # NULL: schema 2, classified
-            "AND state IN ('written', 'archived') "
+            "AND state IN ('analysed', 'written', 'archived') "  # analysed: its result is being written, in order
             "ORDER BY received LIMIT 1",
             (sha256,),
-        ).fetchone()
+        )
         return None if row is None else f"{row[0]}.json"
 
     def counts(self) -> dict[str, int]:
-        rows = self._db.execute("SELECT state, COUNT(*) FROM scan_records GROUP BY state").fetchall()
-        counts = {state: count for state, count in rows}
-        counts["duplicates"] = self._db.execute(
-            "SELECT COUNT(*) FROM scan_records WHERE duplicate_of IS NOT NULL"
-        ).fetchone()[0]
+        counts = {
+            str(state): int(count)
+            for state, count in self._rows("SELECT state, COUNT(*) FROM scan_records GROUP BY state")
+        }
+        duplicates = self._first("SELECT COUNT(*) FROM scan_records WHERE duplicate_of IS NOT NULL")
+        counts["duplicates"] = int(duplicates[0]) if duplicates else 0
         return counts
 
     def last_finished(self) -> ScanRecord | None:
         placeholders = ", ".join("?" * len(_FINAL))
-        row = self._db.execute(
-            f"{_SELECT} WHERE state IN ({placeholders}) ORDER BY updated DESC LIMIT 1", _FINAL
-        ).fetchone()
+        row = self._first(f"{_SELECT} WHERE state IN ({placeholders}) ORDER BY updated DESC LIMIT 1", _FINAL)
         return None if row is None else _record(row)

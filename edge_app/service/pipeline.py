@@ -45,11 +45,24 @@ class ScanPipeline:
 
     def take(self, path: Path, sidecar: Path | None = None) -> ScanRecord:
         """Process one inbox entry (with the region sidecar that came with it) to its final state."""
-        return self.resume(self.claimer.receive(path, sidecar))
+        return self.resume(*self.analyse_new(path, sidecar))
 
-    def resume(self, record: ScanRecord) -> ScanRecord:
-        """Drive `record` from its state to a final one (every step is idempotent, so a repeat is harmless)."""
+    def analyse_new(self, path: Path, sidecar: Path | None = None) -> tuple[ScanRecord, Analysis | None]:
+        """The first half of `take`: receive, claim and analyse; the record is ANALYSED (with its analysis) or
+        REJECTED, and `resume` finishes it (the daemon does that in its writer thread while the next scan is
+        analysed)."""
+        record = self.claimer.receive(path, sidecar)
         analysis: Analysis | None = None
+        while record.state in (ScanState.RECEIVED, ScanState.CLAIMED):
+            if record.state is ScanState.RECEIVED:
+                record = self.claimer.claim(record)
+            else:
+                record, analysis = self._analyse(record)
+        return record, analysis
+
+    def resume(self, record: ScanRecord, analysis: Analysis | None = None) -> ScanRecord:
+        """Drive `record` from its state to a final one (every step is idempotent, so a repeat is harmless); an
+        ANALYSED record's `analysis`, when it is still at hand, is written as it is."""
         while not record.state.final:
             if record.state is ScanState.RECEIVED:
                 record = self.claimer.claim(record)

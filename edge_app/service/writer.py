@@ -96,7 +96,7 @@ def result_document(record: ScanRecord, analysis: Analysis, identity: ModelIdent
         "threshold": identity.threshold,
         "target_sensitivity": identity.target_sensitivity,
         "model": identity.stamp(),
-        "heatmap": record.overlay_file if analysis.overlay_png is not None else None,
+        "heatmap": record.overlay_file if analysis.overlay is not None else None,
         "timings_ms": {key: round(value, 3) for key, value in analysis.timings_ms.items()},
         "created": now_iso(),
         "duplicate_of": record.duplicate_of,
@@ -161,8 +161,9 @@ class ResultWriter:
         """Overlay, the sinks' answers (given the scan's file, `source`), result JSON and audit line of an analysed
         scan; returns the JSON's path."""
         assert record.result_stem is not None, "the result stem is reserved before writing"
-        if analysis.overlay_png is not None:
-            atomic_write(self.results / str(record.overlay_file), analysis.overlay_png)
+        png = analysis.overlay_png  # rendered here, in the daemon's write lane
+        if png is not None:
+            atomic_write(self.results / str(record.overlay_file), png)
         if source is not None:
             for sink in self.sinks:
                 sink.answer(record, analysis, source)

@@ -22,7 +22,7 @@ from harness import SERVICE, config_under, distinct_scan, records, report, runni
 import edge_app.service.daemon as daemon_module
 from edge_app.config import JournalSection
 from edge_app.report.page import PageContext, ResultsPage
-from edge_app.service.analyse import Analysis, Sidecar
+from edge_app.service.analyse import Analysis, Overlay, Sidecar
 from edge_app.service.lifecycle import ScanState
 
 pytestmark = pytest.mark.usefixtures("fake_runtime")  # the service around the model, on the fake model
@@ -34,7 +34,7 @@ class OverlayFakeAnalyser(FakeAnalyser):
     overlay = png(patch(96))
 
     def analyse(self, data: bytes, name: str, sidecar: Sidecar | None = None) -> Analysis:
-        return replace(super().analyse(data, name, sidecar), overlay_png=self.overlay)
+        return replace(super().analyse(data, name, sidecar), overlay=Overlay.encoded(self.overlay))
 
 
 def _rss_mb() -> float:

@@ -31,13 +31,10 @@ from typing import Any
 import cv2
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from edge_app.errors import DataError, run_main
 from edge_app.preprocess import PreprocessConfig, preprocess
+from mammo_train.extra import require_train_extra
 from mammo_train.layout import scan_dataset
 from mammo_train.splits import fold_splits
 
@@ -95,6 +92,10 @@ def out_of_fold_scores(
     features: NDArray[np.float64], labels: NDArray[np.int64], folds: NDArray[np.int64]
 ) -> NDArray[np.float64]:
     """Each image's baseline score from the model trained without its fold."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     scores = np.zeros(len(labels))
     for fold in np.unique(folds):
         train, test = folds != fold, folds == fold
@@ -120,6 +121,8 @@ def permute_within_folds(
 
 def fold_aucs(scores: NDArray[np.float64], labels: NDArray[np.int64], folds: NDArray[np.int64]) -> list[float | None]:
     """Each test fold's AUC (None for a fold holding one class)."""
+    from sklearn.metrics import roc_auc_score
+
     return [
         float(roc_auc_score(labels[folds == fold], scores[folds == fold]))
         if len(np.unique(labels[folds == fold])) == 2
@@ -129,6 +132,8 @@ def fold_aucs(scores: NDArray[np.float64], labels: NDArray[np.int64], folds: NDA
 
 
 def summarise_run(scores: NDArray[np.float64], labels: NDArray[np.int64], folds: NDArray[np.int64]) -> dict[str, Any]:
+    from sklearn.metrics import roc_auc_score
+
     per_fold = fold_aucs(scores, labels, folds)
     known = [auc for auc in per_fold if auc is not None]
     return {
@@ -268,6 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def command() -> int:
+        require_train_extra()  # scikit-learn comes with the workstation's extra
         deep = json.loads(args.deep.read_text()) if args.deep is not None else None
         result = run_baseline(args.data, args.folds, args.by, args.seed, args.permutations, args.input_size, deep)
         args.out.parent.mkdir(parents=True, exist_ok=True)
