@@ -130,3 +130,16 @@ def test_the_reliability_guide_lists_every_bad_input_as_the_suite_found_it() -> 
     )
     text = (REPO / "docs" / "reliability.md").read_text()
     assert all(row in text for row in rows), [row for row in rows if row not in text][:3]
+
+
+def test_every_generated_figure_in_the_docs_is_the_committed_results() -> None:
+    """`mammo-bench docs --check`: the READMEs' figure blocks (benchmarks, peers, regions, MIAS nulls, the demo's and
+    the tests' times) are exactly what the committed result files render to."""
+    from mammo_bench.cli import main as bench_main
+    from mammo_bench.docs import render, stale
+
+    assert stale(REPO) == []
+    assert bench_main(["docs", "--check", "--repo", str(REPO)]) == 0
+    assert {"README.md", "benchmarks/README.md", "benchmarks/results/training.md", "docs/testing.md"} <= set(
+        render(REPO)
+    )

@@ -16,7 +16,7 @@ from typing import Any
 
 from edge_app.errors import DataError
 from mammo_bench.machine import describe_machine
-from mammo_bench.stages import total_minutes
+from mammo_bench.stages import stages_table, total_minutes
 from mammo_bench.summary import peers_section, regions_section, summary_markdown
 
 RESULTS = Path("benchmarks/results")
@@ -58,15 +58,27 @@ def _demo_minutes(repo: Path) -> str:
     return str(total_minutes(_load(repo, RESULTS / "demo-stages.json")))
 
 
+def _demo(repo: Path) -> str:
+    document = _load(repo, RESULTS / "demo-stages.json")
+    return f"{describe_machine(document['machine'])}\n\n```\n{stages_table(document['stages'])}\n```\n"
+
+
+def _test_minutes(repo: Path) -> str:
+    return str(-int(-_load(repo, RESULTS / "ci-run.json")["seconds"] // 60))
+
+
 BLOCKS: dict[tuple[str, str], Callable[[Path], str]] = {
     ("benchmarks/README.md", "x86_64-2core-224"): _summary_224,
     ("benchmarks/README.md", "peers"): _peers,
     ("benchmarks/README.md", "regions"): _regions,
     ("benchmarks/results/training.md", "mias-null"): _mias,
+    ("README.md", "demo"): _demo,
 }
 INLINE: dict[tuple[str, str], Callable[[Path], str]] = {
     # file, a pattern whose one group is the figure
     ("README.md", r"make demo +# .*?\((\d+) min of stages on 2 cores"): _demo_minutes,
+    ("README.md", r"make test +# .*?\((\d+) min on 2 cores"): _test_minutes,
+    ("docs/testing.md", r"\| (\d+) min from a clean clone"): _test_minutes,
 }
 
 

@@ -79,6 +79,8 @@ class OnnxRuntimeInterpreter(_Adapter):
         options.inter_op_num_threads = 1
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # its threads would otherwise spin after each run, taking the cores from the next interleaved case
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         super().__init__(
             [(item.name, _fixed(item.shape)) for item in self.session.get_inputs()],

@@ -78,6 +78,15 @@ def write_outputs(out: Path, content: dict[str, Any]) -> list[Path]:
     return written
 
 
+SHORT_RUNTIMES = {"ai_edge_litert": "LiteRT", "tflite_runtime": "tflite-rt", "onnxruntime": "ORT", "openvino": "OV"}
+
+
+def _short(runtime: str) -> str:
+    """A runtime's name short enough for a plot's tick label."""
+    name = runtime.split(maxsplit=1)[0]
+    return SHORT_RUNTIMES.get(name, name)
+
+
 def plot_latency(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
     """Box plots of each row's samples (model, variant, threads); None without matplotlib or samples."""
     try:
@@ -95,7 +104,7 @@ def plot_latency(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
     axis.boxplot([row["samples_ms"] for row in sampled], showfliers=True)
     axis.set_xticks(
         range(1, len(sampled) + 1),
-        [f"{row['runtime'].split()[0]}\n{row['variant']}\n{row['role'][:4]} t{row['threads']}" for row in sampled],
+        [f"{_short(row['runtime'])}\n{row['variant']}\n{row['role'][:4]} t{row['threads']}" for row in sampled],
         fontsize=7,
     )
     axis.set_ylabel("invoke latency (ms)")
