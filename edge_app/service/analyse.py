@@ -35,8 +35,8 @@ from edge_app.scope import Measured, ScopeLimits, needs_roi_reason
 
 CLASSIFIED = "classified"
 BATCH_LIMIT = 8
-"""Regions classified in one invoke at most: batching makes a region cheaper than a patch file, and the cap bounds
-the activations' memory on a 2 GB board (measured in benchmarks/README.md)."""
+"""Regions classified in one invoke at most: batching makes a region cheaper than a patch file (benchmarks/README.md,
+N = 8), and the cap bounds the activations' memory, which grows with the batch (not yet measured on a 2 GB board)."""
 NEEDS_ROI = "needs_roi"
 
 

@@ -5,8 +5,8 @@ and settles each analysed scan, in the same order, while the loop analyses the n
 the process keeps counters (archived scans answered ``needs_roi`` are counted apart from the classified ones), never
 a list of scans; the journal is the history, pruned to ``[journal] retention_days``. SIGTERM and SIGINT let the
 scans in progress finish, then the observer is stopped and joined and `run` returns 0. Under systemd: ``READY=1``
-once the backlog is recovered, ``WATCHDOG=1`` from this loop at half of ``WATCHDOG_USEC``, ``STATUS=`` with counts,
-``STOPPING=1``.
+once the backlog is recovered, ``WATCHDOG=1`` from this loop at half of ``WATCHDOG_USEC`` and from the write lane
+after each finished scan, ``STATUS=`` with counts, ``STOPPING=1`` once the lane is drained.
 """
 
 from __future__ import annotations
