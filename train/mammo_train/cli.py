@@ -55,6 +55,12 @@ def build_train_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="same data, split and seed give the same weights (op determinism, sequential input pipeline; slower)",
     )
+    parser.add_argument(
+        "--eager",
+        action="store_true",
+        help="run each training step op by op instead of tracing a graph: the trace costs minutes whatever the data, "
+        "so this is faster for a tiny dataset (a smoke run) and slower for a real one",
+    )
     parser.add_argument("--target-sensitivity", type=float, default=defaults.target_sensitivity)
     parser.add_argument("--strategy", default=defaults.strategy, choices=("auto", "default", "mirrored"))
     parser.add_argument("--train-sources", type=_sources, default=(), help="comma list; default all")
@@ -141,6 +147,7 @@ def _train(args: argparse.Namespace) -> int:
         patience=args.patience,
         seed=args.seed,
         deterministic=args.deterministic,
+        eager=args.eager,
         target_sensitivity=args.target_sensitivity,
         strategy=args.strategy,
         train_sources=args.train_sources,

@@ -42,6 +42,7 @@ class RunSettings:
     bn_images: int = 256
     init_from: str = ""
     deterministic: bool = False  # op determinism + a sequential input pipeline: same inputs, same weights
+    eager: bool = False  # each step op by op, no traced graph: faster on a tiny dataset, slower on a real one
     preprocess: dict[str, Any] = field(default_factory=dict)
     scope: dict[str, Any] = field(default_factory=dict)  # the training patches' crop rule and sizes (TrainingScope)
     split_sha256: str = ""

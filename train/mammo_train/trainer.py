@@ -102,6 +102,7 @@ def _fit_phase(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.BinaryCrossentropy(),
         metrics=[keras.metrics.AUC(name="auc")],
+        run_eagerly=settings.eager,  # tracing the two backbones' training step costs minutes, whatever the data
     )
     weights = compute_class_weight("balanced", classes=np.array([0, 1]), y=train.labels)
     model.fit(
