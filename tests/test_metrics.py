@@ -99,3 +99,34 @@ def test_cross_source_selection() -> None:
     with pytest.raises(ValueError, match="not in the split"):
         select_sources(rows, ("CBIS",), ())
     assert select_sources(rows, (), ()) == rows
+
+
+def test_the_chance_of_peaks_in_circles_is_the_poisson_binomial_tail() -> None:
+    """Equal chances give the binomial tail; unequal ones the exact Poisson-binomial one; a peak at the centre of a
+    circle covering a tenth of the image is a hit, one outside it a miss."""
+    from scipy.stats import binom
+
+    from mammo_train.metrics import chance_tail, peak_in_circle
+
+    assert chance_tail(7, np.full(20, 0.3)) == pytest.approx(binom.sf(6, 20, 0.3), rel=1e-12)
+    assert chance_tail(0, np.array([0.2, 0.9])) == pytest.approx(1.0)
+    assert chance_tail(2, np.array([0.2, 0.9])) == pytest.approx(0.18)
+    assert chance_tail(1, np.array([0.2, 0.9])) == pytest.approx(1 - 0.8 * 0.1)
+    radius = math.sqrt(0.1 * 100**2 / math.pi)
+    figures = peak_in_circle([(0.0, radius), (2 * radius, radius)], 100)
+    assert figures is not None and figures.rate == 0.5 and figures.chance == pytest.approx(0.1)
+    assert figures.p_value == pytest.approx(1 - 0.9**2)
+    assert peak_in_circle([], 100) is None
+
+
+def test_the_rank_auc_is_scikit_learns_auc_ties_and_all() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from mammo_train.metrics import rank_auc
+
+    rng = np.random.default_rng(4)
+    for size in (2, 7, 40, 300):
+        labels = rng.integers(0, 2, size)
+        labels[:2] = [0, 1]
+        scores = np.round(rng.random(size), 1)  # coarse: many ties
+        assert rank_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)

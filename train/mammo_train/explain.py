@@ -26,6 +26,7 @@ from edge_app.model import calibrated_probabilities
 from edge_app.preprocess import PreprocessConfig
 from mammo_train.data import load_arrays
 from mammo_train.layout import read_sidecar
+from mammo_train.metrics import peak_in_circle
 from mammo_train.models import BACKBONES, backbone_names, build_explainer
 from mammo_train.runfiles import RunFiles
 
@@ -74,15 +75,6 @@ def _mass_truth(path: Path) -> dict[str, str] | None:
     return read_sidecar(source_dir).get(path.relative_to(source_dir).as_posix())
 
 
-def _peak_in_circle_rates(pairs: list[tuple[float, float]], size: int) -> tuple[float | None, float | None]:
-    """How often the peak lies within the circle, and how often a peak placed at random would (its area share)."""
-    if not pairs:
-        return None, None
-    distances, radii = np.array(pairs).T
-    chance = np.minimum(1.0, np.pi * radii**2 / size**2)
-    return float(np.mean(distances <= radii)), float(np.mean(chance))
-
-
 def explain_run(run: Path, split: str = "test", samples: int = 12, seed: int = 0) -> dict[str, Any]:
     """Grad-CAM overlays for a sample of `split` and the sanity figures, into ``RUN_DIR/gradcam/``.
 
@@ -123,16 +115,18 @@ def explain_run(run: Path, split: str = "test", samples: int = 12, seed: int = 0
     for i in sample:
         name = f"{data.rows[i].path.stem}.p{probabilities[i]:.2f}.label{data.labels[i]}.png"
         cv2.imwrite(str(out / name), overlay(data.images[i, :, :, 0], cams.fused[i]))
-    mass_rate, mass_chance = _peak_in_circle_rates(circles["radius"], config.input_size)
-    body_rate, body_chance = _peak_in_circle_rates(circles["body_radius"], config.input_size)
+    mass = peak_in_circle(circles["radius"], config.input_size)
+    body = peak_in_circle(circles["body_radius"], config.input_size)
     report = {
         "split": split,
         "malignant_correct_with_truth": len(circles["radius"]),
-        "peak_in_mass_rate": mass_rate,
-        "chance_rate": mass_chance,
+        "peak_in_mass_rate": None if mass is None else mass.rate,
+        "chance_rate": None if mass is None else mass.chance,
+        "peak_in_mass_p_value": None if mass is None else mass.p_value,
         "malignant_correct_with_body_truth": len(circles["body_radius"]),
-        "peak_in_body_rate": body_rate,
-        "body_chance_rate": body_chance,
+        "peak_in_body_rate": None if body is None else body.rate,
+        "body_chance_rate": None if body is None else body.chance,
+        "peak_in_body_p_value": None if body is None else body.p_value,
         "randomised_heatmap_correlation_mean": float(np.mean(correlations)),
         "overlays": len(sample),
     }
