@@ -418,7 +418,7 @@ def convert_run(args: argparse.Namespace) -> int:
                 variant, to_tflite(job.classifier, variant, representative), f"classifier_{variant}.tflite"
             )
             job.timings[f"convert_{variant}_s"] = round(time.monotonic() - tick, 1)
-            if candidate.status == "rejected" and variant == "int8" and not args.force:
+            if candidate.status == "rejected" and variant == "int8" and not (args.force or args.no_repair):
                 print(f"int8 missed the gate ({'; '.join(candidate.result['failures'])}): locating the layers ...")
                 candidate = job.repair_int8(candidate)
             if candidate.status == "rejected" and not args.force:

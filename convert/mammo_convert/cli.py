@@ -39,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--debug-images", type=int, default=32, help="int8 repair: fidelity images the per-layer diagnosis runs on"
     )
     parser.add_argument(
+        "--no-repair",
+        action="store_true",
+        help="leave an int8 that misses the gate out at once, without the repair search (a quick conversion)",
+    )
+    parser.add_argument(
         "--force", action="store_true", help="keep variants that fail the gate, unrepaired (the manifest says forced)"
     )
     parser.add_argument("--threads", type=int, default=2)
