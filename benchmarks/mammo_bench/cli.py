@@ -41,6 +41,16 @@ def _names(text: str) -> list[str]:
     return names
 
 
+def _isas(text: str) -> list[str]:
+    from mammo_bench.ci_run import ISA_ENVIRONMENT
+
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [name for name in names if name not in ISA_ENVIRONMENT]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown host kind(s) {', '.join(unknown)}; choose from native, avx2")
+    return names
+
+
 def _timing_arguments(parser: argparse.ArgumentParser, runs: int) -> None:
     parser.add_argument("--threads", type=_ints, default=[1, 2], help="comma list (default 1,2)")
     parser.add_argument("--warmup", type=int, default=3)
@@ -139,6 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--seeds", type=int, default=8, help="seeds 0..K-1")
     gate.add_argument("--work", type=Path, required=True, help="folder for the data, runs and bundles")
     gate.add_argument("--out", type=Path, required=True, help="the table (JSON)")
+
+    ci = commands.add_parser("ci-run", help="`.ci/run` from a clean clone, natively and as on an AVX2-only host")
+    ci.add_argument("--repo", type=Path, default=Path("."), help="the repository whose HEAD is cloned (default: here)")
+    ci.add_argument("--isa", type=_isas, default=["native", "avx2"], help="comma list of native, avx2")
+    ci.add_argument("--out", type=Path, required=True, help="the result file (one run per host kind is kept)")
+    ci.add_argument("--logs", type=Path, default=Path("."), help="where each run's output is written")
 
     everything = commands.add_parser("all", help="latency (+ Keras), pipeline and daemon in one run; summary.md")
     everything.add_argument("bundle", type=Path)
@@ -449,6 +465,20 @@ def run_gate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_ci(args: argparse.Namespace) -> int:
+    from mammo_bench.ci_run import clean_clone_run, record_runs
+
+    runs = []
+    for isa in args.isa:
+        log = args.logs / f"ci-run-{isa}.log"
+        print(f"{isa}: .ci/run from a clean clone (output: {log}) ...", flush=True)
+        run = clean_clone_run(args.repo.resolve(), isa, log)
+        print(json.dumps(run), flush=True)
+        runs.append(run)
+    record_runs(args.out, runs)
+    return 0 if all(run["exit_code"] == 0 for run in runs) else 1
+
+
 def run_compare(args: argparse.Namespace) -> int:
     from mammo_bench.compare import compare_results, comparison_table, exit_code
 
@@ -551,6 +581,7 @@ COMMANDS = {
     "stage": run_stage,
     "stages": run_stages,
     "gate": run_gate,
+    "ci-run": run_ci,
     "dicom": run_dicom,
     "page": run_page,
 }
