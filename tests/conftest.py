@@ -3,8 +3,11 @@ real MIAS films from ``../shared`` when they are there (tests that need them ski
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,20 +27,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-MODEL_GROUPS = {"trained_run": "trained", "bundle": "trained", "shuffled_run": "shuffled", "tiny_run": "tiny"}
+MODEL_GROUPS = {
+    "trained_run": "learning",
+    "learning_bundle": "learning",
+    "shuffled_run": "shuffled",
+    "plumbing_run": "plumbing",
+    "bundle": "plumbing",
+}
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the groups into node ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """`make test` runs two workers (pytest-xdist, ``--dist loadgroup``). The tests of one session-trained model go
-    to one worker together, so each model is trained once: the learning-check hybrid and its bundle (the longest
-    group), the shuffled-labels run, the tiny deterministic run. Everything else spreads over both; TensorFlow's
-    graph tracing is single-threaded, so two trainings side by side use the two cores that one leaves half idle."""
+    """`make test` runs two workers (pytest-xdist, ``--dist loadgroup``). The tests of one session-built model go
+    to one worker together, so each model is built once: the learning check and its bundle, the shuffled-labels run,
+    the plumbing run and its bundle. Everything else spreads over both; TensorFlow's graph tracing is single-threaded,
+    so two builds side by side use the two cores that one leaves half idle. A model's build has a budget of its own
+    (`SessionBuilds`), so the tests that use one time only their own body."""
     for item in items:
         used = set(getattr(item, "fixturenames", ()))
         group = next((MODEL_GROUPS[name] for name in MODEL_GROUPS if name in used), None)
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
+            item.add_marker(pytest.mark.timeout(func_only=True))
 
 
 @pytest.fixture
@@ -144,94 +155,101 @@ def gradient16() -> np.ndarray:
     return ((rows * 1000 + cols * 37) % 65536).astype(np.uint16)
 
 
-# --- trained fixtures (TensorFlow): trained once per session, shared by training, conversion and device tests ---
+# --- trained fixtures (TensorFlow): each built once per session (tests/modelbuild.py), shared by training, conversion
+# and device tests ---
 
-LEARNING_SETTINGS = {"per_class": 80, "copies": 1, "size": 96, "epochs": 4, "batch_size": 16}
+BUILD_BUDGET_S = 1500
+"""What one model build (a training, or a conversion) may take before it counts as failed: the learning check's
+build is the longest (about 10 minutes on an AVX2-only 2-core host, measured in benchmarks/results/ci-run.json)."""
 
 
-def _train_fixture(root: Path, shuffle_labels: bool) -> Path:
-    pytest.importorskip("tensorflow", reason="training needs the train extra (TensorFlow)")
-    from dataclasses import replace as dc_replace
+class SessionBuilds:
+    """Builds each model once per test worker, in a child process (tests/modelbuild.py) with its own budget.
 
-    from mammo_train.evaluate import evaluate_run
-    from mammo_train.layout import scan_dataset
-    from mammo_train.runfiles import RunSettings
-    from mammo_train.splits import make_split, write_splits
-    from mammo_train.trainer import train_run
+    The time goes to no test's timeout (the tests that use these fixtures time only their own body); a build that
+    fails or runs out of time fails every test that needs it with one plain line naming the build and why, instead
+    of a stack per test."""
 
-    s = LEARNING_SETTINGS
-    generate(root / "data", SynthSpec(per_class=s["per_class"], size=s["size"], seed=0, copies=s["copies"]))
-    rows = make_split(scan_dataset(root / "data"), 0.2, 0.25, 0, "mass")
-    if shuffle_labels:  # shuffle labels between groups, so copies still share theirs: nothing left to learn
-        groups = sorted({row.group for row in rows})
-        label_of = {row.group: row.label for row in rows}
-        shuffled = dict(zip(groups, np.random.default_rng(0).permutation([label_of[g] for g in groups]), strict=True))
-        rows = [dc_replace(row, label=int(shuffled[row.group])) for row in rows]
-    write_splits(rows, root / "splits.csv")
-    settings = RunSettings(
-        arch="hybrid",
-        input_size=s["size"],
-        weights="none",
-        epochs=s["epochs"],
-        batch_size=s["batch_size"],
-        learning_rate=1e-3,
-        patience=10,
-        seed=0,
-        deterministic=True,  # the same model every run, so every figure the tests read from it is fixed
-    )
-    files, arrays = train_run(root / "splits.csv", root / "run", settings, verbose=0)
-    evaluate_run(files.path, "test", arrays=arrays)
-    return files.path
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.built: dict[tuple[str, str], Path] = {}
+
+    def get(self, what: str, name: str) -> Path:
+        key = (what, name)
+        if importlib.util.find_spec("tensorflow") is None:
+            pytest.skip("training needs the train extra (TensorFlow)")
+        if key not in self.built:
+            out = self.root / name
+            log = out.with_suffix(f".{what}.log")
+            out.mkdir(parents=True, exist_ok=True)
+            command = [sys.executable, str(REPO / "tests" / "modelbuild.py"), what, name, str(out)]
+            try:
+                with log.open("w") as handle:
+                    subprocess.run(
+                        command, stdout=handle, stderr=subprocess.STDOUT, timeout=BUILD_BUDGET_S, check=True, cwd=REPO
+                    )
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"building the {name} {what} ran past its {BUILD_BUDGET_S} s budget (log: {log})", False)
+            except subprocess.CalledProcessError:
+                last = log.read_text().strip().splitlines()[-1:] or ["(no output)"]
+                pytest.fail(f"building the {name} {what} failed: {last[0]} (log: {log})", False)
+            self.built[key] = out / what
+        return self.built[key]
+
+
+@pytest.fixture(scope="session")
+def builds(tmp_path_factory: pytest.TempPathFactory) -> SessionBuilds:
+    return SessionBuilds(tmp_path_factory.mktemp("models"))
 
 
 def _given_bundle() -> Path | None:
     """``MAMMO_TEST_BUNDLE``: run the slow tests against a bundle already made (`make demo`'s, say) instead of
-    training and converting one (minutes); CI never sets it."""
+    training and converting them (minutes); CI never sets it."""
     given = os.environ.get("MAMMO_TEST_BUNDLE")
     return Path(given).resolve() if given else None
 
 
+def _given_run(bundle: Path) -> Path:
+    from edge_app.manifest import load_manifest
+
+    return Path(load_manifest(bundle).training["run"])
+
+
 @pytest.fixture(scope="session")
-def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained_run(builds: SessionBuilds) -> Path:
     """A hybrid trained from scratch on synthetic data (96 px, 4 epochs): the project's learning check."""
     given = _given_bundle()
-    if given is not None:
-        from edge_app.manifest import load_manifest
-
-        return Path(load_manifest(given).training["run"])
-    return _train_fixture(tmp_path_factory.mktemp("trained"), shuffle_labels=False)
-
-
-TINY_TRAINING = ["--input-size", "32", "--weights", "none", "--epochs", "2", "--batch-size", "8", "--seed", "3"]
-
-
-def train_tiny(split: Path, out: Path) -> Path:
-    """`mammo-train --deterministic` of a tiny hybrid (32 px, 2 epochs): the full training path in a couple of
-    minutes, for the checks that do not depend on what was learned."""
-    from mammo_train.cli import train_main
-
-    arguments = ["--split", str(split), "--out", str(out), *TINY_TRAINING, "--deterministic", "--quiet"]
-    assert train_main(arguments) == 0
-    return out
+    return _given_run(given) if given is not None else builds.get("run", "learning")
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny hybrid trained deterministically on 20 synthetic patches (its split is the run's splits.csv)."""
-    pytest.importorskip("tensorflow", reason="training needs the train extra (TensorFlow)")
-    from mammo_train.layout import scan_dataset
-    from mammo_train.splits import make_split, write_splits
-
-    root = tmp_path_factory.mktemp("tiny")
-    generate(root / "data", SynthSpec(per_class=10, size=48, seed=5, copies=1))
-    write_splits(make_split(scan_dataset(root / "data"), 0.25, 0.25, 0, "mass"), root / "splits.csv")
-    return train_tiny(root / "splits.csv", root / "run")
+def learning_bundle(trained_run: Path, builds: SessionBuilds) -> Path:
+    """The learning check converted (int8 + float32) through the product's gate, recalibration included; verified in
+    the tflite-runtime venv when present."""
+    given = _given_bundle()
+    return given if given is not None else builds.get("bundle", "learning")
 
 
 @pytest.fixture(scope="session")
-def shuffled_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The same run with labels shuffled between groups: must not learn."""
-    return _train_fixture(tmp_path_factory.mktemp("shuffled"), shuffle_labels=True)
+def shuffled_run(builds: SessionBuilds) -> Path:
+    """The learning check's recipe with labels shuffled between groups: must not learn."""
+    return builds.get("run", "shuffled")
+
+
+@pytest.fixture(scope="session")
+def plumbing_run(builds: SessionBuilds) -> Path:
+    """A small hybrid (64 px, 2 epochs, deterministic; its split is the run's splits.csv) for the tests that need a
+    model, not a good one."""
+    given = _given_bundle()
+    return _given_run(given) if given is not None else builds.get("run", "plumbing")
+
+
+@pytest.fixture(scope="session")
+def bundle(plumbing_run: Path, builds: SessionBuilds) -> Path:
+    """The plumbing run converted (int8 + float32, no repair search): what the daemon, benchmark, deployment and
+    conversion-interface tests run."""
+    given = _given_bundle()
+    return given if given is not None else builds.get("bundle", "plumbing")
 
 
 def shipped_variant(bundle: Path) -> str:
@@ -250,27 +268,3 @@ def edge_python(variable: str) -> str:
     if not python:
         pytest.skip(f"{variable} (a device-only venv made by `make test`) is not set")
     return python
-
-
-@pytest.fixture(scope="session")
-def bundle(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The trained run converted (int8 + float32) through the default gate; verified in the tflite-runtime venv when
-    present."""
-    from mammo_convert.cli import main as convert_main
-
-    given = _given_bundle()
-    if given is not None:
-        return given
-    out = tmp_path_factory.mktemp("bundle") / "bundle"
-    extra = (
-        ["--check-python", os.environ["MAMMO_TEST_TFLITE_PYTHON"]] if os.environ.get("MAMMO_TEST_TFLITE_PYTHON") else []
-    )
-    # The default gate's thresholds. Its repair stops after recalibrating (no layer left in float): this model's int8
-    # can need the selective repair, whose attempts would double the suite's time; its reach over many seeds is what
-    # `mammo-bench gate` measures and commits (benchmarks/results/gate-stability.json).
-    extra += ["--float-budget", "0"]
-    code = convert_main(
-        [str(trained_run), "--out", str(out), "--variants", "int8,float32", "--calibration", "96", *extra]
-    )
-    assert code == 0, "the conversion gate rejected the CI model"
-    return out

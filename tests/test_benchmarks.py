@@ -134,17 +134,20 @@ def bench_run(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_latency_rows_follow_the_interface(bench_run: Path, bundle: Path) -> None:
     content = json.loads((bench_run / "latency.json").read_text())
     rows = content["results"]
+    manifest = load_manifest(bundle)
+    size = manifest.preprocess.input_size
     assert {(row["model"], row["threads"]) for row in rows} == {
-        (name, threads) for name in load_manifest(bundle).files for threads in (1, 2)
+        (name, threads) for name in manifest.files for threads in (1, 2)
     }
     for row in rows:
         assert all(row[key] is not None for key in INTERFACE_KEYS)
         assert row["runs"] == 4 and len(row["samples_ms"]) == 4
         assert row["min_ms"] <= row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"] <= row["max_ms"]
         assert 0 < row["peak_rss_mb"] < content["process_peak_rss_mb"]  # one model alone, not all of them
-        assert row["gmacs"] > 0 and row["input_size"] == 96
+        assert row["gmacs"] > 0 and row["input_size"] == size
     classifier = next(row for row in rows if row["model"].startswith("classifier_"))
-    assert classifier["gmacs"] == pytest.approx(1.23, rel=0.05)  # DenseNet121 + ResNet50 at 96 px
+    # DenseNet121 + ResNet50: 6.69 GMAC at 224 px, and every convolution's work scales with the input's area
+    assert classifier["gmacs"] == pytest.approx(6.69 * (size / 224) ** 2, rel=0.05)
     assert content["machine"]["cores"] >= 1 and content["machine"]["runtime"]
     assert (bench_run / "latency.csv").is_file() and (bench_run / "latency.png").is_file()
 
@@ -280,7 +283,7 @@ def test_regions_bench_sets_a_film_against_its_patch_files(bundle: Path, tmp_pat
 
 @pytest.mark.slow
 def test_peer_runtimes_run_the_same_model_with_fidelity_columns(
-    bundle: Path, trained_run: Path, tmp_path: Path
+    bundle: Path, plumbing_run: Path, tmp_path: Path
 ) -> None:
     """ONNX Runtime and OpenVINO rows (float32 and int8) beside LiteRT's and tflite-runtime's in one result file, each
     classifier row with its fidelity against Keras float. The float32 exports are the same graph: they answer as
@@ -291,7 +294,7 @@ def test_peer_runtimes_run_the_same_model_with_fidelity_columns(
     arguments = ["latency", str(bundle), "--variants", "float32", "--threads", "1", "--runs", "2", "--warmup", "0"]
     arguments += ["--peers", str(tmp_path / "peers"), "--export-peers", "--calibration", "8", "--fidelity", "6"]
     arguments += ["--tflite-runtime-python", edge_python("MAMMO_TEST_TFLITE_PYTHON"), "--no-memory"]
-    assert bench_main([*arguments, "--keras", str(trained_run), "--out", str(out)]) == 0
+    assert bench_main([*arguments, "--keras", str(plumbing_run), "--out", str(out)]) == 0
     content = json.loads(out.read_text())
     classifiers = {
         (row["runtime"].split()[0], row["variant"]): row for row in content["results"] if row["role"] == "classifier"
@@ -331,3 +334,19 @@ def test_stage_times_a_step_and_passes_its_exit_code_on(tmp_path: Path) -> None:
     stages = json.loads(out.read_text())["stages"]
     assert [(stage["stage"], stage["exit_code"]) for stage in stages] == [("ok", 0), ("broken", 1)]
     assert all(stage["seconds"] >= 0 for stage in stages) and json.loads(out.read_text())["machine"]["cores"] >= 1
+
+
+def test_ci_run_reads_pytests_closing_line_and_keeps_one_run_per_host_kind(tmp_path: Path) -> None:
+    from edge_app.errors import DataError
+    from mammo_bench.ci_run import outcome_counts, record_runs
+
+    closing = "========== 2 failed, 679 passed, 1 skipped, 3 warnings, 32 errors in 2640.12s (0:44:00) ==========\n"
+    assert outcome_counts("collected\n" + closing) == {"passed": 679, "failed": 2, "errors": 32, "skipped": 1}
+    assert outcome_counts("= 1 error in 3.0s =") == {"passed": 0, "failed": 0, "errors": 1, "skipped": 0}
+    with pytest.raises(DataError, match="no pytest summary line"):
+        outcome_counts("make: *** [Makefile:52: lint] Error 1\n")
+    out = tmp_path / "ci-run.json"
+    record_runs(out, [{"isa": "avx2", "seconds": 1700}, {"isa": "native", "seconds": 1500}])
+    updated = record_runs(out, [{"isa": "native", "seconds": 1400}])
+    assert [(run["isa"], run["seconds"]) for run in updated["runs"]] == [("native", 1400), ("avx2", 1700)]
+    assert json.loads(out.read_text())["seconds"] == 1700  # the slowest kind is what the README quotes

@@ -26,10 +26,10 @@ from mammo_convert.gate import Thresholds
 pytestmark = pytest.mark.slow
 
 
-def test_bundle_holds_verified_files(bundle: Path) -> None:
-    manifest = load_manifest(bundle)
-    report = json.loads((bundle / "report.json").read_text())
-    assert (bundle / "labels.txt").read_text().split() == ["benign", "malignant"]
+def test_bundle_holds_verified_files(learning_bundle: Path) -> None:
+    manifest = load_manifest(learning_bundle)
+    report = json.loads((learning_bundle / "report.json").read_text())
+    assert (learning_bundle / "labels.txt").read_text().split() == ["benign", "malignant"]
     if "int8" in manifest.rejected:  # the gate kept it out on this machine: the bundle says why and what was tried
         assert set(manifest.files) == {"classifier_float32.tflite", "gradcam_head.tflite"}
         assert manifest.rejected["int8"] == report["variants"]["int8"]["failures"] != []
@@ -59,9 +59,9 @@ def test_bundle_holds_verified_files(bundle: Path) -> None:
             )
 
 
-def test_gate_report_follows_the_interface(bundle: Path) -> None:
-    report = json.loads((bundle / "report.json").read_text())
-    manifest = load_manifest(bundle)
+def test_gate_report_follows_the_interface(learning_bundle: Path) -> None:
+    report = json.loads((learning_bundle / "report.json").read_text())
+    manifest = load_manifest(learning_bundle)
     counts = manifest.training["counts"]
     assert report["passed"] is (manifest.rejected == {}) and manifest.training["deterministic"] is True
     assert report["thresholds"] == asdict(Thresholds())  # the product's gate (pinned in test_gate.py), not a looser one
@@ -106,7 +106,7 @@ def _keras_probabilities(bundle: Path, files: list[str]) -> np.ndarray:
     ("variable", "runtime"),
     [("MAMMO_TEST_EDGE_PYTHON", "ai_edge_litert"), ("MAMMO_TEST_TFLITE_PYTHON", "tflite_runtime")],
 )
-def test_device_venv_agrees_with_keras(bundle: Path, variable: str, runtime: str) -> None:
+def test_device_venv_agrees_with_keras(learning_bundle: Path, variable: str, runtime: str) -> None:
     """Each shipped variant, in a device venv, meets the gate's own thresholds on the whole test split (label agreement
     with Keras, AUC drop). Under LiteRT, the runtime the gate measured with, every |probability difference| is also
     within the largest the gate reported over its fidelity set, which holds these very images: the device reproduces
@@ -115,14 +115,14 @@ def test_device_venv_agrees_with_keras(bundle: Path, variable: str, runtime: str
     from sklearn.metrics import roc_auc_score
 
     python = edge_python(variable)
-    files, labels = _test_split(bundle)
-    expected = _keras_probabilities(bundle, files)
-    manifest = load_manifest(bundle)
-    report = json.loads((bundle / "report.json").read_text())
+    files, labels = _test_split(learning_bundle)
+    expected = _keras_probabilities(learning_bundle, files)
+    manifest = load_manifest(learning_bundle)
+    report = json.loads((learning_bundle / "report.json").read_text())
     gate = report["thresholds"]
     for variant in manifest.variants:
         completed = subprocess.run(
-            [python, str(REPO / "tests" / "edge_predict.py"), str(bundle), runtime, variant, *files],
+            [python, str(REPO / "tests" / "edge_predict.py"), str(learning_bundle), runtime, variant, *files],
             capture_output=True,
             text=True,
             check=True,
@@ -181,8 +181,9 @@ def test_wrong_schema_version_is_refused(bundle: Path, tmp_path: Path) -> None:
 
 
 def test_wrong_input_size_is_refused(bundle: Path, tmp_path: Path) -> None:
+    size = load_manifest(bundle).preprocess.input_size
     message = _refusal(_variant_bundle(bundle, tmp_path / "b", lambda m: m["preprocess"].update(input_size=128)))
-    assert "(1, 96, 96, 1)" in message and "128" in message
+    assert f"(1, {size}, {size}, 1)" in message and "128" in message
 
 
 def test_unknown_key_and_missing_file_are_named(bundle: Path, tmp_path: Path) -> None:
@@ -214,12 +215,12 @@ def test_probe_records_each_runtimes_own_reason(tmp_path: Path) -> None:
         assert reason and reason != "ok" and label not in reason and "broken.tflite" not in reason, reason
 
 
-def test_a_failing_gate_writes_no_bundle(tiny_run: Path, tmp_path: Path) -> None:
+def test_a_failing_gate_writes_no_bundle(plumbing_run: Path, tmp_path: Path) -> None:
     from mammo_convert.cli import main as convert_main
 
     out = tmp_path / "bundle"
     code = convert_main(
-        [str(tiny_run), "--out", str(out), "--calibration", "16", "--max-auc-drop", "-1"]  # no model can pass
+        [str(plumbing_run), "--out", str(out), "--calibration", "16", "--max-auc-drop", "-1"]  # no model can pass
     )
     assert code == 1 and not out.exists()
     assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]  # no staging left behind
@@ -229,18 +230,19 @@ def test_a_failing_gate_writes_no_bundle(tiny_run: Path, tmp_path: Path) -> None
 
 
 def test_an_int8_that_stays_off_after_repair_is_left_out_and_float32_serves(
-    trained_run: Path, tmp_path: Path, write_config: object
+    plumbing_run: Path, tmp_path: Path, write_config: object
 ) -> None:
     """A heatmap bar int8 cannot reach (float32 reproduces Keras exactly, so it passes): the repair is tried within
     its MAC budget, then int8 is left out, named in the manifest with its reasons, and refused by the device."""
     from mammo_convert.cli import main as convert_main
 
     out = tmp_path / "bundle"
-    strict = ["--min-heatmap-pearson", "0.995", "--float-budget", "0.002", "--debug-images", "8"]
-    assert convert_main([str(trained_run), "--out", str(out), "--calibration", "16", *strict]) == 0
+    # A budget a single convolution fits in (each is under 1.8% of this model's MACs) but not two of the big ones.
+    strict = ["--min-heatmap-pearson", "0.995", "--float-budget", "0.02", "--debug-images", "8"]
+    assert convert_main([str(plumbing_run), "--out", str(out), "--calibration", "16", *strict]) == 0
     manifest = load_manifest(out)
     assert manifest.variants == ["float32"] and list(manifest.rejected) == ["int8"]
-    assert manifest.rejected["int8"][0].startswith("heatmap Pearson 0.")
+    assert any(reason.startswith("heatmap Pearson 0.") for reason in manifest.rejected["int8"])  # among its reasons
     report = json.loads((out / "report.json").read_text())
     int8 = report["variants"]["int8"]
     assert int8["status"] == "rejected" and report["variants"]["float32"]["status"] == "first"
@@ -251,11 +253,11 @@ def test_an_int8_that_stays_off_after_repair_is_left_out_and_float32_serves(
     recalibrated, *selective = int8["repair_attempts"]
     assert recalibrated["float_layers"] == 0 and recalibrated["failures"]
     assert recalibrated["calibration_images"] % 2 == 0 and recalibrated["calibration_images"] >= 30  # + flips
-    assert selective and all(a["float_macs_share"] <= 0.002 and a["failures"] for a in selective)
+    assert selective and all(a["float_macs_share"] <= 0.02 and a["failures"] for a in selective)
     counts = [a["float_layers"] for a in selective]  # the worst 1, 2, 4... layers, last the most the budget allows
     assert counts[:-1] == [2**k for k in range(len(counts) - 1)] and counts == sorted(set(counts))
     assert not (out / "classifier_int8.tflite").exists()
-    with pytest.raises(BundleError, match=r"no int8 classifier: the fidelity gate rejected it \(heatmap Pearson"):
+    with pytest.raises(BundleError, match=r"no int8 classifier: the fidelity gate rejected it \(.*heatmap Pearson"):
         EdgeModel.load(out, variant="int8", runtime="ai_edge_litert", threads=1)
     assert EdgeModel.load(out, variant="float32", runtime="ai_edge_litert", threads=1).variant == "float32"
 
@@ -275,10 +277,13 @@ def test_an_int8_that_stays_off_after_repair_is_left_out_and_float32_serves(
 def test_each_file_describes_itself_in_tflite_metadata(bundle: Path) -> None:
     from mammo_convert.export import read_metadata
 
-    for name, entry in load_manifest(bundle).files.items():
+    manifest = load_manifest(bundle)
+    for name, entry in manifest.files.items():
         about = read_metadata((bundle / name).read_bytes())
         assert about["labels"] == ["benign", "malignant"] and about["role"] == entry.role
-        assert about["preprocess"]["input_size"] == 96 and set(about["normalisation_in_graph"]) == {
+        assert about["preprocess"]["input_size"] == manifest.preprocess.input_size and set(
+            about["normalisation_in_graph"]
+        ) == {
             "densenet121",
             "resnet50",
         }
@@ -316,3 +321,13 @@ def test_the_bundle_carries_its_own_sample_and_the_device_reproduces_it(bundle: 
         assert result.max_abs_prob_diff_reference == 0.0 and result.failures == []
         assert result.agreement_keras == pytest.approx(report["variants"][variant]["agreement"])
         assert result.max_abs_prob_diff_keras == pytest.approx(report["variants"][variant]["max_abs_prob_diff"])
+
+
+def test_without_the_repair_search_int8_ships_only_as_it_first_passed(bundle: Path) -> None:
+    """The plumbing bundle is converted with ``--no-repair``: int8 is in it exactly when it passed the gate at once,
+    and nothing was tried after a miss."""
+    manifest = load_manifest(bundle)
+    int8 = json.loads((bundle / "report.json").read_text())["variants"]["int8"]
+    assert "repair_attempts" not in int8 and "worst_layers" not in int8
+    assert int8["status"] == ("first" if "int8" in manifest.variants else "rejected")
+    assert ("int8" in manifest.rejected) is (int8["status"] == "rejected")

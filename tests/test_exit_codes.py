@@ -56,7 +56,7 @@ def test_a_tool_that_cannot_start_exits_2_with_one_line(
 
 @pytest.mark.slow
 def test_mammo_train_and_mammo_eval_end_to_end_exit_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`mammo-train`'s main on a tiny dataset (one small baseline, one epoch), then `mammo-eval` on its run."""
+    """`mammo-train`'s main on a tiny dataset (one small baseline, one epoch, eagerly), then `mammo-eval` on its run."""
     assert data_main(["synth", str(tmp_path / "data"), "--per-class", "20", "--size", "32", "--copies", "0"]) == 0
     arguments = [
         "--data",
@@ -68,7 +68,7 @@ def test_mammo_train_and_mammo_eval_end_to_end_exit_0(tmp_path: Path, capsys: py
         "--by",
         "mass",
     ]
-    arguments += ["--input-size", "32", "--weights", "none", "--epochs", "1", "--batch-size", "8", "--quiet"]
+    arguments += ["--input-size", "32", "--weights", "none", "--epochs", "1", "--batch-size", "8", "--eager", "--quiet"]
     assert train_main(arguments) == 0
     assert (tmp_path / "run" / "model.keras").is_file() and (tmp_path / "run" / "metrics.json").is_file()
     assert eval_main([str(tmp_path / "run"), "--gradcam", "0"]) == 0

@@ -5,10 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import train_tiny
+from modelbuild import RECIPES, tool
 
 pytest.importorskip("tensorflow", reason="training needs the train extra (TensorFlow)")
 
@@ -92,11 +93,17 @@ def test_mammo_eval_rewrites_metrics(trained_run: Path, capsys: pytest.CaptureFi
 
 
 def test_gradcam_sanity(trained_run: Path) -> None:
-    """Overlays are written; heatmaps find the mass (and, stricter, its body) far more often than a random peak;
-    a randomised model's heatmaps differ.
+    """Overlays are written; heatmaps find the mass (and, stricter, its body) far more often than a random peak
+    would; a randomised model's heatmaps differ.
 
-    The CI model trains 4 epochs from scratch at 96 px (3x3 maps); the >= 80% acceptance figure is a separate
-    measurement on a trained model (benchmarks/results/training.md).
+    "More often than chance" is a significance test, not a ratio picked by hand: the chance of at least this many
+    peaks inside the circles if each landed at random (the Poisson-binomial tail over each image's circle share) is
+    below 1e-3. Deterministic training gives other weights on another instruction set, so the figure must hold on
+    any CPU: measured on this recipe, p = 6.6e-14 (mass) and 5.4e-18 (body) natively on an AVX-512 host, 3.3e-8 and
+    7.0e-17 with TensorFlow limited to AVX2 (benchmarks/results/gradcam-sanity.json), where the old "twice and three
+    times chance" ratios had only 2.4x against 2x left. The CI model trains 4 epochs from scratch at 96 px (3x3
+    maps); the >= 80% acceptance figure is a separate measurement on a trained model
+    (benchmarks/results/training.md).
     """
     report = explain_run(trained_run, "test", samples=6)
     assert report["overlays"] == 6
@@ -104,14 +111,14 @@ def test_gradcam_sanity(trained_run: Path) -> None:
     assert report["malignant_correct_with_truth"] >= 10
     assert report["malignant_correct_with_body_truth"] == report["malignant_correct_with_truth"]
     assert report["body_chance_rate"] < 0.15 and report["chance_rate"] < 0.4, report
-    assert report["peak_in_mass_rate"] >= 2 * report["chance_rate"], report
-    assert report["peak_in_body_rate"] >= 3 * report["body_chance_rate"], report
+    assert report["peak_in_mass_rate"] > report["chance_rate"] and report["peak_in_mass_p_value"] < 1e-3, report
+    assert report["peak_in_body_rate"] > report["body_chance_rate"] and report["peak_in_body_p_value"] < 1e-3, report
     assert report["randomised_heatmap_correlation_mean"] < 0.5, report
 
 
-def test_two_deterministic_runs_give_bit_identical_test_logits(tiny_run: Path, tmp_path: Path) -> None:
+def test_two_deterministic_runs_give_bit_identical_test_logits(plumbing_run: Path, tmp_path: Path) -> None:
     """`mammo-train --deterministic` twice on the same data, split and seed: the same test logits, bit for bit
-    (a tiny hybrid, so the check is cheap; the mechanism does not depend on size)."""
+    (the plumbing run, trained again in a process of its own; the mechanism does not depend on size)."""
     import keras
     import numpy as np
 
@@ -120,11 +127,13 @@ def test_two_deterministic_runs_give_bit_identical_test_logits(tiny_run: Path, t
     from mammo_train.evaluate import predict_logits
     from mammo_train.splits import read_splits
 
-    second = train_tiny(tiny_run / "splits.csv", tmp_path / "second")
-    rows = read_splits(tiny_run / "splits.csv")
-    test = load_arrays([row for row in rows if row.split == "test"], PreprocessConfig(input_size=32))
+    recipe = RECIPES["plumbing"]
+    second = tmp_path / "second"
+    subprocess.run([tool("mammo-train"), *recipe.train_arguments(plumbing_run / "splits.csv", second)], check=True)
+    rows = read_splits(plumbing_run / "splits.csv")
+    test = load_arrays([row for row in rows if row.split == "test"], PreprocessConfig(input_size=recipe.size))
     logits = []
-    for run in (tiny_run, second):
+    for run in (plumbing_run, second):
         assert json.loads((run / "config.json").read_text())["settings"]["deterministic"] is True
         logits.append(predict_logits(keras.models.load_model(run / "model.keras"), test.images))
     assert len(test) >= 8 and np.ptp(logits[0]) > 0  # real, differing answers, not a constant
