@@ -155,13 +155,36 @@ if [ "$autotune" = 1 ]; then
     act "$venv/bin/mammo-bench" autotune "$link" --write-config "$config"
 fi
 
-# --- the units: the analysis service always; each DICOM unit only when the config asks for it -------------------
-for unit in mammo-edge.service mammo-edge-dicom.service mammo-edge-forward.service; do
+# --- the web app's certificate: made once, self-signed, when it serves beyond loopback and none is configured -------
+cert_dir=$root/etc/mammo-edge/tls
+web_needs_certificate() {  # [web] enabled on an address beyond loopback, without a certificate of its own
+    "$venv/bin/python" - "$config" <<'PY'
+import sys
+from edge_app.config import is_loopback, read_toml
+web = read_toml(sys.argv[1]).get("web", {})
+needed = web.get("enabled") and not is_loopback(web.get("bind_address", "127.0.0.1")) and not web.get("tls_cert")
+sys.exit(0 if needed else 1)
+PY
+}
+if [ "$dry_run" = 0 ] && web_needs_certificate; then
+    if [ ! -f "$cert_dir/device.pem" ]; then
+        act install -d -m 0750 "${owner[@]}" "$cert_dir"
+        act openssl req -x509 -newkey rsa:3072 -sha256 -days 825 -nodes -subj "/CN=$(hostname -f 2>/dev/null || hostname)" \
+            -keyout "$cert_dir/device.key" -out "$cert_dir/device.pem"
+        act chmod 0640 "$cert_dir/device.key"
+        [ ${#owner[@]} -gt 0 ] && act chown "${owner[1]}:${owner[3]}" "$cert_dir/device.key" "$cert_dir/device.pem"
+    fi
+    act sed -i "s|^tls_cert = \"\"|tls_cert = \"/etc/mammo-edge/tls/device.pem\"|; s|^tls_key = \"\"|tls_key = \"/etc/mammo-edge/tls/device.key\"|" "$config"
+    say "the web app serves HTTPS with a self-signed device certificate: $cert_dir/device.pem (replace it with the clinic's)"
+fi
+
+# --- the units: the analysis service always; each network unit only when the config asks for it -----------------
+for unit in mammo-edge.service mammo-edge-dicom.service mammo-edge-forward.service mammo-edge-web.service; do
     act install -m 0644 "$units/$unit" "$unit_dir/$unit"
 done
 enable=(mammo-edge.service)
-for role in listen forward; do
-    unit=mammo-edge-$([ "$role" = listen ] && echo dicom || echo forward).service
+for role in listen forward web; do
+    unit=mammo-edge-$(case $role in listen) echo dicom ;; *) echo "$role" ;; esac).service
     if [ "$dry_run" = 1 ]; then
         echo "would write: $unit_dir/$unit.d/network.conf and enable $unit, if the config enables it"
     elif dropin=$("${edge[@]}" network-dropin "$role" --config "$config" 2>/dev/null); then
@@ -180,7 +203,7 @@ if [ -n "$root" ]; then  # what `systemctl enable` does, by hand: the image star
 else
     act systemctl daemon-reload
     act systemctl enable "${enable[@]}"
-    for unit in mammo-edge-dicom.service mammo-edge-forward.service; do
+    for unit in mammo-edge-dicom.service mammo-edge-forward.service mammo-edge-web.service; do
         [[ " ${enable[*]} " == *" $unit "* ]] || act systemctl disable --now "$unit" 2>/dev/null || true
     done
     [ "$start" = 1 ] && act systemctl restart "${enable[@]}"

@@ -24,7 +24,7 @@ act() {
     if [ "$dry_run" = 1 ]; then echo "would run: $*"; else echo "+ $*"; "$@"; fi
 }
 
-units=(mammo-edge.service mammo-edge-dicom.service mammo-edge-forward.service)
+units=(mammo-edge.service mammo-edge-dicom.service mammo-edge-forward.service mammo-edge-web.service)
 unit_dir=$root/etc/systemd/system
 if [ -z "$root" ]; then
     act systemctl disable --now "${units[@]}" || true

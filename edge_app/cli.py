@@ -124,8 +124,24 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arguments(selftest)
     selftest.add_argument("--all", action="store_true", help="every image of the sample (default: the first 16)")
     selftest.add_argument("--json", type=Path, help="also write the figures here (the Arm check reads them)")
-    dropin = commands.add_parser("network-dropin", help="print the systemd drop-in allowing a DICOM unit its peers")
-    dropin.add_argument("unit", choices=("listen", "forward"))
+    serve = commands.add_parser("serve", help="the reader's web app: results pages and the marking view ([web])")
+    _config_arguments(serve)
+    for noun, verbs, text in (
+        ("web-user", ("add", "remove", "list"), "reader accounts of the web app (passwords hashed with Argon2id)"),
+        ("web-token", ("add", "revoke", "list"), "tokens programs use with the web app's API (only hashes kept)"),
+    ):
+        group = commands.add_parser(noun, help=text).add_subparsers(dest="action", required=True)
+        for action in verbs:
+            command = group.add_parser(action)
+            if action != "list":
+                command.add_argument("name")
+            if noun == "web-user" and action == "add":
+                command.add_argument(
+                    "--password-file", type=Path, help="read the password from this file (- : standard input)"
+                )
+            _config_arguments(command)
+    dropin = commands.add_parser("network-dropin", help="print the systemd drop-in allowing a network unit its peers")
+    dropin.add_argument("unit", choices=("listen", "forward", "web"))
     dropin.add_argument("--config", type=Path, default=None, help="TOML file (default /etc/mammo-edge/config.toml)")
     once = commands.add_parser("once", help="classify files or folders now and print a table")
     once.add_argument("inputs", nargs="+", type=Path)
@@ -187,7 +203,12 @@ def _results_page(results: Path, model: EdgeModel, bundle: Path) -> ResultsPage:
     """The page regenerated after every result, stamped with the model and its operating point; it links the
     bundle's model card (copied beside it)."""
     card = bundle / CARD
-    context = PageContext(model.identity, operating_point(model.manifest.metrics), card if card.is_file() else None)
+    context = PageContext(
+        model.identity,
+        operating_point(model.manifest.metrics),
+        card if card.is_file() else None,
+        model.manifest.heat_scale,
+    )
     return ResultsPage(results, context)
 
 
@@ -350,10 +371,64 @@ def selftest_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def serve_command(args: argparse.Namespace) -> int:
+    from edge_app.web.server import serve
+
+    config, stopping = _start_service(args)
+    serve(config, stopping)
+    return EXIT_OK
+
+
+def _password(source: Path | None) -> str:
+    """From a file, standard input (-), or typed twice at the terminal."""
+    if source is not None:
+        text = sys.stdin.read() if str(source) == "-" else source.read_text()
+        return text.rstrip("\n")
+    import getpass
+
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != first:
+        raise DataError("the two passwords differ; nothing was changed")
+    return first
+
+
+def web_accounts_command(args: argparse.Namespace) -> int:
+    """``web-user`` and ``web-token``: a token is printed once, as the last line; only its hash is kept."""
+    from edge_app.web.server import accounts_for
+
+    config = resolve_config(args.config, _overrides(args))
+    accounts = accounts_for(config)
+    try:
+        if args.command == "web-user":
+            if args.action == "add":
+                accounts.add_user(args.name, _password(args.password_file))
+                print(f"account {args.name} added")
+            elif args.action == "remove":
+                accounts.remove_user(args.name)
+                print(f"account {args.name} removed (its sessions ended)")
+            else:
+                print("\n".join(accounts.users()) or "no accounts")
+        elif args.action == "add":
+            token = accounts.add_token(args.name)
+            print(f"token {args.name} added; it is shown once, only its hash is kept:")
+            print(token)
+        elif args.action == "revoke":
+            accounts.revoke_token(args.name)
+            print(f"token {args.name} revoked")
+        else:
+            for info in accounts.tokens():
+                state = "revoked" if info.revoked is not None else "active"
+                used = "never used" if info.last_used is None else f"last used {time.ctime(info.last_used)}"
+                print(f"{info.name:<24} {state:<8} {used}")
+    finally:
+        accounts.close()
+    return EXIT_OK
+
+
 def network_dropin_command(args: argparse.Namespace) -> int:
     from edge_app.dicom.units import network_dropin
 
-    print(network_dropin(resolve_config(args.config).dicom, args.unit), end="")
+    print(network_dropin(resolve_config(args.config), args.unit), end="")
     return EXIT_OK
 
 
@@ -454,6 +529,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "network-dropin": network_dropin_command,
         "model": model_command,
         "selftest": selftest_command,
+        "serve": serve_command,
+        "web-user": web_accounts_command,
+        "web-token": web_accounts_command,
     }
     return run_main(f"mammo-edge {args.command}", lambda: commands[args.command](args))
 

@@ -111,6 +111,22 @@ class DicomSection:
 
 
 @dataclass(frozen=True)
+class WebSection:
+    """The reader's web app, ``mammo-edge serve`` (off unless enabled). On any address but loopback it serves HTTPS
+    only, with this certificate and key."""
+
+    enabled: bool = False
+    bind_address: str = "127.0.0.1"
+    port: int = 8443
+    tls_cert: str = ""
+    tls_key: str = ""
+    session_idle_minutes: float = 30.0
+    session_max_hours: float = 12.0
+    login_attempts: int = 5  # failed logins per account and per address within login_window_minutes
+    login_window_minutes: float = 15.0
+
+
+@dataclass(frozen=True)
 class Config:
     model: ModelSection = ModelSection()
     paths: PathsSection = PathsSection()
@@ -119,6 +135,7 @@ class Config:
     journal: JournalSection = JournalSection()
     log: LogSection = LogSection()
     dicom: DicomSection = DicomSection()
+    web: WebSection = WebSection()
 
     def to_toml(self) -> str:
         """The effective configuration, as a TOML file that would reproduce it."""
@@ -261,6 +278,7 @@ def _validate(config: Config) -> Config:
     if config.journal.retention_days <= 0:
         raise ConfigError(f"[journal] retention_days must be > 0, got {config.journal.retention_days}")
     _validate_dicom(config.dicom)
+    _validate_web(config.web)
     folders = {
         name: getattr(config.paths, name).resolve() for name in ("inbox", "results", "archive", "quarantine", "outbox")
     }
@@ -298,6 +316,45 @@ def _validate_dicom(dicom: DicomSection) -> None:
         )
 
 
+def is_loopback(address: str) -> bool:
+    """Whether `address` (an IP address or ``localhost``) reaches this machine only."""
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def _validate_web(web: WebSection) -> None:
+    if not 1 <= web.port <= 65535:
+        raise ConfigError(f"[web] port must be 1-65535, got {web.port}")
+    try:
+        ipaddress.ip_address(web.bind_address)
+    except ValueError:
+        if web.bind_address != "localhost":
+            raise ConfigError(f"[web] bind_address: {web.bind_address!r} is not an IP address") from None
+    if bool(web.tls_cert) != bool(web.tls_key):
+        raise ConfigError("[web] tls_cert and tls_key go together: set both, or neither")
+    if not is_loopback(web.bind_address) and not web.tls_cert:
+        raise ConfigError(
+            f"[web] bind_address {web.bind_address} is reachable from the network: it is served over HTTPS only, so "
+            "set tls_cert and tls_key (install.sh makes a self-signed device certificate)"
+        )
+    if web.session_idle_minutes <= 0 or web.session_max_hours <= 0:
+        raise ConfigError("[web] session_idle_minutes and session_max_hours must be > 0")
+    if web.login_attempts < 1 or web.login_window_minutes <= 0:
+        raise ConfigError("[web] login_attempts must be >= 1 and login_window_minutes > 0")
+
+
+def read_toml(path: Path | str) -> dict[str, Any]:
+    """A config file's tables as written (before any check: the installer reads [web] from it this way)."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+
+
 def resolve_config(
     file: Path | None,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
@@ -309,11 +366,7 @@ def resolve_config(
     path = Path(file) if file is not None else Path(environ.get(ENV_PREFIX + "CONFIG", str(DEFAULT_CONFIG)))
     config = Config()
     if path.is_file():
-        try:
-            values = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-        config = _apply(config, values, str(path))
+        config = _apply(config, read_toml(path), str(path))
     elif named:
         raise ConfigError(f"config file {path} not found")
     config = _apply(config, _from_environment(environ), "environment")

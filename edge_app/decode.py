@@ -20,9 +20,10 @@ import io
 import math
 import struct
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -37,6 +38,7 @@ from edge_app.errors import (
 )
 
 Gray8 = NDArray[np.uint8]
+T = TypeVar("T")
 
 SCAN_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".ppm", ".dcm", ".dicom")
 """File names a folder of scans is listed by (``mammo-edge once FOLDER``, benchmarks); decoding itself never looks
@@ -86,6 +88,7 @@ class DecodedImage:
     pixel_spacing_mm: tuple[float, float] | None = None  # (row, column) spacing: PixelSpacing, else ImagerPixelSpacing
     laterality: str | None = None  # ImageLaterality, else Laterality: L or R
     view: str | None = None  # ViewPosition: CC, MLO, ...
+    instance_uid: str | None = None  # SOPInstanceUID: what a DICOM SR or SEG sent with the scan refers to it by
 
 
 def is_dicom(data: bytes) -> bool:
@@ -113,20 +116,25 @@ def decode_file(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImag
     return decode_bytes(Path(path).read_bytes(), max_pixels)
 
 
+def _dicom_guarded(read: Callable[[], T]) -> T:
+    """A DICOM read, with what pydicom raises on a damaged file (it parses a value when it is read) as ours."""
+    from pydicom.errors import BytesLengthException
+
+    try:
+        return read()
+    except InputImageError:
+        raise
+    except (*_DICOM_PARSE_ERRORS, BytesLengthException) as exc:
+        raise TruncatedFileError(f"the DICOM file is incomplete or corrupted: {exc}".splitlines()[0]) from exc
+
+
 def decode_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     """Decode an encoded scan to 8-bit grayscale following the module's intensity rule."""
     kind = sniff_format(data)
     if kind == "DICOM":
-        from pydicom.errors import BytesLengthException
-
-        try:
-            decoded = _decode_dicom(data, max_pixels)
-        except InputImageError:
-            raise
-        except (*_DICOM_PARSE_ERRORS, BytesLengthException) as exc:  # pydicom parses a value when it is read
-            raise TruncatedFileError(f"the DICOM file is incomplete or corrupted: {exc}".splitlines()[0]) from exc
+        decoded = _dicom_guarded(lambda: _decode_dicom(data, max_pixels))
     else:
-        decoded = DecodedImage(_decode_raster(data, kind, max_pixels), kind)
+        decoded = DecodedImage(_pil_to_gray8(_open_raster(data, kind, max_pixels), kind), kind)
     pixels = decoded.pixels
     if pixels.size == 0:
         raise EmptyImageError("the image has no pixels")
@@ -152,7 +160,57 @@ def _check_pixel_count(width: int, height: int, max_pixels: int) -> None:
         )
 
 
-def _decode_raster(data: bytes, kind: str, max_pixels: int) -> Gray8:
+@dataclass(frozen=True)
+class Intensities:
+    """A scan's grey values before the 8-bit step (a DICOM's after its modality LUT), their nominal range and the
+    window the decoder applies by default: what a reader windows in the marking view. `windowed` is LINEAR
+    windowing (PS3.3 C.11.2.1.2); the default view is `decode_bytes`'s own picture, VOI LUT and all."""
+
+    values: NDArray[np.float32]
+    low: float
+    high: float
+    centre: float
+    width: float
+    invert: bool  # MONOCHROME1: bright is low
+
+    def windowed(self, centre: float, width: float) -> Gray8:
+        if not width > 0 or not math.isfinite(centre) or not math.isfinite(width):
+            raise InputImageError(f"a window needs a finite centre and a width > 0, got {centre:g}, {width:g}")
+        unit = (self.values - (centre - width / 2)) / width
+        return scale_to_uint8(1.0 - unit if self.invert else unit, 0.0, 1.0)
+
+
+def decode_intensities(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Intensities:
+    """The scan's `Intensities`, read by the same decoders as `decode_bytes` (8-bit and colour images: 0..255)."""
+    kind = sniff_format(data)
+    if kind == "DICOM":
+        return _dicom_guarded(lambda: _dicom_intensities(data, max_pixels))
+    image = _open_raster(data, kind, max_pixels)
+    if image.mode.startswith("I;16") or image.mode == "I":
+        return _full_range(np.asarray(image, np.float32), 65535.0, invert=False)
+    return _full_range(_pil_to_gray8(image, kind).astype(np.float32), 255.0, invert=False)
+
+
+def _full_range(values: NDArray[np.float32], high: float, invert: bool, low: float = 0.0) -> Intensities:
+    return Intensities(values, low, high, (low + high) / 2, high - low, invert)
+
+
+def _dicom_intensities(data: bytes, max_pixels: int) -> Intensities:
+    from pydicom.pixels.processing import apply_modality_lut
+
+    dataset, pixels = _read_dicom(data, max_pixels)
+    photometric = str(dataset.PhotometricInterpretation).upper()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        return _full_range(_dicom_colour_to_gray8(pixels, dataset, photometric).astype(np.float32), 255.0, False)
+    values = np.asarray(apply_modality_lut(pixels, dataset), np.float32)
+    low, high = _nominal_range(dataset)
+    invert = photometric == "MONOCHROME1"
+    if "WindowCenter" in dataset and "WindowWidth" in dataset and _first(dataset, "WindowWidth") > 0:
+        return Intensities(values, low, high, _first(dataset, "WindowCenter"), _first(dataset, "WindowWidth"), invert)
+    return _full_range(values, high, invert, low)
+
+
+def _open_raster(data: bytes, kind: str, max_pixels: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # bomb and corrupt-metadata warnings become our errors below
@@ -171,7 +229,7 @@ def _decode_raster(data: bytes, kind: str, max_pixels: int) -> Gray8:
     except (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, struct.error) as exc:
         # what Pillow's parsers raise on a damaged header (a TIFF page without its width: TypeError)
         raise TruncatedFileError(f"the {kind} data is incomplete or corrupted: {exc}") from exc
-    return _pil_to_gray8(ImageOps.exif_transpose(opened), kind)
+    return ImageOps.exif_transpose(opened)
 
 
 def _pil_to_gray8(image: Image.Image, kind: str) -> Gray8:
@@ -191,6 +249,21 @@ def _pil_to_gray8(image: Image.Image, kind: str) -> Gray8:
 
 
 def _decode_dicom(data: bytes, max_pixels: int) -> DecodedImage:
+    dataset, pixels = _read_dicom(data, max_pixels)
+    photometric = str(dataset.PhotometricInterpretation).upper()  # decoding the pixels required it
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        gray = _dicom_colour_to_gray8(pixels, dataset, photometric)
+    else:
+        unit = _dicom_monochrome_to_unit(pixels, dataset)
+        gray = scale_to_uint8(1.0 - unit if photometric == "MONOCHROME1" else unit, 0.0, 1.0)
+    laterality = str(dataset.get("ImageLaterality", "") or dataset.get("Laterality", "")).upper() or None
+    view = str(dataset.get("ViewPosition", "")).upper() or None
+    instance = str(dataset.get("SOPInstanceUID", "")) or None
+    return DecodedImage(gray, "DICOM", _pixel_spacing(dataset), laterality, view, instance)
+
+
+def _read_dicom(data: bytes, max_pixels: int) -> tuple[Any, NDArray[Any]]:
+    """The data set and its decoded pixel array, every header check done."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -219,15 +292,7 @@ def _decode_dicom(data: bytes, max_pixels: int) -> DecodedImage:
         raise TruncatedFileError(f"the DICOM pixel data is incomplete: {exc}".splitlines()[0]) from exc
     except (AttributeError, KeyError) as exc:  # pydicom: "Missing required element: (0028,0101) 'Bits Stored'"
         raise UnsupportedFormatError(f"the DICOM header lacks what its pixel data needs: {exc}") from exc
-    photometric = str(dataset.PhotometricInterpretation).upper()  # decoding the pixels required it
-    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        gray = _dicom_colour_to_gray8(pixels, dataset, photometric)
-    else:
-        unit = _dicom_monochrome_to_unit(pixels, dataset)
-        gray = scale_to_uint8(1.0 - unit if photometric == "MONOCHROME1" else unit, 0.0, 1.0)
-    laterality = str(dataset.get("ImageLaterality", "") or dataset.get("Laterality", "")).upper() or None
-    view = str(dataset.get("ViewPosition", "")).upper() or None
-    return DecodedImage(gray, "DICOM", _pixel_spacing(dataset), laterality, view)
+    return dataset, pixels
 
 
 def _check_dicom_geometry(dataset: Any) -> None:

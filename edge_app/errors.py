@@ -123,6 +123,12 @@ class RuntimeUnavailableError(MammoEdgeError):
     stage = "runtime"
 
 
+class AccessError(MammoEdgeError):
+    """The web app's accounts and tokens: a name, password or token that cannot be used as asked."""
+
+    stage = "web"
+
+
 EXIT_OK = 0
 EXIT_SOME_REJECTED = 1
 EXIT_REFUSED = 2

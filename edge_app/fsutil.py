@@ -15,7 +15,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from edge_app.errors import FileTooLargeError, HardLinkError, NotAFileError, UnreadableFileError
+from edge_app.errors import FileTooLargeError, HardLinkError, IngestError, NotAFileError, UnreadableFileError
 
 TEMP_SUFFIX = ".tmp"
 
@@ -68,10 +68,11 @@ _SPECIAL_KINDS = {
 }
 
 
-def read_scan_file(path: Path, max_bytes: int) -> bytes:
+def read_scan_file(path: Path, max_bytes: int, linked_from_archive: bool = False) -> bytes:
     """The bytes of a file the service took into its own folder, read through one descriptor checked first: never
     through a symbolic link (O_NOFOLLOW), never blocking on a pipe or device (O_NONBLOCK, then the type), never a file
-    that has another name somewhere else (a hard link from ``/etc`` would otherwise be read and archived)."""
+    that has another name somewhere else (a hard link from ``/etc`` would otherwise be read and archived), unless the
+    service linked it itself from its archive (`linked_from_archive`: a reader's regions on an archived film)."""
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except PermissionError as exc:
@@ -88,7 +89,7 @@ def read_scan_file(path: Path, max_bytes: int) -> bytes:
                 f"the file is {status.st_size / 1e6:,.0f} MB, over the {max_bytes / 1e6:,.0f} MB that [ingest] "
                 "max_pixels allows a scan; it was not read"
             )
-        if status.st_nlink > 1:
+        if status.st_nlink > 1 and not linked_from_archive:
             raise HardLinkError(
                 f"the file has {status.st_nlink} names (hard links): another may lie outside the inbox, so it was not "
                 "read; copy the scan into the inbox instead of linking it"
@@ -118,6 +119,24 @@ def move_durably(source: Path, target: Path) -> None:
         source.unlink()
     fsync_dir(target.parent)
     fsync_dir(source.parent)
+
+
+def link_durably(source: Path, target: Path) -> None:
+    """A second name for an archived file (a hard link: no second copy of a film's megabytes); across file systems a
+    copy, fsynced. Never follows a symbolic link; the target's folder is fsynced."""
+    if not stat.S_ISREG(os.lstat(source).st_mode):
+        raise IngestError(f"{source.name} is not a regular file: it is never linked or copied")
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+            raise
+        temporary = temp_path(target)
+        shutil.copy2(source, temporary, follow_symlinks=False)
+        with temporary.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    fsync_dir(target.parent)
 
 
 MAX_STEM_BYTES = 200

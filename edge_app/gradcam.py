@@ -16,6 +16,10 @@ and the fused heatmap is:
 3. the sum divided by its maximum, so the heatmap peaks at 1 when there is evidence; a peak under `NO_EVIDENCE`
    (1e-4 logit) is float rounding, not evidence, and leaves the map all zero.
 
+That shape is what the fidelity gate compares. What a reader sees is the same map on one fixed scale per bundle
+(`heat_on_scale`, the manifest's ``heat_scale``): the peak's own evidence in logits over the scale, so a region with
+little evidence shows little heat instead of being stretched to full colour.
+
 There is one implementation of this rule: the Keras reference and the device both call `fuse_heatmaps`.
 """
 
@@ -55,17 +59,38 @@ def place_map(cam: NDArray[np.floating], size: int, centre_offset: float = 0.0) 
     return np.asarray(placed, np.float32)
 
 
-def fuse_heatmaps(
+def fused_evidence(
     maps: Sequence[NDArray[np.floating]], size: int, centre_offsets: Sequence[float] | None = None
-) -> Heatmap:
-    """Fuse raw per-backbone class-activation maps (square, logit units) into one `size x size` map in [0, 1]."""
+) -> NDArray[np.float32]:
+    """The raw per-backbone class-activation maps (square, logit units) placed and summed: steps 1 and 2."""
     if not maps:
         raise ValueError("no class-activation maps to fuse")
     offsets = list(centre_offsets) if centre_offsets is not None else [0.0] * len(maps)
     if len(offsets) != len(maps):
         raise ValueError(f"{len(maps)} maps but {len(offsets)} centre offsets")
     placed = [place_map(cam, size, offset) for cam, offset in zip(maps, offsets, strict=True)]
-    return normalise(np.sum(placed, axis=0))
+    return np.asarray(np.sum(placed, axis=0), np.float32)
+
+
+def fuse_heatmaps(
+    maps: Sequence[NDArray[np.floating]], size: int, centre_offsets: Sequence[float] | None = None
+) -> Heatmap:
+    """Fuse raw per-backbone class-activation maps (square, logit units) into one `size x size` map in [0, 1]."""
+    return normalise(fused_evidence(maps, size, centre_offsets))
+
+
+def evidence_peak(evidence: NDArray[np.floating]) -> float:
+    """The fused map's strongest evidence for malignancy (logit units; 0 when there is none)."""
+    peak = float(np.max(evidence)) if evidence.size else 0.0
+    return peak if peak > NO_EVIDENCE else 0.0
+
+
+def heat_on_scale(heatmap: Heatmap, peak: float, scale: float | None) -> Heatmap:
+    """What is painted: the map in the bundle's fixed units (full colour at `scale` logits, saturating beyond), or,
+    for a bundle without a scale, the map as it is (each region's heat scaled to its own peak)."""
+    if scale is None:
+        return heatmap
+    return np.asarray(np.minimum(1.0, heatmap * np.float32(peak / scale)), np.float32)
 
 
 def overlay(gray: NDArray[np.uint8], heatmap: Heatmap, alpha: float = 0.4) -> NDArray[np.uint8]:

@@ -26,10 +26,11 @@ from edge_app.preprocess import PreprocessConfig
 from edge_app.scope import TrainingScope
 from edge_app.strict import checked_fields
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # 2 added `rejected` and each file's `float_layers`; 3 added `scope` (what the training patches were: crop rule and
-# sizes); 4 added `selftest`. Older bundles read as they are, with the default scope and no self-test set.
-READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4)
+# sizes); 4 added `selftest`; 5 added `heat_scale`. Older bundles read as they are, with the default scope, no
+# self-test set and no heat scale (each region's heat then scaled to its own peak, and the legend says so).
+READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4, 5)
 MANIFEST = "manifest.json"
 LABELS = ("benign", "malignant")
 VARIANTS = ("int8", "float32", "float16", "dynamic")
@@ -93,6 +94,9 @@ class Manifest:
     rejected: dict[str, list[str]] = field(default_factory=dict)  # variant -> why the fidelity gate refused it
     scope: TrainingScope = field(default_factory=TrainingScope)  # the crop rule and patch sizes of the training data
     selftest: SelfTestSet | None = None
+    heat_scale: float | None = None
+    """The Grad-CAM evidence (fused map, malignant-logit units) shown in full colour: the 95th percentile of the peak
+    evidence over the test split, so one scale serves every region and little evidence looks like little heat."""
 
     def classifier(self, variant: str) -> tuple[str, ModelFile]:
         for name, entry in self.files.items():
@@ -158,6 +162,10 @@ def manifest_from_dict(values: Any) -> Manifest:
         raise BundleError(f"manifest labels {list(manifest.labels)} are not {list(LABELS)}")
     if len(manifest.backbones) != len(manifest.centre_offsets):
         raise BundleError("manifest backbones and centre_offsets differ in length")
+    if manifest.heat_scale is not None and not (
+        isinstance(manifest.heat_scale, (int, float)) and 0 < manifest.heat_scale < float("inf")
+    ):
+        raise BundleError(f"manifest heat_scale must be a positive number, got {manifest.heat_scale!r}")
     return manifest
 
 

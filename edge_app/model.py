@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from edge_app.errors import BundleError
-from edge_app.gradcam import Heatmap, fuse_heatmaps
+from edge_app.gradcam import Heatmap, evidence_peak, fused_evidence, normalise
 from edge_app.manifest import Manifest, ModelFile, load_manifest, verify_file
 from edge_app.runtime import Runtime, load_runtime, make_interpreter
 
@@ -98,8 +98,9 @@ class Prediction:
     logit: float
     probability: float
     label: str
-    heatmap: Heatmap | None
+    heatmap: Heatmap | None  # in [0, 1], peaking at 1 where the evidence is strongest
     timings_ms: dict[str, float]
+    evidence: float = 0.0  # the heatmap's peak in malignant-logit units (what `heat_on_scale` paints it by)
 
 
 ModelOpener = Callable[[str, ModelFile], Any]
@@ -228,14 +229,15 @@ class EdgeModel:
         predictions = []
         for position, logit in enumerate(logits.tolist()):
             timings = {"invoke_ms": invoke_ms}
-            fused = None
+            fused, peak = None, 0.0
             if heatmap and self._head is not None:
                 tick = time.perf_counter()
-                fused = self._heatmap({name: values[position : position + 1] for name, values in maps.items()})
+                evidence = self._evidence({name: values[position : position + 1] for name, values in maps.items()})
+                fused, peak = normalise(evidence), evidence_peak(evidence)
                 timings["gradcam_ms"] = (time.perf_counter() - tick) * 1000
             probability = calibrated_probability(logit, self.manifest.temperature)
             label = self.manifest.labels[int(probability >= self.manifest.threshold)]
-            predictions.append(Prediction(logit, probability, label, fused, timings))
+            predictions.append(Prediction(logit, probability, label, fused, timings, peak))
         return predictions
 
     def _batch_size(self, count: int) -> None:
@@ -245,10 +247,10 @@ class EdgeModel:
             self._classifier.resize_tensor_input(detail["index"], [count, *(int(v) for v in detail["shape"][1:])])
             self._classifier.allocate_tensors()
 
-    def _heatmap(self, maps: dict[str, NDArray[np.float32]]) -> Heatmap:
-        """The fused Grad-CAM heatmap of one image's feature maps."""
+    def _evidence(self, maps: dict[str, NDArray[np.float32]]) -> NDArray[np.float32]:
+        """The fused Grad-CAM evidence (logit units) of one image's feature maps."""
         head = self._head_entry
         set_inputs(self._head, {head.inputs[name]: maps[name] for name in self.manifest.backbones})
         self._head.invoke()
         cams = [get_output(self._head, head.outputs[name])[0] for name in self.manifest.backbones]
-        return fuse_heatmaps(cams, self.manifest.preprocess.input_size, self.manifest.centre_offsets)
+        return fused_evidence(cams, self.manifest.preprocess.input_size, self.manifest.centre_offsets)

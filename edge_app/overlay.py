@@ -43,12 +43,15 @@ class RegionView:
     circle: tuple[float, float, float] | None  # (cx, cy, radius) when marked as a circle
     window: Box  # the square the model saw (may reach beyond the image)
     crop: Gray8  # the pixels of that square
-    heatmap: Heatmap | None  # over `window`, in [0, 1]
+    heatmap: Heatmap | None  # over `window`, in [0, 1] on the bundle's heat scale
 
 
-def render(scan: Gray8, regions: Sequence[RegionView], headline: str | None = None) -> BGR:
+def render(
+    scan: Gray8, regions: Sequence[RegionView], headline: str | None = None, heat_scale: float | None = None
+) -> BGR:
     """The composed overlay picture (BGR); `headline`, when given, is written over the top of the scan (what a
-    picture without regions says instead, e.g. why nothing was classified)."""
+    picture without regions says instead, e.g. why nothing was classified); the legend gives the bundle's
+    `heat_scale` (None: an older bundle, each region's heat scaled to its own peak)."""
     height, width = scan.shape
     scale = min(VIEW_SIDE, max(MIN_VIEW_SIDE, height, width)) / max(height, width)
     view_size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -61,7 +64,7 @@ def render(scan: Gray8, regions: Sequence[RegionView], headline: str | None = No
         _outline(view, region, scale)
     if headline is not None:
         _label(view, headline, (4, 18))
-    panel = _panel(regions, view.shape[0])
+    panel = _panel(regions, view.shape[0], heat_scale)
     canvas_height = max(view.shape[0], panel.shape[0]) + CAPTION
     canvas = np.zeros((canvas_height, view.shape[1] + panel.shape[1], 3), np.uint8)
     canvas[: view.shape[0], : view.shape[1]] = view
@@ -129,19 +132,28 @@ def _zoom(region: RegionView) -> BGR:
     return overlay(gray, region.heatmap)
 
 
-def _legend(width: int) -> BGR:
-    """The JET scale from no evidence (left) to the strongest evidence for malignancy in that region (right): each
-    region's heat is scaled to its own peak, so colour compares places within a region, not regions."""
+def heat_legend(heat_scale: float | None) -> str:
+    """What full colour means: the bundle's fixed scale in logits, or (an older bundle) each region's own peak."""
+    if heat_scale is None:
+        return "the region's strongest"
+    return f"{heat_scale:.2f} logit or more"
+
+
+def _legend(width: int, heat_scale: float | None) -> BGR:
+    """The JET scale from no evidence (left) to full colour (right): on a bundle's fixed scale, the malignant logit's
+    Grad-CAM evidence at which colour saturates, the same for every region, so colour compares regions too."""
     legend = np.zeros((LEGEND_HEIGHT, width, 3), np.uint8)
     ramp = np.tile(np.linspace(0, 255, width - 2 * MARGIN).astype(np.uint8), (14, 1))
     legend[22:36, MARGIN : width - MARGIN] = cv2.applyColorMap(ramp, cv2.COLORMAP_JET)
     cv2.putText(legend, "Grad-CAM: evidence for malignancy", (MARGIN, 15), _FONT, 0.45, _TEXT, 1, cv2.LINE_AA)
     cv2.putText(legend, "none", (MARGIN, 51), _FONT, 0.4, _TEXT, 1, cv2.LINE_AA)
-    cv2.putText(legend, "the region's strongest", (width - MARGIN - 128, 51), _FONT, 0.4, _TEXT, 1, cv2.LINE_AA)
+    text = heat_legend(heat_scale)
+    (text_width, _), _ = cv2.getTextSize(text, _FONT, 0.4, 1)
+    cv2.putText(legend, text, (width - MARGIN - text_width, 51), _FONT, 0.4, _TEXT, 1, cv2.LINE_AA)
     return legend
 
 
-def _panel(regions: Sequence[RegionView], view_height: int) -> BGR:
+def _panel(regions: Sequence[RegionView], view_height: int, heat_scale: float | None) -> BGR:
     """Zoomed regions in columns beside the scan, the legend above them."""
     cell = ZOOM_SIDE + CAPTION + MARGIN
     per_column = max(1, (max(view_height, cell + LEGEND_HEIGHT) - LEGEND_HEIGHT) // cell)
@@ -149,7 +161,7 @@ def _panel(regions: Sequence[RegionView], view_height: int) -> BGR:
     width = columns * (ZOOM_SIDE + MARGIN) + MARGIN
     rows = min(len(regions), per_column)
     panel = np.zeros((LEGEND_HEIGHT + rows * cell, width, 3), np.uint8)
-    panel[:LEGEND_HEIGHT, : ZOOM_SIDE + 2 * MARGIN] = _legend(ZOOM_SIDE + 2 * MARGIN)
+    panel[:LEGEND_HEIGHT, : ZOOM_SIDE + 2 * MARGIN] = _legend(ZOOM_SIDE + 2 * MARGIN, heat_scale)
     for index, region in enumerate(regions):
         column, row = divmod(index, per_column)
         x, y = MARGIN + column * (ZOOM_SIDE + MARGIN), LEGEND_HEIGHT + row * cell + CAPTION

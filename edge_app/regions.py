@@ -24,6 +24,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 from edge_app.decode import Gray8, decode_bytes
 from edge_app.errors import InputImageError, RegionError
@@ -31,7 +32,10 @@ from edge_app.strict import checked_fields
 
 ROI_SUFFIX = ".roi.json"
 MASK_SUFFIX = ".mask.png"
-SIDECAR_SUFFIXES = (ROI_SUFFIX, MASK_SUFFIX)
+SEG_SUFFIX = ".seg.dcm"
+SR_SUFFIX = ".sr.dcm"
+SIDECAR_KINDS = {ROI_SUFFIX: "roi", MASK_SUFFIX: "mask", SEG_SUFFIX: "seg", SR_SUFFIX: "sr"}
+SIDECAR_SUFFIXES = tuple(SIDECAR_KINDS)
 MAX_REGIONS = 16
 """More marked regions than this on one view is not a radiologist's annotation; refuse it rather than run 100 crops."""
 MAX_ROI_BYTES = 64 * 1024
@@ -54,13 +58,16 @@ class Box:
 @dataclass(frozen=True)
 class Region:
     """One region of interest: its label, its centre and the radius of a circle enclosing the abnormality (pixels),
-    and the box it was marked with, if it was marked as a box (or is a mask component)."""
+    the box it was marked with, if it was marked as a box (or is a mask component or the bounds of a polygon or an
+    ellipse), and the shape a viewer drew when it was neither a circle nor a box (``point``, ``ellipse``,
+    ``polygon``)."""
 
     label: str
     cx: float
     cy: float
     radius: float
     box: Box | None = None
+    shape: str | None = None
 
     @classmethod
     def from_box(cls, label: str, box: Box) -> Region:
@@ -120,17 +127,15 @@ def whole_image(gray: Gray8) -> tuple[Region, Box]:
 
 
 def sidecar_kind(name: str) -> str | None:
-    """``roi`` or ``mask`` for a sidecar's file name, None for anything else."""
+    """``roi``, ``mask``, ``seg`` (a DICOM Segmentation) or ``sr`` (a DICOM measurement report) for a sidecar's file
+    name, None for anything else."""
     lowered = name.lower()
-    if lowered.endswith(ROI_SUFFIX):
-        return "roi"
-    if lowered.endswith(MASK_SUFFIX):
-        return "mask"
-    return None
+    return next((kind for suffix, kind in SIDECAR_KINDS.items() if lowered.endswith(suffix)), None)
 
 
 def sidecar_names(scan_name: str) -> tuple[str, ...]:
-    """The names a sidecar of `scan_name` (a relative posix path) may have: ``NAME.roi.json``, ``NAME.mask.png``."""
+    """The names a sidecar of `scan_name` (a relative posix path) may have: ``NAME.roi.json``, ``NAME.mask.png``,
+    ``NAME.seg.dcm``, ``NAME.sr.dcm``."""
     path = PurePosixPath(scan_name)
     base = path.with_suffix("") if path.suffix else path
     return tuple(f"{base}{suffix}" for suffix in SIDECAR_SUFFIXES)
@@ -151,11 +156,25 @@ class _BoxSpec:
 
 
 def parse_sidecar(kind: str, data: bytes, width: int, height: int) -> list[Region]:
-    """The regions a ``roi`` or ``mask`` sidecar marks on a `width` x `height` scan; RegionError says what is wrong."""
-    regions = _roi_regions(data, width, height) if kind == "roi" else _mask_regions(data, width, height)
+    """The regions a ``roi`` or ``mask`` sidecar marks on a `width` x `height` scan; RegionError says what is wrong.
+    (A DICOM sidecar names the image it marks: `edge_app.dicomregions` reads those.)"""
+    regions = _roi_regions(data, width, height) if kind == "roi" else mask_regions(_mask(data), width, height)
+    return checked_count(regions)
+
+
+def checked_count(regions: list[Region]) -> list[Region]:
     if len(regions) > MAX_REGIONS:
         raise RegionError(f"the sidecar marks {len(regions)} regions; at most {MAX_REGIONS} per scan")
     return regions
+
+
+def check_inside(region: Region, width: int, height: int) -> Region:
+    """`region`, if its centre lies on the `width` x `height` image; RegionError naming it otherwise."""
+    if not (0 <= region.cx < width and 0 <= region.cy < height):
+        raise RegionError(
+            f"region {region.label!r}: centre ({region.cx:g}, {region.cy:g}) lies outside the {width}x{height} image"
+        )
+    return region
 
 
 def _number(value: Any, where: str) -> float:
@@ -203,9 +222,7 @@ def _roi_regions(data: bytes, width: int, height: int) -> list[Region]:
             radius = _number(fields_["radius"], f"{where} radius")
             if radius <= 0:
                 raise RegionError(f"{where}: radius must be > 0, got {radius:g}")
-            if not (0 <= x < width and 0 <= y < height):
-                raise RegionError(f"{where}: centre ({x:g}, {y:g}) lies outside the {width}x{height} image")
-            regions.append(Region(label, x, y, radius))
+            regions.append(check_inside(Region(label, x, y, radius), width, height))
     labels = [region.label for region in regions]
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
@@ -218,18 +235,22 @@ class _RoiDocument:
     regions: list[Any]
 
 
-def _mask_regions(data: bytes, width: int, height: int) -> list[Region]:
+def _mask(data: bytes) -> NDArray[np.bool_]:
     try:
-        mask = decode_bytes(data).pixels
+        return np.asarray(decode_bytes(data).pixels > 0)
     except InputImageError as exc:
         raise RegionError(f"the .mask.png sidecar marks no region (or cannot be read): {exc}") from exc
+
+
+def mask_regions(mask: NDArray[np.bool_], width: int, height: int, what: str = "the .mask.png sidecar") -> list[Region]:
+    """Each connected component of a `width` x `height` mask is one region (its bounding box)."""
     if mask.shape != (height, width):
         raise RegionError(
-            f"the .mask.png sidecar is {mask.shape[1]}x{mask.shape[0]}, the scan {width}x{height}: a mask must be the "
-            "scan's size"
+            f"{what} is {mask.shape[1]}x{mask.shape[0]}, the scan {width}x{height}: a mask must be the scan's size"
         )
-    # decoding refused a mask of one value, so at least one pixel is marked: there is a component
-    count, _, stats, _ = cv2.connectedComponentsWithStats((mask > 0).astype(np.uint8), connectivity=8)
+    if not mask.any():
+        raise RegionError(f"{what} marks no pixel")
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     regions = []
     for index in range(1, count):
         left, top, box_width, box_height = (int(value) for value in stats[index, :4])

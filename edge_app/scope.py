@@ -129,8 +129,9 @@ def needs_roi_reason(measured: Measured, limits: ScopeLimits, scan_name: str = "
     stem = scan_name.rsplit(".", 1)[0] if "." in scan_name else scan_name
     return (
         f"the image is {size}, {problem} the mass patches this model was trained on ({limits.describe()}), and the "
-        "model answers only for such patches, never for a whole film. Mark the masses to classify: drop "
-        f"{stem}{ROI_SUFFIX} "
+        "model answers only for such patches, never for a whole film. Mark the masses to classify: on the film in "
+        "the device's web app (Films waiting for a region), in your viewer (a DICOM measurement report sent with the "
+        f"film), or drop {stem}{ROI_SUFFIX} "
         '({"regions": [{"label": "A", "x": ..., "y": ..., "radius": ...}]}) or a mask beside the scan and submit '
         "it again"
     )

@@ -48,10 +48,11 @@ class FakeAnalyser:
         if sidecar is None and data.startswith(b"FULL"):
             return Analysis(sha256, NEEDS_ROI, FACTS, (), f"{name} is a full-field film (fake)", None, {})
         labels = sidecar.data.decode().split() if sidecar is not None else ["A"]
+        marked_by, reader = (sidecar.marked_by, sidecar.reader) if sidecar is not None else ("none", None)
         answers = []
         for label in labels:
             digest = hashlib.sha256(data + label.encode()).hexdigest() if sidecar is not None else sha256
             probability = int(digest[0], 16) / 16
             decision = "malignant" if probability >= FAKE_IDENTITY.threshold else "benign"
-            answers.append(RegionAnswer(label, "box", BOX, BOX, probability, 0.0, decision, (5, 5)))
+            answers.append(RegionAnswer(label, "box", marked_by, reader, BOX, BOX, probability, 0.0, decision, (5, 5)))
         return Analysis(sha256, CLASSIFIED, FACTS, tuple(answers), None, Overlay.encoded(OVERLAY), {"invoke_ms": 1.0})

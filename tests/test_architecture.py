@@ -2,8 +2,10 @@
 
 - `edge_app` (the device) never imports the tools (`mammo_train`, `mammo_convert`, `mammo_bench`) or TensorFlow;
   inside it, the pixel and model modules never import the service (`edge_app.service`) or the CLI;
-- the scan's lifecycle (`edge_app.service`) never imports the DICOM node (`edge_app.dicom`): the node's answers are a
-  sink the CLI hands to the writer, and its listener only writes into the inbox;
+- the scan's lifecycle (`edge_app.service`) never imports the DICOM node (`edge_app.dicom`) or the web app
+  (`edge_app.web`): the node's answers are a sink the CLI hands to the writer, its listener only writes into the
+  inbox, and the web app only reads the journal and results and puts readers' submissions in their queue;
+- the web app never imports the DICOM node or the CLI;
 - `mammo_train` never imports `mammo_convert` or the device service, and its data pipeline uses the one
   preprocessing implementation in `edge_app`; `mammo_convert` never imports the device service;
 - `mammo_bench` never imports `mammo_convert`, imports nothing from `edge_app.cli` and no private `edge_app` name,
@@ -42,6 +44,8 @@ PIXEL_AND_MODEL = (
     "probe",
     "selftest",
     "store",
+    "regions",
+    "dicomregions",
 )
 
 
@@ -91,9 +95,12 @@ def test_pixels_and_model_know_nothing_of_the_service(module: str) -> None:
     assert not [name for name in names if name.startswith(DEVICE_SERVICE)]
 
 
-def test_the_lifecycle_knows_nothing_of_the_dicom_node() -> None:
-    assert offenders(REPO / "edge_app" / "service", ("edge_app.dicom",)) == []
-    assert any(file.startswith("edge_app/dicom/") for file in imports(REPO / "edge_app", REPO))  # it is there
+def test_the_lifecycle_knows_nothing_of_the_dicom_node_or_the_web_app() -> None:
+    assert offenders(REPO / "edge_app" / "service", ("edge_app.dicom", "edge_app.web")) == []
+    assert offenders(REPO / "edge_app" / "web", ("edge_app.dicom", "edge_app.cli")) == []
+    everything = imports(REPO / "edge_app", REPO)
+    assert any(file.startswith("edge_app/dicom/") for file in everything)  # they are there
+    assert any(file.startswith("edge_app/web/") for file in everything)
 
 
 def test_device_benchmarks_need_no_training_code_and_no_private_names() -> None:

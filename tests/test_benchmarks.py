@@ -350,3 +350,20 @@ def test_ci_run_reads_pytests_closing_line_and_keeps_one_run_per_host_kind(tmp_p
     updated = record_runs(out, [{"isa": "native", "seconds": 1400}])
     assert [(run["isa"], run["seconds"]) for run in updated["runs"]] == [("native", 1400), ("avx2", 1700)]
     assert json.loads(out.read_text())["seconds"] == 1700  # the slowest kind is what the README quotes
+
+
+@pytest.mark.slow
+def test_the_mark_bench_times_a_readers_submission_against_one_analysis(bundle: Path, tmp_path: Path) -> None:
+    """The daemon and the web app for real, a small film: every round answered (the bench refuses otherwise), the
+    ratio the medians', and the marking view's load in Chromium when it is here (no speed is asserted)."""
+    out = tmp_path / "mark.json"
+    arguments = ["mark", str(bundle), "--variant", shipped_variant(bundle), "--threads", "1", "--rounds", "2"]
+    assert bench_main([*arguments, "--rows", "1024", "--columns", "832", "--out", str(out)]) == 0
+    figures = json.loads(out.read_text())["mark"]
+    assert figures["rounds"] == 2 and (figures["film"]["rows"], figures["film"]["columns"]) == (1024, 832)
+    alone, web = figures["analysis_ms"], figures["submit_to_answer_ms"]
+    assert alone["runs"] == web["runs"] == 2 and 0 < alone["min_ms"] <= alone["p50_ms"] <= alone["max_ms"]
+    assert figures["ratio_p50"] == pytest.approx(web["p50_ms"] / alone["p50_ms"], rel=0.01)
+    view = figures["marking_view_load_s"]
+    assert view is None or (view["runs"] >= 2 and view["min_ms"] > 0)
+    assert bench_main(["mark", str(bundle), "--rounds", "0"]) == 2

@@ -24,7 +24,7 @@ from edge_app.fsutil import sha256_of
 REPO = Path(__file__).resolve().parents[1]
 INSTALL = REPO / "deploy" / "install.sh"
 UNINSTALL = REPO / "deploy" / "uninstall.sh"
-UNITS = ("mammo-edge.service", "mammo-edge-dicom.service", "mammo-edge-forward.service")
+UNITS = ("mammo-edge.service", "mammo-edge-dicom.service", "mammo-edge-forward.service", "mammo-edge-web.service")
 PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = 65, 1
 needs_systemd_analyze = pytest.mark.skipif(
     shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed (make system-tools installs it)"
@@ -97,6 +97,7 @@ def test_a_dry_run_lists_every_action_and_changes_nothing(tmp_path: Path) -> Non
         f"would run: install -m 0644 {REPO}/deploy/config.toml {root}/etc/mammo-edge/config.toml",
         f"would run: {root}/opt/mammo-edge/venv/bin/mammo-edge model install {bundle} --config",
         f"would run: install -m 0644 {REPO}/deploy/../systemd/mammo-edge.service {root}/etc/systemd/system/",
+        f"would run: install -m 0644 {REPO}/deploy/../systemd/mammo-edge-web.service {root}/etc/systemd/system/",
         "would run: ln -sfn /etc/systemd/system/mammo-edge.service",
         f"would run: {root}/opt/mammo-edge/venv/bin/mammo-edge selftest --config",
     ]

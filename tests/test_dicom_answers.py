@@ -24,8 +24,12 @@ from edge_app.service.lifecycle import ScanState, advance, received
 IDENTITY = ModelIdentity("hybrid-test", "1.2", "hybrid", "int8", "model_int8.tflite", "ab" * 32, "fake", 0.42, 0.9)
 FACTS = ImageFacts("DICOM", 400, 600, (40.0, 60.0), "R", "CC")
 REGIONS = (
-    RegionAnswer("A", "box", Box(10, 20, 110, 140), Box(0, 0, 150, 150), 0.873, 1.9, "malignant", (50, 60)),
-    RegionAnswer("B", "circle", Box(200, 300, 260, 360), Box(180, 280, 280, 380), 0.125, -1.9, "benign", None),
+    RegionAnswer(
+        "A", "box", "file", None, Box(10, 20, 110, 140), Box(0, 0, 150, 150), 0.873, 1.9, "malignant", (50, 60)
+    ),
+    RegionAnswer(
+        "B", "circle", "sr", None, Box(200, 300, 260, 360), Box(180, 280, 280, 380), 0.125, -1.9, "benign", None
+    ),
 )
 needs_tools = pytest.mark.skipif(
     shutil.which("dciodvfy") is None or shutil.which("dsrdump") is None,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edge_app.cli import main
-from edge_app.config import Config, DicomForwardSection, DicomSection, resolve_config
+from edge_app.config import Config, DicomForwardSection, DicomSection, WebSection, resolve_config
 from edge_app.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,7 +103,32 @@ def test_network_dropins_allow_only_the_configured_peers(
     assert printed.startswith("# mammo-edge-") and "\n[Service]\n" in printed
 
 
-@pytest.mark.parametrize(("unit", "message"), [("listen", "enabled is false"), ("forward", "host is empty")])
+@pytest.mark.parametrize(
+    ("web", "allowed"),
+    [
+        (WebSection(enabled=True, port=8443), "IPAddressAllow=localhost"),
+        (
+            WebSection(enabled=True, bind_address="10.0.0.5", port=443, tls_cert="c", tls_key="k"),
+            "IPAddressAllow=localhost any",
+        ),
+    ],
+)
+def test_the_web_units_dropin_allows_its_one_port(
+    tmp_path: Path, web: WebSection, allowed: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The unit denies every port and address; the drop-in allows its port, and peers only off loopback."""
+    config = _file(tmp_path, Config(web=web).to_toml())
+    assert main(["network-dropin", "web", "--config", str(config)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[1:] == ["[Service]", f"SocketBindAllow=tcp:{web.port}", allowed]
+    unit = _unit("mammo-edge-web.service")
+    assert unit["SocketBindDeny"] == ["any"] and unit["IPAddressDeny"] == ["any"]
+
+
+@pytest.mark.parametrize(
+    ("unit", "message"),
+    [("listen", "enabled is false"), ("forward", "host is empty"), ("web", "[web] enabled is false")],
+)
 def test_no_dropin_for_a_unit_the_config_leaves_off(
     tmp_path: Path, unit: str, message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

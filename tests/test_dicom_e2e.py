@@ -4,6 +4,7 @@ dsrdump. A film without regions is answered "not analysed", a film with a Segmen
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import threading
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from dicomfiles import encode, mammogram
+from dicomfiles import encode, mammogram, measurement_report
 from dicomnode import free_port, listening, needs_dcmtk, node_config, storescp, storescu
 from fakemodel import FAKE_RUNTIME, write_fake_bundle
 from test_dicom_listen import _segmentation, _send_with_pynetdicom
@@ -25,6 +26,7 @@ from edge_app.cli import _answer_sinks, _load_analyser
 from edge_app.config import Config, DicomForwardSection, IngestSection, ModelSection
 from edge_app.dicom.forward import Forwarder
 from edge_app.dicom.outbox import Outbox
+from edge_app.service.analyse import Sidecar
 from edge_app.service.daemon import Daemon, journal_path
 from edge_app.service.journal import Journal
 
@@ -61,16 +63,27 @@ def test_received_scans_are_answered_in_dicom_and_forwarded_once(tmp_path: Path)
         dicom=replace(config.dicom, forward=DicomForwardSection(host="127.0.0.1", port=pacs_port, retry_seconds=0.5)),
     )
     film, regions_film, patch = _film(900, 700, 1), _film(800, 600, 2), _film(56, 56, 3)
+    viewer_film, highdicom_film = _film(700, 500, 4), _film(700, 500, 5)
     mask = np.zeros((800, 600), bool)
     mask[100:220, 150:260] = True
     segmentation = _segmentation(regions_film, mask)
+    circle = ("CIRCLE", [(250.5, 300.5), (290.5, 300.5)])  # a circle of radius 40 about pixel (250, 300)
+    reports = [
+        measurement_report(viewer_film, [circle], "measurement", repeats=3),  # as OHIF exports it
+        measurement_report(highdicom_film, [circle], "group"),  # TID 1410, highdicom's own layout
+    ]
     sources = tmp_path / "sources"
     sources.mkdir()
     files = []
-    for dataset in (film, regions_film, patch):
+    for dataset in (film, regions_film, patch, viewer_film, highdicom_film):
         path = sources / f"{dataset.SOPInstanceUID}.dcm"
         path.write_bytes(encode(dataset))
         files.append(path)
+    report_files = []
+    for report in reports:
+        path = sources / f"{report.SOPInstanceUID}.report"
+        path.write_bytes(encode(report))
+        report_files.append(path)
 
     analyser = _load_analyser(config)
     stopping = threading.Event()
@@ -83,22 +96,22 @@ def test_received_scans_are_answered_in_dicom_and_forwarded_once(tmp_path: Path)
             for thread in threads:
                 thread.start()
             assert daemon.ready.wait(30)
-            sent = storescu(node.port, *files)
+            sent = storescu(node.port, *report_files, *files)  # each film with its report, the report first
             assert sent.returncode == 0, sent.stdout + sent.stderr
             assert _send_with_pynetdicom(node.port, segmentation) == 0
             assert storescu(node.port, files[2]).returncode == 0  # sent twice
             answers = config.paths.results / "dicom"
-            _wait(lambda: len(list(answers.glob("*.dcm"))) == 6)  # an SR and an SC per image, the PACS still down
+            _wait(lambda: len(list(answers.glob("*.dcm"))) == 10)  # an SR and an SC per image, the PACS still down
             assert storescu(node.port, files[2]).returncode == 0  # and again after it was analysed
             time.sleep(1.0)
             with storescp(received, pacs_port):
-                _wait(lambda: len(list(received.iterdir())) == 6)
+                _wait(lambda: len(list(received.iterdir())) == 10)
                 time.sleep(1.5)  # rounds go on: nothing arrives twice
     finally:
         stopping.set()
         for thread in threads:
             thread.join(timeout=60)
-    assert len(list(received.iterdir())) == 6 and len(list((config.paths.results / "dicom").iterdir())) == 6
+    assert len(list(received.iterdir())) == 10 and len(list((config.paths.results / "dicom").iterdir())) == 10
 
     journal = Journal(journal_path(config))
     records = list(journal.since(0))
@@ -106,19 +119,31 @@ def test_received_scans_are_answered_in_dicom_and_forwarded_once(tmp_path: Path)
     assert sorted(record.input_name for record in records) == sorted(path.name for path in files)  # each once
     by_name = {record.input_name: record for record in records}
     assert by_name[files[0].name].status == "needs_roi"
-    assert by_name[files[1].name].sidecar_name == f"{regions_film.SOPInstanceUID}.mask.png"
+    assert by_name[files[1].name].sidecar_name == f"{regions_film.SOPInstanceUID}.seg.dcm"
     assert by_name[files[1].name].status == by_name[files[2].name].status == "classified"
+    for source in (viewer_film, highdicom_film):  # classified at the region the reader's viewer marked
+        record = by_name[f"{source.SOPInstanceUID}.dcm"]
+        assert record.sidecar_name == f"{source.SOPInstanceUID}.sr.dcm" and record.status == "classified"
+        result = json.loads((config.paths.results / str(record.result_file)).read_text())
+        (region,) = result["regions"]
+        assert (region["marked_by"], region["marked_as"], region["box"]) == ("sr", "circle", [210, 260, 290, 340])
+        roi = Sidecar("x.roi.json", "roi", b'{"regions": [{"x": 250, "y": 300, "radius": 40}]}')
+        alone = analyser.analyse(encode(source), "film.dcm", roi).regions[0].probability
+        assert region["probability"] == pytest.approx(alone, abs=1e-6)
+    segmented = json.loads((config.paths.results / str(by_name[files[1].name].result_file)).read_text())
+    assert {region["marked_by"] for region in segmented["regions"]} == {"seg"}
 
-    reports = {}
+    answered = {}
     for path in received.iterdir():
         instance = pydicom.dcmread(path)
         if instance.Modality == "SR":
             source = instance.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
-            reports[source.ReferencedSOPSequence[0].ReferencedSOPInstanceUID] = path
-        expected = {film.StudyInstanceUID, regions_film.StudyInstanceUID, patch.StudyInstanceUID}
+            answered[source.ReferencedSOPSequence[0].ReferencedSOPInstanceUID] = path
+        expected = {image.StudyInstanceUID for image in (film, regions_film, patch, viewer_film, highdicom_film)}
         assert instance.StudyInstanceUID in expected
-    assert set(reports) == {film.SOPInstanceUID, regions_film.SOPInstanceUID, patch.SOPInstanceUID}
-    for uid, path in reports.items():
+    images = (film, regions_film, patch, viewer_film, highdicom_film)
+    assert set(answered) == {image.SOPInstanceUID for image in images}
+    for uid, path in answered.items():
         dump = subprocess.run(["dsrdump", "+Pl", str(path)], capture_output=True, text=True, check=True).stdout
         if uid == film.SOPInstanceUID:
             assert "Not analysed: no region of interest was given" in dump and "Probability of cancer" not in dump

@@ -15,7 +15,7 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
-from dicomfiles import encode, mammogram
+from dicomfiles import encode, mammogram, measurement_report
 from dicomnode import SENDER, echoscu, listening, needs_dcmtk, node_config, storescu, wait_for_port
 from pydicom.pixels.encoders.base import get_encoder
 from pydicom.uid import CTImageStorage, JPEG2000Lossless, JPEGLSLossless, RLELossless, generate_uid
@@ -26,8 +26,8 @@ from edge_app.config import DicomSection
 from edge_app.decode import decode_bytes
 from edge_app.dicom import listen
 from edge_app.dicom.listen import StorageListener, decodable_syntaxes, is_uid
+from edge_app.dicomregions import seg_regions, sr_regions
 from edge_app.errors import ConfigError
-from edge_app.regions import parse_sidecar
 from edge_app.service.daemon import journal_path
 from edge_app.service.journal import Journal
 from edge_app.service.lifecycle import received
@@ -208,9 +208,9 @@ def test_a_segmentation_becomes_the_region_sidecar_of_the_image_it_references(tm
     segmentation = _segmentation(source, mask)
     with listening(node_config(tmp_path)) as node:
         assert _send_with_pynetdicom(node.port, segmentation) == listen.SUCCESS
-        sidecar = node.inbox / f"{source.SOPInstanceUID}.mask.png"
+        sidecar = node.inbox / f"{source.SOPInstanceUID}.seg.dcm"
         assert _stored(node.inbox) == [sidecar.name]
-        regions = parse_sidecar("mask", sidecar.read_bytes(), 160, 200)
+        regions = seg_regions(sidecar.read_bytes(), source.SOPInstanceUID, 160, 200)
         boxes = sorted((region.bounds(160, 200).x0, region.bounds(160, 200).y0) for region in regions)
         assert boxes == [(30, 40), (100, 120)]
         sidecar.unlink()  # taken by the daemon, which recorded it as the scan's sidecar: a re-send is not stored
@@ -219,6 +219,26 @@ def test_a_segmentation_becomes_the_region_sidecar_of_the_image_it_references(tm
         journal.close()
         assert _send_with_pynetdicom(node.port, segmentation) == listen.SUCCESS
         assert _stored(node.inbox) == []
+
+
+@pytest.mark.parametrize("layout", ["group", "measurement"])
+def test_a_measurement_report_becomes_the_region_sidecar_of_each_image_it_marks(tmp_path: Path, layout: str) -> None:
+    first = pydicom.dcmread(_mammogram_file(tmp_path, 200, 160))
+    second = pydicom.dcmread(_mammogram_file(tmp_path, 200, 161))
+    circle = ("CIRCLE", [(80.5, 60.5), (100.5, 60.5)])
+    report = measurement_report(first, [circle], layout)
+    both = measurement_report(first, [circle], layout, marks=[(second, circle)])
+    with listening(node_config(tmp_path)) as node:
+        assert _send_with_pynetdicom(node.port, report) == listen.SUCCESS
+        assert _stored(node.inbox) == [f"{first.SOPInstanceUID}.sr.dcm"]
+        stored = (node.inbox / f"{first.SOPInstanceUID}.sr.dcm").read_bytes()
+        assert pydicom.dcmread(io.BytesIO(stored)).SOPInstanceUID == report.SOPInstanceUID  # kept as it came
+        assert sr_regions(stored, first.SOPInstanceUID, 160, 200, 8.0)[0].radius == 20.0
+        (node.inbox / f"{first.SOPInstanceUID}.sr.dcm").unlink()
+        assert _send_with_pynetdicom(node.port, both) == listen.SUCCESS  # marks two images: a sidecar each
+        assert sorted(_stored(node.inbox)) == sorted(f"{image.SOPInstanceUID}.sr.dcm" for image in (first, second))
+        nothing = measurement_report(first, [], layout)
+        assert _send_with_pynetdicom(node.port, nothing) == listen.DATASET_DOES_NOT_MATCH
 
 
 @needs_dcmtk

@@ -264,7 +264,10 @@ def test_every_file_is_checked_for_presence_size_and_sha256(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda v: v.update(schema_version=5), r"schema version 5 is not supported \(this device reads 1, 2, 3, 4\)"),
+        (
+            lambda v: v.update(schema_version=6),
+            r"schema version 6 is not supported \(this device reads 1, 2, 3, 4, 5\)",
+        ),
         (lambda v: v.update(labels=["normal", "cancer"]), r"labels \['normal', 'cancer'\] are not \['benign', 'mal"),
         (lambda v: v.update(centre_offsets=[0.0]), r"^manifest backbones and centre_offsets differ in length$"),
         (lambda v: v.update(files={}), r"^manifest files must be a non-empty object$"),
@@ -561,7 +564,7 @@ def test_the_analysis_records_the_scan_its_regions_and_each_stages_time(
     clock = _TickingClock()
     monkeypatch.setattr(analyse_module, "time", clock)
     drawn: list[Any] = []
-    monkeypatch.setattr(analyse_module, "render", lambda gray, views: drawn.append((gray, views)) or gray)
+    monkeypatch.setattr(analyse_module, "render", lambda gray, views, **_: drawn.append((gray, views)) or gray)
     analyser = ModelAnalyser(model, 10**7, ScopeLimits.resolve(model.manifest.scope))  # type: ignore[arg-type]
 
     film = _film(300, 400)

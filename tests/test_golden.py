@@ -98,8 +98,10 @@ def test_the_overlay_is_exactly_reproducible() -> None:
     )
     picture = render(film, [circle, box, unexplained])
     assert picture.dtype == np.uint8 and picture.shape[2] == 3
-    assert _digest(picture) == "af7ea7cb586a8c0d"
-    assert _digest(render(film[:60, :60], [])) == "6c99d07b9a1984c0"  # a small patch, enlarged, with nothing marked
+    assert _digest(picture) == "1c5bf9445bd797d2"  # an older bundle: each region's heat to its own peak
+    scaled = render(film, [circle, box, unexplained], heat_scale=1.25)
+    assert _digest(scaled) == "c8801b0cfb85297d" and not np.array_equal(scaled, picture)  # the legend says 1.25 logit
+    assert _digest(render(film[:60, :60], [])) == "54ddb67f930e047d"  # a small patch, enlarged, with nothing marked
     assert _digest(overlay(film[:64, :64], _heat(8, (2, 5)))) == "53b226efb2237a94"
 
 
@@ -134,4 +136,4 @@ def test_many_regions_fill_columns_beside_a_tall_film() -> None:
     )  # its window reaches past the corner
     picture = render(film, [*views, edge])
     assert picture.shape == (1024 + 22, 427 + 3 * (256 + 12) + 12, 3)
-    assert _digest(picture) == "adb217bed3708917"
+    assert _digest(picture) == "2e8d135e55677702"

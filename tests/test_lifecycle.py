@@ -653,14 +653,15 @@ def test_watcher_events_only_point_the_tracker_at_paths(tmp_path: Path) -> None:
     from edge_app.service.intake import InboxTracker, _Handler
 
     tracker = InboxTracker(tmp_path, settle_seconds=0.0, recursive=True, limit=10, clock=FakeClock())
-    handler = _Handler(tracker)
+    wake = threading.Event()
+    handler = _Handler(tracker, wake)
     (tmp_path / "sub").mkdir()
     handler.on_any_event(DirCreatedEvent(str(tmp_path / "sub")))  # a folder is not a scan
     handler.on_any_event(FileCreatedEvent(str(tmp_path / "a.png")))
     handler.on_any_event(FileMovedEvent(str(tmp_path / "b.png.part"), str(tmp_path / "b.png")))  # renamed complete
     handler.on_any_event(FileCreatedEvent(str(tmp_path / "c.png").encode()))  # bytes paths, as some observers give
     handler.on_any_event(FileCreatedEvent(str(tmp_path.parent / "elsewhere.png")))  # outside the inbox: ignored
-    assert tracker.pending == 3
+    assert tracker.pending == 3 and wake.is_set()  # and the loop is woken to look at once
 
 
 @pytest.mark.parametrize(
@@ -701,11 +702,12 @@ def test_the_queue_limit_bounds_what_is_tracked(tmp_path: Path) -> None:
     assert tracker.pending == 2
 
 
-class _SteppingStop(threading.Event):
+class _SteppingWake(threading.Event):
     """The loop's idle wait, on a fake clock: each wait is half a second; the twelfth asks the loop to stop."""
 
-    def __init__(self) -> None:
+    def __init__(self, stopping: threading.Event) -> None:
         super().__init__()
+        self.stopping = stopping
         self.now = 1000.0
         self.waits = 0
 
@@ -713,8 +715,8 @@ class _SteppingStop(threading.Event):
         self.now += 0.5
         self.waits += 1
         if self.waits == 12:
-            self.set()
-        return self.is_set()
+            self.stopping.set()
+        return False
 
 
 def test_the_loop_pings_rescans_and_prunes_by_its_own_clock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -724,15 +726,16 @@ def test_the_loop_pings_rescans_and_prunes_by_its_own_clock(tmp_path: Path, monk
     monkeypatch.setattr(daemon_module, "notify", lambda message: messages.append(message) or True)
     monkeypatch.setattr(daemon_module, "watchdog_interval", lambda: 1.0)
     monkeypatch.setattr(daemon_module, "PRUNE_EVERY_SECONDS", 3.0)
-    stopping = _SteppingStop()
+    stopping = threading.Event()
+    wake = _SteppingWake(stopping)
     config = _config(tmp_path)
     config = Config(paths=config.paths, ingest=IngestSection(settle_seconds=0.0, rescan_seconds=2.0))
-    daemon = Daemon(config, FakeAnalyser(), stopping=stopping, clock=lambda: stopping.now)
+    daemon = Daemon(config, FakeAnalyser(), stopping=stopping, clock=lambda: wake.now, wake=wake)
     rescans: list[float] = []
     prunes: list[float] = []
     real_rescan, real_prune = daemon.tracker.rescan, daemon.journal.prune
-    monkeypatch.setattr(daemon.tracker, "rescan", lambda: rescans.append(stopping.now) or real_rescan())
-    monkeypatch.setattr(daemon.journal, "prune", lambda days: prunes.append(stopping.now) or real_prune(days))
+    monkeypatch.setattr(daemon.tracker, "rescan", lambda: rescans.append(wake.now) or real_rescan())
+    monkeypatch.setattr(daemon.journal, "prune", lambda days: prunes.append(wake.now) or real_prune(days))
     daemon.run()
     # twelve idle turns, half a second apart (1000.0 ... 1005.5): a ping every second, a rescan every two, a prune
     # every three, each besides the ones at start

@@ -268,5 +268,5 @@ def test_run_check_config_and_status_exit_codes(tmp_path: Path, capsys: pytest.C
         assert main([command, "--config", str(broken)]) == 2
         assert "is not a model bundle" in capsys.readouterr().err
     with pytest.raises(SystemExit) as usage:
-        main(["serve"])
+        main(["fly"])
     assert usage.value.code == 2

@@ -169,9 +169,15 @@ def test_a_bad_mask_is_refused(mask: np.ndarray, size: tuple[int, int], message:
 
 
 def test_sidecar_names_belong_to_their_scan() -> None:
-    assert sidecar_names("nested/film 1.dcm") == ("nested/film 1.roi.json", "nested/film 1.mask.png")
-    assert sidecar_names("noext") == ("noext.roi.json", "noext.mask.png")
-    assert [sidecar_kind(n) for n in ("a.ROI.json", "a.mask.png", "a.png", "a.json")] == ["roi", "mask", None, None]
+    assert sidecar_names("nested/film 1.dcm") == (
+        "nested/film 1.roi.json",
+        "nested/film 1.mask.png",
+        "nested/film 1.seg.dcm",
+        "nested/film 1.sr.dcm",
+    )
+    assert sidecar_names("noext")[:2] == ("noext.roi.json", "noext.mask.png")
+    names = ("a.ROI.json", "a.mask.png", "a.SEG.dcm", "a.sr.dcm", "a.png", "a.json", "a.dcm")
+    assert [sidecar_kind(n) for n in names] == ["roi", "mask", "seg", "sr", None, None, None]
 
 
 def test_the_crop_rule_centres_the_region_and_pads_beyond_the_edge_with_black() -> None:
@@ -389,8 +395,9 @@ def test_the_needs_roi_reason_in_full() -> None:
     assert reason == (
         "the image is 400x300 px (40 x 30 mm), larger than the mass patches this model was trained on (20..100 px a "
         "side, at most 30 mm), and the model answers only for such patches, never for a whole film. Mark the masses to "
-        'classify: drop left.cc.v2.roi.json ({"regions": [{"label": "A", "x": ..., "y": ..., "radius": ...}]}) or a '
-        "mask beside the scan and submit it again"
+        "classify: on the film in the device's web app (Films waiting for a region), in your viewer (a DICOM "
+        'measurement report sent with the film), or drop left.cc.v2.roi.json ({"regions": [{"label": "A", "x": ..., '
+        '"y": ..., "radius": ...}]}) or a mask beside the scan and submit it again'
     )
     assert "drop NAME.roi.json" in (needs_roi_reason(Measured(5, 5, None), limits) or "")
     assert "drop film.roi.json" in (needs_roi_reason(Measured(5, 5, None), limits, "film") or "")

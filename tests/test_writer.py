@@ -18,8 +18,12 @@ from edge_app.service.writer import AUDIT_FIELDS, NOTICE, ResultWriter, result_s
 
 FACTS = ImageFacts("DICOM", 400, 300, (40.0, 30.0), "L", "CC")
 ANSWERS = (
-    RegionAnswer("A", "circle", Box(1, 2, 3, 4), Box(0, 0, 8, 8), 0.12345678, -1.23456789, "benign", (2, 3)),
-    RegionAnswer("B", "box", Box(5, 6, 7, 8), Box(4, 4, 12, 12), 0.87654321, 1.9876543, "malignant", None),
+    RegionAnswer(
+        "A", "circle", "file", None, Box(1, 2, 3, 4), Box(0, 0, 8, 8), 0.12345678, -1.23456789, "benign", (2, 3)
+    ),
+    RegionAnswer(
+        "B", "box", "reader", "dr.lee", Box(5, 6, 7, 8), Box(4, 4, 12, 12), 0.87654321, 1.9876543, "malignant", None
+    ),
 )
 
 
@@ -47,14 +51,14 @@ def test_a_result_document_holds_the_whole_answer(tmp_path: Path) -> None:
     analysis = Analysis(
         "e" * 64, "classified", FACTS, ANSWERS, None, Overlay.encoded(b"png bytes"), {"invoke_ms": 12.34567}
     )
-    path = writer.write_result(_record(duplicate_of="older.json"), analysis)
+    path = writer.write_result(_record(duplicate_of="older.json", answers="0a1b2c", reader="dr.lee"), analysis)
     document = json.loads(path.read_text())
     validate(document, result_schema())
     created = document.pop("created")
     assert created.endswith("+00:00") and len(created) == len("2026-01-01T00:00:00.000+00:00")
     assert document == {
         "schema": "mammo-edge/result",
-        "schema_version": 2,
+        "schema_version": 3,
         "id": "abc123",
         "input": "sub/film.dcm",
         "sidecar": "sub/film.roi.json",
@@ -73,6 +77,8 @@ def test_a_result_document_holds_the_whole_answer(tmp_path: Path) -> None:
             {
                 "label": "A",
                 "marked_as": "circle",
+                "marked_by": "file",
+                "reader": None,
                 "box": [1, 2, 3, 4],
                 "crop": [0, 0, 8, 8],
                 "probability": 0.123457,
@@ -83,6 +89,8 @@ def test_a_result_document_holds_the_whole_answer(tmp_path: Path) -> None:
             {
                 "label": "B",
                 "marked_as": "box",
+                "marked_by": "reader",
+                "reader": "dr.lee",
                 "box": [5, 6, 7, 8],
                 "crop": [4, 4, 12, 12],
                 "probability": 0.876543,
@@ -99,6 +107,7 @@ def test_a_result_document_holds_the_whole_answer(tmp_path: Path) -> None:
         "heatmap": "film.gradcam.png",
         "timings_ms": {"invoke_ms": 12.346},
         "duplicate_of": "older.json",
+        "answers": "0a1b2c",
         "notice": NOTICE,
     }
     assert (tmp_path / "film.gradcam.png").read_bytes() == b"png bytes"

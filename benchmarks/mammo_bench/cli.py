@@ -156,6 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
     ci.add_argument("--out", type=Path, required=True, help="the result file (one run per host kind is kept)")
     ci.add_argument("--logs", type=Path, default=Path("."), help="where each run's output is written")
 
+    mark = commands.add_parser("mark", help="a reader's regions: submit-to-answer against one analysis; view load")
+    mark.add_argument("bundle", type=Path)
+    mark.add_argument("--variant", default="int8")
+    mark.add_argument("--threads", type=int, default=2)
+    mark.add_argument("--rounds", type=int, default=10)
+    mark.add_argument("--rows", type=int, default=4096, help="the film's rows (a full-field film: 4096)")
+    mark.add_argument("--columns", type=int, default=3328)
+    mark.add_argument("--out", type=Path)
+
     everything = commands.add_parser("all", help="latency (+ Keras), pipeline and daemon in one run; summary.md")
     everything.add_argument("bundle", type=Path)
     everything.add_argument("--out", type=Path, required=True, help="folder for the results and summary.md")
@@ -479,6 +488,17 @@ def run_ci(args: argparse.Namespace) -> int:
     return 0 if all(run["exit_code"] == 0 for run in runs) else 1
 
 
+def run_mark(args: argparse.Namespace) -> int:
+    from mammo_bench.mark_bench import measure_mark
+
+    if min(args.rounds, args.rows, args.columns, args.threads) < 1:
+        raise DataError("--rounds, --rows, --columns and --threads must be positive")
+    figures = measure_mark(args.bundle, args.variant, args.threads, args.rounds, args.rows, args.columns)
+    print(json.dumps(figures, indent=2))
+    _finish(document("mark", machine_info(), _settings(args), mark=figures), args.out)
+    return 0
+
+
 def run_compare(args: argparse.Namespace) -> int:
     from mammo_bench.compare import compare_results, comparison_table, exit_code
 
@@ -582,6 +602,7 @@ COMMANDS = {
     "stages": run_stages,
     "gate": run_gate,
     "ci-run": run_ci,
+    "mark": run_mark,
     "dicom": run_dicom,
     "page": run_page,
 }

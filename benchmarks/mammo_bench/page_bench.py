@@ -43,7 +43,7 @@ def _analysis(index: int, overlay: bytes) -> Analysis:
     probability = (index * 37 % 100) / 100
     box = Box(100, 100, 400, 400)
     decision = "malignant" if probability >= IDENTITY.threshold else "benign"
-    region = RegionAnswer("A", "circle", box, box, probability, 0.0, decision, (250, 250))
+    region = RegionAnswer("A", "circle", "file", None, box, box, probability, 0.0, decision, (250, 250))
     return Analysis(f"{index:064x}", CLASSIFIED, FACTS, (region,), None, Overlay.encoded(overlay), {})
 
 

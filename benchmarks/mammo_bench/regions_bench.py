@@ -71,11 +71,14 @@ def measure_regions(model: EdgeModel, counts: Sequence[int], rounds: int, rows: 
             patches = [_png(crop_region(gray, region, manifest.scope.crop_rule)[0]) for region in regions]
             sidecar = Sidecar("film.roi.json", "roi", roi)
             film_ms, patches_ms = [], []
-            _run(analyser, writer, film, "film.dcm", sidecar, count)  # warm-up: first touches, caches
+            analyse_and_write(analyser, writer, film, "film.dcm", sidecar, count)  # warm-up: first touches, caches
             for _ in range(rounds):
-                film_ms.append(_run(analyser, writer, film, "film.dcm", sidecar, count))
+                film_ms.append(analyse_and_write(analyser, writer, film, "film.dcm", sidecar, count))
                 patches_ms.append(
-                    sum(_run(analyser, writer, data, f"patch{i}.png", None, 1) for i, data in enumerate(patches))
+                    sum(
+                        analyse_and_write(analyser, writer, data, f"patch{i}.png", None, 1)
+                        for i, data in enumerate(patches)
+                    )
                 )
             film_stats, patch_stats = summarise(film_ms), summarise(patches_ms)
             figures[str(count)] = {
@@ -87,10 +90,17 @@ def measure_regions(model: EdgeModel, counts: Sequence[int], rounds: int, rows: 
     return {"model": model.identity.stamp(), "rows": rows, "columns": columns, "rounds": rounds, "per_count": figures}
 
 
-def _run(
-    analyser: Analyser, writer: ResultWriter, data: bytes, name: str, sidecar: Sidecar | None, count: int
+def analyse_and_write(
+    analyser: Analyser,
+    writer: ResultWriter,
+    data: bytes,
+    name: str,
+    sidecar: Sidecar | None,
+    count: int,
+    source: Path | None = None,
 ) -> float:
-    """One scan through analyse and write; its milliseconds."""
+    """One scan through analyse and write (with the writer's answer sinks when the scan's file, `source`, is given:
+    the DICOM report and capture); its milliseconds."""
     started = time.perf_counter()
     analysis = analyser.analyse(data, name, sidecar)
     if analysis.status != CLASSIFIED or len(analysis.regions) != count:
@@ -99,7 +109,7 @@ def _run(
         )
     claimed = advance(received(name), ScanState.CLAIMED)
     writer.write_result(
-        advance(claimed, ScanState.ANALYSED, result_stem=f"bench-{name}", status=analysis.status), analysis
+        advance(claimed, ScanState.ANALYSED, result_stem=f"bench-{name}", status=analysis.status), analysis, source
     )
     return (time.perf_counter() - started) * 1000
 

@@ -227,7 +227,7 @@ class Conversion:
         self.limits = Thresholds(**{name: value for name, value in given.items() if value is not None})
         self.about = file_metadata(self.settings.arch, self.names, self.config)
         self.timings: dict[str, float] = {}
-        self.reference = Reference(np.empty(0), np.empty(0, np.float32))
+        self.reference = Reference(np.empty(0), np.empty(0, np.float32), None)
         self.head_positions: dict[str, int] = {}
         self.version = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
 
@@ -276,6 +276,7 @@ class Conversion:
             tools={**tool_versions(), "converter": "tf.lite.TFLiteConverter.from_keras_model"},
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             rejected=rejected,
+            heat_scale=self.reference.heat_scale,
         )
 
     def selftest(self, manifest: Manifest) -> SelfTestSet:
@@ -409,7 +410,7 @@ def convert_run(args: argparse.Namespace) -> int:
         )
         job.timings["convert_gradcam_head_s"] = round(time.monotonic() - tick, 1)
         print(f"Keras reference on {len(job.fidelity.images)} fidelity images ...")
-        job.reference = _reference(job.model, job.fidelity.images, job.metrics.temperature)
+        job.reference = _reference(job.model, job.fidelity.images, job.metrics.temperature, job.fidelity.n_test)
         candidates: dict[str, Candidate] = {}
         for variant in variants:
             tick = time.monotonic()
@@ -487,6 +488,15 @@ def convert_run(args: argparse.Namespace) -> int:
             shutil.rmtree(staging)
 
 
-def _reference(model: keras.Model, images: NDArray[np.uint8], temperature: float) -> Reference:
+HEAT_PERCENTILE = 95.0
+
+
+def _reference(model: keras.Model, images: NDArray[np.uint8], temperature: float, n_test: int) -> Reference:
+    """The Keras answers on the fidelity images, and the bundle's heat scale: the `HEAT_PERCENTILE` percentile of
+    the peak Grad-CAM evidence over the test split (the set's first `n_test` images), so most test regions' heat
+    stays below full colour and a region with little evidence shows little heat (None: no evidence at all)."""
     logits = predict_logits(model, images)
-    return Reference(calibrated_probabilities(logits, temperature), gradcam(model, images).fused)
+    cams = gradcam(model, images)
+    peaks = cams.peaks[:n_test]
+    scale = float(np.percentile(peaks, HEAT_PERCENTILE)) if n_test and peaks.max() > 0 else None
+    return Reference(calibrated_probabilities(logits, temperature), cams.fused, scale)

@@ -156,7 +156,18 @@ def _operating_point(manifest: Manifest) -> str:
     return f"""<h2>Threshold and operating point</h2>
 <p>A region is called malignant at a calibrated probability of at least <strong>{manifest.threshold:.4f}</strong>
 (temperature {manifest.temperature:.3f}), chosen on the validation split for a sensitivity of
-{manifest.target_sensitivity:.2f}.{measured}{confusion}</p>"""
+{manifest.target_sensitivity:.2f}.{measured}{confusion}</p>
+<p>{_heat(manifest)}</p>"""
+
+
+def _heat(manifest: Manifest) -> str:
+    if manifest.heat_scale is None:
+        return "Heatmaps: each region's Grad-CAM is scaled to its own strongest evidence (no fixed scale was measured)."
+    return (
+        f"Heatmaps: Grad-CAM evidence for malignancy on one fixed scale, full colour at {manifest.heat_scale:.3f} "
+        "logit (the 95th percentile of the strongest evidence per test image), the same for every region: little "
+        "evidence shows as little heat."
+    )
 
 
 def _fidelity(report: dict[str, Any]) -> str:

@@ -54,10 +54,12 @@ def fidelity_set(test: ArraySet, val: ArraySet) -> FidelitySet:
 
 @dataclass(frozen=True)
 class Reference:
-    """The Keras float model's calibrated probabilities and fused heatmaps on the fidelity images."""
+    """The Keras float model's calibrated probabilities and fused heatmaps on the fidelity images, and the heat scale
+    measured on them (the manifest's ``heat_scale``)."""
 
     probabilities: NDArray[np.float64]
     heatmaps: NDArray[np.float32]
+    heat_scale: float | None = None
 
 
 def cluster_interval(

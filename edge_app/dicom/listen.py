@@ -4,8 +4,10 @@
   and, when ``allowed_networks`` is set, only from those source addresses (A-ASSOCIATE-RJ, permanent).
 - C-ECHO answers success. C-STORE accepts Digital Mammography (for presentation and for processing) and Secondary
   Capture images, in the uncompressed transfer syntaxes and in every compressed one this installation can decode
-  (asked of pydicom at start-up, so a syntax is never accepted that the analysis would then refuse), and DICOM
-  Segmentations, which become the region sidecar of the image they reference. Any other SOP class is not negotiated.
+  (asked of pydicom at start-up, so a syntax is never accepted that the analysis would then refuse), and the regions
+  others mark on them: DICOM Segmentations and measurement reports (Enhanced, Comprehensive and Comprehensive 3D SR,
+  as a reader's viewer exports them), each stored as it came as the region sidecar (``<image UID>.seg.dcm``,
+  ``<image UID>.sr.dcm``) of every image it references. Any other SOP class is not negotiated.
 - Each image is written as ``<SOP Instance UID>.dcm`` (a temporary dot-file, fsync, rename, folder fsync) and success
   is answered only after that. An instance whose name is in the inbox or in the daemon's journal was received before:
   it is answered success and not stored again, so a re-sent instance is analysed once. The check and the write are
@@ -23,9 +25,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
-from numpy.typing import NDArray
 from pydicom import uid as uids
 from pydicom.dataset import Dataset
 from pydicom.pixels.decoders.base import get_decoder
@@ -38,9 +37,10 @@ from pydicom.uid import (
 from pynetdicom import AE, evt
 
 from edge_app.config import DicomSection
-from edge_app.errors import ConfigError
+from edge_app.dicomregions import SR_CLASSES, seg_images, sr_images
+from edge_app.errors import ConfigError, RegionError
 from edge_app.fsutil import TEMP_SUFFIX, atomic_write
-from edge_app.regions import MASK_SUFFIX
+from edge_app.regions import SEG_SUFFIX, SR_SUFFIX
 from edge_app.service.journal import Journal
 from edge_app.systemd import notify, watchdog_interval
 
@@ -84,36 +84,6 @@ def is_uid(value: str) -> bool:
     return 0 < len(value) <= 64 and all(part.isdigit() and part.isascii() for part in value.split("."))
 
 
-def segmentation_masks(dataset: Dataset) -> dict[str, NDArray[np.bool_]]:
-    """Each referenced image's mask: the union of the Segmentation's frames derived from it (every segment), read
-    with pydicom (highdicom's reader wants a slice thickness that 2-D projection images do not have)."""
-    frames = np.asarray(dataset.pixel_array)
-    if frames.ndim == 2:
-        frames = frames[np.newaxis]
-    per_frame = dataset.get("PerFrameFunctionalGroupsSequence") or []
-    masks: dict[str, NDArray[np.bool_]] = {}
-    for index, frame in enumerate(frames):
-        sources = [
-            str(source.ReferencedSOPInstanceUID)
-            for derivation in (per_frame[index].get("DerivationImageSequence") or [] if index < len(per_frame) else [])
-            for source in derivation.get("SourceImageSequence") or []
-        ]
-        if not sources:
-            referenced = [
-                str(instance.ReferencedSOPInstanceUID)
-                for series in dataset.get("ReferencedSeriesSequence") or []
-                for instance in series.get("ReferencedInstanceSequence") or []
-            ]
-            if len(referenced) != 1:
-                raise ValueError(f"frame {index + 1} does not say which image it segments")
-            sources = referenced
-        for image_uid in sources:
-            if not is_uid(image_uid):
-                raise ValueError(f"referenced instance UID {image_uid!r} is not a UID")
-            masks[image_uid] = masks.get(image_uid, np.zeros(frame.shape, bool)) | (frame > 0)
-    return masks
-
-
 class StorageListener:
     def __init__(self, dicom: DicomSection, inbox: Path, journal_path: Path) -> None:
         if not dicom.enabled:
@@ -135,6 +105,8 @@ class StorageListener:
         for sop_class in IMAGE_CLASSES:
             ae.add_supported_context(sop_class, syntaxes)
         ae.add_supported_context(SegmentationStorage, [*UNCOMPRESSED, uids.RLELossless])
+        for report_class in SR_CLASSES:
+            ae.add_supported_context(report_class, list(UNCOMPRESSED))
         return ae
 
     def handlers(self) -> list[Any]:
@@ -179,27 +151,23 @@ class StorageListener:
         if not is_uid(sop_uid) or sop_class != event.context.abstract_syntax:
             log.warning("instance from %s refused: its SOP class or instance UID does not match the request", calling)
             return DATASET_DOES_NOT_MATCH
-        if sop_class == SegmentationStorage:
-            return self._store_regions(dataset, sop_uid, calling)
+        if sop_class == SegmentationStorage or sop_class in SR_CLASSES:
+            return self._store_regions(event.encoded_dataset(), sop_class, sop_uid, calling)
         return self._store_once({f"{sop_uid}.dcm": event.encoded_dataset()}, sop_uid, calling)
 
-    def _store_regions(self, dataset: Dataset, sop_uid: str, calling: str) -> int:
-        """A Segmentation becomes ``<referenced SOP Instance UID>.mask.png``, the region sidecar of that image."""
+    def _store_regions(self, encoded: bytes, sop_class: str, sop_uid: str, calling: str) -> int:
+        """A Segmentation or a measurement report is stored as it came, as the region sidecar of every image it marks
+        (``<image UID>.seg.dcm`` / ``.sr.dcm``); the analysis reads from it the regions of its own image."""
+        kind, suffix = ("segmentation", SEG_SUFFIX) if sop_class == SegmentationStorage else ("report", SR_SUFFIX)
         try:
-            masks = segmentation_masks(dataset)
-        except (AttributeError, KeyError, ValueError, TypeError, RuntimeError) as exc:
-            log.warning("segmentation %s from %s refused: %s", sop_uid, calling, exc)
+            images = seg_images(encoded) if sop_class == SegmentationStorage else sr_images(encoded)
+        except (RegionError, AttributeError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+            log.warning("%s %s from %s refused: %s", kind, sop_uid, calling, exc)
             return CANNOT_UNDERSTAND
-        if not masks:
-            log.warning("segmentation %s from %s refused: it references no image", sop_uid, calling)
+        if not images or not all(is_uid(image) for image in images):
+            log.warning("%s %s from %s refused: it references no image by a valid UID", kind, sop_uid, calling)
             return DATASET_DOES_NOT_MATCH
-        files = {}
-        for image_uid, mask in masks.items():
-            ok, png = cv2.imencode(".png", np.where(mask, 255, 0).astype(np.uint8))
-            if not ok:
-                raise ValueError(f"the mask of {image_uid} could not be encoded")
-            files[f"{image_uid}{MASK_SUFFIX}"] = png.tobytes()
-        return self._store_once(files, sop_uid, calling)
+        return self._store_once({f"{image}{suffix}": encoded for image in sorted(images)}, sop_uid, calling)
 
     def _store_once(self, files: dict[str, bytes], sop_uid: str, calling: str) -> int:
         with self._lock:
@@ -218,7 +186,7 @@ class StorageListener:
     def serve(self, stopping: threading.Event) -> None:
         """Listen until `stopping`; READY=1 once the port is open, then WATCHDOG=1 pings."""
         for leftover in self.inbox.glob(f".*{TEMP_SUFFIX}"):
-            if leftover.name.endswith((f".dcm{TEMP_SUFFIX}", f"{MASK_SUFFIX}{TEMP_SUFFIX}")):
+            if leftover.name.endswith(f".dcm{TEMP_SUFFIX}"):
                 leftover.unlink(missing_ok=True)  # our own write, cut short by a kill: the sender saw no success
         address = (self.dicom.bind_address, self.dicom.port)
         server = self.ae.start_server(address, block=False, evt_handlers=self.handlers())

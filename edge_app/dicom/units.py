@@ -1,16 +1,17 @@
 """The systemd drop-in that lets each network unit reach only whom it must: the listener the configured source
 networks, the forwarder the destination's addresses (resolved when the drop-in is written: systemd's IP filter takes
-addresses, not names). Written by deploy/install.sh with ``mammo-edge network-dropin listen|forward``."""
+addresses, not names), the web app its one port (and, bound to loopback, localhost only). Written by
+deploy/install.sh with ``mammo-edge network-dropin listen|forward|web``."""
 
 from __future__ import annotations
 
 import ipaddress
 import socket
 
-from edge_app.config import DicomSection
+from edge_app.config import Config, DicomSection, WebSection, is_loopback
 from edge_app.errors import ConfigError
 
-UNITS = {"listen": "mammo-edge-dicom.service", "forward": "mammo-edge-forward.service"}
+UNITS = {"listen": "mammo-edge-dicom.service", "forward": "mammo-edge-forward.service", "web": "mammo-edge-web.service"}
 
 
 def allowed_addresses(dicom: DicomSection, unit: str) -> tuple[str, ...]:
@@ -33,10 +34,20 @@ def allowed_addresses(dicom: DicomSection, unit: str) -> tuple[str, ...]:
     return tuple(sorted({str(entry[4][0]) for entry in found}))
 
 
-def network_dropin(dicom: DicomSection, unit: str) -> str:
-    """The ``[Service]`` drop-in for `unit`: the unit file denies every address; this allows the needed ones."""
-    addresses = " ".join(allowed_addresses(dicom, unit))
-    return (
-        f"# {UNITS[unit]}: written by `mammo-edge network-dropin {unit}` from /etc/mammo-edge/config.toml\n"
-        f"[Service]\nIPAddressAllow=localhost {addresses}\n"
-    )
+def web_dropin(web: WebSection) -> str:
+    """The web app may bind its port only; bound to loopback, only localhost may reach it."""
+    if not web.enabled:
+        raise ConfigError("[web] enabled is false: the web unit stays off")
+    peers = "" if is_loopback(web.bind_address) else " any"
+    return f"SocketBindAllow=tcp:{web.port}\nIPAddressAllow=localhost{peers}\n"
+
+
+def network_dropin(config: Config, unit: str) -> str:
+    """The ``[Service]`` drop-in for `unit`: the unit file denies every address (and, for the web app, every port);
+    this allows the needed ones."""
+    if unit == "web":
+        allowed = web_dropin(config.web)
+    else:
+        allowed = f"IPAddressAllow=localhost {' '.join(allowed_addresses(config.dicom, unit))}\n"
+    origin = f"# {UNITS[unit]}: written by `mammo-edge network-dropin {unit}` from /etc/mammo-edge/config.toml"
+    return f"{origin}\n[Service]\n{allowed}"

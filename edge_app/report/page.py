@@ -24,6 +24,7 @@ import cv2
 
 from edge_app.fsutil import atomic_write, sha256_of
 from edge_app.model import ModelIdentity
+from edge_app.overlay import heat_legend
 from edge_app.service.audit import AuditLog
 from edge_app.service.writer import AUDIT_JSONL
 
@@ -48,6 +49,7 @@ class PageContext:
     identity: ModelIdentity
     operating_point: str  # e.g. "on the test split: sensitivity 0.95, specificity 0.81"
     card: Path | None  # the bundle's model_card.html, copied beside the pages (None: the bundle has none)
+    heat_scale: float | None = None  # the bundle's fixed heat scale (the overlays' legend says the same)
 
 
 def operating_point(metrics: dict[str, Any]) -> str:
@@ -185,6 +187,7 @@ class ResultsPage:
             threshold=f"{identity.threshold:.3f}",
             target=f"{identity.target_sensitivity:.2f}",
             meaning=meaning,
+            heat=html.escape(heat_legend(self.context.heat_scale)),
             card=card_link,
             navigation=_navigation(number, count, root),
             shown=len(entries),
@@ -355,7 +358,8 @@ _PAGE = """<!DOCTYPE html>
 <h1>Scans, newest first</h1>
 <p>Model <strong>{model}</strong> ({variant}), model file sha256 <code>{sha}</code>{card}.<br>
 A region is called malignant when its probability is at least <strong>{threshold}</strong>, the threshold chosen for
-a sensitivity of {target}{meaning}.</p>
+a sensitivity of {target}{meaning}. The overlays' heat is Grad-CAM evidence for malignancy: none to full colour at
+{heat}.</p>
 <form aria-label="filters">
 <fieldset><legend>Status</legend>
 <label><input type="checkbox" data-filter="status" value="classified" checked> classified</label>

@@ -25,8 +25,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge_app.decode import DecodedImage, Gray8, decode_bytes
-from edge_app.errors import InputImageError, TooManyPixelsError
-from edge_app.gradcam import peak_location
+from edge_app.dicomregions import seg_regions, sr_regions
+from edge_app.errors import InputImageError, RegionError, TooManyPixelsError
+from edge_app.gradcam import heat_on_scale, peak_location
 from edge_app.model import EdgeModel, ModelIdentity, Prediction
 from edge_app.overlay import RegionView, render
 from edge_app.preprocess import pad_to_square, to_model_input
@@ -40,13 +41,25 @@ N = 8), and the cap bounds the activations' memory, which grows with the batch (
 NEEDS_ROI = "needs_roi"
 
 
+MARKED_BY_KIND = {"roi": "file", "mask": "file", "seg": "seg", "sr": "sr"}
+"""Who or what marked the regions of each kind of sidecar (a reader's submission is ``reader``)."""
+MARKED_BY_NONE = "none"
+"""A patch classified whole: nobody marked a region."""
+
+
 @dataclass(frozen=True)
 class Sidecar:
-    """A region file that came with a scan: its name as dropped, ``roi`` or ``mask``, and its bytes."""
+    """The regions that came with a scan: their file's name as dropped (or as the device named a submission's), the
+    kind (``roi``, ``mask``, ``seg``, ``sr``), the bytes, and the reader's account when a reader marked them."""
 
     name: str
     kind: str
     data: bytes
+    reader: str | None = None
+
+    @property
+    def marked_by(self) -> str:
+        return "reader" if self.reader else MARKED_BY_KIND[self.kind]
 
 
 @dataclass(frozen=True)
@@ -62,11 +75,21 @@ class ImageFacts:
 
 
 @dataclass(frozen=True)
+class Marker:
+    """Who or what marked a scan's regions (`MARKED_BY_KIND`, ``reader`` or ``none``) and the reader's account."""
+
+    by: str
+    reader: str | None
+
+
+@dataclass(frozen=True)
 class RegionAnswer:
     """The model's answer for one region, in the scan's pixel coordinates."""
 
     label: str
-    marked_as: str  # "circle", "box", "mask" or "whole image"
+    marked_as: str  # "circle", "box", "mask", "point", "ellipse", "polygon" or "whole image"
+    marked_by: str  # "reader", "file", "seg", "sr", or "none" for a patch classified whole
+    reader: str | None  # the reader's account, when a reader marked it
     box: Box  # the region as marked (clipped to the image)
     crop: Box  # the square the model saw (may reach beyond the image: black there)
     probability: float
@@ -185,14 +208,16 @@ class ModelAnalyser:
         timings["decode_ms"] = (time.perf_counter() - started) * 1000
         gray = decoded.pixels
         if sidecar is not None:
-            regions = parse_sidecar(sidecar.kind, sidecar.data, facts.width, facts.height)
+            regions = self._regions(sidecar, decoded.instance_uid, facts)
             views = [self._region_view(gray, region, sidecar.kind) for region in regions]
+            marker = Marker(sidecar.marked_by, sidecar.reader)
         else:
             reason = needs_roi_reason(Measured.of(decoded), self.limits, name)
             if reason is not None:
                 return Analysis(sha256, NEEDS_ROI, facts, (), reason, None, timings)
             region, box = whole_image(gray)
             views = [(region, "whole image", box, box, gray)]
+            marker = Marker(MARKED_BY_NONE, None)
         tick = time.perf_counter()
         inputs = [to_model_input(crop, self.model.manifest.preprocess) for *_, crop in views]
         timings["preprocess_ms"] = (time.perf_counter() - tick) * 1000
@@ -205,21 +230,39 @@ class ModelAnalyser:
         for (region, marked_as, box, window, crop), prediction in zip(views, predictions, strict=True):
             for key, value in prediction.timings_ms.items():
                 _add(timings, key, value)
-            answer, picture = self._answer(region, marked_as, box, window, crop, prediction)
+            answer, picture = self._answer(region, marked_as, marker, box, window, crop, prediction)
             answers.append(answer)
             pictures.append(picture)
         overlay = None
         if any(picture.heatmap is not None for picture in pictures):
-            overlay = Overlay(partial(render, gray, pictures), timings)
+            overlay = Overlay(partial(render, gray, pictures, heat_scale=self.model.manifest.heat_scale), timings)
         return Analysis(sha256, CLASSIFIED, facts, tuple(answers), None, overlay, timings)
+
+    def _regions(self, sidecar: Sidecar, instance_uid: str | None, facts: ImageFacts) -> list[Region]:
+        """The sidecar's regions on this scan: a DICOM SR or SEG keeps those that reference the scan's own SOP
+        Instance UID (a report's point marks become circles of the crop rule's smallest radius)."""
+        if sidecar.kind not in ("sr", "seg"):
+            return parse_sidecar(sidecar.kind, sidecar.data, facts.width, facts.height)
+        if instance_uid is None:
+            raise RegionError(f"a DICOM {sidecar.kind.upper()} marks DICOM images by their UID; this scan is not DICOM")
+        if sidecar.kind == "seg":
+            return seg_regions(sidecar.data, instance_uid, facts.width, facts.height)
+        return sr_regions(sidecar.data, instance_uid, facts.width, facts.height, self.rule.min_side / self.rule.scale)
 
     def _region_view(self, gray: Gray8, region: Region, kind: str) -> tuple[Region, str, Box, Box, Gray8]:
         crop, window = crop_region(gray, region, self.rule)
-        marked_as = "mask" if kind == "mask" else "circle" if region.box is None else "box"
+        marked_as = region.shape or ("mask" if kind in ("mask", "seg") else "circle" if region.box is None else "box")
         return region, marked_as, region.bounds(gray.shape[1], gray.shape[0]), window, crop
 
     def _answer(
-        self, region: Region, marked_as: str, box: Box, window: Box, crop: Gray8, prediction: Prediction
+        self,
+        region: Region,
+        marked_as: str,
+        marker: Marker,
+        box: Box,
+        window: Box,
+        crop: Gray8,
+        prediction: Prediction,
     ) -> tuple[RegionAnswer, RegionView]:
         """One region's answer in the scan's coordinates, and its panel of the overlay."""
         peak = None
@@ -234,6 +277,8 @@ class ModelAnalyser:
         answer = RegionAnswer(
             region.label,
             marked_as,
+            marker.by,
+            marker.reader,
             box,
             window,
             prediction.probability,
@@ -243,7 +288,10 @@ class ModelAnalyser:
         )
         circle = (region.cx, region.cy, region.radius) if marked_as == "circle" else None
         caption = f"{region.label}  p={prediction.probability:.3f}  {prediction.label}"
-        return answer, RegionView(region.label, caption, box, circle, square, pad_to_square(crop), prediction.heatmap)
+        heat = None
+        if prediction.heatmap is not None:
+            heat = heat_on_scale(prediction.heatmap, prediction.evidence, self.model.manifest.heat_scale)
+        return answer, RegionView(region.label, caption, box, circle, square, pad_to_square(crop), heat)
 
 
 def _model_square(window: Box, crop: Gray8) -> Box:

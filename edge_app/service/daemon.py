@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import FrameType
 
@@ -26,13 +27,14 @@ from edge_app.config import Config
 from edge_app.decode import max_file_bytes
 from edge_app.fsutil import free_megabytes
 from edge_app.regions import sidecar_kind
-from edge_app.service.analyse import NEEDS_ROI, Analyser
+from edge_app.service.analyse import NEEDS_ROI, Analyser, Analysis
 from edge_app.service.claim import Claimer
 from edge_app.service.intake import InboxTracker, is_scan_entry, start_observer
 from edge_app.service.journal import Journal
 from edge_app.service.lifecycle import ScanRecord, ScanState
 from edge_app.service.pipeline import ScanPipeline
 from edge_app.service.settle import Settler
+from edge_app.service.submissions import SubmissionQueue
 from edge_app.service.writebehind import WriteBehind
 from edge_app.service.writer import AnswerSink, ResultWriter
 from edge_app.systemd import notify, watchdog_interval
@@ -63,7 +65,7 @@ def build_pipeline(
     paths.inbox.mkdir(parents=True, exist_ok=True)
     return ScanPipeline(
         journal,
-        Claimer(paths.inbox, paths.state / "processing", journal),
+        Claimer(paths.inbox, paths.state / "processing", journal, paths.archive, SubmissionQueue(paths.state)),
         analyser,
         ResultWriter(
             paths.results, analyser.identity, paths.quarantine, sinks, after_write, int(config.log.audit_max_mb * 2**20)
@@ -90,6 +92,7 @@ class Daemon:
         sinks: tuple[AnswerSink, ...] = (),
         after_write: tuple[Callable[[], None], ...] = (),
         model_check: Callable[[], str | None] | None = None,
+        wake: threading.Event | None = None,
     ) -> None:
         self.config = config
         self.model_check = model_check
@@ -106,6 +109,9 @@ class Daemon:
         self.clock = clock
         self.counts: Counter[str] = Counter()
         self.ready = threading.Event()  # set once the inbox is watched (what READY=1 tells systemd)
+        # Rung by the watcher on every event in the inbox and every reader's submission: the idle loop looks again at
+        # once instead of at its next tick (a stop is seen within a tick).
+        self._wake = wake or threading.Event()
         self._paused_for_disk = False
         self._storage_error: Exception | None = None
         self._storage_retry_at = 0.0
@@ -120,7 +126,8 @@ class Daemon:
         recovered = self.pipeline.recover()
         if recovered:
             log.info("recovered %d scan(s) interrupted by an earlier stop", recovered)
-        observer = start_observer(self.tracker, self.config.ingest.polling)
+        submissions = self.pipeline.claimer.submissions.folder
+        observer = start_observer(self.tracker, self.config.ingest.polling, self._wake, submissions)
         try:
             self.tracker.rescan()
             notify("READY=1")
@@ -163,29 +170,49 @@ class Daemon:
                 last_prune = now
             self._note_write_failure()
             if self._disk_low() or not self._storage_works(now):
-                self.stopping.wait(TICK_SECONDS if self._storage_error else 1.0)
+                self._idle(TICK_SECONDS if self._storage_error else 1.0)
                 continue
             ready = self.tracker.ready()
             for arrival in ready:
-                self._note_write_failure()
-                if self.stopping.is_set() or self._disk_low() or self._storage_error:
+                if not self._can_take():
                     break
                 self.tracker.forget(arrival.scan)
                 if arrival.sidecar is not None:
                     self.tracker.forget(arrival.sidecar)
-                try:
-                    record, analysis = self.pipeline.analyse_new(arrival.scan, arrival.sidecar)
-                except STORAGE_ERRORS as exc:
-                    self._storage_failed(exc)
+                if not self._take(partial(self.pipeline.analyse_new, arrival.scan, arrival.sidecar)):
                     break
-                self.writer.submit(record, analysis)  # written while the next scan is analysed
-            if not ready:
+            submitted = self.pipeline.claimer.submissions.pending()
+            for scan_id in submitted:
+                if not self._can_take() or not self._take(partial(self.pipeline.analyse_submission, scan_id)):
+                    break
+            if not ready and not submitted:
                 inbox, recursive = self.config.paths.inbox, self.config.ingest.recursive
                 if self.exit_when_idle and self.tracker.pending == 0 and not _scans_in(inbox, recursive):
                     log.info("inbox empty: exiting (--exit-when-idle)")
                     break
                 due = self.tracker.seconds_until_due()
-                self.stopping.wait(TICK_SECONDS if due is None else min(TICK_SECONDS, due))
+                self._idle(TICK_SECONDS if due is None else min(TICK_SECONDS, due))
+
+    def _idle(self, seconds: float) -> None:
+        """Sleep until the watcher rings or `seconds` pass (never longer than a tick, so a stop is seen)."""
+        self._wake.wait(min(seconds, TICK_SECONDS))
+        self._wake.clear()
+
+    def _can_take(self) -> bool:
+        self._note_write_failure()
+        return not (self.stopping.is_set() or self._disk_low() or self._storage_error)
+
+    def _take(self, analyse: Callable[[], tuple[ScanRecord, Analysis | None] | None]) -> bool:
+        """Receive, claim and analyse one arrival, and hand it to the write lane (written while the next scan is
+        analysed); False when a write was refused (the loop pauses and retries)."""
+        try:
+            taken = analyse()
+        except STORAGE_ERRORS as exc:
+            self._storage_failed(exc)
+            return False
+        if taken is not None:
+            self.writer.submit(*taken)
+        return True
 
     def _finished(self, record: ScanRecord) -> None:
         """A scan reached its final state (called by the write lane)."""

@@ -199,8 +199,9 @@ class InboxTracker:
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, tracker: InboxTracker) -> None:
+    def __init__(self, tracker: InboxTracker, wake: threading.Event) -> None:
         self.tracker = tracker
+        self.wake = wake
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.is_directory:
@@ -209,11 +210,26 @@ class _Handler(FileSystemEventHandler):
             value = getattr(event, attribute, "")
             if value:
                 self.tracker.note(Path(value if isinstance(value, str) else value.decode()))
+        self.wake.set()
 
 
-def start_observer(tracker: InboxTracker, polling: bool) -> Any:
-    """A started watchdog observer feeding `tracker`; the caller stops and joins it."""
+class _Waker(FileSystemEventHandler):
+    """Any change in a watched folder (a reader's submission written) wakes the daemon's loop at once."""
+
+    def __init__(self, wake: threading.Event) -> None:
+        self.wake = wake
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        self.wake.set()
+
+
+def start_observer(tracker: InboxTracker, polling: bool, wake: threading.Event, also: Path | None = None) -> Any:
+    """A started watchdog observer feeding `tracker` (and setting `wake` on every event there and in `also`); the
+    caller stops and joins it."""
     observer = PollingObserver(timeout=1.0) if polling else Observer()
-    observer.schedule(_Handler(tracker), str(tracker.inbox), recursive=tracker.recursive)
+    observer.schedule(_Handler(tracker, wake), str(tracker.inbox), recursive=tracker.recursive)
+    if also is not None:
+        also.mkdir(parents=True, exist_ok=True)
+        observer.schedule(_Waker(wake), str(also))
     observer.start()
     return observer

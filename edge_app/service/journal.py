@@ -17,7 +17,7 @@ from typing import Any
 
 from edge_app.service.lifecycle import FINAL_STATES, Failure, ScanRecord, ScanState, advance
 
-SCHEMA_VERSION = 3  # 3 added sidecar_name and status
+SCHEMA_VERSION = 4  # 3 added sidecar_name and status; 4 answers, reader and source_name (reader submissions)
 _COLUMNS = (
     "scan_id",
     "input_name",
@@ -35,6 +35,9 @@ _COLUMNS = (
     "failure_stage",
     "failure_kind",
     "failure_reason",
+    "answers",
+    "reader",
+    "source_name",
 )
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS scan_records (
@@ -53,7 +56,10 @@ CREATE TABLE IF NOT EXISTS scan_records (
     probability REAL,
     failure_stage TEXT,
     failure_kind TEXT,
-    failure_reason TEXT
+    failure_reason TEXT,
+    answers TEXT,
+    reader TEXT,
+    source_name TEXT
 );
 CREATE INDEX IF NOT EXISTS scan_records_sha256 ON scan_records (sha256, state);
 CREATE INDEX IF NOT EXISTS scan_records_state ON scan_records (state, updated);
@@ -61,6 +67,7 @@ CREATE INDEX IF NOT EXISTS scan_records_state ON scan_records (state, updated);
 _NAME_INDEXES = """
 CREATE INDEX IF NOT EXISTS scan_records_input ON scan_records (input_name);
 CREATE INDEX IF NOT EXISTS scan_records_sidecar ON scan_records (sidecar_name);
+CREATE INDEX IF NOT EXISTS scan_records_answers ON scan_records (answers);
 """
 _FINAL = tuple(state.value for state in FINAL_STATES)
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM scan_records"
@@ -92,6 +99,9 @@ def _row(record: ScanRecord) -> tuple[object, ...]:
         failure.stage if failure else None,
         failure.kind if failure else None,
         failure.reason if failure else None,
+        record.answers,
+        record.reader,
+        record.source_name,
     )
 
 
@@ -106,7 +116,7 @@ class Journal:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
         present = {row[1] for row in self._db.execute("PRAGMA table_info(scan_records)")}
-        for column in ("sidecar_name", "status"):  # a journal written by schema 2 gains the columns, empty
+        for column in ("sidecar_name", "status", "answers", "reader", "source_name"):  # an older journal gains them
             if column not in present:
                 self._db.execute(f"ALTER TABLE scan_records ADD COLUMN {column} TEXT")
         self._db.executescript(_NAME_INDEXES)  # after the columns a schema 2 journal gains
@@ -192,6 +202,32 @@ class Journal:
             (sha256,),
         )
         return None if row is None else f"{row[0]}.json"
+
+    def listed(self, status: str | None, limit: int, before: float | None = None) -> list[ScanRecord]:
+        """Newest first: finished records of one `status` (``needs_roi``, ``classified``, ``rejected``), or those not
+        finished yet (``waiting``), or all; received before `before` (the last one of the previous page), at most
+        `limit`. A finished record's file is where it will stay (archive or quarantine)."""
+        final = f"state IN ({', '.join('?' * len(_FINAL))})"
+        conditions = {
+            None: "1",
+            "needs_roi": f"status = 'needs_roi' AND {final}",
+            "classified": f"status = 'classified' AND {final}",
+            "rejected": f"failure_stage IS NOT NULL AND {final}",
+            "waiting": f"NOT {final}",
+        }
+        if status not in conditions:
+            raise ValueError(f"unknown status {status!r}")
+        parameters: list[object] = [] if status is None else list(_FINAL)
+        where = conditions[status]
+        if before is not None:
+            where += " AND received < ?"
+            parameters.append(before)
+        rows = self._rows(f"{_SELECT} WHERE {where} ORDER BY received DESC LIMIT ?", (*parameters, limit))
+        return [_record(row) for row in rows]
+
+    def answered_by(self, scan_id: str) -> list[ScanRecord]:
+        """The records that answer reader marks on scan `scan_id`'s film, oldest first."""
+        return [_record(row) for row in self._rows(f"{_SELECT} WHERE answers = ? ORDER BY received", (scan_id,))]
 
     def counts(self) -> dict[str, int]:
         counts = {

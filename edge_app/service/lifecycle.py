@@ -2,7 +2,8 @@
 
 Where the input file is in each state (the record says so; no fact is ever read back from a file name):
 
-``RECEIVED``   the record exists, the file is still in the inbox under ``input_name``
+``RECEIVED``   the record exists, the file is still in the inbox under ``input_name`` (a reader's submission: the
+               film is in ``archive/<source_name>`` and its regions wait in the submission queue)
 ``CLAIMED``    the file was renamed to ``processing/<scan_id>`` (its sidecar, if any, to
                ``processing/<scan_id>.sidecar``); from here on the daemon owns them
 ``ANALYSED``   answered (classified per region, or ``needs_roi``); the result stem and the settled name are reserved;
@@ -18,6 +19,7 @@ Every move goes through `advance`, which refuses an illegal one, so a bug can ne
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from dataclasses import dataclass, replace
@@ -84,6 +86,9 @@ class ScanRecord:
     label: str | None = None
     probability: float | None = None
     failure: Failure | None = None
+    answers: str | None = None  # a reader's regions: the scan id of the earlier record of the same film
+    reader: str | None = None  # a reader's regions: the account that marked them
+    source_name: str | None = None  # a reader's regions: the film, relative to archive/ (not the inbox)
 
     @property
     def rejected(self) -> bool:
@@ -103,10 +108,36 @@ def new_scan_id() -> str:
     return f"{time.time_ns():x}{secrets.token_hex(3)}"
 
 
+SCAN_ID = re.compile(r"^[0-9a-f]{8,40}$")
+"""What `new_scan_id` makes (and an adopted file's id): checked before an id from outside is used in a path or query."""
+
+
+def is_scan_id(text: str) -> bool:
+    return SCAN_ID.fullmatch(text) is not None
+
+
 def received(input_name: str, sidecar_name: str | None = None, now: float | None = None) -> ScanRecord:
     """The record of a file just seen in the inbox (and of the sidecar that came with it), before it is claimed."""
     stamp = time.time() if now is None else now
     return ScanRecord(new_scan_id(), input_name, ScanState.RECEIVED, stamp, stamp, sidecar_name)
+
+
+def resubmitted(
+    scan_id: str, input_name: str, source_name: str, sidecar_name: str, answers: str, reader: str, now: float
+) -> ScanRecord:
+    """The record of a reader's regions on a film the device answered before (scan `answers`, whose film is in
+    ``archive/<source_name>``): the same input, under the id the web app gave the submission."""
+    return ScanRecord(
+        scan_id,
+        input_name,
+        ScanState.RECEIVED,
+        now,
+        now,
+        sidecar_name,
+        answers=answers,
+        reader=reader,
+        source_name=source_name,
+    )
 
 
 def advance(record: ScanRecord, state: ScanState, now: float | None = None, **changes: Any) -> ScanRecord:

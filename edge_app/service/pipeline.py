@@ -49,9 +49,26 @@ class ScanPipeline:
 
     def analyse_new(self, path: Path, sidecar: Path | None = None) -> tuple[ScanRecord, Analysis | None]:
         """The first half of `take`: receive, claim and analyse; the record is ANALYSED (with its analysis) or
-        REJECTED, and `resume` finishes it (the daemon does that in its writer thread while the next scan is
-        analysed)."""
-        record = self.claimer.receive(path, sidecar)
+        REJECTED (or VANISHED), and `resume` finishes it (the daemon does that in its writer thread while the next
+        scan is analysed)."""
+        return self._analyse_received(self.claimer.receive(path, sidecar))
+
+    def analyse_submission(self, scan_id: str) -> tuple[ScanRecord, Analysis | None] | None:
+        """`analyse_new` for a reader's submission waiting in the queue; None when there is nothing left to do here
+        (it was recorded before a crash: recovery drives that record; or it was unreadable and set aside)."""
+        if self.journal.get(scan_id) is not None:
+            return None
+        try:
+            submission = self.claimer.submissions.read(scan_id)
+        except IngestError as exc:
+            where = self.claimer.submissions.set_aside(scan_id, self.settler.quarantine)
+            log.error("%s: %s; moved to %s", scan_id, exc, where)
+            return None
+        if submission is None:
+            return None
+        return self._analyse_received(self.claimer.receive_submission(submission))
+
+    def _analyse_received(self, record: ScanRecord) -> tuple[ScanRecord, Analysis | None]:
         analysis: Analysis | None = None
         while record.state in (ScanState.RECEIVED, ScanState.CLAIMED):
             if record.state is ScanState.RECEIVED:
@@ -102,7 +119,7 @@ class ScanPipeline:
         if claimed.is_symlink():
             return self._reject(record, None, Failure("ingest", "SymbolicLink", SYMLINK_REASON)), None
         try:
-            data = read_scan_file(claimed, self.max_file_bytes)
+            data = read_scan_file(claimed, self.max_file_bytes, linked_from_archive=record.source_name is not None)
         except IngestError as exc:
             return self._reject(record, None, Failure(exc.stage, type(exc).__name__, str(exc))), None
         except OSError as exc:
@@ -120,7 +137,7 @@ class ScanPipeline:
                 return self._reject(record, sha256, Failure("regions", "MissingSidecar", reason)), None
             kind = sidecar_kind(record.sidecar_name)
             assert kind is not None, "only a sidecar's name is recorded as one"
-            sidecar = Sidecar(record.sidecar_name, kind, sidecar_data)
+            sidecar = Sidecar(record.sidecar_name, kind, sidecar_data, record.reader)
         try:
             analysis = self.analyser.analyse(data, record.input_name, sidecar)
         except MammoEdgeError as exc:  # input, region and model errors alike: refused with their stage

@@ -26,7 +26,7 @@ from edge_app.service.analyse import Analysis, RegionAnswer
 from edge_app.service.audit import DEFAULT_MAX_BYTES, AuditLog
 from edge_app.service.lifecycle import ScanRecord
 
-RESULT_SCHEMA_VERSION = 2  # 2: status, the image's facts and one entry per region
+RESULT_SCHEMA_VERSION = 3  # 2: status, the image's facts and one entry per region; 3: who marked each, answers
 NOTICE = "Research software: NOT FOR CLINICAL USE. Not a medical device; do not use for diagnosis."
 AUDIT_JSONL = "results.jsonl"
 AUDIT_CSV = "results.csv"
@@ -61,6 +61,8 @@ def _region_entry(answer: RegionAnswer) -> dict[str, Any]:
     return {
         "label": answer.label,
         "marked_as": answer.marked_as,
+        "marked_by": answer.marked_by,
+        "reader": answer.reader,
         "box": answer.box.as_list(),
         "crop": answer.crop.as_list(),
         "probability": round(answer.probability, 6),
@@ -100,6 +102,7 @@ def result_document(record: ScanRecord, analysis: Analysis, identity: ModelIdent
         "timings_ms": {key: round(value, 3) for key, value in analysis.timings_ms.items()},
         "created": now_iso(),
         "duplicate_of": record.duplicate_of,
+        "answers": record.answers,
         "notice": NOTICE,
     }
 

@@ -1,8 +1,8 @@
 """The Keras Grad-CAM reference (GradientTape), the one the device's heatmaps are checked against.
 
 Per backbone: weights = spatial mean of d(malignant logit)/d(last conv block), map = relu(sum_k weight_k * A_k);
-the maps are fused by `edge_app.gradcam.fuse_heatmaps` (with each backbone's receptive-field offset), the rule the
-device uses too.
+the maps are fused by `edge_app.gradcam.fused_evidence` (with each backbone's receptive-field offset) and normalised,
+the rule the device uses too.
 Also the model-parameter randomisation sanity check (Adebayo et al. 2018): a heatmap method that gives the same
 maps for a randomised model explains the image, not the model.
 """
@@ -21,7 +21,7 @@ import tensorflow as tf
 from numpy.typing import NDArray
 
 from edge_app.decode import decode_file
-from edge_app.gradcam import fuse_heatmaps, heatmap_correlation, overlay, peak_location
+from edge_app.gradcam import evidence_peak, fused_evidence, heatmap_correlation, normalise, overlay, peak_location
 from edge_app.model import calibrated_probabilities
 from edge_app.preprocess import PreprocessConfig
 from mammo_train.data import load_arrays
@@ -33,11 +33,13 @@ from mammo_train.runfiles import RunFiles
 
 @dataclass(frozen=True)
 class GradCams:
-    """Per-image logits, raw per-backbone maps ``(n, h, w)`` and fused heatmaps ``(n, size, size)``."""
+    """Per-image logits, raw per-backbone maps ``(n, h, w)``, fused heatmaps ``(n, size, size)`` and each fused
+    map's peak evidence in logit units (what a bundle's heat scale is measured from)."""
 
     logits: NDArray[np.float32]
     backbone_maps: tuple[NDArray[np.float32], ...]
     fused: NDArray[np.float32]
+    peaks: NDArray[np.float32]
 
 
 def gradcam(model: keras.Model, images: NDArray[np.uint8], batch_size: int = 16) -> GradCams:
@@ -59,8 +61,10 @@ def gradcam(model: keras.Model, images: NDArray[np.uint8], batch_size: int = 16)
         maps_per_batch.append(cams)
     backbone_maps = tuple(np.concatenate(per_backbone) for per_backbone in zip(*maps_per_batch, strict=True))
     offsets = [BACKBONES[name].centre_offset for name in backbone_names(model)]
-    fused = np.stack([fuse_heatmaps([m[i] for m in backbone_maps], size, offsets) for i in range(len(images))])
-    return GradCams(np.concatenate(logits), backbone_maps, fused)
+    evidence = [fused_evidence([m[i] for m in backbone_maps], size, offsets) for i in range(len(images))]
+    fused = np.stack([normalise(each) for each in evidence])
+    peaks = np.array([evidence_peak(each) for each in evidence], np.float32)
+    return GradCams(np.concatenate(logits), backbone_maps, fused, peaks)
 
 
 def randomised_copy(model: keras.Model, seed: int = 1) -> keras.Model:

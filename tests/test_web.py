@@ -1,0 +1,389 @@
+"""The reader's web app through its API: logins and tokens, every refusal (a clear 4xx, nothing written), a reader's
+regions answered through the scan lifecycle exactly once (two readers at once, a crash between 202 and the answer),
+with a fake model bundle and the real analyser, pipeline and writer."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from argon2 import PasswordHasher
+from dicomfiles import encode, mammogram
+from fakemodel import write_fake_bundle
+from starlette.testclient import TestClient
+
+from edge_app.config import Config, IngestSection, ModelSection, PathsSection, WebSection
+from edge_app.decode import decode_bytes
+from edge_app.model import EdgeModel
+from edge_app.scope import ScopeLimits
+from edge_app.service.analyse import ModelAnalyser, Sidecar
+from edge_app.service.daemon import build_pipeline, journal_path
+from edge_app.service.journal import Journal
+from edge_app.service.lifecycle import ScanState
+from edge_app.service.pipeline import ScanPipeline
+from edge_app.service.submissions import SubmissionQueue
+from edge_app.web.accounts import AccountStore
+from edge_app.web.app import create_app, web_folder
+from edge_app.web.throttle import LoginThrottle
+
+PASSWORD = "correct horse battery"
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)  # Argon2id, cheap enough for tests
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Site:
+    config: Config
+    client: TestClient
+    accounts: AccountStore
+    journal: Journal
+    pipeline: ScanPipeline
+    analyser: ModelAnalyser
+    film_id: str
+    film: bytes
+    clock: FakeClock
+
+    def login(self, user: str = "reader1") -> str:
+        response = self.client.post("/api/session", json={"user": user, "password": PASSWORD})
+        assert response.status_code == 200, response.text
+        return str(response.json()["csrf"])
+
+    def take(self) -> list[Any]:
+        """What the daemon's loop does with the submissions waiting: each analysed and written."""
+        records = []
+        for scan_id in self.pipeline.claimer.submissions.pending():
+            taken = self.pipeline.analyse_submission(scan_id)
+            if taken is not None:
+                records.append(self.pipeline.resume(*taken))
+        return records
+
+    def written(self) -> list[str]:
+        """Everything the web app could have written into intake or the audit log."""
+        audit = web_folder(self.config) / "audit.jsonl"
+        marks = [line for line in audit.read_text().splitlines() if '"mark"' in line] if audit.exists() else []
+        return self.pipeline.claimer.submissions.pending() + marks
+
+
+def _film(seed: int = 3) -> bytes:
+    """A 12-bit full-field film, 300 x 400, a bright disc (the "mass") at (200, 150) of radius 30."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(800, 1200, (300, 400)).astype(np.uint16)
+    rows, columns = np.ogrid[:300, :400]
+    pixels[(rows - 150) ** 2 + (columns - 200) ** 2 <= 30**2] = 3500
+    dataset = mammogram(pixels)
+    dataset.AccessionNumber = "ACC-7"
+    dataset.ImageLaterality = "L"
+    dataset.StudyDate = "20261130"
+    return encode(dataset)
+
+
+@pytest.fixture
+def site(tmp_path: Path, fake_runtime: None) -> Iterator[Site]:
+    bundle = write_fake_bundle(tmp_path / "bundle", patch_side_px=(48, 64))
+    paths = PathsSection(*(tmp_path / name for name in ("inbox", "results", "archive", "quarantine", "state", "out")))
+    config = Config(
+        model=ModelSection(bundle=bundle, threads=1),
+        paths=paths,
+        ingest=IngestSection(settle_seconds=0.0, sidecar_wait=0.0),
+        web=WebSection(enabled=True),
+    )
+    model = EdgeModel.load(bundle, "float32", "auto", 1)
+    analyser = ModelAnalyser(model, config.ingest.max_pixels, ScopeLimits.resolve(model.manifest.scope))
+    journal = Journal(journal_path(config))
+    pipeline = build_pipeline(config, journal, analyser)
+    film = _film()
+    (paths.inbox / "film.dcm").write_bytes(film)
+    record = pipeline.take(paths.inbox / "film.dcm")
+    assert record.status == "needs_roi" and record.state is ScanState.ARCHIVED
+    clock = FakeClock()
+    accounts = AccountStore(web_folder(config) / "accounts.sqlite3", hasher=FAST_HASHER, clock=clock)
+    for name in ("reader1", "reader2"):
+        accounts.add_user(name, PASSWORD)
+    app = create_app(config, accounts, LoginThrottle(attempts=3, window_seconds=60, clock=clock))
+    with TestClient(app) as client:
+        yield Site(config, client, accounts, journal, pipeline, analyser, record.scan_id, film, clock)
+    accounts.close()
+    journal.close()
+
+
+CIRCLE = {"regions": [{"label": "A", "x": 200, "y": 150, "radius": 30}]}
+
+
+def _answer_alone(site: Site, regions: dict[str, Any]) -> float:
+    """What `mammo-edge once FILM --roi` answers for the same regions: the analyser on the film and a .roi.json."""
+    sidecar = Sidecar("film.roi.json", "roi", json.dumps(regions).encode())
+    analysis = site.analyser.analyse(site.film, "film.dcm", sidecar)
+    return float(analysis.regions[0].probability)
+
+
+def test_only_healthz_and_the_login_page_are_open(site: Site) -> None:
+    assert site.client.get("/healthz").text == "ok"
+    assert site.client.get("/login").status_code == 200
+    for path in ("/api/scans", f"/api/scans/{site.film_id}", f"/api/scans/{site.film_id}/image", "/api/session"):
+        response = site.client.get(path)
+        assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer", path
+    for page in ("/", "/scans", f"/scans/{site.film_id}", "/results/index.html"):
+        response = site.client.get(page, follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"].startswith("/login?next="), page
+    refused = site.client.post(f"/api/scans/{site.film_id}/regions", json=CIRCLE)
+    assert refused.status_code == 401 and site.written() == []
+
+
+def test_a_login_sets_a_strict_session_cookie_and_every_response_its_policy(site: Site) -> None:
+    wrong = site.client.post("/api/session", json={"user": "reader1", "password": "wrong password!"})
+    assert wrong.status_code == 401 and wrong.json()["error"] == "wrong account name or password"
+    unknown = site.client.post("/api/session", json={"user": "nobody", "password": PASSWORD})
+    assert unknown.status_code == 401 and unknown.json() == wrong.json()  # no telling which was wrong
+    response = site.client.post("/api/session", json={"user": "reader1", "password": PASSWORD})
+    cookie = response.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "secure" not in cookie  # loopback, no TLS here
+    headers = site.client.get("/api/session").headers
+    assert headers["content-security-policy"].startswith("default-src 'none'; script-src 'self';")
+    assert headers["x-frame-options"] == "DENY" and headers["cache-control"] == "no-store"
+    assert site.client.get("/api/session").json()["user"] == "reader1"
+    assert site.client.delete("/api/session", headers={"X-CSRF-Token": response.json()["csrf"]}).status_code == 204
+    assert site.client.get("/api/session").status_code == 401
+
+
+def test_failed_logins_are_rate_limited_per_account_and_address(site: Site) -> None:
+    for _ in range(3):
+        assert site.client.post("/api/session", json={"user": "reader1", "password": "guess guess!"}).status_code == 401
+    limited = site.client.post("/api/session", json={"user": "reader1", "password": PASSWORD})
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) == 60  # even the right password
+    assert site.client.post("/api/session", json={"user": "reader2", "password": PASSWORD}).status_code == 429
+    site.clock.now += 61
+    assert site.client.post("/api/session", json={"user": "reader1", "password": PASSWORD}).status_code == 200
+    audit = (web_folder(site.config) / "audit.jsonl").read_text()
+    assert audit.count('"event": "login failed"') == 3 and audit.count('"event": "login refused"') == 2
+    assert PASSWORD not in audit and "guess" not in audit
+
+
+def test_a_state_changing_request_without_its_csrf_token_is_refused_and_writes_nothing(site: Site) -> None:
+    csrf = site.login()
+    path = f"/api/scans/{site.film_id}/regions"
+    assert site.client.post(path, json=CIRCLE).status_code == 403
+    assert site.client.post(path, json=CIRCLE, headers={"X-CSRF-Token": csrf[:-1] + "x"}).status_code == 403
+    assert site.client.delete("/api/session").status_code == 403  # logging out is a change too
+    assert site.written() == []
+    assert site.client.post(path, json=CIRCLE, headers={"X-CSRF-Token": csrf}).status_code == 202
+
+
+def test_tokens_authenticate_programs_until_revoked(site: Site) -> None:
+    token = site.accounts.add_token("ris-bridge")
+    path = f"/api/scans/{site.film_id}/regions"
+    for header in ({}, {"Authorization": "Bearer mmt_wrong"}, {"Authorization": "Basic cmVhZGVyMQ=="}):
+        assert site.client.post(path, json=CIRCLE, headers=header).status_code == 401, header
+    assert site.written() == []
+    accepted = site.client.post(path, json=CIRCLE, headers={"Authorization": f"Bearer {token}"})
+    assert accepted.status_code == 202  # no CSRF token: a program has no cookie to ride on
+    site.accounts.revoke_token("ris-bridge")
+    assert site.client.get("/api/scans", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    (record,) = site.take()
+    assert json.loads((site.config.paths.results / str(record.result_file)).read_text())["regions"][0]["reader"] == (
+        "token:ris-bridge"
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "headers", "status", "message"),
+    [
+        ("/api/scans/00000000000000000000/regions", CIRCLE, {}, 404, "not found"),
+        ("/api/scans/..%2F..%2Fetc%2Fpasswd/regions", CIRCLE, {}, 404, "not found"),
+        ("/api/scans/FILM%00/regions", CIRCLE, {}, 404, "not found"),
+        ("/api/scans/%2e%2e/regions", CIRCLE, {}, 404, "not found"),
+        ("/api/scans/FILM/regions", {"regions": [{"x": 500, "y": 150, "radius": 10}]}, {}, 422, "lies outside"),
+        ("/api/scans/FILM/regions", {"regions": [{"box": [10, 10, 401, 50]}]}, {}, 422, "lies outside"),
+        ("/api/scans/FILM/regions", {"regions": []}, {}, 422, "non-empty list"),
+        ("/api/scans/FILM/regions", {"regions": [{"x": 1, "y": 1, "radius": 1, "colour": 2}]}, {}, 422, "colour"),
+        ("/api/scans/FILM/regions", b"{not json", {}, 422, "not valid JSON"),
+        ("/api/scans/FILM/regions", b"x" * 70_000, {}, 413, "at most 65,536 bytes"),
+        ("/api/scans/FILM/regions", CIRCLE, {"Content-Type": "text/plain"}, 415, "must be JSON"),
+    ],
+)
+def test_a_bad_submission_is_a_clear_4xx_and_writes_nothing(
+    site: Site, path: str, body: Any, headers: dict[str, str], status: int, message: str
+) -> None:
+    csrf = site.login()
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    sent = {"Content-Type": "application/json", "X-CSRF-Token": csrf, **headers}
+    response = site.client.post(path.replace("FILM", site.film_id), content=data, headers=sent)
+    assert response.status_code == status and message in response.json()["error"], response.text
+    assert site.written() == []
+
+
+def test_the_lists_and_a_scan_show_what_a_reader_needs_and_no_patient_identity(site: Site) -> None:
+    site.login()
+    listed = site.client.get("/api/scans?status=needs_roi").json()
+    assert [scan["id"] for scan in listed["scans"]] == [site.film_id] and listed["before"] is None
+    assert site.client.get("/api/scans?status=classified").json()["scans"] == []
+    assert site.client.get("/api/scans?status=odd").status_code == 400
+    detail = site.client.get(f"/api/scans/{site.film_id}")
+    film = detail.json()["film"]
+    assert film == {
+        "width": 400,
+        "height": 300,
+        "range": [0.0, 4095.0],
+        "window": [2047.5, 4095.0],
+        "laterality": "L",
+        "view": "CC",
+        "study_date": "20261130",
+        "accession": "ACC-7",
+    }
+    assert detail.json()["result"]["status"] == "needs_roi" and detail.json()["scan"]["status"] == "needs_roi"
+    assert "PatientName" not in detail.text and "Patient^" not in detail.text
+
+
+def test_the_film_is_rendered_by_the_devices_decoder_at_any_window(site: Site) -> None:
+    site.login()
+    path = f"/api/scans/{site.film_id}/image"
+    default = cv2.imdecode(np.frombuffer(site.client.get(path).content, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(default, decode_bytes(site.film).pixels)  # at its own window: what the model's crops see
+    narrow = cv2.imdecode(
+        np.frombuffer(site.client.get(f"{path}?center=1000&width=400").content, np.uint8), cv2.IMREAD_UNCHANGED
+    )
+    assert narrow[150, 200] == 255 and narrow[10, 10] not in (0, 255)  # the mass saturates, the background shows
+    for query in ("?center=1000", "?center=x&width=2", "?center=1&width=0", "?center=nan&width=5"):
+        assert site.client.get(path + query).status_code == 400, query
+
+
+def test_a_readers_regions_are_answered_once_through_the_lifecycle_like_a_file_would_be(site: Site) -> None:
+    csrf = site.login()
+    response = site.client.post(f"/api/scans/{site.film_id}/regions", json=CIRCLE, headers={"X-CSRF-Token": csrf})
+    new_id = response.json()["id"]
+    assert response.status_code == 202 and response.headers["location"] == f"/api/scans/{new_id}"
+    assert site.client.get(f"/api/scans/{new_id}").json()["scan"]["state"] == "submitted"
+    (record,) = site.take()
+    assert site.take() == [] and site.pipeline.claimer.submissions.pending() == []
+    assert record.scan_id == new_id and record.state is ScanState.ARCHIVED and record.answers == site.film_id
+    shown = site.client.get(f"/api/scans/{new_id}").json()
+    result = shown["result"]
+    assert result["answers"] == site.film_id and result["status"] == "classified"
+    (region,) = result["regions"]
+    assert (region["marked_by"], region["reader"], region["marked_as"]) == ("reader", "reader1", "circle")
+    assert region["probability"] == pytest.approx(_answer_alone(site, CIRCLE), abs=1e-6)
+    assert [scan["id"] for scan in site.client.get(f"/api/scans/{site.film_id}").json()["answered_by"]] == [new_id]
+    archived = site.config.paths.archive
+    assert (archived / "film.dcm").read_bytes() == (archived / "film (2).dcm").read_bytes() == site.film
+    assert json.loads((archived / "film (2).roi.json").read_text()) == CIRCLE  # the marks kept beside the film
+    (mark,) = [json.loads(line) for line in (web_folder(site.config) / "audit.jsonl").read_text().splitlines()[1:]]
+    assert (mark["event"], mark["who"], mark["scan"], mark["answer"]) == ("mark", "reader1", site.film_id, new_id)
+    assert mark["regions"] == CIRCLE["regions"]
+
+
+def test_two_readers_marking_one_film_at_once_both_get_their_answer_once(site: Site) -> None:
+    clients = [site.client, TestClient(site.client.app)]
+    tokens = []
+    for client, user in zip(clients, ("reader1", "reader2"), strict=True):
+        tokens.append(client.post("/api/session", json={"user": user, "password": PASSWORD}).json()["csrf"])
+    regions = [CIRCLE, {"regions": [{"label": "A", "box": [150, 100, 250, 200]}]}]
+    ids: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def submit(index: int) -> None:
+        barrier.wait()
+        response = clients[index].post(
+            f"/api/scans/{site.film_id}/regions", json=regions[index], headers={"X-CSRF-Token": tokens[index]}
+        )
+        ids.append(response.json()["id"])
+
+    threads = [threading.Thread(target=submit, args=(index,)) for index in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    records = site.take()
+    assert sorted(record.scan_id for record in records) == sorted(ids) and len(set(ids)) == 2
+    readers = {record.scan_id: record.reader for record in records}
+    assert sorted(readers.values()) == ["reader1", "reader2"]
+    results = sorted(site.config.paths.results.glob("film*.json"))
+    assert len(results) == 3  # the needs_roi answer and one per reader
+    assert len(site.journal.answered_by(site.film_id)) == 2
+
+
+@pytest.mark.parametrize("stop", ["before the daemon saw it", "after it was recorded", "after it was claimed"])
+def test_a_submission_acknowledged_before_a_crash_is_answered_after_the_restart(site: Site, stop: str) -> None:
+    csrf = site.login()
+    new_id = site.client.post(f"/api/scans/{site.film_id}/regions", json=CIRCLE, headers={"X-CSRF-Token": csrf}).json()[
+        "id"
+    ]
+    claimer = site.pipeline.claimer
+    if stop != "before the daemon saw it":
+        submission = claimer.submissions.read(new_id)
+        assert submission is not None
+        record = claimer.receive_submission(submission)
+        if stop == "after it was claimed":
+            claimer.claim(record)
+    site.journal.close()
+    journal = Journal(journal_path(site.config))  # the service again, from what is on disk
+    pipeline = build_pipeline(site.config, journal, site.analyser)
+    pipeline.recover()
+    for scan_id in SubmissionQueue(site.config.paths.state).pending():
+        taken = pipeline.analyse_submission(scan_id)
+        if taken is not None:
+            pipeline.resume(*taken)
+    answered = journal.get(new_id)
+    assert answered is not None and answered.state is ScanState.ARCHIVED and answered.status == "classified"
+    assert SubmissionQueue(site.config.paths.state).pending() == []
+    assert [record.scan_id for record in journal.answered_by(site.film_id)] == [new_id]
+    site.journal = journal
+
+
+def test_accounts_refuse_weak_passwords_and_odd_names_and_keep_only_hashes(site: Site, tmp_path: Path) -> None:
+    from edge_app.errors import AccessError
+
+    with pytest.raises(AccessError, match="at least 12 characters"):
+        site.accounts.add_user("reader3", "short")
+    with pytest.raises(AccessError, match="must be 1-64 letters"):
+        site.accounts.add_user("../x", PASSWORD)
+    with pytest.raises(AccessError, match="already exists"):
+        site.accounts.add_user("reader1", PASSWORD)
+    token = site.accounts.add_token("pacs")
+    stored = (web_folder(site.config) / "accounts.sqlite3").read_bytes()
+    assert PASSWORD.encode() not in stored and token.encode() not in stored
+    assert oct((web_folder(site.config) / "accounts.sqlite3").stat().st_mode & 0o777) == "0o600"
+    site.accounts.remove_user("reader2")
+    assert site.accounts.users() == ["reader1"]
+
+
+def test_a_session_ends_when_idle_or_too_old(site: Site) -> None:
+    site.login()
+    site.clock.now += 29 * 60
+    assert site.client.get("/api/session").status_code == 200  # a request starts the idle time again
+    site.clock.now += 29 * 60
+    assert site.client.get("/api/session").status_code == 200
+    site.clock.now += 31 * 60
+    assert site.client.get("/api/session").status_code == 401
+    site.login()
+    for _ in range(25):  # active all day: still ends 12 hours after the login
+        site.clock.now += 29 * 60
+    assert site.client.get("/api/session").status_code == 401
+
+
+def test_network_addresses_need_tls(tmp_path: Path) -> None:
+    from edge_app.config import resolve_config
+    from edge_app.errors import ConfigError
+
+    config = tmp_path / "config.toml"
+    config.write_text('[web]\nbind_address = "0.0.0.0"\n')
+    with pytest.raises(ConfigError, match="served over HTTPS only, so set tls_cert and tls_key"):
+        resolve_config(config, environ={})
+    config.write_text('[web]\nbind_address = "127.0.0.1"\ntls_cert = "/c.pem"\n')
+    with pytest.raises(ConfigError, match="tls_cert and tls_key go together"):
+        resolve_config(config, environ={})
+    config.write_text('[web]\nbind_address = "::1"\n')
+    assert resolve_config(config, environ={}).web.bind_address == "::1"
+    assert replace(WebSection(), tls_cert="c", tls_key="k").tls_cert == "c"
