@@ -63,6 +63,32 @@ def _demo(repo: Path) -> str:
     return f"{describe_machine(document['machine'])}\n\n```\n{stages_table(document['stages'])}\n```\n"
 
 
+def _mark(repo: Path) -> str:
+    """The reader's wait after submitting regions, against one analysis, and the marking view's load."""
+    document = _load(repo, RESULTS / "mark.json")
+    figures = document["mark"]
+    film, model = figures["film"], figures["model"]
+    view = figures["marking_view_load_s"]
+    lines = [
+        f"{describe_machine(document['machine'])} A {film['columns']} x {film['rows']} 16-bit DICOM film, one "
+        f"region, {model['name']} {model['version']} ({model['variant']}, {model['runtime']}), {figures['rounds']} "
+        "rounds:",
+        "",
+        "| | p50 ms | min ms | max ms |",
+        "| --- | --- | --- | --- |",
+    ]
+    rows = [
+        ("one analysis (analyse and write, SR and SC)", figures["analysis_ms"]),
+        ("submit to answer", figures["submit_to_answer_ms"]),
+    ]
+    if view is not None:
+        rows.append(("the marking view in Chromium, to the film drawn", view))
+    for name, stats in rows:
+        lines.append(f"| {name} | {stats['p50_ms']:.0f} | {stats['min_ms']:.0f} | {stats['max_ms']:.0f} |")
+    lines += ["", f"Submit to answer / one analysis (medians): **{figures['ratio_p50']:.2f}**."]
+    return "\n".join(lines) + "\n"
+
+
 def _test_minutes(repo: Path) -> str:
     return str(-int(-_load(repo, RESULTS / "ci-run.json")["seconds"] // 60))
 
@@ -73,6 +99,7 @@ BLOCKS: dict[tuple[str, str], Callable[[Path], str]] = {
     ("benchmarks/README.md", "regions"): _regions,
     ("benchmarks/results/training.md", "mias-null"): _mias,
     ("README.md", "demo"): _demo,
+    ("docs/web.md", "mark"): _mark,
 }
 INLINE: dict[tuple[str, str], Callable[[Path], str]] = {
     # file, a pattern whose one group is the figure

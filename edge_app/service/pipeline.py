@@ -26,6 +26,19 @@ REDROP = "drop the scan and its sidecar into the inbox again"
 INTERNAL_REASON = "the analysis failed unexpectedly ({kind}: {error}); this is a bug: report it with this file"
 
 
+class _Digest:
+    """A scan's sha256, computed when first asked for (a film is tens of megabytes: hashed once, not twice)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._hex: str | None = None
+
+    def hexdigest(self) -> str:
+        if self._hex is None:
+            self._hex = hashlib.sha256(self._data).hexdigest()
+        return self._hex
+
+
 class ScanPipeline:
     def __init__(
         self,
@@ -124,7 +137,7 @@ class ScanPipeline:
             return self._reject(record, None, Failure(exc.stage, type(exc).__name__, str(exc))), None
         except OSError as exc:
             return self._reject(record, None, Failure("ingest", type(exc).__name__, str(exc))), None
-        sha256 = hashlib.sha256(data).hexdigest()
+        sha256 = _Digest(data)  # hashed only for a refusal: an analysis hashes the bytes itself
         sidecar = None
         if record.sidecar_name is not None:
             try:
@@ -169,7 +182,7 @@ class ScanPipeline:
         )
         return analysed, analysis
 
-    def _reject(self, record: ScanRecord, sha256: str | None, failure: Failure) -> ScanRecord:
+    def _reject(self, record: ScanRecord, sha256: _Digest | None, failure: Failure) -> ScanRecord:
         log.warning(
             "%s %s: rejected at %s (%s): %s",
             record.scan_id,
@@ -181,7 +194,7 @@ class ScanPipeline:
         return self.journal.advance(
             record,
             ScanState.REJECTED,
-            sha256=sha256,
+            sha256=None if sha256 is None else sha256.hexdigest(),
             failure=failure,
             result_stem=None,
             settled_name=self.settler.reserve(record.input_name, rejected=True),

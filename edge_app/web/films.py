@@ -2,8 +2,8 @@
 
 At the default window a film is the picture the model's crops are cut from (`decode_bytes`); at any other window it
 is the same decoder's grey values windowed linearly (`Intensities`), so a 12- or 16-bit film can be read at the
-contrast a reader wants. The last film read is kept decoded: a reader moving the window slider asks for the same
-film many times in a row.
+contrast a reader wants. The last film read is kept decoded, by its file (not its name): a reader moving the window
+slider asks for the same film many times in a row, and the film of each answer to a mark is a hard link to it.
 
 What the marking view shows to recognise a film (docs/security.md says why these and no more): laterality, view,
 study date and accession number, from the film's own header; never the patient's name, id or birth date.
@@ -39,7 +39,7 @@ PNG_SPEED = [cv2.IMWRITE_PNG_COMPRESSION, 1]  # a 13-megapixel film: fast to enc
 class Film:
     """One archived film, decoded: its default picture and its grey values."""
 
-    key: tuple[str, int, int]
+    key: tuple[int, int, int, int]  # device, inode, mtime, size: a reader's answer is another name of the same file
     picture: Gray8
     intensities: Intensities
     header: dict[str, str]
@@ -75,7 +75,7 @@ class FilmReader:
     def film(self, settled_name: str) -> Film:
         path = self.path(settled_name)
         status = path.stat()
-        key = (str(path), status.st_mtime_ns, status.st_size)
+        key = (status.st_dev, status.st_ino, status.st_mtime_ns, status.st_size)
         with self._lock:
             if self._last is not None and self._last.key == key:
                 return self._last
