@@ -147,14 +147,6 @@ else
     fi
 fi
 
-# --- the model: verified (hashes, schema, self-test) and linked as a new version; a bad bundle stops here ----------
-edge=("$venv/bin/mammo-edge")
-located=(--config "$config" --bundle "$link")
-act "${edge[@]}" model install "$bundle" "${located[@]}" --no-restart
-if [ "$autotune" = 1 ]; then
-    act "$venv/bin/mammo-bench" autotune "$link" --write-config "$config"
-fi
-
 # --- the web app's certificate: made once, self-signed, when it serves beyond loopback and none is configured -------
 cert_dir=$root/etc/mammo-edge/tls
 web_needs_certificate() {  # [web] enabled on an address beyond loopback, without a certificate of its own
@@ -172,10 +164,18 @@ if [ "$dry_run" = 0 ] && web_needs_certificate; then
         act openssl req -x509 -newkey rsa:3072 -sha256 -days 825 -nodes -subj "/CN=$(hostname -f 2>/dev/null || hostname)" \
             -keyout "$cert_dir/device.key" -out "$cert_dir/device.pem"
         act chmod 0640 "$cert_dir/device.key"
-        [ ${#owner[@]} -gt 0 ] && act chown "${owner[1]}:${owner[3]}" "$cert_dir/device.key" "$cert_dir/device.pem"
+        if [ ${#owner[@]} -gt 0 ]; then act chown "${owner[1]}:${owner[3]}" "$cert_dir/device.key" "$cert_dir/device.pem"; fi
     fi
     act sed -i "s|^tls_cert = \"\"|tls_cert = \"/etc/mammo-edge/tls/device.pem\"|; s|^tls_key = \"\"|tls_key = \"/etc/mammo-edge/tls/device.key\"|" "$config"
     say "the web app serves HTTPS with a self-signed device certificate: $cert_dir/device.pem (replace it with the clinic's)"
+fi
+
+# --- the model: verified (hashes, schema, self-test) and linked as a new version; a bad bundle stops here ----------
+edge=("$venv/bin/mammo-edge")
+located=(--config "$config" --bundle "$link")
+act "${edge[@]}" model install "$bundle" "${located[@]}" --no-restart
+if [ "$autotune" = 1 ]; then
+    act "$venv/bin/mammo-bench" autotune "$link" --write-config "$config"
 fi
 
 # --- the units: the analysis service always; each network unit only when the config asks for it -----------------

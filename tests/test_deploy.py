@@ -216,6 +216,20 @@ def test_the_offline_archive_installs_into_a_staging_root_and_serves_updates_and
     assert f"self-test passed: {variant}" in done.stdout and "self-test scan: classified" in done.stdout
     again = _run(offline, env=_offline_env())  # idempotent: an update in place keeps the config
     assert again.returncode == 0 and f"kept the existing {root}/etc/mammo-edge/config.toml" in again.stdout
+    assert not (root / "etc/systemd/system/multi-user.target.wants/mammo-edge-web.service").exists()  # off by default
+    installed_config = root / "etc/mammo-edge/config.toml"
+    text = installed_config.read_text().replace(
+        'enabled = false\nbind_address = "127.0.0.1"', 'enabled = true\nbind_address = "0.0.0.0"'
+    )
+    installed_config.write_text(text)  # the clinic's network, and no certificate: the installer makes one
+    web = _run(offline, env=_offline_env())
+    assert web.returncode == 0, web.stdout[-3000:] + web.stderr[-3000:]
+    tls = resolve_config(installed_config, environ={}).web
+    assert (tls.tls_cert, tls.tls_key) == ("/etc/mammo-edge/tls/device.pem", "/etc/mammo-edge/tls/device.key")
+    assert oct((root / "etc/mammo-edge/tls/device.key").stat().st_mode & 0o777) == "0o640"
+    assert (root / "etc/systemd/system/multi-user.target.wants/mammo-edge-web.service").is_symlink()
+    dropin = (root / "etc/systemd/system/mammo-edge-web.service.d/network.conf").read_text()
+    assert "SocketBindAllow=tcp:8443\nIPAddressAllow=localhost any" in dropin
     version = json.loads((bundle / "manifest.json").read_text())["version"]
     assert os.readlink(root / "var/lib/mammo-edge/bundle") == f"models/{version}"
     assert (root / "etc/systemd/system/multi-user.target.wants/mammo-edge.service").is_symlink()

@@ -4,6 +4,7 @@ viewers write (each shape), Segmentations, and every refusal; the analyser answe
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 
@@ -130,3 +131,35 @@ def encode_png() -> bytes:
     ok, png = cv2.imencode(".png", np.random.default_rng(1).integers(0, 255, (48, 48)).astype(np.uint8))
     assert ok
     return png.tobytes()
+
+
+def test_a_report_dropped_beside_its_film_pairs_by_name_and_answers_marked_by_sr(
+    tmp_path: Path, fake_runtime: None
+) -> None:
+    """`film.dcm` and `film.sr.dcm` dropped in the inbox: the tracker pairs them as scan and sidecar, and the daemon's
+    pipeline answers the report's regions (kept beside the film in the archive)."""
+    from edge_app.config import Config, IngestSection, ModelSection, PathsSection
+    from edge_app.service.daemon import build_pipeline, journal_path
+    from edge_app.service.intake import InboxTracker
+    from edge_app.service.journal import Journal
+
+    bundle = write_fake_bundle(tmp_path / "bundle", patch_side_px=(48, 64))
+    paths = PathsSection(*(tmp_path / name for name in ("inbox", "results", "archive", "quarantine", "state", "o")))
+    config = Config(model=ModelSection(bundle=bundle), paths=paths, ingest=IngestSection(settle_seconds=0.0))
+    model = EdgeModel.load(bundle, "float32", "auto", 1)
+    analyser = ModelAnalyser(model, 10**7, ScopeLimits.resolve(model.manifest.scope))
+    journal = Journal(journal_path(config))
+    pipeline = build_pipeline(config, journal, analyser)
+    source = _source()
+    (paths.inbox / "film.sr.dcm").write_bytes(encode(measurement_report(source, SHAPES[:1], "measurement")))
+    (paths.inbox / "film.dcm").write_bytes(encode(source))
+    tracker = InboxTracker(paths.inbox, 0.0, False, 10)
+    tracker.rescan()
+    tracker.ready()  # the first look records sizes; the second finds them still
+    (arrival,) = tracker.ready()
+    assert (arrival.scan.name, arrival.sidecar.name if arrival.sidecar else None) == ("film.dcm", "film.sr.dcm")
+    record = pipeline.take(arrival.scan, arrival.sidecar)
+    journal.close()
+    result = json.loads((paths.results / str(record.result_file)).read_text())
+    assert [(r["label"], r["marked_as"], r["marked_by"]) for r in result["regions"]] == [("A", "circle", "sr")]
+    assert (paths.archive / "film.sr.dcm").is_file() and (paths.archive / "film.dcm").is_file()

@@ -42,6 +42,7 @@ FILES = (
     ("systemd/mammo-edge.service", "systemd/mammo-edge.service"),
     ("systemd/mammo-edge-dicom.service", "systemd/mammo-edge-dicom.service"),
     ("systemd/mammo-edge-forward.service", "systemd/mammo-edge-forward.service"),
+    ("systemd/mammo-edge-web.service", "systemd/mammo-edge-web.service"),
 )
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from edge_app.fsutil import move_durably, unique_stem
-from edge_app.regions import MASK_SUFFIX, ROI_SUFFIX, SIDECAR_SUFFIXES, sidecar_kind
+from edge_app.regions import SIDECAR_KINDS, SIDECAR_SUFFIXES, sidecar_kind
 from edge_app.service.lifecycle import ScanRecord
 from edge_app.service.writer import ERROR_SUFFIX
 
@@ -42,11 +42,13 @@ class Settler:
         return f"{parent}{stem}{suffix}"
 
     def settled_sidecar(self, record: ScanRecord) -> Path | None:
-        """Where the scan's sidecar goes: beside the scan, under the scan's settled stem (``a (2).roi.json``)."""
+        """Where the scan's sidecar goes: beside the scan, under the scan's settled stem and its own kind's suffix
+        (``a (2).roi.json``, ``a (2).sr.dcm``)."""
         if record.sidecar_name is None or record.settled_name is None:
             return None
         settled = PurePosixPath(record.settled_name)
-        suffix = ROI_SUFFIX if sidecar_kind(record.sidecar_name) == "roi" else MASK_SUFFIX
+        kind = sidecar_kind(record.sidecar_name)
+        suffix = next(suffix for suffix, named in SIDECAR_KINDS.items() if named == kind)
         return self.folder_for(record.rejected) / settled.parent / f"{settled.stem}{suffix}"
 
     def settle(self, record: ScanRecord, claimed: Path, claimed_sidecar: Path) -> Path:
