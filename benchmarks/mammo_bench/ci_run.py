@@ -1,8 +1,9 @@
 """``mammo-bench ci-run``: what `.ci/run` costs from a clean clone, on this host and as on an AVX2-only one.
 
 CI runs on whichever machine a submission gets, and those differ: some have AVX-512 and VNNI, some AVX2 only, where
-TensorFlow trains far slower. Each ``--isa`` clones the repository's HEAD into a fresh folder and runs ``.ci/run``
-there (``make test``: the venvs, ruff, mypy and every test), timed from the clone; ``avx2`` sets oneDNN's own
+TensorFlow trains far slower. Each ``--isa`` clones the repository's HEAD into a fresh folder (beside a link to the
+checkout's ``../shared``, so the tests on real films run as in CI's clone) and runs ``.ci/run`` there (``make
+test``: the venvs, ruff, mypy and every test), timed from the clone; ``avx2`` sets oneDNN's own
 ``ONEDNN_MAX_CPU_ISA=AVX2``, so TensorFlow computes as it does on such a host. The file keeps one run per host kind
 (a new measurement of a kind replaces the old one); the README quotes the slowest.
 """
@@ -47,6 +48,9 @@ def clean_clone_run(repo: Path, isa: str, log: Path) -> dict[str, Any]:
     ).stdout.strip()
     with tempfile.TemporaryDirectory(prefix="mammo-ci-") as folder:
         clone = Path(folder) / "clone"
+        shared = repo.parent / "shared"
+        if shared.is_dir():  # the checkout's layout: tests read the real films from ../shared, as CI's clone does
+            (Path(folder) / "shared").symlink_to(shared)
         started = time.monotonic()
         subprocess.run(["git", "clone", "--quiet", str(repo), str(clone)], check=True)
         with log.open("w") as handle:
