@@ -13,14 +13,16 @@ STAGE = $(VENV)/bin/mammo-bench stage --log $(DEMO_DIR)/stages.jsonl  # runs one
 
 .PHONY: demo test lint venvs clean mutation system-tools arm64-check
 
-$(VENV)/.installed: pyproject.toml
+# The device's pinned versions (deploy/constraints.txt) hold in .venv and .venv-edge too, so the tests check what a
+# device installs; .venv-tflite cannot take them (tflite-runtime needs numpy < 2, the pinned OpenCV numpy 2).
+$(VENV)/.installed: pyproject.toml deploy/constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install $(PIP_FLAGS) -e '.[train,peers,dev]'
+	$(VENV)/bin/pip install $(PIP_FLAGS) -c deploy/constraints.txt -e '.[train,peers,dev]'
 	touch $@
 
-$(EDGE_VENV)/.installed: pyproject.toml
+$(EDGE_VENV)/.installed: pyproject.toml deploy/constraints.txt
 	$(PYTHON) -m venv $(EDGE_VENV)
-	$(EDGE_VENV)/bin/pip install $(PIP_FLAGS) -e '.[edge]' 'pytest>=8'
+	$(EDGE_VENV)/bin/pip install $(PIP_FLAGS) -c deploy/constraints.txt -e '.[edge]' 'pytest>=8'
 	touch $@
 
 $(TFLITE_VENV)/.installed: pyproject.toml

@@ -241,6 +241,7 @@ def test_a_submission_acknowledged_is_answered_once_after_the_daemon_comes_back(
         daemon.wait(30)
     device.start("run")
     _wait(lambda: device.result(answer["id"]), what="the answer after the restart")
+    # the result is written before its film settles: the scan's record reaches the lifecycle's end soon after
+    _wait(lambda: device.api(f"/api/scans/{answer['id']}", token)[1]["scan"]["state"] == "archived", what="archived")
     results = [json.loads(path.read_text()) for path in (device.root / "results").glob("film_000*.json")]
     assert sorted(document["id"] for document in results) == sorted([film, answer["id"]])  # once, and nothing else
-    assert device.api(f"/api/scans/{answer['id']}", token)[1]["scan"]["state"] == "archived"
