@@ -51,9 +51,11 @@ system-tools:
 			dcmtk dicom3tools chromium systemd openssl >/dev/null; \
 	else echo "warning: dcmtk, dicom3tools, chromium or systemd is missing and cannot be installed here (not root, or no apt)"; fi
 
+# --max-worker-restart 0: a test worker that dies ends the run with its test named (a replaced worker once left the
+# run waiting, its group's tests never rescheduled).
 test: venvs lint system-tools
 	MAMMO_TEST_EDGE_PYTHON=$(abspath $(EDGE_VENV))/bin/python MAMMO_TEST_TFLITE_PYTHON=$(abspath $(TFLITE_VENV))/bin/python \
-		$(VENV)/bin/pytest -n 2 --dist loadgroup
+		$(VENV)/bin/pytest -n 2 --dist loadgroup --max-worker-restart 0
 
 # Mutation testing of the device code (not part of `make test`: about an hour on 2 cores); writes
 # benchmarks/results/mutation.json. AGAIN=1 re-runs only the mutants the last run left alive.
