@@ -126,11 +126,17 @@ def whole_image(gray: Gray8) -> tuple[Region, Box]:
     return Region("A", width / 2, height / 2, max(width, height) / 2), Box(0, 0, width, height)
 
 
+def sidecar_suffix(name: str) -> str | None:
+    """The sidecar suffix a file name ends with, in its canonical spelling (``.roi.json``), None for anything else."""
+    lowered = name.lower()
+    return next((suffix for suffix in SIDECAR_SUFFIXES if lowered.endswith(suffix)), None)
+
+
 def sidecar_kind(name: str) -> str | None:
     """``roi``, ``mask``, ``seg`` (a DICOM Segmentation) or ``sr`` (a DICOM measurement report) for a sidecar's file
     name, None for anything else."""
-    lowered = name.lower()
-    return next((kind for suffix, kind in SIDECAR_KINDS.items() if lowered.endswith(suffix)), None)
+    suffix = sidecar_suffix(name)
+    return None if suffix is None else SIDECAR_KINDS[suffix]
 
 
 def sidecar_names(scan_name: str) -> tuple[str, ...]:

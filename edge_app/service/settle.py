@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from edge_app.fsutil import move_durably, unique_stem
-from edge_app.regions import SIDECAR_KINDS, SIDECAR_SUFFIXES, sidecar_kind
+from edge_app.regions import SIDECAR_SUFFIXES, sidecar_suffix
 from edge_app.service.lifecycle import ScanRecord
 from edge_app.service.writer import ERROR_SUFFIX
 
@@ -47,8 +47,8 @@ class Settler:
         if record.sidecar_name is None or record.settled_name is None:
             return None
         settled = PurePosixPath(record.settled_name)
-        kind = sidecar_kind(record.sidecar_name)
-        suffix = next(suffix for suffix, named in SIDECAR_KINDS.items() if named == kind)
+        suffix = sidecar_suffix(record.sidecar_name)
+        assert suffix is not None, record.sidecar_name  # intake pairs a scan only with a name a sidecar can have
         return self.folder_for(record.rejected) / settled.parent / f"{settled.stem}{suffix}"
 
     def settle(self, record: ScanRecord, claimed: Path, claimed_sidecar: Path) -> Path:
