@@ -5,15 +5,16 @@ from __future__ import annotations
 import pytest
 
 from edge_app.errors import DataError
-from mammo_train.froc import Candidate, Circle, FilmOutcome, froc_points, score_films, sensitivity_at
+from edge_app.regions import Region
+from mammo_train.froc import Candidate, FilmOutcome, froc_points, score_films, sensitivity_at
 
-MASS = Circle(100, 100, 20)
+MASS = Region("A", 100, 100, 20)
 
 
 def _film(
-    name: str, masses: tuple[Circle, ...], *candidates: tuple[float, float, float], patient: str = ""
+    name: str, masses: tuple[Region, ...], *candidates: tuple[float, float, float], patient: str = ""
 ) -> FilmOutcome:
-    marks = tuple(Candidate(Circle(x, y, 15), score) for x, y, score in candidates)
+    marks = tuple(Candidate(Region("", x, y, 15), score) for x, y, score in candidates)
     return FilmOutcome(name, patient or name, masses, marks)
 
 

@@ -18,26 +18,22 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge_app.errors import DataError
+from edge_app.regions import Region
 
 FP_RATES = (0.25, 0.5, 1.0, 2.0, 4.0)
 HIT_RULE = "a candidate's centre inside the mass's circle (its truth centre and radius); each mass counts once"
 
 
-@dataclass(frozen=True)
-class Circle:
-    """A mass's truth, or a candidate's place and size, in film pixels."""
-
-    x: float
-    y: float
-    radius: float
-
-    def holds_centre_of(self, other: Circle) -> bool:
-        return (other.x - self.x) ** 2 + (other.y - self.y) ** 2 <= self.radius**2
+def _holds_centre_of(mass: Region, candidate: Region) -> bool:
+    """The hit rule: `candidate`'s centre lies inside `mass`'s circle."""
+    return (candidate.cx - mass.cx) ** 2 + (candidate.cy - mass.cy) ** 2 <= mass.radius**2
 
 
 @dataclass(frozen=True)
 class Candidate:
-    circle: Circle
+    """A place the detector proposes (its centre and radius) and its score."""
+
+    region: Region
     score: float
 
 
@@ -47,7 +43,7 @@ class FilmOutcome:
 
     film: str
     patient: str
-    masses: tuple[Circle, ...]
+    masses: tuple[Region, ...]
     candidates: tuple[Candidate, ...]
 
 
@@ -84,7 +80,7 @@ def score_films(outcomes: Sequence[FilmOutcome]) -> Scored:
     for index, outcome in enumerate(outcomes):
         best = [-math.inf] * len(outcome.masses)
         for candidate in outcome.candidates:
-            hit = [number for number, mass in enumerate(outcome.masses) if mass.holds_centre_of(candidate.circle)]
+            hit = [number for number, mass in enumerate(outcome.masses) if _holds_centre_of(mass, candidate.region)]
             for number in hit:
                 best[number] = max(best[number], candidate.score)
             if not hit:
