@@ -17,6 +17,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SERVICE_UNIT = "mammo-edge.service"
+SYSTEMD_RUNTIME = Path("/run/systemd/system")  # present exactly when systemd is the init system (sd_booted)
 
 
 def notify(message: str) -> bool:
@@ -49,7 +50,7 @@ def watchdog_interval() -> float | None:
 def restart_service(unit: str) -> str:
     """Restart `unit` if systemd runs it (``try-restart``: a stopped unit stays stopped); the line says what happened,
     or, without systemd (a container, a staging root), what to do instead."""
-    if not Path("/run/systemd/system").is_dir() or shutil.which("systemctl") is None:
+    if not SYSTEMD_RUNTIME.is_dir() or shutil.which("systemctl") is None:
         return f"systemd is not running here: restart {unit} to serve the new model"
     done = subprocess.run(["systemctl", "try-restart", unit], capture_output=True, text=True, check=False)
     if done.returncode != 0:

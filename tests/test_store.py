@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -166,3 +167,24 @@ def test_the_model_commands_print_what_they_did_and_refuse_with_exit_2(
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("self-test passed: int8 on fake 1.0, 8 images")
     assert lines[1].startswith("self-test scan: classified, ") and "(model 7, int8, fake 1.0)" in lines[1]
+
+
+def test_the_selftest_figures_lead_with_keras_float_and_carry_the_conversion_beside(tmp_path: Path) -> None:
+    model = EdgeModel.load(write_fake_bundle(tmp_path / "b"), "int8", heatmaps=False)
+    report = run_selftest(model, limit=None)
+    figures = json.loads(json.dumps(report.figures(model)))  # a result file as written
+    assert figures == {
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "runtime": report.runtime,
+        "model": {"name": model.manifest.name, "version": model.manifest.version, "variant": "int8"},
+        "images": 8,
+        "threshold": report.threshold,
+        "agreement": report.agreement_keras,
+        "max_abs_prob_diff": report.max_abs_prob_diff_keras,
+        "against_conversion": {"agreement": 1.0, "max_abs_prob_diff": 0.0, "allowed_max_abs_prob_diff": MAX_DRIFT},
+        "passed": True,
+        "probabilities": list(report.probabilities),
+    }
+    flipped = EdgeModel.load(_rewrite_selftest(write_fake_bundle(tmp_path / "f"), "flipped"), "int8", heatmaps=False)
+    assert run_selftest(flipped, limit=None).figures(flipped)["passed"] is False

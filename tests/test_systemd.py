@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_app.systemd import notify, watchdog_interval
+from edge_app import systemd
+from edge_app.systemd import notify, restart_service, watchdog_interval
 
 
 def test_a_notify_socket_nobody_reads_never_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -59,3 +60,46 @@ def test_the_watchdog_interval_is_half_of_what_systemd_asks(
     for key, value in environ.items():
         monkeypatch.setenv(key, str(os.getpid()) if value == "SELF" else value)
     assert watchdog_interval() == interval
+
+
+def _systemctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exit_code: int) -> Path:
+    """A `systemctl` on PATH that records its arguments and exits with `exit_code`, and systemd "booted"."""
+    bin_folder = tmp_path / "bin"
+    bin_folder.mkdir()
+    calls = tmp_path / "calls"
+    script = bin_folder / "systemctl"
+    script.write_text(f'#!/bin/sh\necho "$@" >> {calls}\necho "unit busy" >&2\nexit {exit_code}\n')
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_folder))
+    booted = tmp_path / "run-systemd-system"
+    booted.mkdir()
+    monkeypatch.setattr(systemd, "SYSTEMD_RUNTIME", booted)
+    return calls
+
+
+def test_a_restart_is_a_try_restart_and_says_what_happened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _systemctl(tmp_path, monkeypatch, 0)
+    assert restart_service("mammo-edge.service") == "mammo-edge.service restarted if it was running"
+    assert calls.read_text() == "try-restart mammo-edge.service\n"
+
+
+def test_a_failed_restart_names_the_unit_and_systemctls_words(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _systemctl(tmp_path, monkeypatch, 5)
+    assert restart_service("mammo-edge.service") == (
+        "systemctl try-restart mammo-edge.service failed (unit busy): the model is linked; restart it by hand"
+    )
+
+
+@pytest.mark.parametrize("missing", ["systemd", "systemctl"])
+def test_without_systemd_a_restart_says_what_to_do_and_runs_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    calls = _systemctl(tmp_path, monkeypatch, 0)
+    if missing == "systemd":
+        monkeypatch.setattr(systemd, "SYSTEMD_RUNTIME", tmp_path / "absent")
+    else:
+        monkeypatch.setenv("PATH", str(tmp_path / "absent"))
+    assert restart_service("unit-x.service") == (
+        "systemd is not running here: restart unit-x.service to serve the new model"
+    )
+    assert not calls.exists()

@@ -4,6 +4,8 @@ with a fake model bundle and the real analyser, pipeline and writer."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import threading
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ from dicomfiles import encode, mammogram
 from fakemodel import write_fake_bundle
 from starlette.testclient import TestClient
 
+import edge_app.web.throttle as throttle_module
 from edge_app.config import Config, IngestSection, ModelSection, PathsSection, WebSection
 from edge_app.decode import decode_bytes
 from edge_app.model import EdgeModel
@@ -26,11 +29,12 @@ from edge_app.scope import ScopeLimits
 from edge_app.service.analyse import ModelAnalyser, Sidecar
 from edge_app.service.daemon import build_pipeline, journal_path
 from edge_app.service.journal import Journal
-from edge_app.service.lifecycle import ScanState
+from edge_app.service.lifecycle import ScanState, new_scan_id
 from edge_app.service.pipeline import ScanPipeline
 from edge_app.service.submissions import SubmissionQueue
-from edge_app.web.accounts import AccountStore
-from edge_app.web.app import create_app, web_folder
+from edge_app.web.accounts import AccountStore, TokenInfo
+from edge_app.web.app import STATIC, create_app, web_folder
+from edge_app.web.guard import CSP, inline_hashes, page_policy
 from edge_app.web.throttle import LoginThrottle
 
 PASSWORD = "correct horse battery"
@@ -387,3 +391,99 @@ def test_network_addresses_need_tls(tmp_path: Path) -> None:
     config.write_text('[web]\nbind_address = "::1"\n')
     assert resolve_config(config, environ={}).web.bind_address == "::1"
     assert replace(WebSection(), tls_cert="c", tls_key="k").tls_cert == "c"
+
+
+def test_a_readers_pages_are_the_devices_own_files(site: Site) -> None:
+    site.login()
+    home = site.client.get("/", follow_redirects=False)
+    assert home.status_code == 303 and home.headers["location"] == "/scans"
+    for path, name in (("/scans", "scans.html"), (f"/scans/{site.film_id}", "mark.html")):
+        page = site.client.get(path)
+        assert page.status_code == 200 and page.content == (STATIC / name).read_bytes(), path
+    unknown = site.client.get("/scans/not-a-scan-id")
+    assert unknown.status_code == 404 and unknown.json() == {"error": "not found: no such scan"}
+    wrong_method = site.client.put("/scans")
+    assert wrong_method.status_code == 405 and wrong_method.json() == {"error": "PUT is not allowed here"}
+
+
+def _hash_source(body: bytes) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(body).digest()).decode() + "'"
+
+
+def test_a_results_page_is_served_with_its_own_inline_code_allowed_by_hash_and_nothing_outside_the_folder(
+    site: Site,
+) -> None:
+    site.login()
+    results = site.config.paths.results
+    (results / "page.html").write_bytes(b"<p><style>p{}</style><script>go()</script><script>more()</script></p>")
+    page = site.client.get("/results/page.html")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    policy = page.headers["content-security-policy"]
+    scripts = f"script-src 'self' {_hash_source(b'go()')} {_hash_source(b'more()')};"
+    assert scripts in policy and f"style-src 'self' {_hash_source(b'p{}')};" in policy
+    assert policy.startswith("default-src 'none'; ") and "frame-ancestors 'none'" in policy
+    (results / "pictures").mkdir()
+    (results / "pictures" / "a.png").write_bytes(b"\x89PNG not really")
+    picture = site.client.get("/results/pictures/a.png")
+    assert picture.content == b"\x89PNG not really" and picture.headers["content-type"] == "image/png"
+    assert picture.headers["content-security-policy"].startswith("default-src 'none'; script-src 'self';")
+    (site.config.paths.state / "secret.txt").write_text("not for readers")
+    assert site.client.get("/results/../state/secret.txt").status_code == 404  # the client folds the dots away
+    for outside in ("..%2Fstate%2Fsecret.txt", "%2E%2E/state/secret.txt", "nope.html", "pictures"):
+        refused = site.client.get(f"/results/{outside}")
+        assert refused.status_code == 404, outside
+        assert refused.json() == {"error": "not found: no such file in the results"}, outside
+
+
+def test_a_page_without_inline_code_allows_none() -> None:
+    assert page_policy(b"<p>plain</p>") == CSP
+    assert inline_hashes(b"<style>a{}</style><p><script>x()</script>") == (
+        [_hash_source(b"x()")],
+        [_hash_source(b"a{}")],
+    )
+
+
+def test_the_login_throttle_tracks_failures_only_and_forgets_the_longest_quiet_key_past_its_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(throttle_module, "MAX_KEYS", 3)
+    clock = FakeClock()
+    throttle = LoginThrottle(attempts=1, window_seconds=60, clock=clock)
+    for index in range(100):  # asking about made-up names (every login does) tracks nothing
+        assert throttle.retry_after([f"user:made-up-{index}"]) is None
+    for key in ("user:a", "user:b", "user:c", "user:a"):  # a fails again: b is now the longest quiet
+        clock.now += 1
+        throttle.failed([key])
+    clock.now += 1
+    throttle.failed(["user:d"])
+    assert throttle.retry_after(["user:b"]) is None
+    assert [throttle.retry_after([key]) for key in ("user:a", "user:c", "user:d")] == [59.0, 58.0, 60.0]
+    clock.now += 58
+    assert throttle.retry_after(["user:a", "user:d"]) == 2.0  # the longest wait of the keys asked about
+    clock.now += 2
+    assert throttle.retry_after(["user:a", "user:d"]) is None  # a failure counts for the window, no longer
+
+
+def test_the_tokens_list_says_when_each_was_made_used_and_revoked(site: Site) -> None:
+    site.clock.now = 2000.0
+    token = site.accounts.add_token("ris-bridge")
+    site.accounts.add_token("archive")
+    site.clock.now = 2100.0
+    assert site.client.get("/api/scans", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    site.clock.now = 2200.0
+    site.accounts.revoke_token("archive")
+    assert site.accounts.tokens() == [
+        TokenInfo("archive", 2000.0, 2200.0, None),
+        TokenInfo("ris-bridge", 2000.0, None, 2100.0),
+    ]
+
+
+def test_a_submission_the_daemon_cannot_read_is_set_aside_for_a_person_not_lost(site: Site) -> None:
+    scan_id = new_scan_id()
+    queue = SubmissionQueue(site.config.paths.state)
+    queue.folder.mkdir(parents=True, exist_ok=True)
+    (queue.folder / f"{scan_id}.json").write_bytes(b'{"scan_id": "half a file')
+    assert site.take() == []
+    assert queue.pending() == [] and site.journal.get(scan_id) is None
+    kept = site.config.paths.quarantine / f"{scan_id}.submission.json"
+    assert kept.read_bytes() == b'{"scan_id": "half a file'

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -21,17 +20,12 @@ from typing import Any
 
 import pytest
 from conftest import REPO, edge_python, shipped_variant, write_daemon_config
+from dicomnode import free_port
 
 pytestmark = pytest.mark.slow
 CHROMIUM = os.environ.get("MAMMO_TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 PASSWORD = "a reader's long password"
 SCREENSHOT = REPO / "docs" / "marking-view.png"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _wait(condition: Callable[[], Any], timeout: float = 60, what: str = "it") -> Any:
@@ -104,7 +98,7 @@ def device(bundle: Path, tmp_path: Path) -> Iterator[Device]:
     python = edge_python("MAMMO_TEST_EDGE_PYTHON")
     root = tmp_path / "device"
     config = write_daemon_config(root, bundle, variant=shipped_variant(bundle), settle=0.2)
-    port = _free_port()
+    port = free_port()
     with config.open("a") as handle:
         handle.write(f'\n[web]\nenabled = true\nbind_address = "127.0.0.1"\nport = {port}\n')
     (film,) = generate_films(tmp_path / "films", 1, 64, seed=4)

@@ -34,7 +34,7 @@ class LoginThrottle:
         with self._lock:
             for key in keys:
                 failures = self._recent(key, now)
-                if len(failures) >= self.attempts:
+                if failures is not None and len(failures) >= self.attempts:
                     waits.append(failures[0] + self.window - now)
         return max(waits) if waits else None
 
@@ -42,16 +42,21 @@ class LoginThrottle:
         now = self.clock()
         with self._lock:
             for key in keys:
-                if key not in self._failures and len(self._failures) >= MAX_KEYS:
-                    self._forget_oldest()
-                self._recent(key, now).append(now)
+                failures = self._recent(key, now)
+                if failures is None:
+                    if len(self._failures) >= MAX_KEYS:
+                        self._forget_oldest()
+                    failures = self._failures[key] = deque(maxlen=self.attempts)
+                failures.append(now)
 
     def succeeded(self, key: str) -> None:
         with self._lock:
             self._failures.pop(key, None)
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        failures = self._failures.setdefault(key, deque(maxlen=self.attempts))
+    def _recent(self, key: str, now: float) -> deque[float] | None:
+        """The key's failures still in the window; None for a key not tracked (asking never starts tracking one, so
+        only failures count against the bound)."""
+        failures = self._failures.get(key)
         while failures and failures[0] <= now - self.window:
             failures.popleft()
         return failures

@@ -1,0 +1,92 @@
+"""`mammo-edge serve` itself, in process: uvicorn on a free loopback port, each step told to systemd (ready, watchdog
+pings at the interval systemd asks, stopping), a clean stop by the command's event with the port and the account
+store released, and the refusal before anything binds."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from dicomnode import free_port
+
+from edge_app.config import Config, PathsSection, WebSection
+from edge_app.errors import ConfigError
+from edge_app.web.app import web_folder
+from edge_app.web.server import accounts_for, serve
+
+PASSWORD = "correct horse battery"
+
+
+def _config(tmp_path: Path, **web: object) -> Config:
+    paths = PathsSection(*(tmp_path / name for name in ("inbox", "results", "archive", "quarantine", "state", "out")))
+    return Config(paths=paths, web=WebSection(**web))  # type: ignore[arg-type]
+
+
+def _notifications(receiver: socket.socket, until: str, timeout: float = 30) -> list[str]:
+    """Every sd_notify message up to and including the first that is `until`."""
+    received: list[str] = []
+    deadline = time.monotonic() + timeout
+    while until not in received:
+        receiver.settimeout(max(0.01, deadline - time.monotonic()))
+        received.append(receiver.recv(4096).decode())  # socket.timeout fails the test with what came
+    return received
+
+
+def test_serve_answers_until_asked_to_stop_and_tells_systemd_each_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = _config(tmp_path, enabled=True, port=free_port(), session_idle_minutes=5.0, session_max_hours=1.0)
+    stopping = threading.Event()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(str(tmp_path / "notify.sock"))
+        monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify.sock"))
+        monkeypatch.setenv("WATCHDOG_USEC", "600000")  # a ping every 0.3 s
+        monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+        caplog.set_level(logging.INFO)
+        server = threading.Thread(target=serve, args=(config, stopping), name="serve")
+        server.start()
+        try:
+            assert _notifications(receiver, "READY=1") == ["READY=1"]
+            with urllib.request.urlopen(f"http://127.0.0.1:{config.web.port}/healthz", timeout=10) as response:
+                assert response.read() == b"ok" and response.headers["server"] is None  # no version advertised
+            started = time.monotonic()
+            pings = _notifications(receiver, "WATCHDOG=1") + _notifications(receiver, "WATCHDOG=1")
+            assert pings == ["WATCHDOG=1", "WATCHDOG=1"] and time.monotonic() - started >= 0.3
+        finally:
+            stopping.set()
+            server.join(timeout=15)
+        assert not server.is_alive()
+        assert _notifications(receiver, "STOPPING=1")[-1] == "STOPPING=1"
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a restarted server binds
+        probe.bind(("127.0.0.1", config.web.port))  # nothing listens there any more
+    messages = [(record.name, record.getMessage()) for record in caplog.records]
+    assert ("edge_app.web.server", f"serving the web app on http://127.0.0.1:{config.web.port}") in messages
+    assert ("edge_app.web.server", "no account or token yet: nobody can log in (mammo-edge web-user add NAME)") in (
+        messages
+    )
+    assert not [name for name, _ in messages if name.startswith("uvicorn.access")]  # paths name scans: no access log
+
+
+def test_the_account_store_lives_in_the_web_folder_with_the_configured_session_limits(tmp_path: Path) -> None:
+    config = _config(tmp_path, enabled=True, session_idle_minutes=5.0, session_max_hours=1.0)
+    accounts = accounts_for(config)
+    try:
+        assert (web_folder(config) / "accounts.sqlite3").is_file()
+        assert (accounts.idle_seconds, accounts.max_seconds) == (300.0, 3600.0)
+    finally:
+        accounts.close()
+
+
+def test_serve_refuses_when_the_web_app_is_off_and_binds_nothing(tmp_path: Path) -> None:
+    config = _config(tmp_path, enabled=False, port=free_port())
+    refusal = r"^\[web\] enabled is false: the web app is off \(set it to true to serve\)$"
+    with pytest.raises(ConfigError, match=refusal):
+        serve(config, threading.Event())
+    assert not web_folder(config).exists()
