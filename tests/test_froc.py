@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from edge_app.detect import Candidate
 from edge_app.errors import DataError
 from edge_app.regions import Region
-from mammo_train.froc import Candidate, FilmOutcome, froc_points, score_films, sensitivity_at
+from mammo_train.froc import FilmOutcome, froc_points, score_films, sensitivity_at
 
 MASS = Region("A", 100, 100, 20)
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from edge_app.detect import Candidate
 from edge_app.errors import DataError
 from edge_app.regions import Region
 
@@ -27,14 +28,6 @@ HIT_RULE = "a candidate's centre inside the mass's circle (its truth centre and 
 def _holds_centre_of(mass: Region, candidate: Region) -> bool:
     """The hit rule: `candidate`'s centre lies inside `mass`'s circle."""
     return (candidate.cx - mass.cx) ** 2 + (candidate.cy - mass.cy) ** 2 <= mass.radius**2
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A place the detector proposes (its centre and radius) and its score."""
-
-    region: Region
-    score: float
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,180 @@
+"""The detector's view of a film, one implementation for training and the device: the breast cut out of the film,
+resampled to the detector's one pixel spacing, turned chest wall left, its contrast set by the breast's own
+intensities, on a fixed canvas; and the detector's output read back as candidate regions in film pixels.
+
+- Breast: the largest bright component of the film (Otsu's threshold on a small copy, closed over small gaps), so
+  labels, markers and the scanner's border, which are never the largest, are cut away with the air.
+- Orientation: a film whose breast reaches the right edge (chest wall right) is mirrored, so every canvas has the
+  chest wall at x = 0 and the detector learns one anatomy, not two.
+- Spacing: the crop is resized (``INTER_AREA``) to `DetectorInput.spacing_mm`; a breast larger than the canvas is
+  shrunk further to fit, and the spacing it ends up at (`FilmFrame.spacing_mm`) is what the detector's scope checks.
+- Contrast: the breast's 1st..99th intensity percentiles fill 0..255 and everything outside the breast is 0, so a
+  scanned film and a digital one, windowed differently, look alike to the detector.
+- Candidates: peaks of the centre heatmap (a cell at least as high as its eight neighbours) at or above a score,
+  highest first, each with the radius the size head gives there, mapped back to the film by the frame.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from edge_app.decode import Gray8
+from edge_app.errors import BundleError, InputImageError
+from edge_app.regions import Region, default_label
+from edge_app.strict import checked_fields
+
+MASK_SIDE_PX = 256
+"""The longer side of the small copy the breast is found on: fast on any film, fine enough for a crop's border."""
+CONTRAST_PERCENTILES = (1.0, 99.0)
+
+
+@dataclass(frozen=True)
+class DetectorInput:
+    """What the detector was trained on: the pixel spacing of its canvas, the canvas (height, width) and how many
+    canvas pixels one heatmap cell spans. Stored in the manifest; the device builds the same canvas from it."""
+
+    spacing_mm: float = 0.8
+    canvas: tuple[int, int] = (320, 256)
+    stride: int = 4
+
+    def __post_init__(self) -> None:
+        if not 0.05 <= self.spacing_mm <= 5.0:
+            raise BundleError(f"detector spacing_mm must be 0.05..5, got {self.spacing_mm}")
+        if self.stride < 1 or any(side < 16 or side % self.stride for side in self.canvas):
+            raise BundleError(f"detector canvas {self.canvas} must be at least 16 px and a multiple of {self.stride}")
+
+    @property
+    def cells(self) -> tuple[int, int]:
+        """The heatmap's (height, width)."""
+        return self.canvas[0] // self.stride, self.canvas[1] // self.stride
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> DetectorInput:
+        checked = checked_fields(cls, values, "detector input", BundleError)
+        if "canvas" in checked:
+            checked["canvas"] = tuple(int(side) for side in checked["canvas"])
+        return cls(**checked)
+
+
+@dataclass(frozen=True)
+class FilmFrame:
+    """Where the canvas lies on the film: ``canvas_x = (film_x - origin_x) * scale``, mirrored about the crop's width
+    when `mirrored`; ``canvas_y = (film_y - origin_y) * scale``. `spacing_mm` is the canvas's pixel spacing."""
+
+    origin_x: int
+    origin_y: int
+    crop_width: int  # film pixels
+    scale: float  # canvas pixels per film pixel
+    mirrored: bool
+    spacing_mm: float
+
+    def to_canvas(self, region: Region) -> Region:
+        x = (region.cx - self.origin_x) * self.scale
+        if self.mirrored:
+            x = self.crop_width * self.scale - x
+        return Region(region.label, x, (region.cy - self.origin_y) * self.scale, region.radius * self.scale)
+
+    def to_film(self, region: Region) -> Region:
+        x = self.crop_width * self.scale - region.cx if self.mirrored else region.cx
+        return Region(
+            region.label,
+            x / self.scale + self.origin_x,
+            region.cy / self.scale + self.origin_y,
+            region.radius / self.scale,
+        )
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A place the detector proposes (its centre and radius, film pixels) and its score in [0, 1]."""
+
+    region: Region
+    score: float
+
+
+def breast_mask(gray: Gray8) -> NDArray[np.bool_]:
+    """The breast, full size: the largest component above Otsu's threshold on a small copy, its holes filled."""
+    height, width = gray.shape
+    shrink = min(1.0, MASK_SIDE_PX / max(height, width))
+    small = cv2.resize(
+        gray, (max(1, round(width * shrink)), max(1, round(height * shrink))), interpolation=cv2.INTER_AREA
+    )
+    _, bright = cv2.threshold(small, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    bright = cv2.morphologyEx(bright, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(bright, connectivity=8)
+    if count < 2:
+        raise InputImageError("no breast found on the film: it is one flat intensity")
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    component = np.where(labels == largest, 255, 0).astype(np.uint8)
+    contours, _ = cv2.findContours(component, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    filled = cv2.drawContours(np.zeros_like(component), contours, -1, 255, thickness=cv2.FILLED)
+    return np.asarray(cv2.resize(filled, (width, height), interpolation=cv2.INTER_NEAREST) > 0)
+
+
+def frame_film(gray: Gray8, spacing_mm: float, spec: DetectorInput) -> tuple[Gray8, FilmFrame]:
+    """The detector's canvas of a film whose pixels are `spacing_mm` apart, and where it lies on the film."""
+    if not spacing_mm > 0:
+        raise InputImageError(f"a film's pixel spacing must be positive, got {spacing_mm}")
+    mask = breast_mask(gray)
+    rows, columns = np.nonzero(mask)
+    y0, y1, x0, x1 = int(rows.min()), int(rows.max()) + 1, int(columns.min()), int(columns.max()) + 1
+    height, width = y1 - y0, x1 - x0
+    scale = min(spacing_mm / spec.spacing_mm, spec.canvas[0] / height, spec.canvas[1] / width)
+    crop = gray[y0:y1, x0:x1]
+    inside = mask[y0:y1, x0:x1]
+    low, high = np.percentile(crop[inside], CONTRAST_PERCENTILES)
+    stretched = np.clip((crop.astype(np.float32) - low) * (255.0 / max(high - low, 1.0)), 0, 255)
+    stretched[~inside] = 0
+    mirrored = bool(inside[:, width // 2 :].sum() > inside[:, : width - width // 2].sum())
+    if mirrored:
+        stretched = stretched[:, ::-1]
+    size = (max(1, min(spec.canvas[1], round(width * scale))), max(1, min(spec.canvas[0], round(height * scale))))
+    resized = cv2.resize(stretched, size, interpolation=cv2.INTER_AREA)
+    canvas = np.zeros(spec.canvas, np.uint8)
+    canvas[: size[1], : size[0]] = np.rint(resized).astype(np.uint8)
+    return canvas, FilmFrame(x0, y0, width, scale, mirrored, spacing_mm / scale)
+
+
+def candidates(
+    heat: NDArray[np.float32],
+    radius: NDArray[np.float32],
+    frame: FilmFrame,
+    spec: DetectorInput,
+    max_candidates: int,
+    min_score: float,
+) -> list[Candidate]:
+    """The heatmap's peaks at or above `min_score`, highest first, at most `max_candidates`, as film regions
+    labelled A, B, ... in that order. `heat` is the centre score per cell, `radius` the size head's radius in
+    canvas pixels per cell."""
+    if heat.shape != spec.cells or radius.shape != spec.cells:
+        raise BundleError(f"the detector gave maps of {heat.shape} and {radius.shape}, expected {spec.cells}")
+    peaks = (heat >= cv2.dilate(heat, np.ones((3, 3), np.uint8))) & (heat >= min_score)
+    rows, columns = np.nonzero(peaks)
+    order = np.argsort(-heat[rows, columns], kind="stable")[:max_candidates]
+    found = []
+    for index, at in enumerate(order):
+        row, column = int(rows[at]), int(columns[at])
+        centre = Region(
+            default_label(index),
+            (column + 0.5) * spec.stride,
+            (row + 0.5) * spec.stride,
+            max(float(radius[row, column]), spec.stride / 2),
+        )
+        found.append(Candidate(frame.to_film(centre), float(heat[row, column])))
+    return found
+
+
+def cell_of(region: Region, spec: DetectorInput) -> tuple[int, int]:
+    """The heatmap cell (row, column) that holds a canvas region's centre: where training puts its target."""
+    row = min(spec.cells[0] - 1, max(0, math.floor(region.cy / spec.stride)))
+    column = min(spec.cells[1] - 1, max(0, math.floor(region.cx / spec.stride)))
+    return row, column

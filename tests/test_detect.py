@@ -1,0 +1,99 @@
+"""The detector's canvas and candidates (`edge_app.detect`): one rule for training and the device, so these pin it:
+the breast found and everything else cut away, one orientation, one spacing, and peaks read back onto the film."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_app.detect import Candidate, DetectorInput, FilmFrame, breast_mask, candidates, cell_of, frame_film
+from edge_app.errors import BundleError, InputImageError
+from edge_app.regions import Region
+
+SPEC = DetectorInput(spacing_mm=0.8, canvas=(320, 256), stride=4)
+MASS = Region("A", 500.0, 900.0, 60.0)
+
+
+def _film(chest_wall_left: bool = True) -> np.ndarray:
+    """A 0.1 mm film, 2000 x 1600: a half-ellipse of tissue against the chest wall, a bright mass in it, and a
+    brighter label in the far corner (which must not count as breast)."""
+    rows, columns = np.mgrid[0:2000, 0:1600].astype(np.float32)
+    tissue = (columns / 1200) ** 2 + ((rows - 1000) / 900) ** 2 <= 1
+    film = np.where(tissue, 120 + rows // 100, 8).astype(np.uint8)  # a texture that mirrors onto itself
+    film[(columns - MASS.cx) ** 2 + (rows - MASS.cy) ** 2 <= MASS.radius**2] = 200
+    film[1850:1950, 1400:1550] = 255  # a lead marker's label
+    return film if chest_wall_left else np.ascontiguousarray(film[:, ::-1])
+
+
+def test_the_breast_is_the_largest_bright_part_and_the_label_is_not() -> None:
+    mask = breast_mask(_film())
+    assert mask[1000, 100] and mask[900, 500] and not mask[1900, 1450] and not mask[50, 1550]
+
+
+def test_the_canvas_holds_the_breast_at_the_detectors_spacing_chest_wall_left_with_nothing_else() -> None:
+    canvas, frame = frame_film(_film(), 0.1, SPEC)
+    assert canvas.shape == (320, 256) and canvas.dtype == np.uint8
+    assert frame.scale == 0.125 and frame.spacing_mm == pytest.approx(0.8) and not frame.mirrored
+    # the breast's bounds, found on a 256 px copy: within a few film pixels of (0, 100) and 1200 wide
+    assert (frame.origin_x, frame.origin_y, frame.crop_width) == pytest.approx((0, 100, 1200), abs=4)
+    mass = frame.to_canvas(MASS)
+    assert (mass.cx, mass.cy, mass.radius) == pytest.approx((62.5, 100.0, 7.5), abs=0.5)
+    assert canvas[round(mass.cy), round(mass.cx)] == 255  # the brightest of the breast
+    assert canvas[:, 151:].max() == 0 and canvas[226:].max() == 0  # beyond the breast: nothing, the label neither
+    assert 0 < canvas[100, 20] < 255
+
+
+def test_a_film_with_the_chest_wall_right_gives_the_same_canvas_mirrored_back() -> None:
+    canvas, frame = frame_film(_film(), 0.1, SPEC)
+    mirrored_canvas, mirrored = frame_film(_film(chest_wall_left=False), 0.1, SPEC)
+    assert mirrored.mirrored and not frame.mirrored
+    difference = np.abs(mirrored_canvas.astype(int) - canvas)
+    assert difference.mean() < 1 and np.percentile(difference, 99) <= 2  # resampling, and the border's few pixels
+    mass = Region("A", 1599 - MASS.cx, MASS.cy, MASS.radius)
+    assert mirrored.to_canvas(mass).cx == pytest.approx(frame.to_canvas(MASS).cx, abs=0.2)
+    back = mirrored.to_film(mirrored.to_canvas(mass))
+    assert (back.cx, back.cy, back.radius) == pytest.approx((mass.cx, mass.cy, mass.radius))
+
+
+def test_a_breast_larger_than_the_canvas_is_shrunk_to_fit_and_its_spacing_says_so() -> None:
+    canvas, frame = frame_film(_film(), 0.2, SPEC)  # the same pixels at twice the spacing: 36 x 40 cm of breast
+    assert frame.scale == pytest.approx(320 / 1800, rel=0.01) and frame.spacing_mm == pytest.approx(0.2 / frame.scale)
+    assert canvas[:, :1].max() > 0 and canvas[-1:, :].max() > 0
+
+
+def test_a_flat_film_is_refused() -> None:
+    with pytest.raises(InputImageError, match="no breast found"):
+        frame_film(np.zeros((100, 80), np.uint8), 0.1, SPEC)
+    with pytest.raises(InputImageError, match="spacing must be positive"):
+        frame_film(_film(), 0.0, SPEC)
+
+
+def test_candidates_are_the_peaks_above_the_score_highest_first_on_the_film() -> None:
+    heat = np.zeros(SPEC.cells, np.float32)
+    radius = np.full(SPEC.cells, 10.0, np.float32)
+    heat[10, 20], heat[11, 21] = 0.9, 0.5  # one mass: its neighbour is no second peak
+    heat[40, 5], radius[40, 5] = 0.7, 0.5  # a radius below half a cell is half a cell
+    heat[70, 50] = 0.2  # below min_score
+    frame = FilmFrame(origin_x=100, origin_y=50, crop_width=1000, scale=0.1, mirrored=True, spacing_mm=1.0)
+    found = candidates(heat, radius, frame, SPEC, max_candidates=4, min_score=0.3)
+    assert [(c.region.label, c.score) for c in found] == [("A", pytest.approx(0.9)), ("B", pytest.approx(0.7))]
+    first = found[0].region
+    assert (first.cx, first.cy, first.radius) == pytest.approx((100 + 1000 - 82 / 0.1, 50 + 42 / 0.1, 100.0))
+    assert found[1].region.radius == pytest.approx(20.0)
+    assert candidates(heat, radius, frame, SPEC, max_candidates=1, min_score=0.3) == found[:1]
+    assert candidates(heat, radius, frame, SPEC, max_candidates=4, min_score=0.95) == []
+    assert isinstance(found[0], Candidate)
+
+
+def test_maps_of_the_wrong_shape_are_a_bundle_error_and_cells_stay_on_the_map() -> None:
+    with pytest.raises(BundleError, match=r"expected \(80, 64\)"):
+        candidates(
+            np.zeros((8, 8), np.float32), np.zeros((8, 8), np.float32), FilmFrame(0, 0, 1, 1, False, 1), SPEC, 4, 0
+        )
+    assert cell_of(Region("A", 9.0, 5.0, 3.0), SPEC) == (1, 2)
+    assert cell_of(Region("A", 999.0, -4.0, 3.0), SPEC) == (0, 63)
+    with pytest.raises(BundleError, match="multiple of 4"):
+        DetectorInput(canvas=(322, 256))
+    assert DetectorInput.from_dict({"spacing_mm": 0.8, "canvas": [320, 256], "stride": 4}) == SPEC
+    with pytest.raises(BundleError, match="colour"):
+        DetectorInput.from_dict({"colour": 1})
