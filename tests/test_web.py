@@ -4,9 +4,11 @@ with a fake model bundle and the real analyser, pipeline and writer."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -487,3 +489,260 @@ def test_a_submission_the_daemon_cannot_read_is_set_aside_for_a_person_not_lost(
     assert queue.pending() == [] and site.journal.get(scan_id) is None
     kept = site.config.paths.quarantine / f"{scan_id}.submission.json"
     assert kept.read_bytes() == b'{"scan_id": "half a file'
+
+
+def _rejected_scan(site: Site) -> str:
+    """A scan the device refused (it is no image): finished, with a reason and no film to mark."""
+    (site.config.paths.inbox / "bad.png").write_bytes(b"not an image at all")
+    record = site.pipeline.take(site.config.paths.inbox / "bad.png")
+    assert record.rejected
+    return record.scan_id
+
+
+def test_a_scan_is_summarised_exactly_as_the_journal_has_it(site: Site) -> None:
+    rejected_id = _rejected_scan(site)
+    site.login()
+    film, refused = site.journal.get(site.film_id), site.journal.get(rejected_id)
+    assert film is not None and refused is not None and refused.failure is not None
+    listed = site.client.get("/api/scans").json()
+    assert listed == {
+        "scans": [
+            {
+                "id": rejected_id,
+                "input": "bad.png",
+                "state": refused.state.value,
+                "status": "rejected",
+                "received": refused.received,
+                "updated": refused.updated,
+                "label": None,
+                "probability": None,
+                "result": refused.result_file,
+                "answers": None,
+                "reader": None,
+                "reason": refused.failure.reason,
+            },
+            {
+                "id": site.film_id,
+                "input": "film.dcm",
+                "state": "archived",
+                "status": "needs_roi",
+                "received": film.received,
+                "updated": film.updated,
+                "label": None,
+                "probability": None,
+                "result": film.result_file,
+                "answers": None,
+                "reader": None,
+                "reason": None,
+            },
+        ],
+        "before": None,
+    }
+    first = site.client.get("/api/scans?limit=1").json()
+    assert [scan["id"] for scan in first["scans"]] == [rejected_id] and first["before"] == refused.received
+    rest = site.client.get(f"/api/scans?limit=1&before={first['before']}").json()
+    assert [scan["id"] for scan in rest["scans"]] == [site.film_id]
+    for query, message in (
+        ("status=odd", "status must be one of "),
+        ("limit=x", "limit must be an integer and before a time (the last scan's received)"),
+        ("before=yesterday", "limit must be an integer and before a time (the last scan's received)"),
+    ):
+        refused_query = site.client.get(f"/api/scans?{query}")
+        assert refused_query.status_code == 400 and refused_query.json()["error"].startswith(message), query
+
+
+def test_who_is_asking_is_answered_exactly_for_a_reader_and_a_program(site: Site) -> None:
+    csrf = site.login()
+    assert site.client.get("/api/session").json() == {"user": "reader1", "kind": "reader", "csrf": csrf}
+    token = site.accounts.add_token("ris-bridge")
+    program = TestClient(site.client.app)
+    for scheme in ("Bearer", "bearer", "BEARER"):
+        answer = program.get("/api/session", headers={"Authorization": f"{scheme}  {token} "})
+        assert answer.json() == {"user": "ris-bridge", "kind": "token", "csrf": None}, scheme
+    assert program.get("/api/session", headers={"Authorization": f"Token {token}"}).status_code == 401
+
+
+def test_a_mark_is_acknowledged_with_the_id_of_its_answer_which_shows_as_submitted_until_taken(site: Site) -> None:
+    csrf = site.login()
+    accepted = site.client.post(f"/api/scans/{site.film_id}/regions", json=CIRCLE, headers={"X-CSRF-Token": csrf})
+    new_id = accepted.json()["id"]
+    assert accepted.status_code == 202 and accepted.json() == {"id": new_id}
+    assert accepted.headers["location"] == f"/api/scans/{new_id}"
+    pending = site.client.get(f"/api/scans/{new_id}").json()
+    assert pending == {"scan": {"id": new_id, "state": "submitted"}, "result": None, "answered_by": []}
+    assert site.client.get("/api/scans/ffffffffffffffffffffffff").status_code == 404
+    (record,) = site.take()
+    answered = site.client.get(f"/api/scans/{site.film_id}").json()
+    assert [scan["id"] for scan in answered["answered_by"]] == [record.scan_id] == [new_id]
+    assert answered["answered_by"][0]["answers"] == site.film_id and answered["answered_by"][0]["reader"] == "reader1"
+
+
+def test_login_refusals_and_the_session_cookie_are_exact(site: Site) -> None:
+    for body in ({"user": "reader1"}, ["reader1", PASSWORD], "reader1"):
+        refused = site.client.post("/api/session", json=body)
+        assert refused.status_code == 400, body
+        assert refused.json() == {"error": 'the body must be {"user": ..., "password": ...}'}, body
+    response = site.client.post("/api/session", json={"user": "reader1", "password": PASSWORD})
+    assert response.json() == {"user": "reader1", "csrf": response.json()["csrf"]}
+    cookie = response.headers["set-cookie"].lower()
+    assert "max-age=43200" in cookie and "path=/" in cookie  # the session's 12 hours at most
+    logout = site.client.delete("/api/session", headers={"X-CSRF-Token": response.json()["csrf"]})
+    cleared = logout.headers["set-cookie"].lower()
+    assert cleared.startswith('mammo_session="";') and "max-age=0" in cleared and "path=/" in cleared
+    assert "httponly" in cleared and "samesite=strict" in cleared and "secure" not in cleared
+    for _ in range(3):
+        site.client.post("/api/session", json={"user": "reader2", "password": "guess guess!"})
+    limited = site.client.post("/api/session", json={"user": "reader2", "password": PASSWORD})
+    assert limited.json() == {"error": "too many failed logins: try again in 60 s"}
+    assert limited.headers["retry-after"] == "60"
+
+
+def test_every_security_event_is_one_exact_audit_line(site: Site) -> None:
+    csrf = site.login()
+    site.client.post(f"/api/scans/{site.film_id}/regions", json=CIRCLE, headers={"X-CSRF-Token": csrf})
+    site.client.delete("/api/session", headers={"X-CSRF-Token": csrf})
+    site.client.post("/api/session", json={"user": "reader1", "password": "guess guess!"})
+    for _ in range(2):
+        site.client.post("/api/session", json={"user": "reader2", "password": "guess guess!"})
+    site.client.post("/api/session", json={"user": "reader2", "password": PASSWORD})  # the address's third failure
+    lines = (web_folder(site.config) / "audit.jsonl").read_text().splitlines()
+    entries = [json.loads(line) for line in lines]
+    assert all(line == json.dumps(entry, sort_keys=True) for line, entry in zip(lines, entries, strict=True))
+    assert len({entry["id"] for entry in entries}) == len(entries)
+    for entry in entries:
+        assert len(entry.pop("id")) == 16 and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", entry.pop("time"))
+    answer = entries[1].pop("answer")
+    assert entries == [
+        {"event": "login", "who": "reader1", "address": "testclient"},
+        {"event": "mark", "who": "reader1", "scan": site.film_id, "regions": CIRCLE["regions"]},
+        {"event": "logout", "who": "reader1"},
+        {"event": "login failed", "who": "reader1", "address": "testclient"},
+        *[{"event": "login failed", "who": "reader2", "address": "testclient"}] * 2,
+        {"event": "login refused", "who": "reader2", "address": "testclient", "reason": "too many failed attempts"},
+    ]
+    assert SubmissionQueue(site.config.paths.state).pending() == [answer]
+
+
+def test_a_film_that_cannot_be_shown_or_marked_is_a_clear_409_and_a_bad_window_a_400(site: Site) -> None:
+    csrf = site.login()
+    rejected_id = _rejected_scan(site)
+    shown = site.client.get(f"/api/scans/{rejected_id}/image")
+    assert shown.status_code == 409
+    assert shown.json() == {"error": "this scan has no archived film to show (refused, or not finished yet)"}
+    marked = site.client.post(f"/api/scans/{rejected_id}/regions", json=CIRCLE, headers={"X-CSRF-Token": csrf})
+    assert marked.status_code == 409
+    assert marked.json() == {"error": "regions can be marked only on an answered film kept in the archive"}
+    path = f"/api/scans/{site.film_id}/image"
+    for query, message in (
+        ("center=1000", "a window needs both center and width, as numbers"),
+        ("width=400", "a window needs both center and width, as numbers"),
+        ("center=a&width=400", "a window needs both center and width, as numbers"),
+        ("center=1000&width=0", "the window's center must be finite and its width > 0"),
+        ("center=inf&width=400", "the window's center must be finite and its width > 0"),
+        ("center=1000&width=nan", "the window's center must be finite and its width > 0"),
+    ):
+        refused = site.client.get(f"{path}?{query}")
+        assert refused.status_code == 400 and refused.json() == {"error": message}, query
+    picture = site.client.get(path)
+    assert picture.headers["content-type"] == "image/png" and picture.headers["cache-control"] == "private, no-store"
+    film = site.journal.get(site.film_id)
+    assert film is not None and film.result_file is not None
+    (site.config.paths.results / film.result_file).unlink()
+    unknown = site.client.post(f"/api/scans/{site.film_id}/regions", json=CIRCLE, headers={"X-CSRF-Token": csrf})
+    assert unknown.status_code == 409
+    assert unknown.json() == {"error": "the scan's result cannot be read, so its size is unknown"}
+    assert site.written() == [] or all('"mark"' not in line for line in site.written())
+
+
+def test_the_login_pages_files_are_served_to_anyone(site: Site) -> None:
+    for name in ("app.css", "login.js", "common.js"):
+        served = site.client.get(f"/static/{name}")
+        assert served.status_code == 200 and served.content == (STATIC / name).read_bytes(), name
+    assert site.client.get("/login").content == (STATIC / "login.html").read_bytes()
+
+
+def test_under_tls_every_response_asks_for_https_and_the_cookie_is_secure(tmp_path: Path) -> None:
+    paths = PathsSection(*(tmp_path / name for name in ("inbox", "results", "archive", "quarantine", "state", "out")))
+    web = WebSection(enabled=True, tls_cert="cert.pem", tls_key="key.pem", login_attempts=2, login_window_minutes=2)
+    config = Config(paths=paths, web=web)
+    accounts = AccountStore(web_folder(config) / "accounts.sqlite3", hasher=FAST_HASHER)
+    accounts.add_user("reader1", PASSWORD)
+    with TestClient(create_app(config, accounts), base_url="https://testserver") as client:
+        assert client.get("/healthz").headers["strict-transport-security"] == "max-age=31536000"
+        response = client.post("/api/session", json={"user": "reader1", "password": PASSWORD})
+        assert "secure" in response.headers["set-cookie"].lower()
+        logout = client.delete("/api/session", headers={"X-CSRF-Token": response.json()["csrf"]})
+        assert "secure" in logout.headers["set-cookie"].lower()
+        for _ in range(2):  # the configured attempts and window, when no throttle is given
+            client.post("/api/session", json={"user": "reader1", "password": "guess guess!"})
+        limited = client.post("/api/session", json={"user": "reader1", "password": PASSWORD})
+        assert limited.status_code == 429 and limited.headers["retry-after"] == "120"
+    accounts.close()
+
+
+def test_every_response_carries_the_same_protective_headers(site: Site) -> None:
+    for path in ("/healthz", "/login", "/api/scans", "/nowhere"):
+        headers = site.client.get(path).headers
+        assert headers["x-content-type-options"] == "nosniff", path
+        assert headers["x-frame-options"] == "DENY" and headers["referrer-policy"] == "no-referrer", path
+        assert headers["cache-control"] == "no-store" and headers["cross-origin-opener-policy"] == "same-origin"
+        assert headers["content-security-policy"] == CSP and "strict-transport-security" not in headers, path
+
+
+def _read(headers: dict[str, str], chunks: list[bytes], limit: int = 10) -> bytes | int:
+    """`read_body` on a raw request: the bytes, or the refusal's status."""
+    from starlette.requests import Request
+
+    from edge_app.web.guard import read_body
+
+    messages = [
+        {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1} for i, chunk in enumerate(chunks)
+    ]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/",
+        "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+    }
+    body = asyncio.run(read_body(Request(scope, receive), limit))
+    return body if isinstance(body, bytes) else body.status_code
+
+
+def test_a_body_is_read_only_when_it_says_json_and_only_up_to_its_limit() -> None:
+    assert _read({"content-type": "application/json"}, [b"{}", b"[1]"]) == b"{}[1]"
+    assert _read({"content-type": "Application/JSON; charset=utf-8"}, [b"0123456789"]) == b"0123456789"  # the limit
+    assert _read({"content-type": "application/json", "content-length": "10"}, [b"0123456789"]) == b"0123456789"
+    assert _read({"content-type": "text/plain"}, [b"{}"]) == 415
+    assert _read({}, [b"{}"]) == 415
+    assert _read({"content-type": "application/json", "content-length": "11"}, [b"{}"]) == 413
+    assert _read({"content-type": "application/json", "content-length": "ten"}, [b"{}"]) == 413
+    assert _read({"content-type": "application/json"}, [b"012345", b"67890"]) == 413  # streamed past it
+
+
+def test_accounts_tokens_and_sessions_keep_their_exact_rules(tmp_path: Path) -> None:
+    from edge_app.errors import AccessError
+
+    accounts = AccountStore(tmp_path / "new" / "accounts.sqlite3", hasher=FAST_HASHER)
+    assert (accounts.idle_seconds, accounts.max_seconds) == (30 * 60, 12 * 3600)
+    accounts.add_user("reader1", "x" * 12)  # exactly the shortest allowed
+    token = accounts.add_token("pacs")
+    assert token.startswith("mmt_") and len(token) == 4 + 43  # 32 random bytes, URL-safe
+    cookie, session = accounts.open_session("reader1")
+    assert len(cookie) == 43 and len(session.csrf) == 43 and session.user == "reader1"
+    assert accounts.session(cookie) == session
+    for call, message in (
+        (lambda: accounts.add_token("pacs"), "a token named 'pacs' exists already (revoke it, or choose another name)"),
+        (lambda: accounts.revoke_token("nobody"), "no active token named 'nobody'"),
+        (lambda: accounts.remove_user("nobody"), "no account named 'nobody'"),
+        (lambda: accounts.add_user("a b", PASSWORD), "account name"),
+        (lambda: accounts.add_token("a/b"), "token name"),
+    ):
+        with pytest.raises(AccessError, match=re.escape(message)):
+            call()
+    accounts.remove_user("reader1")
+    assert accounts.session(cookie) is None  # logged out everywhere with the account
+    accounts.close()
