@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from edge_app.detect import Candidate
 from edge_app.errors import DataError
 from edge_app.regions import Region
-from mammo_train.froc import FilmOutcome, froc_points, score_films, sensitivity_at
+from mammo_train.froc import FilmOutcome, froc_points, score_films, sensitivity_at, threshold_at
 
 MASS = Region("A", 100, 100, 20)
 
@@ -35,6 +37,8 @@ def test_sensitivity_at_each_rate_is_the_best_any_threshold_reaches_within_it() 
     scored = score_films(films)
     # thresholds 0.95 (1 FP / 3 films, 0 found), 0.9 (1/3, 1/2), 0.6 (2/3, 1/2), 0.5 (1, 1/2), 0.3 (1, 1), 0.2 (4/3, 1)
     assert sensitivity_at(scored, (0.25, 0.34, 1.0, 2.0)) == [0.0, 0.5, 1.0, 1.0]
+    # the operating points: the lowest threshold within each rate (where that sensitivity is reached)
+    assert [threshold_at(scored, rate) for rate in (0.25, 0.34, 1.0, 2.0)] == [math.inf, 0.9, 0.3, 0.2]
 
 
 def test_a_mass_no_candidate_hits_is_never_found() -> None:

@@ -1,5 +1,7 @@
 """``mammo-train`` and ``mammo-eval``.
 
+``mammo-train detector ...`` trains and measures the mass detector instead (`mammo_train.detector_cli`).
+
 ``mammo-train --split splits.csv --out RUN_DIR`` trains one architecture into RUN_DIR and evaluates it;
 ``--arch hybrid,densenet121,resnet50`` trains each into ``RUN_DIR/<arch>`` on the same split and writes
 ``RUN_DIR/comparison.{md,json}``. ``--data ROOT`` instead of ``--split`` splits a Mendeley-layout folder on the fly
@@ -125,7 +127,12 @@ def _cross_validate(args: argparse.Namespace, settings: RunSettings, archs: list
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:
-    args = build_train_parser().parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given[:1] == ["detector"]:
+        from mammo_train.detector_cli import main as detector_main
+
+        return detector_main(given[1:])
+    args = build_train_parser().parse_args(given)
     return run_main("mammo-train", lambda: _train(args))
 
 

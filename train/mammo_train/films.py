@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge_app.decode import decode_file
+from edge_app.errors import DataError
 from edge_app.regions import ROI_SUFFIX, default_label
 from edge_app.samples import render_mass
 from mammo_train.mias import MiasRow, mass_region, parse_info
@@ -29,6 +30,7 @@ FILM_SIZE = (1664, 2048)  # width, height: a small full-field detector at 0.1 mm
 PIXEL_SPACING_MM = 0.1
 BITS_STORED = 12
 FILMS_CSV = "films.csv"
+PLACEMENT_ATTEMPTS = 200
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,9 @@ def render_film(
     half = patch_size // 2
     feather = np.hypot(*np.mgrid[-half : patch_size - half, -half : patch_size - half].astype(np.float32))
     weight = np.clip((0.5 * patch_size - feather) / (0.15 * patch_size), 0, 1)
-    while len(regions) < masses:
+    for _ in range(PLACEMENT_ATTEMPTS):
+        if len(regions) == masses:
+            break
         malignant = bool(rng.integers(0, 2))
         mass = render_mass(rng, patch_size, malignant)
         geometry = mass_geometry(mass)
@@ -80,6 +84,11 @@ def render_film(
         window[:] = weight * (mass.image.astype(np.float32) / 255) + (1 - weight) * window
         label = default_label(len(regions))
         regions.append(FilmRegion(label, x0 + geometry.cx, y0 + geometry.cy, geometry.radius, malignant))
+    if len(regions) < masses:
+        raise DataError(
+            f"{masses} masses of {patch_size} px do not fit {PLACEMENT_ATTEMPTS} tries on a {width}x{height} film "
+            f"{3 * patch_size} px apart: use a smaller --size"
+        )
     pixels = np.rint(np.clip(film, 0, 1) * (2**BITS_STORED - 1)).astype(np.uint16)
     return pixels, regions
 

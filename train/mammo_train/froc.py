@@ -94,15 +94,33 @@ def curve(scored: Scored) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """(false positives per film, sensitivity) at every distinct score threshold, from the strictest down."""
     if scored.mass_scores.size == 0:
         raise DataError("a FROC needs at least one film with a mass")
-    thresholds = np.unique(np.concatenate([scored.mass_scores, scored.false_scores]))[::-1]
-    thresholds = thresholds[np.isfinite(thresholds)]
-    false_sorted = np.sort(scored.false_scores)
+    thresholds = _thresholds(scored)
+    false_at = _false_at(scored, thresholds)
     mass_sorted = np.sort(scored.mass_scores)
-    false_at = false_sorted.size - np.searchsorted(false_sorted, thresholds, side="left")
     found_at = mass_sorted.size - np.searchsorted(mass_sorted, thresholds, side="left")
     rates = np.concatenate([[0.0], false_at / scored.films])
     sensitivities = np.concatenate([[0.0], found_at / mass_sorted.size])
     return rates, sensitivities
+
+
+def _thresholds(scored: Scored) -> NDArray[np.float64]:
+    """Every distinct finite score, strictest first."""
+    thresholds = np.unique(np.concatenate([scored.mass_scores, scored.false_scores]))[::-1]
+    return np.asarray(thresholds[np.isfinite(thresholds)], np.float64)
+
+
+def _false_at(scored: Scored, thresholds: NDArray[np.float64]) -> NDArray[np.int64]:
+    """False positives at or above each threshold."""
+    false_sorted = np.sort(scored.false_scores)
+    return false_sorted.size - np.searchsorted(false_sorted, thresholds, side="left")
+
+
+def threshold_at(scored: Scored, rate: float) -> float:
+    """The operating point of `rate`: the lowest score threshold whose false positives per film stay at or below it
+    (where `sensitivity_at` is reached); infinity if even the strictest exceeds it."""
+    thresholds = _thresholds(scored)
+    within = thresholds[_false_at(scored, thresholds) / scored.films <= rate]
+    return float(within.min()) if within.size else math.inf
 
 
 def sensitivity_at(scored: Scored, fp_rates: Sequence[float] = FP_RATES) -> list[float]:
