@@ -99,3 +99,19 @@ def test_patients_group_masses(synth_root: Path) -> None:
         by_patient.setdefault(record.group("patient"), set()).add(record.original)
     assert max(len(originals) for originals in by_patient.values()) == 2
     assert len(by_patient) == 2 * 12  # 24 originals per source in pairs, two sources
+
+
+def test_film_masses_that_cannot_be_placed_are_a_clear_error_not_an_endless_search() -> None:
+    import pytest
+
+    from edge_app.errors import DataError
+    from mammo_train.films import render_film
+
+    rng = np.random.default_rng(0)
+    with pytest.raises(DataError, match=r"^masses of 300 px do not fit a 800x1000 film \(at most 250 px\)"):
+        render_film(rng, 1, 300, True, (800, 1000))
+    with pytest.raises(DataError, match=r"^5 masses of 200 px do not fit a 800x1000 film 300 px apart \(1000 places"):
+        render_film(rng, 5, 200, True, (800, 1000))
+    pixels, regions = render_film(rng, 2, 200, False, (800, 1000))
+    assert pixels.shape == (1000, 800) and len(regions) == 2
+    assert np.hypot(regions[0].x - regions[1].x, regions[0].y - regions[1].y) >= 300  # 1.5 patch sides apart

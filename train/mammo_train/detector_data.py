@@ -35,7 +35,7 @@ GAMMA = (0.7, 1.4)
 
 @dataclass(frozen=True)
 class DetectorSettings:
-    epochs: int = 60
+    epochs: int = 100
     batch_size: int = 8
     learning_rate: float = 2e-3
     seed: int = 0

@@ -30,7 +30,10 @@ FILM_SIZE = (1664, 2048)  # width, height: a small full-field detector at 0.1 mm
 PIXEL_SPACING_MM = 0.1
 BITS_STORED = 12
 FILMS_CSV = "films.csv"
-PLACEMENT_ATTEMPTS = 200
+PLACEMENT_ATTEMPTS = 1000
+SEPARATION = 1.5
+"""Centres of two masses at least this many patch sides apart: their patches never overlap, and two masses a reader
+marks separately stay apart."""
 
 
 @dataclass(frozen=True)
@@ -64,31 +67,38 @@ def render_film(
 ) -> tuple[NDArray[np.uint16], list[FilmRegion]]:
     """One film (12-bit, `size` = width, height) and its masses' regions, in image coordinates."""
     width, height = size
+    largest = min(width // 2, height // 4)  # the window a mass is placed in
+    if patch_size > largest:
+        raise DataError(
+            f"masses of {patch_size} px do not fit a {width}x{height} film (at most {largest} px): use a smaller --size"
+        )
     film = _breast(rng, width, height, left)
     regions: list[FilmRegion] = []
     half = patch_size // 2
     feather = np.hypot(*np.mgrid[-half : patch_size - half, -half : patch_size - half].astype(np.float32))
     weight = np.clip((0.5 * patch_size - feather) / (0.15 * patch_size), 0, 1)
-    for _ in range(PLACEMENT_ATTEMPTS):
-        if len(regions) == masses:
-            break
+    while len(regions) < masses:
         malignant = bool(rng.integers(0, 2))
         mass = render_mass(rng, patch_size, malignant)
         geometry = mass_geometry(mass)
-        wall_x = int(rng.uniform(0.15, 0.5) * width)
-        x0 = wall_x if left else width - wall_x - patch_size
-        y0 = int(rng.uniform(0.2, 0.75) * height)
-        if any(np.hypot(x0 + geometry.cx - r.x, y0 + geometry.cy - r.y) < 3 * patch_size for r in regions):
-            continue  # masses stay apart, as two lesions a reader marks separately do
+        for _ in range(PLACEMENT_ATTEMPTS):
+            wall_x = int(rng.uniform(0.15, 0.5) * width)
+            x0 = wall_x if left else width - wall_x - patch_size
+            y0 = int(rng.uniform(0.2, 0.75) * height)
+            # masses stay apart, as two lesions a reader marks separately do
+            if all(
+                np.hypot(x0 + geometry.cx - r.x, y0 + geometry.cy - r.y) >= SEPARATION * patch_size for r in regions
+            ):
+                break
+        else:
+            raise DataError(
+                f"{masses} masses of {patch_size} px do not fit a {width}x{height} film "
+                f"{SEPARATION * patch_size:g} px apart ({PLACEMENT_ATTEMPTS} places tried): use a smaller --size"
+            )
         window = film[y0 : y0 + patch_size, x0 : x0 + patch_size]
         window[:] = weight * (mass.image.astype(np.float32) / 255) + (1 - weight) * window
         label = default_label(len(regions))
         regions.append(FilmRegion(label, x0 + geometry.cx, y0 + geometry.cy, geometry.radius, malignant))
-    if len(regions) < masses:
-        raise DataError(
-            f"{masses} masses of {patch_size} px do not fit {PLACEMENT_ATTEMPTS} tries on a {width}x{height} film "
-            f"{3 * patch_size} px apart: use a smaller --size"
-        )
     pixels = np.rint(np.clip(film, 0, 1) * (2**BITS_STORED - 1)).astype(np.uint16)
     return pixels, regions
 
