@@ -89,6 +89,31 @@ def _mark(repo: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _froc(repo: Path) -> str:
+    """The mass detector's FROC on MIAS by patient-grouped cross-validation, with its intervals and normal films."""
+    document = _load(repo, RESULTS / "froc-mias.json")
+    data, points = document["data"], document["points"]
+    left_out = "; ".join(f"{film}: {why}" for film, why in data["left_out"].items()) or "none"
+    at_one = next(point for point in points if point["fp_per_film"] == 1.0)
+    normal = next(item for item in document["normal_films"]["at"] if item["fp_per_film"] == 1.0)
+    lines = [
+        f"{data['films']} MIAS films ({data['patients']} patients, {data['masses']} masses, {data['normal_films']} "
+        f"normal films; left out: {left_out}), {document['folds']}-fold cross-validation grouped by "
+        f"{document['grouped_by']}; hit: {document['hit_rule']}. 95% intervals: patients resampled "
+        "(`benchmarks/results/froc-mias.json`, plot `froc-mias.png`).",
+        "",
+        "| false positives per film | " + " | ".join(f"{point['fp_per_film']:g}" for point in points) + " |",
+        "| --- |" + " --- |" * len(points),
+        "| sensitivity | " + " | ".join(f"{point['sensitivity']:.2f}" for point in points) + " |",
+        "| 95% interval | " + " | ".join(f"{point['ci'][0]:.2f}-{point['ci'][1]:.2f}" for point in points) + " |",
+        "",
+        f"At 1 false positive per film: sensitivity **{at_one['sensitivity']:.2f}** ({at_one['ci'][0]:.2f}-"
+        f"{at_one['ci'][1]:.2f}); the normal films get {normal['normal_fp_per_film']:.2f} false positives each at "
+        "that operating point.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def _test_minutes(repo: Path) -> str:
     return str(-int(-_load(repo, RESULTS / "ci-run.json")["seconds"] // 60))
 
@@ -99,6 +124,7 @@ BLOCKS: dict[tuple[str, str], Callable[[Path], str]] = {
     ("benchmarks/README.md", "regions"): _regions,
     ("benchmarks/results/training.md", "mias-null"): _mias,
     ("README.md", "demo"): _demo,
+    ("README.md", "froc-mias"): _froc,
     ("docs/web.md", "mark"): _mark,
 }
 INLINE: dict[tuple[str, str], Callable[[Path], str]] = {
