@@ -163,3 +163,50 @@ def test_a_report_dropped_beside_its_film_pairs_by_name_and_answers_marked_by_sr
     result = json.loads((paths.results / str(record.result_file)).read_text())
     assert [(r["label"], r["marked_as"], r["marked_by"]) for r in result["regions"]] == [("A", "circle", "sr")]
     assert (paths.archive / "film.sr.dcm").is_file() and (paths.archive / "film.dcm").is_file()
+
+
+@pytest.mark.parametrize(
+    ("shape", "expected"),
+    [
+        (  # the major axis vertical: the box is tall
+            ("ELLIPSE", [(120.5, 180.5), (120.5, 220.5), (110.5, 200.5), (130.5, 200.5)]),
+            Region("A", 120.0, 200.0, 20.0, Box(110, 180, 130, 220), "ellipse"),
+        ),
+        (  # at 45 degrees: each half side is hypot(a cos t, b sin t) = hypot(20, 10)
+            ("ELLIPSE", [(100.5, 100.5), (140.5, 140.5), (130.5, 110.5), (110.5, 130.5)]),
+            Region("A", 120.0, 120.0, float(np.hypot(40, 40) / 2), Box(97, 97, 143, 143), "ellipse"),
+        ),
+        (  # the fewest points an outline has: three corners and the first again
+            ("POLYLINE", [(300.5, 50.5), (350.5, 50.5), (325.5, 90.5), (300.5, 50.5)]),
+            Region("A", 325.0, 70.0, 25.0, Box(300, 50, 350, 90), "polygon"),
+        ),
+    ],
+)
+def test_rotated_ellipses_and_the_smallest_outline_give_their_exact_bounds(
+    shape: tuple[str, list[tuple[float, float]]], expected: Region
+) -> None:
+    source = _source()
+    report = encode(measurement_report(source, [shape], "group"))
+    (region,) = sr_regions(report, source.SOPInstanceUID, 400, 300, 8.0)
+    assert (region.label, region.cx, region.cy, region.box, region.shape) == (
+        expected.label,
+        pytest.approx(expected.cx),
+        pytest.approx(expected.cy),
+        expected.box,
+        expected.shape,
+    )
+    assert region.radius == pytest.approx(expected.radius)
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        (("ELLIPSE", [(100.5, 200.5), (140.5, 200.5), (120.5, 200.5), (120.5, 200.5)]), "an axis of the ellipse"),
+        (("POLYLINE", [(10.5, 10.5), (40.5, 10.5), (20.5, 10.5), (10.5, 10.5)]), "the outline encloses no area"),
+    ],
+)
+def test_a_shape_without_area_is_refused_by_name(shape: tuple[str, list[tuple[float, float]]], message: str) -> None:
+    source = _source()
+    report = encode(measurement_report(source, [shape], "group"))
+    with pytest.raises(RegionError, match=rf"region 'A' \({shape[0]}\): {message}"):
+        sr_regions(report, source.SOPInstanceUID, 400, 300, 8.0)
