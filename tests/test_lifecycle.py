@@ -272,7 +272,7 @@ def test_the_daemon_leaks_no_threads_and_keeps_no_per_scan_list(tmp_path: Path) 
     before = set(threading.enumerate())
     daemon = Daemon(config, FakeAnalyser(), exit_when_idle=True)
     summary = daemon.run()
-    assert set(threading.enumerate()) == before
+    assert set(threading.enumerate()) - before == set()  # a thread of an earlier test may end meanwhile: no leak
     assert summary.counts == {"archived": 5, "quarantined": 1, "needs_roi": 1}
     collections = {name for name, value in vars(daemon).items() if isinstance(value, (list, dict, set)) and value}
     assert collections == {"counts"} and set(daemon.counts) <= {state.value for state in ScanState} | {"needs_roi"}
@@ -284,7 +284,7 @@ def test_the_daemon_leaks_no_threads_and_keeps_no_per_scan_list(tmp_path: Path) 
     runner.start()
     stopping.set()
     runner.join(30)
-    assert not runner.is_alive() and set(threading.enumerate()) == before
+    assert not runner.is_alive() and set(threading.enumerate()) - before == set()
     assert len(summaries) == 1, "the daemon's run raised in its thread"
 
 
