@@ -77,6 +77,11 @@ class DaemonSession:
     folders: dict[str, Path]
     ready_s: float
 
+    def stop(self) -> None:
+        """SIGTERM once (the daemon settles what it holds); a second call finds it stopped."""
+        if self.process.poll() is None:
+            _stop(self.process)
+
 
 @contextmanager
 def running_daemon(
@@ -116,7 +121,7 @@ def running_daemon(
                 session = DaemonSession(daemon, folders, time.monotonic() - started)
                 threading.Thread(target=_drain, args=(notifications, draining), daemon=True).start()
                 yield session
-                _stop(daemon)
+                session.stop()
             except MeasurementError as exc:
                 if daemon.poll() is None:
                     daemon.kill()
@@ -201,6 +206,7 @@ def measure_memory_growth(
                 _collect(session.folders["results"], dropped, session.process, timeout)
                 done += count
             rss[target] = vm_rss_mb(session.process.pid)
+        session.stop()  # a scan is archived just after its result is written: count once the daemon has settled all
         archived = sum(1 for _ in session.folders["archive"].iterdir())
     first, last = rss[min(checkpoints)], rss[max(checkpoints)]
     growth = None if first is None or last is None else round(last - first, 1)
