@@ -4,7 +4,8 @@
 its path gives, so the run happens in a staged copy of the project where the mutated packages sit at the top
 (``edge_app/``, and ``mammo_convert/`` whose ``gate.py`` is the one file of it mutated); the configuration is
 ``[tool.mutmut]`` in pyproject.toml. ``--again`` copies the work tree over the staged one and re-runs only the
-mutants not yet killed (after new tests), keeping every other verdict.
+mutants not yet killed (after new tests), keeping every other verdict; ``--pending`` runs only those an interrupted
+run never reached.
 
 The counts go to ``benchmarks/results/mutation.json`` and every survivor, with its diff, to
 ``benchmarks/results/mutation-survivors.txt``; docs/testing.md explains the ones left alive. A mutant no test
@@ -130,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", default="*", help="with --again: mutants whose names match one of these comma-separated globs"
     )
+    parser.add_argument("--pending", action="store_true", help="with --again: only the mutants never run yet")
     args = parser.parse_args(argv)
     if not args.again:
         shutil.rmtree(args.work, ignore_errors=True)
@@ -139,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, code in verdicts(args.work).items()
         if args.again
         and code not in KILLED | TIMEOUT
+        and not (args.pending and code in SURVIVED)
         and any(fnmatch.fnmatchcase(name, pattern) for pattern in args.only.split(","))
     ]
     command = [mutmut_command(), "run", "--max-children", str(args.max_children), *again]

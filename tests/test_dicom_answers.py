@@ -14,9 +14,11 @@ import pydicom
 import pytest
 from dicomfiles import encode, mammogram
 
-from edge_app.dicom.answers import SC_SUFFIX, SR_SUFFIX, DicomAnswerWriter, build_answer
+from edge_app.decode import decode_bytes
+from edge_app.dicom.answers import SC_SUFFIX, SR_SUFFIX, DicomAnswerWriter, answer_uid, build_answer, read_header
 from edge_app.dicom.outbox import Outbox
 from edge_app.model import ModelIdentity
+from edge_app.overlay import render
 from edge_app.regions import Box
 from edge_app.service.analyse import CLASSIFIED, NEEDS_ROI, Analysis, ImageFacts, Overlay, RegionAnswer
 from edge_app.service.lifecycle import ScanState, advance, received
@@ -37,13 +39,21 @@ needs_tools = pytest.mark.skipif(
 )
 
 
-def _scan() -> bytes:
+def _scan(**attributes: object) -> bytes:
     pixels = np.random.default_rng(0).integers(0, 4096, (600, 400)).astype(np.uint16)
-    return encode(mammogram(pixels))
+    return encode(mammogram(pixels, **attributes))
+
+
+def _overlay_bgr() -> np.ndarray:
+    """A coloured picture (blue left, red right): a capture that lost its colours or swapped them shows."""
+    picture = np.zeros((64, 96, 3), np.uint8)
+    picture[:, :48, 0] = 200
+    picture[:, 48:, 2] = 150
+    return picture
 
 
 def _overlay_png() -> bytes:
-    ok, png = cv2.imencode(".png", np.full((64, 96, 3), 90, np.uint8))
+    ok, png = cv2.imencode(".png", _overlay_bgr())
     assert ok
     return png.tobytes()
 
@@ -160,3 +170,195 @@ def test_a_scan_whose_header_cannot_be_copied_gets_no_dicom_answer_and_a_warning
     ours = " ".join(record.getMessage() for record in caplog.records if record.name.startswith("edge_app"))
     assert logged in ours and "DOE" not in ours and "'99'" not in ours
     assert not (tmp_path / "results" / "dicom").exists() and outbox.pending() == []
+
+
+def _tree(items: object, depth: int = 0) -> list[str]:
+    """The report's content tree, one line per item: relationship, value type, concept name and value."""
+    lines = []
+    for item in items:  # type: ignore[attr-defined]
+        line = f"{'  ' * depth}{item.RelationshipType} {item.ValueType} {item.ConceptNameCodeSequence[0].CodeMeaning}"
+        if item.ValueType == "CODE":
+            code = item.ConceptCodeSequence[0]
+            line += f" = {code.CodeValue} {code.CodingSchemeDesignator} {code.CodeMeaning}"
+        elif item.ValueType == "NUM":
+            measured = item.MeasuredValueSequence[0]
+            line += f" = {measured.NumericValue} [{measured.MeasurementUnitsCodeSequence[0].CodeValue}]"
+        elif item.ValueType in ("TEXT", "UIDREF"):
+            line += f" = {item.get('TextValue') or item.get('UID')}"
+        elif item.ValueType == "SCOORD":
+            line += f" = {item.GraphicType} {[float(value) for value in item.GraphicData]}"
+        elif item.ValueType == "IMAGE":
+            line += f" = {item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID}"
+        lines.append(line)
+        if "ContentSequence" in item:
+            lines += _tree(item.ContentSequence, depth + 1)
+    return lines
+
+
+def _algorithm(depth: int) -> list[str]:
+    indent = "  " * depth
+    return [
+        f"{indent}HAS CONCEPT MOD TEXT Algorithm Name = hybrid-test",
+        f"{indent}HAS CONCEPT MOD TEXT Algorithm Version = 1.2",
+        f"{indent}HAS CONCEPT MOD TEXT Algorithm Parameters = variant int8",
+        f"{indent}HAS CONCEPT MOD TEXT Algorithm Parameters = file model_int8.tflite",
+        f"{indent}HAS CONCEPT MOD TEXT Algorithm Parameters = sha256 {'ab' * 32}",
+    ]
+
+
+def _region(label: str, probability: str, decision: str, outline: list[float], image: str) -> list[str]:
+    return [
+        "  CONTAINS CONTAINER Measurement Group",
+        f"    HAS OBS CONTEXT TEXT Tracking Identifier = region {label}",
+        f"    HAS OBS CONTEXT UIDREF Tracking Unique Identifier = {answer_uid('scan-1', f'region {label}')}",
+        "    CONTAINS CODE Finding = 4147007 SCT Mass",
+        *_algorithm(2),
+        f"    CONTAINS NUM Probability of cancer = {probability} [1]",
+        *_algorithm(3),
+        "    CONTAINS NUM Decision threshold of the model = 0.42 [1]",
+        *_algorithm(3),
+        f"    CONTAINS CODE Decision at the model's threshold = {decision}",
+        f"    CONTAINS SCOORD Image Region = POLYLINE {[float(value) for value in outline]}",
+        f"      SELECTED FROM IMAGE Source = {image}",
+    ]
+
+
+def _head() -> list[str]:
+    return [
+        "HAS CONCEPT MOD CODE Language of Content Item and Descendants = en-US RFC5646 English (United States)",
+        "HAS OBS CONTEXT CODE Observer Type = 121007 DCM Device",
+        f"HAS OBS CONTEXT UIDREF Device Observer UID = {answer_uid('ab' * 32, 'device')}",
+        "HAS OBS CONTEXT TEXT Device Observer Name = hybrid-test",
+        "HAS OBS CONTEXT TEXT Device Observer Manufacturer = mammo-edge",
+        "HAS OBS CONTEXT TEXT Device Observer Model Name = hybrid-test 1.2",
+        "HAS CONCEPT MOD CODE Procedure reported = 71651007 SCT Mammography",
+    ]
+
+
+def _library(image: str) -> list[str]:
+    return [
+        "CONTAINS CONTAINER Image Library",
+        "  CONTAINS CONTAINER Image Library Group",
+        f"    CONTAINS IMAGE Source = {image}",
+        "      HAS ACQ CONTEXT CODE Modality = MG DCM Mammography",
+        "      HAS ACQ CONTEXT NUM Pixel Data Rows = 600.0 [{pixels}]",
+        "      HAS ACQ CONTEXT NUM Pixel Data Columns = 400.0 [{pixels}]",
+        "      HAS ACQ CONTEXT TEXT Patient Orientation Row = A",
+        "      HAS ACQ CONTEXT TEXT Patient Orientation Column = R",
+        "      HAS ACQ CONTEXT NUM Horizontal Pixel Spacing = 0.1 [mm]",
+        "      HAS ACQ CONTEXT NUM Vertical Pixel Spacing = 0.1 [mm]",
+    ]
+
+
+NOTICE_TEXT = "Research software: NOT FOR CLINICAL USE. Not a medical device; do not use for diagnosis."
+MODEL_TEXT = f"Model hybrid-test 1.2 (int8, sha256 {'ab' * 32})."
+
+
+def test_the_report_of_two_regions_item_by_item() -> None:
+    """Every item a PACS or a reader's SR viewer shows: the device, each region's outline on the source image, its
+    probability and decision at the threshold with the algorithm, and the text comment a viewer shows first."""
+    scan = _scan()
+    image = read_header(scan).SOPInstanceUID
+    report = build_answer(scan, "scan-1", CLASSIFIED_ANALYSIS, IDENTITY).report
+    findings = (
+        "region A: probability of malignancy 0.873, malignant at threshold 0.420; "
+        "region B: probability of malignancy 0.125, benign at threshold 0.420"
+    )
+    assert _tree(report.ContentSequence) == [
+        *_head(),
+        *_library(image),
+        "CONTAINS CONTAINER Imaging Measurements",
+        *_region(
+            "A", "0.873", "86049000 SCT Malignant neoplasm, primary", [10, 20, 110, 20, 110, 140, 10, 140, 10, 20], image
+        ),
+        *_region(
+            "B", "0.125", "3898006 SCT Neoplasm, benign", [200, 300, 260, 300, 260, 360, 200, 360, 200, 300], image
+        ),
+        f"CONTAINS TEXT Comment = {NOTICE_TEXT} {findings}. {MODEL_TEXT}",
+    ]
+    assert report.ContentSequence[-1].ConceptNameCodeSequence[0].CodeValue == "121106"
+    assert report.ContentSequence[-1].ConceptNameCodeSequence[0].CodingSchemeDesignator == "DCM"
+    assert (report.Manufacturer, report.SeriesNumber, report.InstanceNumber) == ("mammo-edge", 9901, 1)
+    assert report.SeriesDescription == "mammo-edge report: research use only, not for clinical use"
+    assert (report.CompletionFlag, report.VerificationFlag) == ("COMPLETE", "UNVERIFIED")
+
+
+def test_the_report_of_a_scan_not_analysed_says_why_and_omits_an_image_without_orientation() -> None:
+    """An image without PatientOrientation cannot be described in the image library: the report goes without one."""
+    scan = _scan(PatientOrientation=None)
+    report = build_answer(scan, "scan-1", NEEDS_ROI_ANALYSIS, IDENTITY).report
+    assert _tree(report.ContentSequence) == [
+        *_head(),
+        "CONTAINS CONTAINER Imaging Measurements",
+        "  CONTAINS CONTAINER Measurement Group",
+        "    HAS OBS CONTEXT TEXT Tracking Identifier = whole image",
+        f"    HAS OBS CONTEXT UIDREF Tracking Unique Identifier = {answer_uid('scan-1', 'image')}",
+        "    CONTAINS CODE Analysis status = ME-0004 99MAMMOEDGE Not analysed: no region of interest was given",
+        f"CONTAINS TEXT Comment = {NOTICE_TEXT} Not analysed: a full-field film: mark its regions. {MODEL_TEXT}",
+    ]
+
+
+def test_answer_uids_never_change_across_versions() -> None:
+    """A PACS that received an answer before an update must receive the same instance after it, not a second one."""
+    assert answer_uid("scan-1", "report") == "1.2.826.0.1.3680043.8.498.12879639314505584762220631980997226553"
+    answer = build_answer(_scan(), "scan-1", CLASSIFIED_ANALYSIS, IDENTITY)
+    assert answer.report.SOPInstanceUID == answer_uid("scan-1", "report")
+    assert answer.report.SeriesInstanceUID == answer_uid("scan-1", "report series")
+    assert answer.capture.SOPInstanceUID == answer_uid("scan-1", "capture")
+    assert answer.capture.SeriesInstanceUID == answer_uid("scan-1", "capture series")
+
+
+def test_the_capture_is_the_overlay_in_rgb_with_its_provenance() -> None:
+    capture = build_answer(_scan(), "scan-1", CLASSIFIED_ANALYSIS, IDENTITY).capture
+    assert np.array_equal(capture.pixel_array, cv2.cvtColor(_overlay_bgr(), cv2.COLOR_BGR2RGB))
+    assert (capture.Manufacturer, capture.SeriesNumber, capture.InstanceNumber) == ("mammo-edge", 9902, 1)
+    assert capture.SeriesDescription == "mammo-edge overlay: research use only, not for clinical use"
+    assert capture.DerivationDescription == (
+        "mammo-edge overlay: regions, probabilities and Grad-CAM over the source image"
+    )
+    assert (capture.ConversionType, capture.BurnedInAnnotation, capture.ImageComments) == ("WSD", "YES", NOTICE_TEXT)
+
+
+@pytest.mark.parametrize(
+    ("analysis", "headline"),
+    [
+        (NEEDS_ROI_ANALYSIS, "NOT ANALYSED: no region of interest"),
+        (Analysis("00" * 32, CLASSIFIED, FACTS, REGIONS, None, None, {}), "no heatmap"),
+    ],
+    ids=["needs_roi", "classified_without_overlay"],
+)
+def test_a_capture_without_an_overlay_is_the_scan_under_its_headline(analysis: Analysis, headline: str) -> None:
+    scan = _scan()
+    capture = build_answer(scan, "scan-1", analysis, IDENTITY).capture
+    expected = cv2.cvtColor(render(decode_bytes(scan).pixels, [], headline), cv2.COLOR_BGR2RGB)
+    assert np.array_equal(capture.pixel_array, expected)
+
+
+@pytest.mark.parametrize(
+    ("attributes", "orientation", "laterality"),
+    [
+        ({"ImageLaterality": None, "Laterality": "L"}, ["A", "R"], ("Laterality", "L")),
+        ({"ImageLaterality": None, "PatientOrientation": None}, "", ("Laterality", "")),
+        ({"PatientOrientation": ["P", "FL"]}, ["P", "FL"], ("ImageLaterality", "R")),
+    ],
+    ids=["series_laterality", "neither", "compound_orientation"],
+)
+def test_the_capture_takes_orientation_and_laterality_from_its_scan(
+    attributes: dict[str, object], orientation: object, laterality: tuple[str, str]
+) -> None:
+    """MG's compound orientations are kept whole; laterality comes from the image, else the series, else empty."""
+    scan = _scan(**attributes)
+    capture = build_answer(scan, "scan-1", CLASSIFIED_ANALYSIS, IDENTITY).capture
+    assert capture.PatientOrientation == orientation
+    keyword, value = laterality
+    assert capture[keyword].value == value
+    assert ("ImageLaterality" in capture) == (keyword == "ImageLaterality")
+
+
+def test_the_answer_copies_the_header_it_is_given() -> None:
+    """The writer reads a scan's header once and hands it over: the answer copies that header."""
+    scan = _scan()
+    header = read_header(scan)
+    header.AccessionNumber = "ACC-GIVEN"
+    answer = build_answer(scan, "scan-1", CLASSIFIED_ANALYSIS, IDENTITY, header)
+    assert answer.report.AccessionNumber == "ACC-GIVEN" and answer.capture.AccessionNumber == "ACC-GIVEN"
