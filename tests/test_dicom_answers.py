@@ -269,7 +269,11 @@ def test_the_report_of_two_regions_item_by_item() -> None:
         *_library(image),
         "CONTAINS CONTAINER Imaging Measurements",
         *_region(
-            "A", "0.873", "86049000 SCT Malignant neoplasm, primary", [10, 20, 110, 20, 110, 140, 10, 140, 10, 20], image
+            "A",
+            "0.873",
+            "86049000 SCT Malignant neoplasm, primary",
+            [10, 20, 110, 20, 110, 140, 10, 140, 10, 20],
+            image,
         ),
         *_region(
             "B", "0.125", "3898006 SCT Neoplasm, benign", [200, 300, 260, 300, 260, 360, 200, 360, 200, 300], image

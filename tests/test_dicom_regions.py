@@ -3,6 +3,7 @@ viewers write (each shape), Segmentations, and every refusal; the analyser answe
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import re
@@ -16,7 +17,7 @@ from dicomfiles import encode, mammogram, measurement_report
 from fakemodel import write_fake_bundle
 from test_dicom_listen import _segmentation
 
-from edge_app.dicomregions import seg_images, seg_regions, sr_images, sr_regions
+from edge_app.dicomregions import seg_images, seg_regions, segmentation_masks, sr_images, sr_regions
 from edge_app.errors import RegionError
 from edge_app.model import EdgeModel
 from edge_app.regions import Box, Region
@@ -210,3 +211,148 @@ def test_a_shape_without_area_is_refused_by_name(shape: tuple[str, list[tuple[fl
     report = encode(measurement_report(source, [shape], "group"))
     with pytest.raises(RegionError, match=rf"region 'A' \({shape[0]}\): {message}"):
         sr_regions(report, source.SOPInstanceUID, 400, 300, 8.0)
+
+
+def _report_items(report: pydicom.Dataset, value_type: str) -> list[pydicom.Dataset]:
+    found, stack = [], list(report.ContentSequence)
+    while stack:
+        item = stack.pop()
+        found += [item] if item.ValueType == value_type else []
+        stack += list(item.get("ContentSequence") or [])
+    return found
+
+
+@pytest.mark.parametrize(
+    ("shape", "expected"),
+    [
+        (("CIRCLE", [(10.5, 10.5), (11.5, 10.5)]), Region("A", 10.0, 10.0, 1.0)),
+        (
+            ("ELLIPSE", [(100.5, 200.5), (140.5, 200.5), (120.5, 199.5), (120.5, 201.5)]),
+            Region("A", 120.0, 200.0, 20.0, Box(100, 199, 140, 201), "ellipse"),
+        ),
+    ],
+    ids=["circle_of_one_pixel", "ellipse_one_pixel_thick"],
+)
+def test_the_smallest_circle_and_ellipse_are_regions(
+    shape: tuple[str, list[tuple[float, float]]], expected: Region
+) -> None:
+    source = _source()
+    report = encode(measurement_report(source, [shape], "group"))
+    assert sr_regions(report, source.SOPInstanceUID, 400, 300, 8.0) == [expected]
+
+
+def _refusal(report: pydicom.Dataset | bytes, uid: str) -> str:
+    data = report if isinstance(report, bytes) else encode(report)
+    with pytest.raises(RegionError) as refused:
+        sr_regions(data, uid, 400, 300, 8.0)
+    return str(refused.value)
+
+
+def test_each_refusal_of_a_report_says_exactly_what_is_wrong() -> None:
+    source = _source()
+    uid = source.SOPInstanceUID
+    multipoint = measurement_report(source, [("POINT", [(10.5, 10.5)])], "group")  # highdicom builds no MULTIPOINT
+    (scoord,) = _report_items(multipoint, "SCOORD")
+    scoord.GraphicType, scoord.GraphicData = "MULTIPOINT", [10.5, 10.5, 20.5, 20.5, 10.5, 10.5]
+    assert _refusal(multipoint, uid) == "region 'A' (MULTIPOINT): 3 point(s) do not make a MULTIPOINT this device reads"
+    dot = measurement_report(source, [("POLYLINE", [(10.5, 10.5), (10.5, 10.5)])], "group")
+    assert _refusal(dot, uid) == "the measurement report marks only open lines (rulers) on this image, no region"
+    nothing = measurement_report(source, [], "group")
+    assert (
+        _refusal(nothing, uid) == "the measurement report marks no region on this image (it has no image coordinates)"
+    )
+    untyped = measurement_report(source, [("POINT", [(10.5, 10.5)])], "group")
+    del _report_items(untyped, "SCOORD")[0].GraphicType
+    assert _refusal(untyped, uid) == "region 'A' (): 1 point(s) do not make a  this device reads"
+    odd = measurement_report(source, [("POLYLINE", [(10.5, 10.5), (20.5, 10.5), (20.5, 20.5)])], "group")
+    _report_items(odd, "SCOORD")[0].GraphicData = [10.5, 10.5, 20.5, 10.5, 20.5]
+    assert _refusal(odd, uid) == "a POLYLINE has an odd number of coordinates (5)"
+    assert _refusal(encode(source), uid) == (
+        "the .sr.dcm sidecar is not an Enhanced or Comprehensive SR measurement report"
+    )
+    assert _refusal(b"not dicom", uid).startswith("the measurement report cannot be read as DICOM: ")
+
+
+def test_what_cannot_be_read_is_named_by_what_it_should_be() -> None:
+    for read, what in ((sr_images, "measurement report"), (seg_images, "segmentation")):
+        with pytest.raises(RegionError, match=f"^the {what} cannot be read as DICOM: "):
+            read(b"not dicom")
+    with pytest.raises(RegionError, match=r"^the segmentation cannot be read as DICOM: "):
+        seg_regions(b"not dicom", "1.2", 10, 10)
+
+
+def _two_segments(source: pydicom.Dataset) -> pydicom.Dataset:
+    """A Segmentation of `source` with two segments, one frame each: rows 5-9 and rows 20-29."""
+    labels = np.zeros((60, 40), np.uint8)
+    labels[5:10, 5:10] = 1
+    labels[20:30, 10:20] = 2
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=number,
+            segment_label=f"mass {number}",
+            segmented_property_category=hd.sr.CodedConcept("49755003", "SCT", "Morphologically abnormal structure"),
+            segmented_property_type=hd.sr.CodedConcept("4147007", "SCT", "Mass"),
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
+        )
+        for number in (1, 2)
+    ]
+    return hd.seg.Segmentation(
+        source_images=[source],
+        pixel_array=labels,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=pydicom.uid.generate_uid(),
+        series_number=7,
+        sop_instance_uid=pydicom.uid.generate_uid(),
+        instance_number=1,
+        manufacturer="test",
+        manufacturer_model_name="test",
+        software_versions="1",
+        device_serial_number="1",
+    )
+
+
+def _masks(segmentation: pydicom.Dataset) -> dict[str, tuple[tuple[int, ...], int]]:
+    """Each image's mask as its extent (first row, last row, first column, last column) and its pixel count."""
+    masks = segmentation_masks(pydicom.dcmread(io.BytesIO(encode(segmentation))))
+    extents: dict[str, tuple[tuple[int, ...], int]] = {}
+    for uid, mask in masks.items():
+        rows, columns = np.nonzero(mask)
+        extents[uid] = ((int(rows.min()), int(rows.max()), int(columns.min()), int(columns.max())), int(mask.sum()))
+    return extents
+
+
+def test_a_segmentations_frames_are_joined_per_image_they_derive_from() -> None:
+    """Every segment's frame adds to the mask of the image its functional group names; a frame that names none
+    takes the one image the Segmentation references; with several referenced, it cannot be placed and is refused."""
+    source = _source(60, 40)
+    both = ((5, 29, 5, 19), 25 + 100)
+    segmentation = _two_segments(source)
+    assert _masks(segmentation) == {source.SOPInstanceUID: both}
+    other = "1.2.826.0.1.3680043.8.498.1"
+    frames = segmentation.PerFrameFunctionalGroupsSequence
+    frames[1] = copy.deepcopy(frames[1])  # highdicom shares one derivation item between the frames
+    frames[1].DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID = other
+    assert _masks(segmentation) == {source.SOPInstanceUID: ((5, 9, 5, 9), 25), other: ((20, 29, 10, 19), 100)}
+    unnamed = _two_segments(source)
+    del unnamed.PerFrameFunctionalGroupsSequence[1]  # the second frame has no functional group of its own
+    assert _masks(unnamed) == {source.SOPInstanceUID: both}
+    for frame in unnamed.PerFrameFunctionalGroupsSequence:
+        del frame.DerivationImageSequence
+    assert _masks(unnamed) == {source.SOPInstanceUID: both}
+    del unnamed.PerFrameFunctionalGroupsSequence
+    assert _masks(unnamed) == {source.SOPInstanceUID: both}
+    second = pydicom.Dataset()
+    second.ReferencedSOPClassUID = source.SOPClassUID
+    second.ReferencedSOPInstanceUID = other
+    unnamed.ReferencedSeriesSequence[0].ReferencedInstanceSequence.append(second)
+    with pytest.raises(RegionError) as refused:
+        seg_regions(encode(unnamed), source.SOPInstanceUID, 40, 60)
+    assert str(refused.value) == "the segmentation cannot be read: frame 1 does not say which image it segments"
+
+
+def test_a_segmentation_of_another_size_than_its_image_is_refused() -> None:
+    source = _source(60, 40)
+    with pytest.raises(RegionError) as refused:
+        seg_regions(encode(_two_segments(source)), source.SOPInstanceUID, 80, 60)
+    assert str(refused.value) == "the segmentation's mask is 40x60, the scan 80x60: a mask must be the scan's size"
