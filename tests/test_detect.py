@@ -97,3 +97,96 @@ def test_maps_of_the_wrong_shape_are_a_bundle_error_and_cells_stay_on_the_map() 
     assert DetectorInput.from_dict({"spacing_mm": 0.8, "canvas": [320, 256], "stride": 4}) == SPEC
     with pytest.raises(BundleError, match="colour"):
         DetectorInput.from_dict({"colour": 1})
+
+
+def _small_film() -> np.ndarray:
+    """A 0.5 mm film of 120 x 100 px whose every pixel is placed: a breast in rows 20..99, columns 0..59 with its
+    upper outer corner (rows 20..39, columns 40..59) missing, crossed by a 3 px dark fold (rows 50..52), a dark
+    8 px hole (rows 70..77, columns 20..27), a band of 81 (rows 90..99); a label in the top-right corner, met first."""
+    film = np.full((120, 100), 10, np.uint8)
+    film[20:100, :60] = 150
+    film[20:40, 40:60] = 10
+    film[50:53, :60] = 10
+    film[70:78, 20:28] = 10
+    film[90:100, :60] = 81
+    film[2:7, 70:80] = 255
+    return film
+
+
+def test_the_breast_mask_is_exactly_the_breast_across_a_fold_with_its_holes_filled() -> None:
+    expected = np.zeros((120, 100), bool)
+    expected[20:100, :60] = True
+    expected[20:40, 40:60] = False
+    assert np.array_equal(breast_mask(_small_film()), expected)
+
+
+def test_the_canvas_of_a_small_film_pixel_by_pixel() -> None:
+    """Rows 20..99 and columns 0..59 at half size fill canvas rows 0..39 and columns 0..29: 150 (the 99th
+    percentile) is 255, 10 (the 1st) is 0, 81 is 71 * 255 / 140 = 129.3; what lies outside the breast is 0."""
+    spec = DetectorInput(spacing_mm=1.0, canvas=(48, 32), stride=4)
+    canvas, frame = frame_film(_small_film(), 0.5, spec)
+    assert frame == FilmFrame(origin_x=0, origin_y=20, crop_width=60, scale=0.5, mirrored=False, spacing_mm=1.0)
+    assert canvas[40:].max() == 0 and canvas[:, 30:].max() == 0  # beyond the breast's bounds
+    assert canvas[:10, 20:30].max() == 0  # the missing corner, inside the bounds
+    assert canvas[20, 29] == canvas[34, 0] == 255 and canvas[25:29, 10:14].max() == 0  # the breast, its hole
+    assert canvas[35, 29] == canvas[39, 0] == 129  # the band of 81 at rows 90..99: canvas rows 35..39
+    mirrored_canvas, mirrored = frame_film(np.ascontiguousarray(_small_film()[:, ::-1]), 0.5, spec)
+    assert np.array_equal(mirrored_canvas, canvas) and mirrored.mirrored and mirrored.origin_x == 40
+
+
+def test_a_wide_breast_is_shrunk_to_the_canvas_width() -> None:
+    _, frame = frame_film(_small_film(), 0.5, DetectorInput(spacing_mm=1.0, canvas=(48, 24), stride=4))
+    assert frame.scale == pytest.approx(24 / 60) and frame.spacing_mm == pytest.approx(0.5 / (24 / 60))
+
+
+def test_a_breast_as_wide_on_both_sides_is_not_mirrored() -> None:
+    film = np.full((64, 64), 10, np.uint8)
+    film[8:56, 16:48] = 150
+    _, frame = frame_film(film, 0.5, DetectorInput(spacing_mm=1.0, canvas=(32, 32), stride=4))
+    assert not frame.mirrored and (frame.origin_x, frame.crop_width) == (16, 32)
+
+
+def test_masses_two_cells_apart_are_two_candidates_and_a_score_at_the_minimum_counts() -> None:
+    heat = np.zeros(SPEC.cells, np.float32)
+    radius = np.full(SPEC.cells, 4.0, np.float32)
+    heat[10, 20], heat[8, 20] = 0.9, 0.95  # two rows apart
+    heat[30, 20], heat[30, 18] = 0.8, 0.85  # two columns apart
+    heat[50, 50] = 0.5  # exactly the minimum score
+    frame = FilmFrame(origin_x=0, origin_y=0, crop_width=256, scale=1.0, mirrored=False, spacing_mm=0.8)
+    found = candidates(heat, radius, frame, SPEC, max_candidates=10, min_score=0.5)
+    centres = [(c.region.label, c.region.cx, c.region.cy) for c in found]
+    assert centres == [
+        ("A", 82.0, 34.0),
+        ("B", 82.0, 42.0),
+        ("C", 74.0, 122.0),
+        ("D", 82.0, 122.0),
+        ("E", 202.0, 202.0),
+    ]
+
+
+def test_the_frame_maps_canvas_and_film_both_ways_keeping_the_label() -> None:
+    frame = FilmFrame(origin_x=100, origin_y=50, crop_width=1000, scale=0.25, mirrored=False, spacing_mm=0.4)
+    canvas = frame.to_canvas(Region("C", 300.0, 250.0, 40.0))
+    assert canvas == Region("C", 50.0, 50.0, 10.0)
+    assert frame.to_film(canvas) == Region("C", 300.0, 250.0, 40.0)
+
+
+def test_the_detector_input_bounds_and_its_dictionary() -> None:
+    for spacing in (0.05, 5.0):
+        assert DetectorInput(spacing_mm=spacing).spacing_mm == spacing
+    for spacing in (0.049, 5.01):
+        with pytest.raises(BundleError, match=rf"^detector spacing_mm must be 0\.05\.\.5, got {spacing}$"):
+            DetectorInput(spacing_mm=spacing)
+    assert DetectorInput(canvas=(16, 17), stride=1).cells == (16, 17)
+    for canvas, stride in (((15, 16), 1), ((16, 16), 0)):
+        with pytest.raises(BundleError, match=rf"^detector canvas \({canvas[0]}, 16\) must be at least 16 px"):
+            DetectorInput(canvas=canvas, stride=stride)
+    assert SPEC.to_dict() == {"spacing_mm": 0.8, "canvas": (320, 256), "stride": 4}
+    assert DetectorInput.from_dict(SPEC.to_dict()) == SPEC
+    with pytest.raises(BundleError, match=r"^detector input: unknown key"):
+        DetectorInput.from_dict({"colour": 1})
+    with pytest.raises(BundleError, match=r"expected \(80, 64\)"):  # the radius map right, the heatmap not
+        candidates(
+            np.zeros((8, 8), np.float32), np.zeros(SPEC.cells, np.float32), FilmFrame(0, 0, 1, 1, False, 1), SPEC, 4, 0
+        )
+    assert cell_of(Region("A", -3.0, 999.0, 3.0), SPEC) == (79, 0)
