@@ -32,9 +32,12 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float = 20) -> None:
+def wait_for_port(port: int, timeout: float = 20, process: subprocess.Popen[Any] | None = None) -> None:
+    """Until something listens on `port`; when `process` is what should listen, its exit ends the wait at once."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the process that should listen on port {port} exited with {process.returncode}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
             return
         time.sleep(0.05)
@@ -105,7 +108,7 @@ def storescp(folder: Path, port: int, *options: str) -> Iterator[subprocess.Pope
         text=True,
     )
     try:
-        wait_for_port(port)
+        wait_for_port(port, process=process)
         yield process
     finally:
         process.terminate()

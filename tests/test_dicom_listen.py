@@ -253,7 +253,7 @@ def test_a_kill_mid_transfer_fails_the_sender_and_the_resend_is_stored_once(tmp_
 
     def start() -> subprocess.Popen[bytes]:
         process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(config.dicom.port)
+        wait_for_port(config.dicom.port, process=process)
         return process
 
     listener = start()

@@ -21,7 +21,7 @@ from dicomnode import free_port, needs_dcmtk, node_config, storescp, storescu, w
 from fakemodel import write_fake_bundle
 from harness import SERVICE, records, report
 
-from edge_app.config import DicomForwardSection, IngestSection
+from edge_app.config import DicomForwardSection, IngestSection, resolve_config
 from edge_app.service.lifecycle import ScanState
 
 ROLES = ("dicom-listen", "run", "dicom-forward")
@@ -42,7 +42,7 @@ class Node:
             stderr=subprocess.STDOUT,
         )
         if role == "dicom-listen":
-            wait_for_port(self.port)
+            wait_for_port(self.port, process=self.processes[role])
 
     def kill(self, role: str) -> None:
         self.processes[role].send_signal(signal.SIGKILL)
@@ -83,6 +83,7 @@ def test_kills_of_listener_service_and_forwarder_lose_and_repeat_nothing(tmp_pat
     )
     config_file = tmp_path / "config.toml"
     config_file.write_text(config.to_toml())
+    assert resolve_config(config_file, environ={}) == config  # else the processes below would wait on a bad config
     films = _films(tmp_path / "modality", 40)
     node = Node(config_file, config.dicom.port, tmp_path / "node.log")
     resends = [0]
