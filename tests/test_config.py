@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from edge_app.cli import main
-from edge_app.config import Config, resolve_config
+from edge_app.config import Config, is_loopback, resolve_config
 from edge_app.errors import ConfigError
 
 
@@ -121,6 +122,22 @@ def _resolve(**sections: dict[str, Any]) -> Config:
         ("scope", "max_side_px", -1, "[scope] limits must be >= 0 (0: derived from the model bundle)", 0),
         ("scope", "max_extent_mm", -0.1, "[scope] limits must be >= 0 (0: derived from the model bundle)", 0.0),
         ("journal", "retention_days", 0.0, "[journal] retention_days must be > 0, got 0.0", 0.001),
+        ("model", "variant", "DYNAMIC", "[model] variant must be int8, float32, float16 or dynamic", "dynamic"),
+        ("log", "audit_max_mb", 0.0, "[log] audit_max_mb must be > 0, got 0.0", 0.5),
+        ("dicom", "port", 0, "[dicom] port must be 1-65535, got 0", 1),
+        ("dicom", "port", 65536, "[dicom] port must be 1-65535, got 65536", 65535),
+        ("dicom", "ae_title", "", "[dicom] ae_title: '' is not an AE title (1-16 printable ASCII", "A"),
+        ("dicom", "ae_title", "A" * 17, f"[dicom] ae_title: {'A' * 17!r} is not an AE title", "A" * 16),
+        ("dicom", "max_associations", 0, "[dicom] max_associations must be >= 1, got 0", 1),
+        ("dicom", "enabled", True, "[dicom] enabled = true but allowed_ae_titles is empty: nobody could send", False),
+        ("web", "port", 0, "[web] port must be 1-65535, got 0", 1),
+        ("web", "port", 65536, "[web] port must be 1-65535, got 65536", 65535),
+        ("web", "bind_address", "nowhere", "[web] bind_address: 'nowhere' is not an IP address", "localhost"),
+        ("web", "tls_key", "/k", "[web] tls_cert and tls_key go together: set both, or neither", ""),
+        ("web", "session_idle_minutes", 0.0, "[web] session_idle_minutes and session_max_hours must be > 0", 0.5),
+        ("web", "session_max_hours", 0.0, "[web] session_idle_minutes and session_max_hours must be > 0", 0.5),
+        ("web", "login_attempts", 0, "[web] login_attempts must be >= 1 and login_window_minutes > 0", 1),
+        ("web", "login_window_minutes", 0.0, "[web] login_attempts must be >= 1 and login_window_minutes > 0", 0.5),
     ],
 )
 def test_every_limit_is_checked_at_its_edge(section: str, key: str, bad: Any, message: str, edge: Any) -> None:
@@ -238,3 +255,34 @@ def test_the_default_file_is_read_when_present_and_optional_when_not(
     assert resolve_config(None, environ={}) == Config()  # no file at the default place: the defaults
     monkeypatch.setattr(config_module, "DEFAULT_CONFIG", _write(tmp_path, "[model]\nthreads = 7\n"))
     assert resolve_config(None, environ={}).model.threads == 7
+
+
+@pytest.mark.parametrize(
+    ("forward", "message"),
+    [
+        ({"port": 0}, "[dicom.forward] port must be 1-65535, got 0"),
+        ({"ae_title": "A" * 17}, f"[dicom.forward] ae_title: {'A' * 17!r} is not an AE title"),
+        ({"timeout_seconds": 0.0}, "[dicom.forward] timeout_seconds and retry_seconds must be > 0, retry_max_seconds"),
+        ({"retry_seconds": 0.0}, "[dicom.forward] timeout_seconds and retry_seconds must be > 0, retry_max_seconds"),
+        ({"retry_seconds": 10.0, "retry_max_seconds": 9.9}, "[dicom.forward] timeout_seconds and retry_seconds"),
+    ],
+)
+def test_the_forwarders_limits_are_named_under_their_own_section(forward: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _resolve(dicom={"forward": forward})
+    assert str(caught.value).startswith(message)
+
+
+def test_the_forwarders_smallest_valid_values_and_networks_given_by_any_address_in_them() -> None:
+    edges = {"port": 1, "timeout_seconds": 0.5, "retry_seconds": 0.5, "retry_max_seconds": 0.5}
+    config = _resolve(dicom={"forward": edges, "allowed_networks": ["10.1.2.3/24"]})
+    assert config.dicom.forward == replace(config.dicom.forward, **edges)
+    assert config.dicom.allowed_networks == ("10.1.2.3/24",)
+
+
+@pytest.mark.parametrize(
+    ("address", "loopback"),
+    [("localhost", True), ("127.0.0.2", True), ("::1", True), ("10.0.0.1", False), ("device.local", False)],
+)
+def test_which_addresses_reach_this_machine_only(address: str, loopback: bool) -> None:
+    assert is_loopback(address) is loopback
