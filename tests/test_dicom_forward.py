@@ -4,15 +4,24 @@ destination (dcmtk's storescp) comes back, none sent twice."""
 from __future__ import annotations
 
 import json
+import socket
+import threading
 from dataclasses import replace
 from pathlib import Path
 
 import pydicom
 import pytest
 from dicomnode import free_port, needs_dcmtk, storescp
+from pydicom.uid import (
+    ComprehensiveSRStorage,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    SecondaryCaptureImageStorage,
+)
 from test_dicom_answers import CLASSIFIED_ANALYSIS, IDENTITY, _scan
 
 from edge_app.config import DicomForwardSection, DicomSection
+from edge_app.dicom import forward
 from edge_app.dicom.answers import build_answer
 from edge_app.dicom.forward import Forwarder
 from edge_app.dicom.outbox import RETRY_FILE, Outbox
@@ -134,3 +143,99 @@ def test_status_shows_the_outbox_only_when_forwarding(
         assert "last error: no association with PACS@pacs.example:104" in printed
     else:
         assert "outbox to" not in printed
+
+
+class FakeAssociation:
+    """An established association whose destination answers each C-STORE with the next of `statuses` (None: the
+    association was lost before an answer)."""
+
+    def __init__(self, statuses: list[int | None]) -> None:
+        self.statuses = statuses
+        self.is_established = True
+        self.stored: list[str] = []
+
+    def send_c_store(self, dataset: pydicom.Dataset) -> pydicom.Dataset:
+        self.stored.append(dataset.SOPInstanceUID)
+        answer = pydicom.Dataset()
+        status = self.statuses.pop(0)
+        if status is not None:
+            answer.Status = status
+        return answer
+
+    def release(self) -> None:
+        self.is_established = False
+
+
+def test_each_instance_refused_or_unanswered_is_a_failed_attempt_with_its_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dicom = replace(DicomSection(), forward=DicomForwardSection(host="pacs", port=11112, ae_title="ARCHIVE"))
+    outbox = Outbox(tmp_path / "outbox")
+    names = _answers(outbox)
+    forwarder = Forwarder(dicom, outbox, Clock())
+    called: list[tuple[str, int, str]] = []
+    association = FakeAssociation([0xA700, None])
+
+    def associate(host: str, port: int, ae_title: str) -> FakeAssociation:
+        called.append((host, port, ae_title))
+        return association
+
+    monkeypatch.setattr(forwarder.ae, "associate", associate)
+    assert forwarder.send_due() == 0 and called == [("pacs", 11112, "ARCHIVE")] and not association.is_established
+    errors = {name: outbox.attempts(name).error for name in names}  # type: ignore[union-attr]
+    first, second = (f"{uid}.dcm" for uid in association.stored)
+    assert errors == {first: "refused with status 0xA700", second: "no response (association lost)"}
+    association = FakeAssociation([0xB000, 0x0000])  # a warning that means "stored", and success
+    forwarder.clock = Clock(2_000_000.0)  # past the backoff
+    assert forwarder.send_due() == 2 and outbox.pending() == []
+
+
+def test_the_forwarder_offers_both_little_endian_syntaxes_and_waits_its_timeout(tmp_path: Path) -> None:
+    dicom = replace(DicomSection(), forward=DicomForwardSection(timeout_seconds=7.5))
+    ae = Forwarder(dicom, Outbox(tmp_path / "outbox")).ae
+    offered = {str(context.abstract_syntax): context.transfer_syntax for context in ae.requested_contexts}
+    little_endian = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+    assert offered == {ComprehensiveSRStorage: little_endian, SecondaryCaptureImageStorage: little_endian}
+    assert (ae.acse_timeout, ae.dimse_timeout, ae.network_timeout, ae.connection_timeout) == (7.5, 7.5, 7.5, 7.5)
+
+
+def _notifications(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, watchdog_usec: int, until: str) -> list[str]:
+    """What `Forwarder.run` tells systemd, on a socket as systemd's, from READY until `until` arrives and it stops."""
+    monkeypatch.setattr(forward, "TICK_SECONDS", 0.02)
+    tmp_path.mkdir()
+    address = tmp_path / "notify.sock"
+    messages: list[str] = []
+    stopping = threading.Event()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(str(address))
+        receiver.settimeout(10)
+        monkeypatch.setenv("NOTIFY_SOCKET", str(address))
+        monkeypatch.setenv("WATCHDOG_USEC", str(watchdog_usec))
+        monkeypatch.delenv("WATCHDOG_PID", raising=False)
+        forwarder = Forwarder(DicomSection(), Outbox(tmp_path / "outbox"))
+        thread = threading.Thread(target=forwarder.run, args=(stopping,), name="forwarder")
+        thread.start()
+        try:
+            while until not in messages:
+                messages.append(receiver.recv(4096).decode())
+        finally:
+            stopping.set()
+            thread.join(10)
+        messages.append(receiver.recv(4096).decode())
+        while messages[-1] != "STOPPING=1":
+            messages.append(receiver.recv(4096).decode())
+    return messages
+
+
+def test_the_forwarder_tells_systemd_it_is_ready_its_outbox_alive_and_stopping(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slow = _notifications(
+        tmp_path / "slow", monkeypatch, watchdog_usec=60_000_000, until="STATUS=outbox: 0 pending, 0 sent"
+    )
+    assert slow[0] == "READY=1" and slow[-1] == "STOPPING=1" and "WATCHDOG=1" not in slow  # 30 s not yet passed
+    assert set(slow[1:-1]) == {"STATUS=outbox: 0 pending, 0 sent"}
+    fast = _notifications(tmp_path / "fast", monkeypatch, watchdog_usec=100_000, until="WATCHDOG=1")
+    assert fast[0] == "READY=1" and fast[-1] == "STOPPING=1"
+    between = fast[fast.index("WATCHDOG=1") - 1]
+    assert between == "STATUS=outbox: 0 pending, 0 sent"
