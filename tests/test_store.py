@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -188,3 +189,51 @@ def test_the_selftest_figures_lead_with_keras_float_and_carry_the_conversion_bes
     }
     flipped = EdgeModel.load(_rewrite_selftest(write_fake_bundle(tmp_path / "f"), "flipped"), "int8", heatmaps=False)
     assert run_selftest(flipped, limit=None).figures(flipped)["passed"] is False
+
+
+def test_versions_are_listed_in_install_order_and_only_installed_folders_count(tmp_path: Path) -> None:
+    device = tmp_path / "device"
+    store = _store(device)
+    (device / "models" / ".10.staging").mkdir(parents=True)  # a crash's leftover: cleared, never listed
+    (device / "models" / ".10.staging" / "partial").write_bytes(b"x")
+    for version in ("9", "10"):
+        store.install(write_fake_bundle(tmp_path / version, version=version))
+    (device / "models" / "notes.txt").write_text("not a version")
+    assert [(v.version, v.live, v.previous) for v in store.versions()] == [("9", False, True), ("10", True, False)]
+
+
+@pytest.mark.parametrize("version", [".hidden", "a/b", " 7", "7 "])
+def test_a_version_that_cannot_name_a_folder_is_refused(tmp_path: Path, version: str) -> None:
+    with pytest.raises(BundleError) as refused:
+        _store(tmp_path / "device").install(write_fake_bundle(tmp_path / "bundle", version=version))
+    assert str(refused.value) == f"the bundle's version {version!r} cannot name a folder"
+
+
+def test_installing_or_rolling_back_to_an_installed_version_checks_it_again(tmp_path: Path) -> None:
+    device = tmp_path / "device"
+    store = _store(device)
+    for version in ("7", "8"):
+        store.install(write_fake_bundle(tmp_path / version, version=version))
+    assert store.rollback().selftest.images == 8 and store.install(tmp_path / "8").selftest.images == 8
+    _corrupt_file(device / "models" / "7")
+    with pytest.raises(BundleError, match=r"^bundle file classifier_int8\.tflite does not match its sha256"):
+        store.rollback()
+    with pytest.raises(BundleError, match=r"^bundle file classifier_int8\.tflite does not match its sha256"):
+        store.install(tmp_path / "7")
+    assert store.live() == "8"
+
+
+def test_a_previous_version_removed_by_hand_or_a_folder_beside_its_copy_is_refused(tmp_path: Path) -> None:
+    device = tmp_path / "device"
+    store = _store(device)
+    for version in ("7", "8"):
+        store.install(write_fake_bundle(tmp_path / version, version=version))
+    shutil.rmtree(device / "models" / "7")
+    with pytest.raises(BundleError) as refused:
+        store.rollback()
+    assert str(refused.value) == f"the previous model 7 is no longer installed ({device / 'models' / '7'} is missing)"
+    (device / "bundle").unlink()
+    write_fake_bundle(device / "bundle", version="8")  # a folder again, as an older install.sh left it
+    with pytest.raises(BundleError) as refused:
+        store.versions()
+    assert str(refused.value) == f"{device / 'bundle'} is a folder and models/8 exists too: move one of them away"
