@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_app.gradcam import fuse_heatmaps, normalise, overlay, peak_location, place_map
+from edge_app.gradcam import (
+    fuse_heatmaps,
+    heatmap_correlation,
+    normalise,
+    overlay,
+    peak_location,
+    place_map,
+    top_region_overlap,
+)
 
 
 def test_cells_land_at_their_receptive_field_centres() -> None:
@@ -74,3 +82,30 @@ def test_evidence_at_the_noise_floor_is_no_evidence() -> None:
     assert normalise(np.full((2, 2), NO_EVIDENCE * 2)).tolist() == [[1.0, 1.0], [1.0, 1.0]]
     assert normalise(np.zeros((0, 0))).shape == (0, 0)
     assert normalise(np.array([[0.0, 2.0]], np.float64)).dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "expected"),
+    [
+        ([-1.0, 1.0], [-2.0, 2.0], 1.0),  # a standard deviation of exactly one is no special case
+        ([0.0, 1.0, 2.0], [2.0, 1.0, 0.0], -1.0),
+        ([0.3, 0.3], [0.3 + 1e-7, 0.3 + 1e-7], 1.0),  # two empty maps that agree
+        ([0.0, 0.0], [0.5, 0.5], 0.0),  # two empty maps that do not
+        ([0.0, 0.0], [0.0, 1.0], 0.0),  # an empty map against a map with evidence, either way round
+        ([0.0, 1.0], [0.0, 0.0], 0.0),
+    ],
+)
+def test_heatmap_correlation_is_pearsons_and_empty_maps_agree_only_with_each_other(
+    first: list[float], second: list[float], expected: float
+) -> None:
+    assert heatmap_correlation(np.array(first), np.array(second)) == pytest.approx(expected)
+
+
+def test_top_region_overlap_is_the_iou_of_the_hottest_fraction() -> None:
+    ramp = np.arange(10, dtype=np.float32)
+    other = ramp.copy()
+    other[7], other[8] = other[8], other[7]  # the top two: {8, 9} against {7, 9}
+    assert top_region_overlap(ramp, ramp) == 1.0
+    assert top_region_overlap(ramp, other, fraction=0.2) == pytest.approx(1 / 3)
+    assert top_region_overlap(ramp, other, fraction=0.01) == 1.0  # at least one pixel: {9} against {9}
+    assert top_region_overlap(ramp, ramp[::-1].copy(), fraction=0.2) == 0.0

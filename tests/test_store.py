@@ -10,17 +10,28 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from fakemodel import FAKE_RUNTIME, write_fake_bundle
 
 import edge_app.model as model_module
+from edge_app import selftest as selftest_module
 from edge_app.cli import main
 from edge_app.errors import EXIT_OK, EXIT_REFUSED, BundleError
 from edge_app.fsutil import sha256_of
 from edge_app.manifest import load_manifest
 from edge_app.model import EdgeModel
-from edge_app.selftest import MAX_DRIFT, read_selftest, run_selftest, write_selftest
+from edge_app.selftest import (
+    MAX_DRIFT,
+    SelfTestReport,
+    SelfTestSample,
+    check_selftest,
+    read_selftest,
+    run_selftest,
+    sample_scan,
+    write_selftest,
+)
 from edge_app.store import ModelStore
 
 
@@ -237,3 +248,62 @@ def test_a_previous_version_removed_by_hand_or_a_folder_beside_its_copy_is_refus
     with pytest.raises(BundleError) as refused:
         store.versions()
     assert str(refused.value) == f"{device / 'bundle'} is a folder and models/8 exists too: move one of them away"
+
+
+def test_the_sample_refuses_by_name_what_it_lacks_or_cannot_read(tmp_path: Path) -> None:
+    bundle = write_fake_bundle(tmp_path / "bundle")
+    manifest = load_manifest(bundle)
+    sample = read_selftest(bundle, manifest)
+    for kept in ({"images": sample.images}, {"keras": sample.keras}):
+        with (bundle / "selftest.npz").open("wb") as handle:
+            np.savez(handle, **kept)
+        with pytest.raises(BundleError) as refused:
+            read_selftest(bundle, manifest)
+        assert str(refused.value) == "the bundle's self-test sample lacks 'images' or 'keras'"
+    (bundle / "selftest.npz").write_bytes(b"not an archive")
+    with pytest.raises(BundleError, match=r"^the bundle's self-test sample cannot be read: "):
+        read_selftest(bundle, manifest)
+
+
+def test_the_sample_scan_is_the_first_image(tmp_path: Path) -> None:
+    bundle = write_fake_bundle(tmp_path / "bundle")
+    manifest = load_manifest(bundle)
+    images = read_selftest(bundle, manifest).images
+    assert not np.array_equal(images[0], images[1])
+    decoded = cv2.imdecode(np.frombuffer(sample_scan(bundle, manifest), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(decoded, images[0][..., 0])
+
+
+@pytest.mark.parametrize("limit", [1, 3, None])
+def test_the_selftest_runs_the_first_images_it_is_asked_for(tmp_path: Path, limit: int | None) -> None:
+    model = EdgeModel.load(write_fake_bundle(tmp_path / "bundle", threshold=0.37), "int8")
+    report = check_selftest(model, limit)
+    assert report.images == len(report.probabilities) == (8 if limit is None else limit)
+    assert report.threshold == 0.37 and report.line().startswith("self-test passed: int8 on ")
+
+
+def test_a_sample_without_images_or_without_the_variants_answers_is_refused(tmp_path: Path) -> None:
+    bundle = write_fake_bundle(tmp_path / "bundle")
+    sample = read_selftest(bundle, load_manifest(bundle))
+    model = EdgeModel.load(bundle, "int8")  # verified as it came; the sample is rewritten under it below
+    for written, message in (
+        (SelfTestSample(sample.images[:0], sample.keras[:0], {"int8": sample.answers["int8"][:0]}), "holds no images"),
+        (SelfTestSample(sample.images, sample.keras, {}), "has no answers for int8"),
+    ):
+        write_selftest(bundle, written)
+        with pytest.raises(BundleError) as refused:
+            run_selftest(model)
+        assert str(refused.value) == f"the bundle's self-test sample {message}"
+
+
+def test_a_failing_report_says_so_and_a_probability_at_the_threshold_is_malignant() -> None:
+    report = SelfTestReport("int8", "fake", 8, 0.5, (0.5,), 1.0, 0.125, 0.875, 0.25)
+    assert report.line() == (
+        "self-test FAILED: int8 on fake, 8 images; against the conversion: agreement 1.000, largest difference "
+        "1.25e-01; against Keras float: agreement 0.875, largest difference 0.2500"
+    )
+    assert report.failures == [
+        "int8 on fake answers up to 0.1250 away from the conversion's own answers on the bundle's sample (allowed 0.1)"
+    ]
+    at, below = np.array([0.5, 0.5]), np.array([0.5, 0.4999])
+    assert selftest_module._agreement(at, below, 0.5) == selftest_module._agreement(below, at, 0.5) == 0.5
