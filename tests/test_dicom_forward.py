@@ -4,6 +4,7 @@ destination (dcmtk's storescp) comes back, none sent twice."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 from dataclasses import replace
@@ -239,3 +240,24 @@ def test_the_forwarder_tells_systemd_it_is_ready_its_outbox_alive_and_stopping(
     assert fast[0] == "READY=1" and fast[-1] == "STOPPING=1"
     between = fast[fast.index("WATCHDOG=1") - 1]
     assert between == "STATUS=outbox: 0 pending, 0 sent"
+
+
+def test_the_outbox_queues_oldest_first_and_prunes_past_its_retention_to_the_second(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox")
+    assert (outbox.pending_folder, outbox.sent_folder) == (
+        tmp_path / "outbox" / "pending",
+        tmp_path / "outbox" / "sent",
+    )
+    for name, mtime in (("c.dcm", 300), ("a.dcm", 200), ("b.dcm", 200)):
+        outbox.put(name, b"x")
+        os.utime(outbox.pending_folder / name, (mtime, mtime))
+    (outbox.pending_folder / ".d.dcm.tmp").write_bytes(b"half")  # a write in progress is not queued
+    assert [path.name for path in outbox.pending()] == ["a.dcm", "b.dcm", "c.dcm"]  # by age, then by name
+    assert outbox.state().oldest_pending == 200
+    for name in ("a.dcm", "b.dcm"):
+        outbox.mark_sent(name)
+        os.utime(outbox.sent_folder / name, (1000, 1000))
+    (outbox.sent_folder / ".e.dcm.tmp").write_bytes(b"half")
+    assert outbox.state().sent == 2
+    assert outbox.prune_sent(1, now=1000 + 86400) == 0  # exactly one day old: kept
+    assert outbox.prune_sent(1, now=1000 + 86401) == 2

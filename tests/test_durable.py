@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 
 from edge_app import fsutil
+from edge_app.errors import IngestError
 from edge_app.fsutil import (
     append_durably,
     atomic_write,
     free_megabytes,
+    link_durably,
     move_durably,
     remove_temporaries,
     sha256_of,
@@ -140,3 +142,46 @@ def test_sha256_reads_in_blocks_and_matches(tmp_path: Path) -> None:
 
 def test_free_space_is_in_megabytes(tmp_path: Path) -> None:
     assert free_megabytes(tmp_path) == shutil.disk_usage(tmp_path).free / 1e6
+
+
+def test_a_second_name_is_a_hard_link_and_a_fsynced_copy_where_links_cannot_be(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "archive" / "film.dcm"
+    source.parent.mkdir()
+    source.write_bytes(b"film bytes")
+    linked = tmp_path / "processing" / "a.dcm"
+    linked.parent.mkdir()
+    link_durably(source, linked)
+    assert os.stat(linked).st_ino == os.stat(source).st_ino  # no second copy of a film's megabytes
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    failure = [errno.EXDEV]
+
+    def refuse(*arguments: object, **options: object) -> None:
+        raise OSError(failure[0], os.strerror(failure[0]))
+
+    monkeypatch.setattr(os, "link", refuse)
+    for code in (errno.EXDEV, errno.EPERM, errno.EMLINK):  # another file system, a policy, too many links
+        failure[0] = code
+        copied = linked.with_name(f"copy-{code}.dcm")
+        synced.clear()
+        link_durably(source, copied)
+        assert copied.read_bytes() == b"film bytes" and os.stat(copied).st_ino != os.stat(source).st_ino
+        assert len(synced) == 2  # the copy, then its folder
+    expected = ["a.dcm", *(f"copy-{code}.dcm" for code in (errno.EXDEV, errno.EPERM, errno.EMLINK))]
+    assert sorted(path.name for path in linked.parent.iterdir()) == sorted(expected)  # no temporary left
+    failure[0] = errno.EACCES  # any other failure is not hidden by a copy
+    with pytest.raises(PermissionError):
+        link_durably(source, linked.with_name("b.dcm"))
+
+
+def test_only_a_regular_file_gets_a_second_name(tmp_path: Path) -> None:
+    target = tmp_path / "film.dcm"
+    target.write_bytes(b"x")
+    pointer = tmp_path / "pointer.dcm"
+    pointer.symlink_to(target)
+    with pytest.raises(IngestError) as refused:
+        link_durably(pointer, tmp_path / "second.dcm")
+    assert str(refused.value) == "pointer.dcm is not a regular file: it is never linked or copied"
