@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -42,11 +42,15 @@ def _film(rows: int, columns: int, seed: int) -> pydicom.Dataset:
     return mammogram(pixels)
 
 
-def _wait(condition: object, timeout: float = 90) -> None:
+def _wait(condition: Callable[[], bool], workers: list[threading.Thread], timeout: float = 90) -> None:
+    """Until `condition` holds; a worker that stopped (an exception in the daemon or the forwarder) ends it at once."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
+        if condition():
             return
+        stopped = [worker.name for worker in workers if not worker.is_alive()]
+        if stopped:
+            raise AssertionError(f"{', '.join(stopped)} stopped while the test waited")
         time.sleep(0.1)
     raise AssertionError("timed out")
 
@@ -89,7 +93,10 @@ def test_received_scans_are_answered_in_dicom_and_forwarded_once(tmp_path: Path)
     stopping = threading.Event()
     daemon = Daemon(config, analyser, stopping=stopping, sinks=_answer_sinks(config, analyser.identity))
     forwarder = Forwarder(config.dicom, Outbox(config.paths.outbox))
-    threads = [threading.Thread(target=daemon.run), threading.Thread(target=forwarder.run, args=(stopping,))]
+    threads = [
+        threading.Thread(target=daemon.run, name="the daemon"),
+        threading.Thread(target=forwarder.run, args=(stopping,), name="the forwarder"),
+    ]
     received = tmp_path / "pacs"
     try:
         with listening(config) as node:
@@ -101,11 +108,13 @@ def test_received_scans_are_answered_in_dicom_and_forwarded_once(tmp_path: Path)
             assert _send_with_pynetdicom(node.port, segmentation) == 0
             assert storescu(node.port, files[2]).returncode == 0  # sent twice
             answers = config.paths.results / "dicom"
-            _wait(lambda: len(list(answers.glob("*.dcm"))) == 10)  # an SR and an SC per image, the PACS still down
+            _wait(
+                lambda: len(list(answers.glob("*.dcm"))) == 10, threads
+            )  # an SR and an SC per image, the PACS still down
             assert storescu(node.port, files[2]).returncode == 0  # and again after it was analysed
             time.sleep(1.0)
             with storescp(received, pacs_port):
-                _wait(lambda: len(list(received.iterdir())) == 10)
+                _wait(lambda: len(list(received.iterdir())) == 10, threads)
                 time.sleep(1.5)  # rounds go on: nothing arrives twice
     finally:
         stopping.set()
