@@ -36,7 +36,7 @@ from edge_app.service.pipeline import ScanPipeline
 from edge_app.service.submissions import SubmissionQueue
 from edge_app.web.accounts import AccountStore, TokenInfo
 from edge_app.web.app import STATIC, create_app, web_folder
-from edge_app.web.guard import CSP, inline_hashes, page_policy
+from edge_app.web.guard import CSP, SecurityHeaders, inline_hashes, page_policy
 from edge_app.web.throttle import LoginThrottle
 
 PASSWORD = "correct horse battery"
@@ -155,6 +155,7 @@ def test_a_login_sets_a_strict_session_cookie_and_every_response_its_policy(site
     unknown = site.client.post("/api/session", json={"user": "nobody", "password": PASSWORD})
     assert unknown.status_code == 401 and unknown.json() == wrong.json()  # no telling which was wrong
     response = site.client.post("/api/session", json={"user": "reader1", "password": PASSWORD})
+    assert "; SameSite=strict" in response.headers["set-cookie"]  # as the browsers' own spelling has it
     cookie = response.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie and "secure" not in cookie  # loopback, no TLS here
     headers = site.client.get("/api/session").headers
@@ -746,3 +747,32 @@ def test_accounts_tokens_and_sessions_keep_their_exact_rules(tmp_path: Path) -> 
     accounts.remove_user("reader1")
     assert accounts.session(cookie) is None  # logged out everywhere with the account
     accounts.close()
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_every_response_gets_the_security_headers_in_lower_case_and_keeps_its_own_policy(tls: bool) -> None:
+    """ASGI servers pass header names as given and HTTP/2 forbids upper case: the middleware's are lower case."""
+    sent: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        own = [(b"content-security-policy", b"default-src 'self'")] if scope["path"] == "/own" else []
+        await send({"type": "http.response.start", "status": 200, "headers": own})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    middleware = SecurityHeaders(app, tls=tls)
+    for path in ("/plain", "/own"):
+        asyncio.run(middleware({"type": "http", "path": path}, None, send))  # type: ignore[arg-type]
+    expected = [
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"cache-control", b"no-store"),
+        (b"cross-origin-opener-policy", b"same-origin"),
+        *([(b"strict-transport-security", b"max-age=31536000")] if tls else []),
+    ]
+    plain, own = (message["headers"] for message in sent if message["type"] == "http.response.start")
+    assert plain == [*expected, (b"content-security-policy", CSP.encode())]
+    assert own == [(b"content-security-policy", b"default-src 'self'"), *expected]
