@@ -95,8 +95,9 @@ def test_synthetic_films_carry_their_sidecars_truth_and_spacing(tmp_path: Path) 
 @pytest.mark.tensorflow
 def test_a_small_detector_learns_to_find_bright_masses_and_reads_back_onto_the_film(tmp_path: Path) -> None:
     from mammo_train.detector import build_detector, detect, train_detector
+    from mammo_train.detector_cv import outcome
     from mammo_train.detector_data import DetectorSettings
-    from mammo_train.froc import FilmOutcome, score_films, sensitivity_at
+    from mammo_train.froc import score_films, sensitivity_at
 
     spec = DetectorInput(spacing_mm=0.8, canvas=(256, 224), stride=4)
     films = synthetic_films(Path(generate_films(tmp_path, 12, 192, seed=2)[0]).parent)
@@ -104,10 +105,7 @@ def test_a_small_detector_learns_to_find_bright_masses_and_reads_back_onto_the_f
     model, history = train_detector(canvases[:8], spec, DetectorSettings(epochs=40, batch_size=4, learning_rate=3e-3))
     assert history[-1]["focal"] < history[0]["focal"] / 3
     found = detect(model, canvases, spec, max_candidates=4, min_score=0.01)
-    outcomes = [
-        FilmOutcome(c.truth.path.stem, c.truth.patient, c.truth.masses, tuple(f))
-        for c, f in zip(canvases, found, strict=True)
-    ]
+    outcomes = [outcome(canvas, candidates) for canvas, candidates in zip(canvases, found, strict=True)]
     assert sensitivity_at(score_films(outcomes[:8]), [1.0])[0] >= 0.9  # the films it learnt from
     assert all(len(items) <= 4 for items in found)
     heat, log_radius = build_detector(spec).output_shape

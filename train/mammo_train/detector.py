@@ -148,10 +148,13 @@ def train_detector(
             f"the detector did not learn: its focal loss went from {history[0]['focal']:.3f} to "
             f"{history[-1]['focal']:.3f} in {settings.epochs} epochs (try a lower --lr)"
         )
-    BatchNormReestimator(model, batch_size=settings.batch_size)(
-        np.stack([canvas.pixels[..., None] for canvas in canvases])
-    )
+    BatchNormReestimator(model, batch_size=settings.batch_size)(_images(canvases))
     return model, history
+
+
+def _images(canvases: Sequence[Canvas]) -> NDArray[np.uint8]:
+    """The canvases as one batch (n, height, width, 1)."""
+    return np.stack([canvas.pixels[..., None] for canvas in canvases])
 
 
 def detect(
@@ -160,8 +163,7 @@ def detect(
     """Each canvas's candidates on its film, as the device reads them (`edge_app.detect.candidates`)."""
     if not canvases:
         return []
-    images = np.stack([canvas.pixels[..., None] for canvas in canvases]).astype(np.float32)
-    heat, log_radius = model.predict(images, batch_size=8, verbose=0)
+    heat, log_radius = model.predict(_images(canvases).astype(np.float32), batch_size=8, verbose=0)
     return [
         candidates(heat[i, ..., 0], np.exp(log_radius[i, ..., 0]), canvas.frame, spec, max_candidates, min_score)
         for i, canvas in enumerate(canvases)
