@@ -4,6 +4,9 @@ marking view may show of a film's header (`edge_app.web.films.recognisable`)."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -11,7 +14,7 @@ from dicomfiles import dicom_bytes, encode, mammogram
 
 from edge_app.decode import decode_intensities
 from edge_app.errors import InputImageError
-from edge_app.web.films import recognisable
+from edge_app.web.films import FilmReader, recognisable
 
 RAMP12 = np.arange(0, 4096, 16, dtype=np.uint16).reshape(16, 16)
 
@@ -102,3 +105,29 @@ def test_what_the_marking_view_shows_of_a_film_names_no_patient() -> None:
         "accession": "",
     }
     assert recognisable(_png(RAMP12.astype(np.uint8))) == {}
+
+
+def test_a_film_without_laterality_or_study_date_shows_them_empty() -> None:
+    bare = mammogram(RAMP12, ImageLaterality=None, Laterality=None, StudyDate=None)
+    found = recognisable(encode(bare))
+    assert (found["laterality"], found["study_date"]) == ("", "")
+
+
+def test_the_film_reader_decodes_a_film_once_and_again_when_it_changes(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    (archive / "film.dcm").write_bytes(encode(mammogram(RAMP12)))
+    reader = FilmReader(archive)
+    first = reader.film("film.dcm")
+    assert reader.film("film.dcm") is first  # the marking view asks for it at every window change
+    changed = archive / "film.dcm"
+    before = changed.stat().st_mtime_ns
+    changed.write_bytes(encode(mammogram(RAMP12[::-1].copy())))
+    os.utime(changed, ns=(before + 10**9, before + 10**9))  # a file system's clock may not have moved
+    again = reader.film("film.dcm")
+    assert again is not first and np.array_equal(again.picture, first.picture[::-1])
+    (tmp_path / "outside.dcm").write_bytes(b"x")
+    (archive / "escape.dcm").symlink_to(tmp_path / "outside.dcm")
+    with pytest.raises(InputImageError) as refused:
+        reader.film("escape.dcm")
+    assert str(refused.value) == "the film's archived name leads outside the archive"
