@@ -33,6 +33,7 @@ from edge_app.errors import (
     run_main,
 )
 from edge_app.model import EdgeModel, ModelIdentity
+from edge_app.proposals import FilmDetector
 from edge_app.regions import sidecar_kind, sidecar_names
 from edge_app.report.page import CARD, INDEX, PageContext, ResultsPage, operating_point
 from edge_app.scope import ScopeLimits
@@ -173,7 +174,8 @@ def _load_analyser(config: Config) -> ModelAnalyser:
     loaded = EdgeModel.load(model.bundle.resolve(), model.variant, model.runtime, model.threads, model.heatmaps)
     scope = config.scope
     limits = ScopeLimits.resolve(loaded.manifest.scope, scope.min_side_px, scope.max_side_px, scope.max_extent_mm)
-    return ModelAnalyser(loaded, config.ingest.max_pixels, limits)
+    detector = FilmDetector.load(loaded.bundle, loaded.manifest, loaded.runtime, model.threads)
+    return ModelAnalyser(loaded, config.ingest.max_pixels, limits, detector, config.regions)
 
 
 def _answer_sinks(config: Config, identity: ModelIdentity) -> tuple[AnswerSink, ...]:
@@ -469,7 +471,8 @@ def once_command(args: argparse.Namespace) -> int:
         raise MissingInputError(f"--roi {args.roi}: no such file")
     model = EdgeModel.load(args.model, args.variant, args.runtime, args.threads)
     limits = ScopeLimits.resolve(model.manifest.scope, args.min_side_px, args.max_side_px, args.max_extent_mm)
-    analyser = ModelAnalyser(model, args.max_pixels, limits)
+    detector = FilmDetector.load(model.bundle, model.manifest, model.runtime, args.threads)
+    analyser = ModelAnalyser(model, args.max_pixels, limits, detector)
     writer = ResultWriter(args.results, analyser.identity)
     rows: list[tuple[str, str, str, str, str]] = []
     not_classified, taken = 0, set[str]()

@@ -20,6 +20,7 @@ from typing import Any
 
 from edge_app.decode import DEFAULT_MAX_PIXELS
 from edge_app.errors import ConfigError
+from edge_app.regions import MAX_REGIONS
 from edge_app.strict import checked_fields
 
 if sys.version_info >= (3, 11):
@@ -29,6 +30,7 @@ else:  # pragma: no cover - Python 3.10 (JetPack 6)
 
 DEFAULT_CONFIG = Path("/etc/mammo-edge/config.toml")
 ENV_PREFIX = "MAMMO_EDGE_"
+PROPOSE_MODES = ("off", "suggest", "answer")
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,17 @@ class ScopeSection:
     min_side_px: int = 0
     max_side_px: int = 0
     max_extent_mm: float = 0.0
+
+
+@dataclass(frozen=True)
+class RegionsSection:
+    """A film that came without regions: ``off`` answers it ``needs_roi`` as before; ``suggest`` (with a detector in
+    the bundle) answers it ``needs_roi`` with the detector's candidates listed for the reader; ``answer`` classifies
+    each candidate as a region the device marked. At most `max_candidates`, each scoring at least `min_score`."""
+
+    propose: str = "suggest"
+    max_candidates: int = 4
+    min_score: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -132,6 +145,7 @@ class Config:
     paths: PathsSection = PathsSection()
     ingest: IngestSection = IngestSection()
     scope: ScopeSection = ScopeSection()
+    regions: RegionsSection = RegionsSection()
     journal: JournalSection = JournalSection()
     log: LogSection = LogSection()
     dicom: DicomSection = DicomSection()
@@ -273,6 +287,13 @@ def _validate(config: Config) -> Config:
         raise ConfigError("[scope] limits must be >= 0 (0: derived from the model bundle)")
     if scope.min_side_px and scope.max_side_px and scope.min_side_px > scope.max_side_px:
         raise ConfigError(f"[scope] min_side_px {scope.min_side_px} exceeds max_side_px {scope.max_side_px}")
+    regions = config.regions
+    if regions.propose not in PROPOSE_MODES:
+        raise ConfigError(f"[regions] propose must be off, suggest or answer, got {regions.propose!r}")
+    if not 1 <= regions.max_candidates <= MAX_REGIONS:
+        raise ConfigError(f"[regions] max_candidates must be 1-{MAX_REGIONS}, got {regions.max_candidates}")
+    if not 0 <= regions.min_score <= 1:
+        raise ConfigError(f"[regions] min_score must be 0-1, got {regions.min_score}")
     if config.log.audit_max_mb <= 0:
         raise ConfigError(f"[log] audit_max_mb must be > 0, got {config.log.audit_max_mb}")
     if config.journal.retention_days <= 0:

@@ -10,7 +10,10 @@ Files and their roles:
 - ``classifier`` (one per variant: int8, float32, float16, dynamic): input the preprocessed image, outputs the
   malignant logit and each backbone's last-conv-block feature maps (``outputs`` says which output is which);
 - ``gradcam_head`` (float32, shared by every variant): input those feature maps, outputs each backbone's Grad-CAM
-  map, computed in closed form from the head's weights (exact for a pooled + dense head, no gradient ops).
+  map, computed in closed form from the head's weights (exact for a pooled + dense head, no gradient ops);
+- ``detector`` (at most one, from schema 6): input a film's canvas (`edge_app.detect`), outputs the centre heatmap
+  and the log radius per cell (``outputs``: ``heat``, ``log_radius``); ``detector`` in the manifest says how the
+  canvas is made and which films it was trained on.
 """
 
 from __future__ import annotations
@@ -20,17 +23,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_app.detect import DetectorInput
 from edge_app.errors import BundleError
 from edge_app.fsutil import sha256_of
 from edge_app.preprocess import PreprocessConfig
 from edge_app.scope import TrainingScope
 from edge_app.strict import checked_fields
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # 2 added `rejected` and each file's `float_layers`; 3 added `scope` (what the training patches were: crop rule and
-# sizes); 4 added `selftest`; 5 added `heat_scale`. Older bundles read as they are, with the default scope, no
-# self-test set and no heat scale (each region's heat then scaled to its own peak, and the legend says so).
-READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4, 5)
+# sizes); 4 added `selftest`; 5 added `heat_scale`; 6 added `detector`. Older bundles read as they are, with the
+# default scope, no self-test set, no heat scale (each region's heat then scaled to its own peak, and the legend says
+# so) and no detector (no suggestions).
+READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4, 5, 6)
 MANIFEST = "manifest.json"
 LABELS = ("benign", "malignant")
 VARIANTS = ("int8", "float32", "float16", "dynamic")
@@ -73,6 +78,31 @@ class SelfTestSet:
 
 
 @dataclass(frozen=True)
+class DetectorSpec:
+    """How the bundle's ``detector`` file reads a film, and the films it was trained on: their pixel spacing from
+    `min_spacing_mm` to `max_spacing_mm` (a film outside gets no suggestions, with the reason). `froc` is its
+    cross-validated FROC (the model card's curve), `fidelity` the conversion's int8 check against float."""
+
+    input: DetectorInput
+    min_spacing_mm: float
+    max_spacing_mm: float
+    froc: dict[str, Any] = field(default_factory=dict)
+    fidelity: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_spacing_mm <= self.max_spacing_mm:
+            raise BundleError(
+                f"manifest detector spacing range {self.min_spacing_mm}..{self.max_spacing_mm} mm is not a range"
+            )
+
+    @classmethod
+    def from_dict(cls, values: Any) -> DetectorSpec:
+        checked = _strict(cls, values, "detector")
+        checked["input"] = DetectorInput.from_dict(checked["input"])
+        return cls(**checked)
+
+
+@dataclass(frozen=True)
 class Manifest:
     schema_version: int
     name: str
@@ -97,6 +127,7 @@ class Manifest:
     heat_scale: float | None = None
     """The Grad-CAM evidence (fused map, malignant-logit units) shown in full colour: the 95th percentile of the peak
     evidence over the test split, so one scale serves every region and little evidence looks like little heat."""
+    detector: DetectorSpec | None = None
 
     def classifier(self, variant: str) -> tuple[str, ModelFile]:
         for name, entry in self.files.items():
@@ -116,6 +147,15 @@ class Manifest:
             if entry.role == "gradcam_head":
                 return name, entry
         raise BundleError("the bundle has no gradcam_head model")
+
+    def detector_file(self) -> tuple[str, ModelFile] | None:
+        """The detector's file, or None for a bundle without one (it proposes no regions)."""
+        found = [(name, entry) for name, entry in self.files.items() if entry.role == "detector"]
+        if len(found) > 1:
+            raise BundleError(f"the bundle lists {len(found)} detector files; a bundle has at most one")
+        if bool(found) != (self.detector is not None):
+            raise BundleError("the manifest's detector and its detector file come together: one is missing")
+        return found[0] if found else None
 
     @property
     def variants(self) -> list[str]:
@@ -156,6 +196,7 @@ def manifest_from_dict(values: Any) -> Manifest:
         centre_offsets=tuple(float(v) for v in top["centre_offsets"]),
         labels=tuple(top["labels"]),
         selftest=_selftest_set(top.get("selftest")),
+        detector=None if top.get("detector") is None else DetectorSpec.from_dict(top["detector"]),
     )
     manifest = Manifest(**top)
     if manifest.labels != LABELS:
@@ -166,6 +207,7 @@ def manifest_from_dict(values: Any) -> Manifest:
         isinstance(manifest.heat_scale, (int, float)) and 0 < manifest.heat_scale < float("inf")
     ):
         raise BundleError(f"manifest heat_scale must be a positive number, got {manifest.heat_scale!r}")
+    manifest.detector_file()  # a detector spec without its file, or a file without its spec, is refused here
     return manifest
 
 

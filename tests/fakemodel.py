@@ -7,6 +7,8 @@ The classifier reads its (possibly quantised) image, and answers
 - per backbone, a 3x3 feature map, ``CHANNELS`` times over: the image's mean over each third of rows and columns
   (``cells``) for the first backbone, ``0.5 * cells.T`` for the second, so fusion must combine two maps.
 The Grad-CAM head answers, per backbone, the mean over channels of the map it was given.
+The detector (a bundle written with ``detector=True``) answers, per heatmap cell, the mean of the canvas pixels it
+spans over 255 as the centre score (the brightest cell peaks) and a radius of ``FAKE_RADIUS`` canvas pixels.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_app.detect import DetectorInput
 from edge_app.manifest import SelfTestSet
 from edge_app.model import calibrated_probabilities
 from edge_app.runtime import Runtime
@@ -27,6 +30,8 @@ from edge_app.selftest import SelfTestSample, write_selftest
 GRID = 3
 CHANNELS = 2
 BACKBONES = ("densenet121", "resnet50")
+FAKE_DETECTOR = DetectorInput(spacing_mm=0.8, canvas=(64, 48), stride=4)
+FAKE_RADIUS = 6.0
 
 
 def fake_logit(pixels: np.ndarray) -> float:
@@ -109,7 +114,14 @@ class FakeInterpreter:
         if "fail_invoke" in self.spec:
             message = self.spec["fail_invoke"]
             raise RuntimeError(f"{message}\nNode number 7 (CONV_2D) failed to invoke." if message else "")
-        if self.spec["role"] == "classifier":
+        if self.spec["role"] == "detector":
+            canvas = self._real_input(0)[0, ..., 0]
+            stride = self.spec["stride"]
+            rows, columns = canvas.shape[0] // stride, canvas.shape[1] // stride
+            cells = canvas.reshape(rows, stride, columns, stride).mean(axis=(1, 3)) / 255.0
+            self._store(self.spec["heat"], cells[np.newaxis, ..., np.newaxis])
+            self._store(self.spec["log_radius"], np.full((1, rows, columns, 1), np.log(FAKE_RADIUS)))
+        elif self.spec["role"] == "classifier":
             images = self._real_input(0)[..., 0]  # a batch: one or a film's regions
             self._store(self.spec["logit"], np.array([[fake_logit(image)] for image in images]))
             cams = [fake_cams(image) for image in images]
@@ -156,6 +168,19 @@ def _head_spec() -> dict[str, Any]:
     }
 
 
+def _detector_spec() -> dict[str, Any]:
+    height, width = FAKE_DETECTOR.canvas
+    cells = [1, *FAKE_DETECTOR.cells, 1]
+    return {
+        "role": "detector",
+        "inputs": [{"shape": [1, height, width, 1], "dtype": "float32"}],
+        "outputs": [{"shape": cells, "dtype": "float32"}, {"shape": cells, "dtype": "float32"}],
+        "log_radius": 0,
+        "heat": 1,
+        "stride": FAKE_DETECTOR.stride,
+    }
+
+
 def write_fake_bundle(
     bundle: Path,
     size: int = 48,
@@ -165,13 +190,17 @@ def write_fake_bundle(
     patch_side_px: tuple[int, int] = (48, 48),
     crop_scale: float = 4.0,
     selftest: bool = True,
+    detector: bool = False,
     **manifest_changes: Any,
 ) -> Path:
     """A bundle directory whose manifest describes its fake files exactly (sizes and sha256), with a self-test
-    sample whose recorded answers are the fake model's own (unless `selftest` is False: an older bundle)."""
+    sample whose recorded answers are the fake model's own (unless `selftest` is False: an older bundle), and with
+    `detector` a detector for films of 0.05 to 0.5 mm pixel spacing (schema 6)."""
     bundle.mkdir(parents=True, exist_ok=True)
     specs = {f"classifier_{variant}.tflite": _classifier_spec(size, variant) for variant in variants}
     specs["gradcam_head.tflite"] = _head_spec()
+    if detector:
+        specs["detector_float32.tflite"] = _detector_spec()
     files = {}
     for name, spec in specs.items():
         data = json.dumps(spec).encode()
@@ -190,7 +219,7 @@ def write_fake_bundle(
                 "scale": first_input.get("scale", 0.0),
                 "zero_point": first_input.get("zero_point", 0),
             },
-            "outputs": {key: spec[key] for key in ("logit", *BACKBONES) if key in spec},
+            "outputs": {key: spec[key] for key in ("logit", *BACKBONES, "heat", "log_radius") if key in spec},
             "inputs": spec.get("inputs_by_name", {}),
             "runtimes": {},
         }
@@ -221,6 +250,9 @@ def write_fake_bundle(
     if selftest:
         manifest["schema_version"] = 4
         manifest["selftest"] = asdict(_fake_selftest(bundle, size, variants, temperature))
+    if detector:
+        manifest["schema_version"] = 6
+        manifest["detector"] = {"input": FAKE_DETECTOR.to_dict(), "min_spacing_mm": 0.05, "max_spacing_mm": 0.5}
     manifest.update(manifest_changes)
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     return bundle

@@ -265,8 +265,8 @@ def test_every_file_is_checked_for_presence_size_and_sha256(tmp_path: Path) -> N
     ("change", "message"),
     [
         (
-            lambda v: v.update(schema_version=6),
-            r"schema version 6 is not supported \(this device reads 1, 2, 3, 4, 5\)",
+            lambda v: v.update(schema_version=7),
+            r"schema version 7 is not supported \(this device reads 1, 2, 3, 4, 5, 6\)",
         ),
         (lambda v: v.update(labels=["normal", "cancer"]), r"labels \['normal', 'cancer'\] are not \['benign', 'mal"),
         (lambda v: v.update(centre_offsets=[0.0]), r"^manifest backbones and centre_offsets differ in length$"),

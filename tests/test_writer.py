@@ -58,7 +58,7 @@ def test_a_result_document_holds_the_whole_answer(tmp_path: Path) -> None:
     assert created.endswith("+00:00") and len(created) == len("2026-01-01T00:00:00.000+00:00")
     assert document == {
         "schema": "mammo-edge/result",
-        "schema_version": 3,
+        "schema_version": 4,
         "id": "abc123",
         "input": "sub/film.dcm",
         "sidecar": "sub/film.roi.json",
@@ -85,6 +85,7 @@ def test_a_result_document_holds_the_whole_answer(tmp_path: Path) -> None:
                 "logit": -1.234568,
                 "decision": "benign",
                 "gradcam": {"peak": [2, 3]},
+                "detector_score": None,
             },
             {
                 "label": "B",
@@ -97,6 +98,7 @@ def test_a_result_document_holds_the_whole_answer(tmp_path: Path) -> None:
                 "logit": 1.987654,
                 "decision": "malignant",
                 "gradcam": None,
+                "detector_score": None,
             },
         ],
         "label": "malignant",
@@ -109,6 +111,8 @@ def test_a_result_document_holds_the_whole_answer(tmp_path: Path) -> None:
         "duplicate_of": "older.json",
         "answers": "0a1b2c",
         "notice": NOTICE,
+        "suggestions": [],
+        "suggestions_reason": None,
     }
     assert (tmp_path / "film.gradcam.png").read_bytes() == b"png bytes"
 

@@ -5,7 +5,10 @@
 What is classified:
 - a scan with a sidecar: each region, cut by the bundle's crop rule (`edge_app.regions`), one answer per region;
 - a scan without one that is a patch like the training patches: the whole image, as one region;
-- anything else (a full-field film): nothing. The analysis has the status ``needs_roi`` and the reason.
+- anything else (a full-field film): nothing. The analysis has the status ``needs_roi`` and the reason; with a
+  detector in the bundle (`edge_app.proposals`) and ``[regions] propose = "suggest"`` it lists the detector's
+  candidates as suggestions for the reader, and with ``"answer"`` it classifies each candidate as a region the
+  device marked (``marked_by: "device"``).
 
 An input the analyser refuses (undecodable, an invalid sidecar) raises a `MammoEdgeError` whose ``stage`` and class
 name become the scan's failure.
@@ -16,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Protocol
 
@@ -24,13 +27,16 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from edge_app.config import RegionsSection
 from edge_app.decode import DecodedImage, Gray8, decode_bytes
+from edge_app.detect import Candidate
 from edge_app.dicomregions import seg_regions, sr_regions
 from edge_app.errors import InputImageError, RegionError, TooManyPixelsError
 from edge_app.gradcam import heat_on_scale, peak_location
 from edge_app.model import EdgeModel, ModelIdentity, Prediction
 from edge_app.overlay import RegionView, render
 from edge_app.preprocess import pad_to_square, to_model_input
+from edge_app.proposals import FilmDetector
 from edge_app.regions import Box, Region, crop_region, parse_sidecar, whole_image
 from edge_app.scope import Measured, ScopeLimits, needs_roi_reason
 
@@ -45,6 +51,8 @@ MARKED_BY_KIND = {"roi": "file", "mask": "file", "seg": "seg", "sr": "sr"}
 """Who or what marked the regions of each kind of sidecar (a reader's submission is ``reader``)."""
 MARKED_BY_NONE = "none"
 """A patch classified whole: nobody marked a region."""
+MARKED_BY_DEVICE = "device"
+"""A region the detector proposed and the device classified (``[regions] propose = "answer"``)."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +104,7 @@ class RegionAnswer:
     logit: float
     decision: str  # the bundle's label at its threshold
     heatmap_peak: tuple[int, int] | None  # where the Grad-CAM evidence peaks, scan pixels
+    detector_score: float | None = None  # a region the device proposed: the detector's score for it
 
 
 class Overlay:
@@ -137,6 +146,8 @@ class Analysis:
     reason: str | None  # why NEEDS_ROI
     overlay: Overlay | None
     timings_ms: dict[str, float]
+    suggestions: tuple[Candidate, ...] = ()  # a film left needs_roi: where the detector proposes the reader look
+    suggestions_reason: str | None = None  # why a film got no suggestions although the bundle has a detector
 
     @property
     def overlay_png(self) -> bytes | None:
@@ -184,11 +195,22 @@ class ModelAnalyser:
     """Decode, find the regions, guard the scope, classify each region and (if the bundle has a Grad-CAM head)
     explain it, with an `EdgeModel`."""
 
-    def __init__(self, model: EdgeModel, max_pixels: int, limits: ScopeLimits) -> None:
+    def __init__(
+        self,
+        model: EdgeModel,
+        max_pixels: int,
+        limits: ScopeLimits,
+        detector: FilmDetector | None = None,
+        regions: RegionsSection | None = None,
+    ) -> None:
+        """`detector`: the bundle's (`FilmDetector.load`), used as `regions` (``[regions]``, default its defaults)
+        says; without one a film is answered ``needs_roi`` with no suggestions."""
         self.model = model
         self.max_pixels = max_pixels
         self.limits = limits
         self.rule = model.manifest.scope.crop_rule
+        self.regions = regions or RegionsSection()
+        self.detector = detector if self.regions.propose != "off" else None
 
     @property
     def identity(self) -> ModelIdentity:
@@ -207,6 +229,7 @@ class ModelAnalyser:
         facts = image_facts(decoded)
         timings["decode_ms"] = (time.perf_counter() - started) * 1000
         gray = decoded.pixels
+        found: tuple[Candidate, ...] = ()  # the regions the device proposed, when it classifies them
         if sidecar is not None:
             regions = self._regions(sidecar, decoded.instance_uid, facts)
             views = [self._region_view(gray, region, sidecar.kind) for region in regions]
@@ -214,10 +237,15 @@ class ModelAnalyser:
         else:
             reason = needs_roi_reason(Measured.of(decoded), self.limits, name)
             if reason is not None:
-                return Analysis(sha256, NEEDS_ROI, facts, (), reason, None, timings)
-            region, box = whole_image(gray)
-            views = [(region, "whole image", box, box, gray)]
-            marker = Marker(MARKED_BY_NONE, None)
+                found, why = self._proposals(decoded, timings)
+                if self.regions.propose != "answer" or not found:
+                    return Analysis(sha256, NEEDS_ROI, facts, (), reason, None, timings, found, why)
+                views = [self._region_view(gray, candidate.region, "device") for candidate in found]
+                marker = Marker(MARKED_BY_DEVICE, None)
+            else:
+                region, box = whole_image(gray)
+                views = [(region, "whole image", box, box, gray)]
+                marker = Marker(MARKED_BY_NONE, None)
         tick = time.perf_counter()
         inputs = [to_model_input(crop, self.model.manifest.preprocess) for *_, crop in views]
         timings["preprocess_ms"] = (time.perf_counter() - tick) * 1000
@@ -227,16 +255,27 @@ class ModelAnalyser:
             for prediction in self.model.predict_batch(inputs[first : first + BATCH_LIMIT])
         ]
         answers, pictures = [], []
-        for (region, marked_as, box, window, crop), prediction in zip(views, predictions, strict=True):
+        scores: list[float | None] = [candidate.score for candidate in found] or [None] * len(views)
+        for (region, marked_as, box, window, crop), prediction, score in zip(views, predictions, scores, strict=True):
             for key, value in prediction.timings_ms.items():
                 _add(timings, key, value)
             answer, picture = self._answer(region, marked_as, marker, box, window, crop, prediction)
-            answers.append(answer)
+            answers.append(replace(answer, detector_score=score))
             pictures.append(picture)
         overlay = None
         if any(picture.heatmap is not None for picture in pictures):
             overlay = Overlay(partial(render, gray, pictures, heat_scale=self.model.manifest.heat_scale), timings)
         return Analysis(sha256, CLASSIFIED, facts, tuple(answers), None, overlay, timings)
+
+    def _proposals(self, decoded: DecodedImage, timings: dict[str, float]) -> tuple[tuple[Candidate, ...], str | None]:
+        """The detector's candidates on a film, or none and why (None: the bundle has no detector, or it is off)."""
+        if self.detector is None:
+            return (), None
+        proposal = self.detector.propose(decoded, self.regions.max_candidates, self.regions.min_score)
+        timings["detect_ms"] = proposal.detect_ms
+        if proposal.reason is None and not proposal.candidates:
+            return (), f"the detector found no candidate scoring {self.regions.min_score:g} or more"
+        return proposal.candidates, proposal.reason
 
     def _regions(self, sidecar: Sidecar, instance_uid: str | None, facts: ImageFacts) -> list[Region]:
         """The sidecar's regions on this scan: a DICOM SR or SEG keeps those that reference the scan's own SOP

@@ -20,13 +20,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
+from edge_app.detect import Candidate
 from edge_app.fsutil import atomic_write, unique_stem
 from edge_app.model import ModelIdentity
 from edge_app.service.analyse import Analysis, RegionAnswer
 from edge_app.service.audit import DEFAULT_MAX_BYTES, AuditLog
 from edge_app.service.lifecycle import ScanRecord
 
-RESULT_SCHEMA_VERSION = 3  # 2: status, the image's facts and one entry per region; 3: who marked each, answers
+RESULT_SCHEMA_VERSION = 4
+# 2: status, the image's facts and one entry per region; 3: who marked each, answers; 4: the detector's suggestions
+# on a film left needs_roi, and its score for each region the device proposed
 NOTICE = "Research software: NOT FOR CLINICAL USE. Not a medical device; do not use for diagnosis."
 AUDIT_JSONL = "results.jsonl"
 AUDIT_CSV = "results.csv"
@@ -69,6 +72,18 @@ def _region_entry(answer: RegionAnswer) -> dict[str, Any]:
         "logit": round(answer.logit, 6),
         "decision": answer.decision,
         "gradcam": None if answer.heatmap_peak is None else {"peak": list(answer.heatmap_peak)},
+        "detector_score": None if answer.detector_score is None else round(answer.detector_score, 6),
+    }
+
+
+def _suggestion_entry(candidate: Candidate) -> dict[str, Any]:
+    region = candidate.region
+    return {
+        "label": region.label,
+        "x": round(region.cx, 1),
+        "y": round(region.cy, 1),
+        "radius": round(region.radius, 1),
+        "score": round(candidate.score, 6),
     }
 
 
@@ -93,6 +108,8 @@ def result_document(record: ScanRecord, analysis: Analysis, identity: ModelIdent
             "view": image.view,
         },
         "regions": [_region_entry(answer) for answer in analysis.regions],
+        "suggestions": [_suggestion_entry(candidate) for candidate in analysis.suggestions],
+        "suggestions_reason": analysis.suggestions_reason,
         "label": analysis.label,
         "probability": None if analysis.probability is None else round(analysis.probability, 6),
         "threshold": identity.threshold,

@@ -1,0 +1,173 @@
+"""Regions the device proposes on a film (`edge_app.proposals`), through the analyser and the result JSON: suggested
+for the reader, or classified as the device's own regions; none, with the reason, for a film outside the detector's
+scope; nothing changes for a bundle without a detector. The fake detector's heatmap is the canvas's brightness."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from dicomfiles import encode, mammogram
+from fakemodel import FAKE_RUNTIME, write_fake_bundle
+from jsonschema import validate
+
+import edge_app.model as model_module
+from edge_app.config import RegionsSection
+from edge_app.errors import BundleError
+from edge_app.manifest import load_manifest
+from edge_app.model import EdgeModel
+from edge_app.proposals import FilmDetector
+from edge_app.scope import ScopeLimits
+from edge_app.service.analyse import CLASSIFIED, NEEDS_ROI, Analysis, ModelAnalyser
+from edge_app.service.lifecycle import ScanState, advance, received
+from edge_app.service.writer import result_document
+
+SCHEMA = json.loads((Path(__file__).parents[1] / "edge_app" / "schemas" / "result.schema.json").read_text())
+MASS = (300, 200, 30)  # x, y, radius in film pixels (0.1 mm: a 6 mm mass)
+
+
+@pytest.fixture(autouse=True)
+def fake_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(model_module, "load_runtime", lambda name: FAKE_RUNTIME)
+    yield
+
+
+def _film_pixels() -> np.ndarray:
+    """A 0.1 mm film, 480 x 360 px: tissue brightening towards the chest wall (no flat plateau to peak on), a bright
+    mass, and air."""
+    rows, columns = np.mgrid[0:480, 0:360].astype(np.float32)
+    tissue = (columns / 330) ** 2 + ((rows - 240) / 220) ** 2 <= 1
+    film = np.where(tissue, 1800 - columns * 2 + rows * 0.5, 40).astype(np.uint16)
+    x, y, radius = MASS
+    film[(columns - x) ** 2 + (rows - y) ** 2 <= radius**2] = 3900
+    return film
+
+
+def _analyser(tmp_path: Path, regions: RegionsSection, detector: bool = True) -> ModelAnalyser:
+    bundle = write_fake_bundle(tmp_path / "bundle", patch_side_px=(48, 64), detector=detector)
+    model = EdgeModel.load(bundle, "float32")
+    found = FilmDetector.load(bundle, model.manifest, model.runtime, 1)
+    return ModelAnalyser(model, 10**7, ScopeLimits.resolve(model.manifest.scope), found, regions)
+
+
+def _document(analysis: Analysis, analyser: ModelAnalyser) -> dict[str, object]:
+    record = advance(advance(received("film.dcm"), ScanState.CLAIMED), ScanState.ANALYSED, result_stem="film")
+    document = result_document(record, analysis, analyser.identity)
+    validate(document, SCHEMA)
+    return document
+
+
+def test_a_film_without_regions_is_answered_needs_roi_with_the_detectors_suggestions(tmp_path: Path) -> None:
+    analyser = _analyser(tmp_path, RegionsSection(propose="suggest", max_candidates=4, min_score=0.9))
+    analysis = analyser.analyse(encode(mammogram(_film_pixels())), "film.dcm")
+    assert analysis.status == NEEDS_ROI and analysis.regions == () and analysis.suggestions_reason is None
+    (first,) = analysis.suggestions  # the mass, and nothing else as bright
+    x, y, _ = MASS
+    assert abs(first.region.cx - x) <= 16 and abs(first.region.cy - y) <= 16  # within two heatmap cells (0.8 mm x 4)
+    assert first.region.radius == pytest.approx(6.0 / 0.125) and first.score >= 0.9
+    document = _document(analysis, analyser)
+    assert document["suggestions"] == [
+        {
+            "label": "A",
+            "x": round(first.region.cx, 1),
+            "y": round(first.region.cy, 1),
+            "radius": 48.0,
+            "score": round(first.score, 6),
+        }
+    ]
+    assert "detect_ms" in analysis.timings_ms
+
+
+def test_at_most_max_candidates_are_suggested_highest_first(tmp_path: Path) -> None:
+    analyser = _analyser(tmp_path, RegionsSection(propose="suggest", max_candidates=3, min_score=0.0))
+    suggestions = analyser.analyse(encode(mammogram(_film_pixels())), "film.dcm").suggestions
+    assert [candidate.region.label for candidate in suggestions] == ["A", "B", "C"]
+    scores = [candidate.score for candidate in suggestions]
+    assert scores == sorted(scores, reverse=True) and scores[0] >= 0.9
+
+
+def test_in_answer_mode_each_proposed_region_is_classified_as_the_devices(tmp_path: Path) -> None:
+    analyser = _analyser(tmp_path, RegionsSection(propose="answer", max_candidates=4, min_score=0.9))
+    analysis = analyser.analyse(encode(mammogram(_film_pixels())), "film.dcm")
+    assert analysis.status == CLASSIFIED and analysis.suggestions == ()
+    (region,) = analysis.regions
+    assert (region.marked_by, region.marked_as, region.reader) == ("device", "circle", None)
+    assert region.detector_score is not None and region.detector_score >= 0.9
+    entry = _document(analysis, analyser)["regions"][0]  # type: ignore[index]
+    assert entry["marked_by"] == "device" and entry["detector_score"] == round(region.detector_score, 6)
+
+
+def test_in_answer_mode_a_film_with_no_candidate_stays_needs_roi_and_says_why(tmp_path: Path) -> None:
+    analyser = _analyser(tmp_path, RegionsSection(propose="answer", max_candidates=4, min_score=1.0))
+    film = _film_pixels()
+    film[film == 3900] = 1900  # no mass
+    analysis = analyser.analyse(encode(mammogram(film)), "film.dcm")
+    assert analysis.status == NEEDS_ROI and analysis.suggestions == ()
+    assert analysis.suggestions_reason == "the detector found no candidate scoring 1 or more"
+
+
+@pytest.mark.parametrize(
+    ("film", "reason"),
+    [
+        (
+            lambda pixels: encode(mammogram(pixels, PixelSpacing=[1.0, 1.0], ImagerPixelSpacing=[1.0, 1.0])),
+            "the film's pixel spacing 1 mm is outside the 0.05-0.5 mm the detector was trained on",
+        ),
+        (
+            lambda pixels: encode(mammogram(pixels, PixelSpacing=[0.1, 0.2], ImagerPixelSpacing=[0.1, 0.2])),
+            "the film's pixels are not square (0.1 x 0.2 mm): the detector works at one spacing",
+        ),
+        (
+            lambda pixels: cv2.imencode(".png", (pixels // 16).astype(np.uint8))[1].tobytes(),
+            "the film's pixel spacing is unknown (its file gives none): the detector works at a known spacing",
+        ),
+    ],
+    ids=["coarse", "not_square", "png"],
+)
+def test_a_film_outside_the_detectors_scope_gets_no_suggestions_and_the_reason(
+    tmp_path: Path, film: object, reason: str
+) -> None:
+    analyser = _analyser(tmp_path, RegionsSection())
+    analysis = analyser.analyse(film(_film_pixels()), "film.dcm")  # type: ignore[operator]
+    assert analysis.status == NEEDS_ROI and analysis.suggestions == () and analysis.suggestions_reason == reason
+    _document(analysis, analyser)
+
+
+@pytest.mark.parametrize("detector", [False, True], ids=["no_detector", "proposing_off"])
+def test_without_a_detector_or_with_proposing_off_a_film_is_needs_roi_as_before(tmp_path: Path, detector: bool) -> None:
+    analyser = _analyser(tmp_path, RegionsSection(propose="off"), detector=detector)
+    analysis = analyser.analyse(encode(mammogram(_film_pixels())), "film.dcm")
+    assert (analysis.status, analysis.suggestions, analysis.suggestions_reason) == (NEEDS_ROI, (), None)
+    document = _document(analysis, analyser)
+    assert (document["suggestions"], document["suggestions_reason"]) == ([], None)
+    assert "detect_ms" not in analysis.timings_ms
+
+
+def test_a_detector_spec_and_its_file_come_together(tmp_path: Path) -> None:
+    bundle = write_fake_bundle(tmp_path / "bundle", detector=True)
+    values = json.loads((bundle / "manifest.json").read_text())
+    for changed, message in (
+        ({**values, "detector": None}, "the manifest's detector and its detector file come together"),
+        (
+            {**values, "detector": {**values["detector"], "min_spacing_mm": 0.6}},
+            "manifest detector spacing range 0.6..0.5 mm is not a range",
+        ),
+        ({**values, "detector": {**values["detector"], "colour": 1}}, "manifest detector: unknown key(s) 'colour'"),
+    ):
+        (bundle / "manifest.json").write_text(json.dumps(changed))
+        with pytest.raises(BundleError, match=f"^{message}".replace("(", r"\(").replace(")", r"\)")):
+            load_manifest(bundle)
+
+
+def test_a_detector_whose_canvas_the_file_does_not_take_is_refused(tmp_path: Path) -> None:
+    bundle = write_fake_bundle(tmp_path / "bundle", detector=True)
+    values = json.loads((bundle / "manifest.json").read_text())
+    values["detector"]["input"]["canvas"] = [64, 64]
+    (bundle / "manifest.json").write_text(json.dumps(values))
+    manifest = load_manifest(bundle)
+    with pytest.raises(BundleError, match=r"^detector_float32.tflite takes input \(1, 64, 48, 1\)"):
+        FilmDetector.load(bundle, manifest, FAKE_RUNTIME, 1)
