@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -206,7 +207,7 @@ def _algorithm(depth: int) -> list[str]:
     ]
 
 
-def _region(label: str, probability: str, decision: str, outline: list[float], image: str) -> list[str]:
+def _region(label: str, probability: str, decision: str, outline: list[float], image: str, source: str) -> list[str]:
     return [
         "  CONTAINS CONTAINER Measurement Group",
         f"    HAS OBS CONTEXT TEXT Tracking Identifier = region {label}",
@@ -218,6 +219,7 @@ def _region(label: str, probability: str, decision: str, outline: list[float], i
         "    CONTAINS NUM Decision threshold of the model = 0.42 [1]",
         *_algorithm(3),
         f"    CONTAINS CODE Decision at the model's threshold = {decision}",
+        f"    CONTAINS CODE Source of the region = {source}",
         f"    CONTAINS SCOORD Image Region = POLYLINE {[float(value) for value in outline]}",
         f"      SELECTED FROM IMAGE Source = {image}",
     ]
@@ -274,9 +276,15 @@ def test_the_report_of_two_regions_item_by_item() -> None:
             "86049000 SCT Malignant neoplasm, primary",
             [10, 20, 110, 20, 110, 140, 10, 140, 10, 20],
             image,
+            "ME-0008 99MAMMOEDGE Given with the scan",
         ),
         *_region(
-            "B", "0.125", "3898006 SCT Neoplasm, benign", [200, 300, 260, 300, 260, 360, 200, 360, 200, 300], image
+            "B",
+            "0.125",
+            "3898006 SCT Neoplasm, benign",
+            [200, 300, 260, 300, 260, 360, 200, 360, 200, 300],
+            image,
+            "ME-0010 99MAMMOEDGE Given by a measurement report",
         ),
         f"CONTAINS TEXT Comment = {NOTICE_TEXT} {findings}. {MODEL_TEXT}",
     ]
@@ -366,3 +374,15 @@ def test_the_answer_copies_the_header_it_is_given() -> None:
     header.AccessionNumber = "ACC-GIVEN"
     answer = build_answer(scan, "scan-1", CLASSIFIED_ANALYSIS, IDENTITY, header)
     assert answer.report.AccessionNumber == "ACC-GIVEN" and answer.capture.AccessionNumber == "ACC-GIVEN"
+
+
+def test_a_region_the_device_proposed_is_coded_apart_and_the_report_says_what_was_not_assessed() -> None:
+    proposed = replace(REGIONS[0], marked_by="device", detector_score=0.8)
+    analysis = replace(CLASSIFIED_ANALYSIS, regions=(proposed,))
+    report = build_answer(_scan(), "scan-1", analysis, IDENTITY).report
+    lines = _tree(report.ContentSequence)
+    assert "    CONTAINS CODE Source of the region = ME-0006 99MAMMOEDGE Proposed by the device's detector" in lines
+    assert lines[-1].endswith(
+        "Regions proposed by the device's detector: a mass it did not propose was not assessed. "
+        f"Model hybrid-test 1.2 (int8, sha256 {'ab' * 32})."
+    )

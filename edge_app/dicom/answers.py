@@ -53,6 +53,16 @@ THRESHOLD = hd.sr.CodedConcept("ME-0001", _SCHEME, "Decision threshold of the mo
 DECISION = hd.sr.CodedConcept("ME-0002", _SCHEME, "Decision at the model's threshold")
 ANALYSIS_STATUS = hd.sr.CodedConcept("ME-0003", _SCHEME, "Analysis status")
 NOT_ANALYSED = hd.sr.CodedConcept("ME-0004", _SCHEME, "Not analysed: no region of interest was given")
+REGION_SOURCE = hd.sr.CodedConcept("ME-0005", _SCHEME, "Source of the region")
+REGION_SOURCES = {  # who or what marked a region (the result's marked_by); the device's own apart from a person's
+    "device": hd.sr.CodedConcept("ME-0006", _SCHEME, "Proposed by the device's detector"),
+    "reader": hd.sr.CodedConcept("ME-0007", _SCHEME, "Marked by a reader"),
+    "file": hd.sr.CodedConcept("ME-0008", _SCHEME, "Given with the scan"),
+    "seg": hd.sr.CodedConcept("ME-0009", _SCHEME, "Given by a segmentation"),
+    "sr": hd.sr.CodedConcept("ME-0010", _SCHEME, "Given by a measurement report"),
+    "none": hd.sr.CodedConcept("ME-0011", _SCHEME, "The whole image"),
+}
+NOT_PROPOSED_NOTICE = "Regions proposed by the device's detector: a mass it did not propose was not assessed."
 # What an answer copies from its scan and cannot do without: the instance, its series and study, and the patient and
 # study modules' identifying attributes (type 1 and 2: they may be empty, never absent). Nothing here is invented.
 REQUIRED_FROM_SOURCE = (
@@ -133,7 +143,10 @@ def _region_group(
             hd.sr.Measurement(PROBABILITY_OF_CANCER, answer.probability, NO_UNITS, algorithm_id=algorithm),
             hd.sr.Measurement(THRESHOLD, identity.threshold, NO_UNITS, algorithm_id=algorithm),
         ],
-        qualitative_evaluations=[hd.sr.QualitativeEvaluation(DECISION, DECISIONS[answer.decision])],
+        qualitative_evaluations=[
+            hd.sr.QualitativeEvaluation(DECISION, DECISIONS[answer.decision]),
+            hd.sr.QualitativeEvaluation(REGION_SOURCE, REGION_SOURCES[answer.marked_by]),
+        ],
     )
 
 
@@ -200,8 +213,10 @@ def _report_text(analysis: Analysis, identity: ModelIdentity) -> str:
             f"at threshold {identity.threshold:.3f}"
             for answer in analysis.regions
         )
+    proposed = any(answer.marked_by == "device" for answer in analysis.regions)
     return (
-        f"{NOTICE} {finding}. Model {identity.name} {identity.version} ({identity.variant}, sha256 {identity.sha256})."
+        f"{NOTICE} {finding}. {NOT_PROPOSED_NOTICE + ' ' if proposed else ''}"
+        f"Model {identity.name} {identity.version} ({identity.variant}, sha256 {identity.sha256})."
     )
 
 
