@@ -12,7 +12,7 @@ from fakes import FAKE_IDENTITY, FakeAnalyser
 
 from edge_app.config import Config, IngestSection, PathsSection
 from edge_app.report.page import PageContext, ResultsPage
-from edge_app.service.analyse import Analysis, Overlay, Sidecar
+from edge_app.service.analyse import Analyser, Analysis, Overlay, Sidecar
 from edge_app.service.daemon import build_pipeline
 from edge_app.service.journal import Journal
 
@@ -45,17 +45,25 @@ def page_for(root: Path, card: Path | None = None, page_size: int = 50) -> Resul
     return ResultsPage(root / "results", PageContext(FAKE_IDENTITY, OPERATING_POINT, card), page_size)
 
 
-def results_with_every_status(root: Path, card: Path | None = None, page_size: int = 50, copies: int = 1) -> Config:
-    """Process `SCANS` (`copies` times over) through the pipeline, the page regenerated after each one."""
+def results_with_every_status(
+    root: Path,
+    card: Path | None = None,
+    page_size: int = 50,
+    copies: int = 1,
+    analyser: Analyser | None = None,
+    scans: dict[str, tuple[bytes, bytes | None]] = SCANS,
+) -> Config:
+    """Process `scans` (`copies` times over) through the pipeline with `analyser` (default `PictureAnalyser`), the
+    page regenerated after each one."""
     config = Config(
         paths=PathsSection(**{name: root / name for name in FOLDERS}),
         ingest=IngestSection(settle_seconds=0.0, sidecar_wait=0.0),
     )
     page = page_for(root, card, page_size)
     journal = Journal(config.paths.state / "journal.sqlite3")
-    pipeline = build_pipeline(config, journal, PictureAnalyser(), after_write=(page.update,))
+    pipeline = build_pipeline(config, journal, analyser or PictureAnalyser(), after_write=(page.update,))
     for copy in range(copies):
-        for name, (content, regions) in SCANS.items():
+        for name, (content, regions) in scans.items():
             scan_name = name if copy == 0 else f"{copy} {name}"
             scan = config.paths.inbox / scan_name
             scan.write_bytes(content + str(copy).encode() * copy)

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from fakes import FAKE_IDENTITY
-from pages import OPERATING_POINT, SCANS, page_for, results_with_every_status
+from pages import OPERATING_POINT, SCANS, PictureAnalyser, page_for, results_with_every_status
 
+from edge_app.detect import Candidate
+from edge_app.regions import Region
 from edge_app.report.page import CARD, INDEX, NOTICE, PAGES, THUMBS, read_audit
+from edge_app.service.analyse import NEEDS_ROI, Analysis, Sidecar
 
 
 class Page(HTMLParser):
@@ -189,3 +193,32 @@ def test_an_update_reads_only_the_lines_appended_since_the_last_and_a_rotation_o
     page.update()
     assert reads == [("results.000001.jsonl", 0), ("results.jsonl", 0)]
     assert "after-rotation.png" in (results / INDEX).read_text() and "appended.png" in (results / INDEX).read_text()
+
+
+class ProposingAnalyser(PictureAnalyser):
+    """Suggestions on a film (none, with the reason, on a PNG film); the device's own regions on a "DEVICE" patch."""
+
+    def analyse(self, data: bytes, name: str, sidecar: Sidecar | None = None) -> Analysis:
+        analysis = super().analyse(data, name, sidecar)
+        if analysis.status == NEEDS_ROI and name.endswith(".png"):
+            return replace(analysis, suggestions_reason="the film's pixel spacing is unknown (fake)")
+        if analysis.status == NEEDS_ROI:
+            return replace(analysis, suggestions=(Candidate(Region("A", 120.4, 80.6, 30.0), 0.93),))
+        if data.startswith(b"DEVICE"):
+            device = tuple(replace(answer, marked_by="device", detector_score=0.8) for answer in analysis.regions)
+            return replace(analysis, regions=device)
+        return analysis
+
+
+def test_the_page_shows_the_devices_suggestions_and_says_which_regions_it_proposed(tmp_path: Path) -> None:
+    scans: dict[str, tuple[bytes, bytes | None]] = {
+        "film.dcm": (b"FULL film", None),
+        "film.png": (b"FULL png film", None),
+        "proposed.dcm": (b"DEVICE film", None),
+    }
+    config = results_with_every_status(tmp_path, analyser=ProposingAnalyser(), scans=scans)
+    text = (config.paths.results / INDEX).read_text(encoding="utf-8")
+    assert "suggested by the device: A at (120, 81) score 0.93" in text
+    assert "no suggestions: the film&#x27;s pixel spacing is unknown (fake)" in text
+    assert "A (proposed by the device)</td>" in text
+    assert text.count("a mass the device did not propose was not assessed") == 1

@@ -229,7 +229,8 @@ class ResultsPage:
             stage, reason = html.escape(str(entry.get("stage"))), html.escape(str(entry.get("reason")))
             return f'<br><small class="reason">{stage}: {reason}</small>'
         if document and document.get("reason"):
-            return f'<br><small class="reason">{html.escape(str(document["reason"]))}</small>'
+            reason = f'<br><small class="reason">{html.escape(str(document["reason"]))}</small>'
+            return reason + _suggestions(document)
         if entry.get("duplicate_of"):
             return f"<br><small>same content as {html.escape(str(entry['duplicate_of']))}</small>"
         return ""
@@ -267,16 +268,36 @@ class ResultsPage:
         return "<br>".join(f'<a href="{root}{html.escape(href)}">{text}</a>' for href, text in links)
 
 
+def _suggestions(document: dict[str, Any]) -> str:
+    """Where the detector proposes the reader look on a film left needs_roi, or why it proposes nothing."""
+    found = document.get("suggestions") or []
+    if found:
+        places = ", ".join(
+            f"{html.escape(str(item['label']))} at ({item['x']:.0f}, {item['y']:.0f}) score {item['score']:.2f}"
+            for item in found
+        )
+        return f'<br><small class="suggestions">suggested by the device: {places}</small>'
+    if document.get("suggestions_reason"):
+        return (
+            f'<br><small class="suggestions">no suggestions: {html.escape(str(document["suggestions_reason"]))}</small>'
+        )
+    return ""
+
+
 def _regions_table(regions: Sequence[dict[str, Any]]) -> str:
     if not regions:
         return ""
     rows = "".join(
-        f'<tr class="{html.escape(str(region["decision"]))}"><td>{html.escape(str(region["label"]))}</td>'
+        f'<tr class="{html.escape(str(region["decision"]))}"><td>{html.escape(str(region["label"]))}'
+        f"{' (proposed by the device)' if region.get('marked_by') == 'device' else ''}</td>"
         f'<td class="p">{region["probability"]:.3f}</td>'
         f"<td>{_decision(str(region['decision']))}</td></tr>"
         for region in regions
     )
-    return f'<table class="regions"><tr><th>region</th><th>p(malignant)</th><th>decision</th></tr>{rows}</table>'
+    note = ""
+    if any(region.get("marked_by") == "device" for region in regions):
+        note = '<small class="suggestions">a mass the device did not propose was not assessed</small>'
+    return f'<table class="regions"><tr><th>region</th><th>p(malignant)</th><th>decision</th></tr>{rows}</table>{note}'
 
 
 def _decision(decision: str) -> str:
