@@ -8,7 +8,9 @@ const scanId = location.pathname.split("/").pop();
 const canvas = document.getElementById("canvas");
 const context = canvas.getContext("2d");
 const view = {scale: 1, x: 0, y: 0};  // screen = (film - view.xy) * scale
-const state = {facts: null, image: null, regions: [], selected: -1, tool: "circle", drag: null, submitted: false};
+const state = {
+  facts: null, image: null, regions: [], suggestions: [], selected: -1, tool: "circle", drag: null, submitted: false,
+};
 const LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 const MIN_SIZE = 3;  // film pixels: a region smaller than this is a slip of the mouse
 const HANDLE = 8;  // screen pixels
@@ -159,6 +161,19 @@ function draw() {
   context.setTransform(view.scale, 0, 0, view.scale, -view.x * view.scale, -view.y * view.scale);
   context.drawImage(state.image, 0, 0);
   context.setTransform(1, 0, 0, 1, 0, 0);
+  context.setLineDash([6, 4]);  // the device's suggestions: dashed, until the reader accepts one
+  context.lineWidth = 2;
+  context.strokeStyle = context.fillStyle = "#ff9f1a";
+  context.font = "bold 14px sans-serif";
+  for (const suggestion of state.suggestions.filter((item) => !item.accepted)) {
+    const centre = toCanvas(suggestion.x, suggestion.y);
+    context.beginPath();
+    context.arc(centre.x, centre.y, suggestion.r * view.scale, 0, 2 * Math.PI);
+    context.stroke();
+    const radius = suggestion.r * view.scale;
+    context.fillText(`suggested ${suggestion.label}`, centre.x - radius, centre.y - radius - 4);
+  }
+  context.setLineDash([]);
   state.regions.forEach((region, index) => {
     const selected = index === state.selected;
     context.lineWidth = selected ? 3 : 2;
@@ -229,9 +244,28 @@ function listRegions() {
   document.getElementById("submit").disabled = state.regions.length === 0 || state.submitted;
 }
 
+function listSuggestions() {
+  const list = document.getElementById("suggestions");
+  list.replaceChildren();
+  for (const suggestion of state.suggestions) {
+    const item = document.createElement("li");
+    const accept = document.createElement("button");
+    accept.type = "button";
+    accept.textContent = `Accept suggestion ${suggestion.label} (score ${suggestion.score.toFixed(2)})`;
+    accept.disabled = suggestion.accepted || state.submitted;
+    accept.addEventListener("click", () => {
+      suggestion.accepted = true;
+      addRegion({kind: "circle", x: suggestion.x, y: suggestion.y, r: suggestion.r});
+    });
+    item.appendChild(accept);
+    list.appendChild(item);
+  }
+}
+
 function changed() {
   relabel();
   listRegions();
+  listSuggestions();
   draw();
 }
 
@@ -520,6 +554,13 @@ async function start() {
   document.getElementById("state").textContent = scan.scan.status === "needs_roi"
     ? "Waiting for a region: " + (scan.result ? scan.result.reason : "")
     : `Answered before (${scan.scan.label}); marking adds a new answer.`;
+  const result = scan.result || {};
+  state.suggestions = (result.suggestions || []).map(
+    (item) => ({label: item.label, x: item.x, y: item.y, r: item.radius, score: item.score, accepted: false}));
+  document.getElementById("suggestions-note").textContent = state.suggestions.length
+    ? "The device's detector proposes these places (dashed on the film). Accept one to mark it: "
+      + "it is classified with the regions you submit."
+    : result.suggestions_reason ? `No suggestions: ${result.suggestions_reason}.` : "No suggestions for this film.";
   setUpWindowing(scan.film);
   resize();
   loadImage(null);
