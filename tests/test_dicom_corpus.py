@@ -304,3 +304,26 @@ def test_the_shared_quantisation_step() -> None:
     assert scale_to_uint8(np.array([5, 10, 15, 20, 25]), 10.0, 20.0).dtype == np.uint8
     with pytest.raises(EmptyImageError, match=r"^the intensity range is empty \(3.0..3.0\)$"):
         scale_to_uint8(np.array([3]), 3.0, 3.0)
+
+
+def test_pixel_data_longer_than_the_header_says_is_refused_but_one_pad_byte_is_not() -> None:
+    """An odd number of pixel bytes is padded to even on disk; more than that means the header lies."""
+    odd = image_dataset(np.arange(9, dtype=np.uint8).reshape(3, 3))
+    assert decode_bytes(encode(odd)).pixels.shape == (3, 3)  # 9 bytes needed, 10 held
+    even = image_dataset(np.arange(16, dtype=np.uint8).reshape(4, 4))
+    even.PixelData = bytes(range(18))
+    with pytest.raises(UnsupportedFormatError) as refused:
+        decode_bytes(encode(even))
+    assert str(refused.value) == (
+        "the DICOM pixel data holds 18 bytes but Rows x Columns (4x4) need 16: the header does not describe the pixels"
+    )
+
+
+def test_a_transfer_syntax_uid_that_is_none_is_named() -> None:
+    dataset = image_dataset(np.arange(16, dtype=np.uint16).reshape(4, 4))
+    data = encode(dataset)
+    named = data.replace(b"1.2.840.10008.1.2.1\x00", b"1.2.3.4.5.6.7.8.9\x00\x00\x00")  # the same length
+    with pytest.raises(
+        UnsupportedFormatError, match=r"^the DICOM file names 1\.2\.3\.4\.5\.6\.7\.8\.9 as its transfer"
+    ):
+        decode_bytes(named)
