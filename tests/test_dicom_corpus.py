@@ -327,3 +327,11 @@ def test_a_transfer_syntax_uid_that_is_none_is_named() -> None:
         UnsupportedFormatError, match=r"^the DICOM file names 1\.2\.3\.4\.5\.6\.7\.8\.9 as its transfer"
     ):
         decode_bytes(named)
+
+
+def test_a_linear_window_one_wide_is_a_threshold_just_below_its_centre() -> None:
+    """PS3.3 C.11.2.1.2.1: width 1 makes the output its maximum above centre - 0.5, its minimum at or below."""
+    dataset = image_dataset(_row([9, 10, 11, 12]), BitsStored=12, HighBit=11, WindowCenter=10.5, WindowWidth=1)
+    assert _decoded(dataset) == [0, 0, 255, 255]
+    three = image_dataset(_row([8, 9, 10, 11, 12]), BitsStored=12, HighBit=11, WindowCenter=10, WindowWidth=3)
+    assert _decoded(three) == [0, 64, 191, 255, 255]  # (v - 9.5) / (3 - 1) + 0.5: 9 -> 0.25, 10 -> 0.75

@@ -131,3 +131,15 @@ def test_the_film_reader_decodes_a_film_once_and_again_when_it_changes(tmp_path:
     with pytest.raises(InputImageError) as refused:
         reader.film("escape.dcm")
     assert str(refused.value) == "the film's archived name leads outside the archive"
+
+
+def test_a_rescaled_dicom_without_a_window_spans_its_rescaled_range() -> None:
+    found = decode_intensities(encode(mammogram(RAMP12, RescaleSlope=2, RescaleIntercept=-10)))
+    assert (found.low, found.high, found.centre, found.width) == (-10.0, 8180.0, 4085.0, 8190.0)
+
+
+def test_a_header_window_one_wide_is_kept_and_monochrome1_inverts_it() -> None:
+    dataset = mammogram(RAMP12, WindowCenter=100, WindowWidth=1, PhotometricInterpretation="MONOCHROME1")
+    found = decode_intensities(encode(dataset))
+    assert (found.centre, found.width, found.invert) == (100.0, 1.0, True)
+    assert found.windowed(2047.5, 0.5).shape == (16, 16)  # any width above 0 is a window
