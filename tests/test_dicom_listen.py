@@ -67,6 +67,7 @@ def test_the_listener_is_off_unless_enabled_and_lets_nobody_in_by_default(
 
 def test_uids_are_checked_before_they_become_file_names() -> None:
     assert is_uid("1.2.840.10008.5.1.4.1.1.1.2") and is_uid("1")
+    assert is_uid("1." + "2" * 62) and not is_uid("1." + "2" * 63)  # 64 characters at most
     for bad in ("", "../etc/passwd", "1.2.a", "1..2", "1." * 40, "1.2 ", "\uff11.2"):
         assert not is_uid(bad), bad
 

@@ -18,7 +18,17 @@ from hypothesis import strategies as st
 from edge_app.decode import DecodedImage, decode_file
 from edge_app.errors import ConfigError, DataError, RegionError
 from edge_app.preprocess import PreprocessConfig, to_model_input
-from edge_app.regions import Box, CropRule, Region, crop_region, parse_sidecar, sidecar_kind, sidecar_names
+from edge_app.regions import (
+    MAX_ROI_BYTES,
+    Box,
+    CropRule,
+    Region,
+    crop_region,
+    mask_regions,
+    parse_sidecar,
+    sidecar_kind,
+    sidecar_names,
+)
 from edge_app.scope import Measured, ScopeLimits, TrainingScope, needs_roi_reason
 from edge_app.service.analyse import Sidecar
 from edge_app.service.lifecycle import ScanState, advance, received
@@ -408,3 +418,35 @@ def test_the_needs_roi_reason_in_full() -> None:
         TrainingScope.from_dict({"patch_side_px": "wide"})
     with pytest.raises(Exception, match=r"^manifest scope: unknown key\(s\) 'side'"):
         TrainingScope.from_dict({"side": 1})
+
+
+def test_a_sidecar_at_its_byte_limit_is_read_and_one_byte_more_is_refused() -> None:
+    document = json.dumps({"regions": [{"x": 50, "y": 50, "radius": 20}]}).encode()
+    at_limit = document + b" " * (MAX_ROI_BYTES - len(document))
+    assert parse_sidecar("roi", at_limit, 200, 200) == [Region("A", 50.0, 50.0, 20.0)]
+    with pytest.raises(RegionError, match=r"^the \.roi\.json sidecar is 65,537 bytes; at most 65,536 \(16 regions\)"):
+        parse_sidecar("roi", at_limit + b" ", 200, 200)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            b'{"regions": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+            "the .roi.json sidecar nests deeper than any region file does",
+        ),
+        (b'{"regions": []}', 'the .roi.json sidecar must hold a non-empty list "regions"'),
+    ],
+    ids=["nested", "empty"],
+)
+def test_a_sidecar_that_is_no_region_file_is_refused_by_its_exact_words(data: bytes, message: str) -> None:
+    with pytest.raises(RegionError) as refused:
+        parse_sidecar("roi", data, 200, 200)
+    assert str(refused.value) == message
+
+
+def test_a_mask_that_marks_nothing_is_refused_by_what_it_came_as() -> None:
+    """(A .mask.png of one value is refused earlier, as an image: this is a segmentation's frame of zeros.)"""
+    with pytest.raises(RegionError) as refused:
+        mask_regions(np.zeros((20, 30), bool), 30, 20, "the segmentation's mask")
+    assert str(refused.value) == "the segmentation's mask marks no pixel"
