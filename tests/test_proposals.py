@@ -5,6 +5,7 @@ scope; nothing changes for a bundle without a detector. The fake detector's heat
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,13 +17,14 @@ from fakemodel import FAKE_RUNTIME, write_fake_bundle
 from jsonschema import validate
 
 import edge_app.model as model_module
-from edge_app.config import RegionsSection
+from edge_app.config import Config, IngestSection, PathsSection, RegionsSection
 from edge_app.errors import BundleError
 from edge_app.manifest import load_manifest
 from edge_app.model import EdgeModel
 from edge_app.proposals import FilmDetector
 from edge_app.scope import ScopeLimits
 from edge_app.service.analyse import CLASSIFIED, NEEDS_ROI, Analysis, ModelAnalyser
+from edge_app.service.daemon import Daemon
 from edge_app.service.lifecycle import ScanState, advance, received
 from edge_app.service.writer import result_document
 
@@ -171,3 +173,34 @@ def test_a_detector_whose_canvas_the_file_does_not_take_is_refused(tmp_path: Pat
     manifest = load_manifest(bundle)
     with pytest.raises(BundleError, match=r"^detector_float32.tflite takes input \(1, 64, 48, 1\)"):
         FilmDetector.load(bundle, manifest, FAKE_RUNTIME, 1)
+
+
+@pytest.mark.parametrize("propose", ["suggest", "answer"])
+def test_synthetic_films_through_the_daemon_get_suggestions_or_the_devices_answers(
+    tmp_path: Path, propose: str
+) -> None:
+    """Films dropped without their regions: every one answered needs_roi with at most max_candidates suggestions,
+    or, answering, every proposed region classified as the device's."""
+    from mammo_train.films import generate_films
+
+    films = generate_films(tmp_path / "films", 3, 96, seed=5, size=(832, 1024))
+    folders = {name: tmp_path / name for name in ("inbox", "results", "archive", "quarantine", "state", "outbox")}
+    regions = RegionsSection(propose=propose, max_candidates=2, min_score=0.0)
+    config = Config(
+        paths=PathsSection(**folders),
+        ingest=IngestSection(settle_seconds=0.0, sidecar_wait=0.0, min_free_mb=0),
+        regions=regions,
+    )
+    folders["inbox"].mkdir(parents=True)
+    for film in films:
+        shutil.copy(film, folders["inbox"] / film.name)  # the film alone, its regions left behind
+    Daemon(config, _analyser(tmp_path, regions), exit_when_idle=True).run()
+    results = [json.loads((folders["results"] / f"{film.stem}.json").read_text()) for film in films]
+    for result in results:
+        validate(result, SCHEMA)
+        if propose == "suggest":
+            assert result["status"] == "needs_roi" and 1 <= len(result["suggestions"]) <= 2
+        else:
+            assert result["status"] == "classified" and result["suggestions"] == []
+            assert 1 <= len(result["regions"]) <= 2 and {r["marked_by"] for r in result["regions"]} == {"device"}
+    assert sorted(path.name for path in folders["archive"].iterdir()) == sorted(film.name for film in films)
