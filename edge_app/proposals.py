@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from edge_app.decode import DecodedImage
-from edge_app.detect import Candidate, candidates, frame_film
+from edge_app.decode import DecodedImage, Gray8
+from edge_app.detect import Candidate, FilmFrame, candidates, frame_film
 from edge_app.errors import BundleError
-from edge_app.manifest import DetectorSpec, Manifest, ModelFile
+from edge_app.manifest import DetectorSpec, Manifest
 from edge_app.model import get_output, set_input
 from edge_app.runtime import Runtime, make_interpreter
 
@@ -63,21 +63,23 @@ def out_of_scope(image: DecodedImage, spec: DetectorSpec) -> str | None:
 
 
 class FilmDetector:
-    """The bundle's detector on one interpreter: a decoded film in, a `Proposal` out."""
+    """The bundle's detector on one interpreter: a decoded film in, a `Proposal` out. `outputs` says which output
+    is the ``heat`` map and which the ``log_radius`` (the manifest's file entry; the conversion's gate passes its
+    own while it checks a file)."""
 
-    def __init__(self, spec: DetectorSpec, name: str, entry: ModelFile, interpreter: Any) -> None:
+    def __init__(self, spec: DetectorSpec, name: str, outputs: dict[str, int], interpreter: Any) -> None:
         self.spec = spec
         self.name = name
-        self.entry = entry
+        self.outputs = outputs
         self._interpreter = interpreter
         cells = spec.input.cells
         shape = tuple(int(value) for value in interpreter.get_input_details()[0]["shape"])
         if shape != (1, *spec.input.canvas, 1):
             raise BundleError(f"{name} takes input {shape} but the manifest's canvas is {spec.input.canvas}")
         for output in ("heat", "log_radius"):
-            if output not in entry.outputs:
+            if output not in outputs:
                 raise BundleError(f"{name} lists no {output!r} output in the manifest")
-            position = entry.outputs[output]
+            position = outputs[output]
             found = tuple(int(v) for v in interpreter.get_output_details()[position]["shape"])
             if found[1:3] != cells:
                 raise BundleError(f"{name} output {output!r} is {found}, the canvas makes {cells} cells")
@@ -90,7 +92,7 @@ class FilmDetector:
             return None
         name, entry = found
         interpreter = make_interpreter(runtime, Path(bundle) / name, threads, entry.sha256)
-        return cls(manifest.detector, name, entry, interpreter)
+        return cls(manifest.detector, name, entry.outputs, interpreter)
 
     def propose(self, image: DecodedImage, max_candidates: int, min_score: float) -> Proposal:
         started = time.perf_counter()
@@ -100,10 +102,14 @@ class FilmDetector:
         spacing = film_spacing(image)
         assert spacing is not None, "a film in scope has one spacing"
         canvas, frame = frame_film(image.pixels, spacing, self.spec.input)
+        found = self.on_canvas(canvas, frame, max_candidates, min_score)
+        return Proposal(tuple(found), None, (time.perf_counter() - started) * 1000)
+
+    def on_canvas(self, canvas: Gray8, frame: FilmFrame, max_candidates: int, min_score: float) -> list[Candidate]:
+        """The candidates on one canvas, mapped back to its film by `frame`."""
         set_input(self._interpreter, canvas.astype(np.float32)[np.newaxis, ..., np.newaxis])
         self._interpreter.invoke()
-        heat = get_output(self._interpreter, self.entry.outputs["heat"])[0, ..., 0]
-        log_radius = get_output(self._interpreter, self.entry.outputs["log_radius"])[0, ..., 0]
+        heat = get_output(self._interpreter, self.outputs["heat"])[0, ..., 0]
+        log_radius = get_output(self._interpreter, self.outputs["log_radius"])[0, ..., 0]
         radius = np.exp(np.minimum(log_radius, math.log(max(self.spec.input.canvas))))  # never past the canvas
-        found = candidates(heat, radius, frame, self.spec.input, max_candidates, min_score)
-        return Proposal(tuple(found), None, (time.perf_counter() - started) * 1000)
+        return candidates(heat, radius, frame, self.spec.input, max_candidates, min_score)

@@ -87,7 +87,7 @@ def file_metadata(arch: str, backbones: Sequence[str], config: PreprocessConfig)
     }
 
 
-def _representative(images: NDArray[np.uint8]) -> Any:
+def representative_batches(images: NDArray[np.uint8]) -> Any:
     """Calibration batches; the first image gets one 0 and one 255 pixel to pin the input's range.
 
     The uint8 input's scale comes from the range calibration saw: synthetic or dark crops peak near 192, which
@@ -320,7 +320,9 @@ class Conversion:
         attempts: list[dict[str, Any]] = []
         failed.result["repair_attempts"] = attempts
         print(f"int8 repair: recalibrating on {len(varied)} images (half flipped) ...")
-        candidate = self.convert("int8", to_tflite(self.classifier, "int8", _representative(varied)), failed.name)
+        candidate = self.convert(
+            "int8", to_tflite(self.classifier, "int8", representative_batches(varied)), failed.name
+        )
         attempts.append(
             {"calibration_images": len(varied), "float_layers": 0, "failures": candidate.result["failures"]}
         )
@@ -331,7 +333,7 @@ class Conversion:
             (self.staging / failed.name).unlink(missing_ok=True)
             return failed
         calibration = varied if _closer(candidate.result, failed.result) else images
-        representative = _representative(calibration)
+        representative = representative_batches(calibration)
         macs = macs_per_op(make_interpreter(load_runtime("auto"), self.staging / "classifier_float32.tflite", 1))
         total = sum(macs.values())
         debug = self.fidelity.images[:: max(1, len(self.fidelity.images) // self.args.debug_images)]
@@ -414,7 +416,7 @@ def convert_run(args: argparse.Namespace) -> int:
         candidates: dict[str, Candidate] = {}
         for variant in variants:
             tick = time.monotonic()
-            representative = _representative(job.calibration.images) if variant == "int8" else None
+            representative = representative_batches(job.calibration.images) if variant == "int8" else None
             candidate = job.convert(
                 variant, to_tflite(job.classifier, variant, representative), f"classifier_{variant}.tflite"
             )
@@ -445,6 +447,16 @@ def convert_run(args: argparse.Namespace) -> int:
             return 1
         kept = {v: c for v, c in candidates.items() if args.force or c.status != "rejected"}
         names = [c.name for c in kept.values()] + ["gradcam_head.tflite"]
+        detector = None
+        if args.detector is not None:
+            from mammo_convert.detector import convert_detector
+
+            print(f"detector {args.detector}: converting and checking it on the films in {args.detector_films} ...")
+            tick = time.monotonic()
+            detector, summary["detector"] = convert_detector(args.detector, args.detector_films, staging)
+            job.write_file(detector.name, detector.data, "detector", detector.variant)
+            job.timings["convert_detector_s"] = round(time.monotonic() - tick, 1)
+            names.append(detector.name)
         runtimes = _probe_everywhere([staging / name for name in names], args.check_python)
         files = {
             c.name: job.entry(
@@ -465,7 +477,16 @@ def convert_run(args: argparse.Namespace) -> int:
             job.head_positions,
             runtimes=runtimes.get("gradcam_head.tflite", {}),
         )
+        if detector is not None:
+            files[detector.name] = job.entry(
+                detector.name,
+                "detector",
+                detector.variant,
+                detector.outputs,
+                runtimes=runtimes.get(detector.name, {}),
+            )
         manifest = replace(job.manifest(files, {} if args.force else rejected), forced=bool(rejected) and args.force)
+        manifest = replace(manifest, detector=None if detector is None else detector.spec)
         manifest = replace(manifest, selftest=job.selftest(manifest))
         write_manifest(staging, manifest)
         manifest_from_dict(manifest.to_dict())  # what is written must read back

@@ -46,6 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--force", action="store_true", help="keep variants that fail the gate, unrepaired (the manifest says forced)"
     )
+    parser.add_argument(
+        "--detector", type=Path, help="a mass detector's run (mammo-train detector --out) to add to the bundle"
+    )
+    parser.add_argument(
+        "--detector-films",
+        type=Path,
+        help="synthetic films (mammo-data synth --films) to calibrate the detector's int8 and check it on",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--model-name", default="mammo-edge")
     parser.add_argument("--model-version", default=None, help="default: the creation time")
@@ -60,7 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (args.detector is None) != (args.detector_films is None):
+        parser.error("--detector and --detector-films go together: the films calibrate and check the detector")
 
     def convert() -> int:
         require_train_extra()
