@@ -57,10 +57,11 @@ test: venvs lint system-tools
 	MAMMO_TEST_EDGE_PYTHON=$(abspath $(EDGE_VENV))/bin/python MAMMO_TEST_TFLITE_PYTHON=$(abspath $(TFLITE_VENV))/bin/python \
 		$(VENV)/bin/pytest -n 2 --dist loadgroup --max-worker-restart 0
 
-# Mutation testing of the device code (not part of `make test`: about an hour on 2 cores); writes
-# benchmarks/results/mutation.json. AGAIN=1 re-runs only the mutants the last run left alive.
+# Mutation testing of the device code (not part of `make test`: hours on 2 cores); writes
+# benchmarks/results/mutation.json. AGAIN=1 re-runs only the mutants the last run left alive; PENDING=1 with it, only
+# those an interrupted run never reached.
 mutation: $(VENV)/.installed
-	$(VENV)/bin/python benchmarks/mutation.py $(if $(AGAIN),--again)
+	$(VENV)/bin/python benchmarks/mutation.py $(if $(AGAIN),--again) $(if $(PENDING),--pending)
 
 # The Arm path without a board (root, the internet, about 50 minutes on 2 cores; not part of `make test`): a Debian 12 arm64
 # userland under qemu, the offline aarch64 archive installed in it, the bundle's fidelity images on Arm against x86 and
