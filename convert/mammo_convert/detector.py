@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -113,18 +113,15 @@ def convert_detector(
         raise DataError(f"{films} holds no films to calibrate and check the detector with")
     reference = detect(model, canvases, spec, settings.max_candidates, settings.min_score)
     images = np.stack([canvas.pixels[..., np.newaxis] for canvas in canvases])
+    scope = DetectorSpec(spec, float(low), float(high), _froc(run))  # the gate's figures join it once one passes
     report: dict[str, Any] = {}
     for variant in ("int8", "float32"):
         name = f"detector_{variant}.tflite"
         data = to_tflite(model, variant, representative_batches(images) if variant == "int8" else None)
         (staging / name).write_bytes(data)
         positions = output_positions(staging / name, model, [images[:1].astype(np.float32)], OUTPUTS, variant != "int8")
-        detector = FilmDetector(
-            DetectorSpec(spec, float(low), float(high), _froc(run)),
-            name,
-            positions,
-            make_interpreter(load_runtime("auto"), staging / name, threads=1),
-        )
+        interpreter = make_interpreter(load_runtime("auto"), staging / name, threads=1)
+        detector = FilmDetector(scope, name, positions, interpreter)
         found = [
             detector.on_canvas(canvas.pixels, canvas.frame, settings.max_candidates, settings.min_score)
             for canvas in canvases
@@ -133,7 +130,7 @@ def convert_detector(
         result["failures"] = failures(result, limits)
         report[variant] = result
         if not result["failures"]:
-            passed = DetectorSpec(spec, float(low), float(high), _froc(run), {"variant": variant, **result})
+            passed = replace(scope, fidelity={"variant": variant, **result})
             return ConvertedDetector(name, variant, data, positions, passed), report
         (staging / name).unlink()
     reasons = "; ".join(f"{variant}: {', '.join(result['failures'])}" for variant, result in report.items())
