@@ -32,7 +32,7 @@ from edge_app.dicom.outbox import Outbox
 from edge_app.fsutil import atomic_write
 from edge_app.model import ModelIdentity
 from edge_app.overlay import render
-from edge_app.service.analyse import NEEDS_ROI, Analysis, RegionAnswer
+from edge_app.service.analyse import MARKED_BY_DEVICE, NEEDS_ROI, Analysis, RegionAnswer
 from edge_app.service.lifecycle import ScanRecord
 from edge_app.service.writer import NOTICE
 
@@ -55,7 +55,7 @@ ANALYSIS_STATUS = hd.sr.CodedConcept("ME-0003", _SCHEME, "Analysis status")
 NOT_ANALYSED = hd.sr.CodedConcept("ME-0004", _SCHEME, "Not analysed: no region of interest was given")
 REGION_SOURCE = hd.sr.CodedConcept("ME-0005", _SCHEME, "Source of the region")
 REGION_SOURCES = {  # who or what marked a region (the result's marked_by); the device's own apart from a person's
-    "device": hd.sr.CodedConcept("ME-0006", _SCHEME, "Proposed by the device's detector"),
+    MARKED_BY_DEVICE: hd.sr.CodedConcept("ME-0006", _SCHEME, "Proposed by the device's detector"),
     "reader": hd.sr.CodedConcept("ME-0007", _SCHEME, "Marked by a reader"),
     "file": hd.sr.CodedConcept("ME-0008", _SCHEME, "Given with the scan"),
     "seg": hd.sr.CodedConcept("ME-0009", _SCHEME, "Given by a segmentation"),
@@ -213,7 +213,7 @@ def _report_text(analysis: Analysis, identity: ModelIdentity) -> str:
             f"at threshold {identity.threshold:.3f}"
             for answer in analysis.regions
         )
-    proposed = any(answer.marked_by == "device" for answer in analysis.regions)
+    proposed = any(answer.marked_by == MARKED_BY_DEVICE for answer in analysis.regions)
     return (
         f"{NOTICE} {finding}. {NOT_PROPOSED_NOTICE + ' ' if proposed else ''}"
         f"Model {identity.name} {identity.version} ({identity.variant}, sha256 {identity.sha256})."

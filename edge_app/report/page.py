@@ -25,6 +25,7 @@ import cv2
 from edge_app.fsutil import atomic_write, sha256_of
 from edge_app.model import ModelIdentity
 from edge_app.overlay import heat_legend
+from edge_app.service.analyse import MARKED_BY_DEVICE
 from edge_app.service.audit import AuditLog
 from edge_app.service.writer import AUDIT_JSONL
 
@@ -289,13 +290,13 @@ def _regions_table(regions: Sequence[dict[str, Any]]) -> str:
         return ""
     rows = "".join(
         f'<tr class="{html.escape(str(region["decision"]))}"><td>{html.escape(str(region["label"]))}'
-        f"{' (proposed by the device)' if region.get('marked_by') == 'device' else ''}</td>"
+        f"{' (proposed by the device)' if region.get('marked_by') == MARKED_BY_DEVICE else ''}</td>"
         f'<td class="p">{region["probability"]:.3f}</td>'
         f"<td>{_decision(str(region['decision']))}</td></tr>"
         for region in regions
     )
     note = ""
-    if any(region.get("marked_by") == "device" for region in regions):
+    if any(region.get("marked_by") == MARKED_BY_DEVICE for region in regions):
         note = '<small class="suggestions">a mass the device did not propose was not assessed</small>'
     return f'<table class="regions"><tr><th>region</th><th>p(malignant)</th><th>decision</th></tr>{rows}</table>{note}'
 
