@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--long", action="store_true", help="run the reliability suite's long modes (fuzzing, load and soak in full)"
     )
+
+
+FREE_DISK_NEEDED = 4 * 1024**3
+"""What the whole suite needs free under its temporary root: about 3 GB at its peak (the two model builds, the bundles
+and scans the tests write), with room to spare. On a fuller disk a run ends in errors at every test's setup and an
+INTERNALERROR that hide the cause, as it once did on CI."""
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The whole suite (no paths given) refuses to start, naming the folder and both sizes, on a disk that cannot hold
+    it; a run of chosen tests is left alone."""
+    config = session.config
+    if hasattr(config, "workerinput") or config.args_source is not pytest.Config.ArgsSource.TESTPATHS:
+        return
+    where = Path(config.option.basetemp or tempfile.gettempdir()).resolve()
+    while not where.exists():
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    if free < FREE_DISK_NEEDED:
+        pytest.exit(
+            f"only {free / 1024**3:.1f} GiB free under {where}; the whole suite needs {FREE_DISK_NEEDED / 1024**3:.0f}"
+            " GiB there: free some space (old pytest-of-* folders?) or give --basetemp on a larger disk",
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )
 
 
 MODEL_GROUPS = {
