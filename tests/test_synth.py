@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -110,8 +111,31 @@ def test_film_masses_that_cannot_be_placed_are_a_clear_error_not_an_endless_sear
     rng = np.random.default_rng(0)
     with pytest.raises(DataError, match=r"^masses of 300 px do not fit a 800x1000 film \(at most 250 px\)"):
         render_film(rng, 1, 300, True, (800, 1000))
-    with pytest.raises(DataError, match=r"^5 masses of 200 px do not fit a 800x1000 film 300 px apart \(1000 places"):
+    with pytest.raises(DataError, match=r"^5 masses of up to \d+ px do not fit a 800x1000 film 1.5 patch sides apart"):
         render_film(rng, 5, 200, True, (800, 1000))
     pixels, regions = render_film(rng, 2, 200, False, (800, 1000))
     assert pixels.shape == (1000, 800) and len(regions) == 2
-    assert np.hypot(regions[0].x - regions[1].x, regions[0].y - regions[1].y) >= 300  # 1.5 patch sides apart
+    # 1.5 patch sides apart, the smaller patch at least 0.75 x 200 px
+    assert np.hypot(regions[0].x - regions[1].x, regions[0].y - regions[1].y) >= 1.5 * 150
+
+
+def test_synthetic_films_hold_one_two_or_no_masses_of_spread_sizes_the_same_for_a_seed(tmp_path: Path) -> None:
+    """Every third film is normal (no mass, so no sidecar and no truth row); the masses' sizes spread over the
+    crop size's `MASS_SCALE` range, as masses on films do; a seed writes the same files."""
+
+    from mammo_train.films import MASS_SCALE, generate_films, render_film
+
+    films = generate_films(tmp_path / "a", 6, 96, seed=3, size=(832, 1024))
+    sidecars = [film.with_suffix("").with_suffix(".roi.json") for film in films]
+    counts = [len(json.loads(s.read_text())["regions"]) if s.is_file() else 0 for s in sidecars]
+    assert counts == [1, 2, 0, 1, 2, 0]
+    with (tmp_path / "a" / "films.csv").open() as handle:
+        assert [row["film"] for row in csv.DictReader(handle)] == [
+            f"film_{k:03d}.dcm" for k, count in enumerate(counts) for _ in range(count)
+        ]
+    again = generate_films(tmp_path / "b", 6, 96, seed=3, size=(832, 1024))
+    assert [path.read_bytes() for path in again] == [path.read_bytes() for path in films]
+    rng = np.random.default_rng(1)
+    radii = [region.radius for _ in range(15) for region in render_film(rng, 2, 96, True, (832, 1024))[1]]
+    # render_mass draws a mass's radius at 0.11-0.2 of its patch, outline and spicules adding up to about a third more
+    assert 0.11 * 96 * MASS_SCALE[0] <= min(radii) < 0.2 * 96 and max(radii) > 0.2 * 96 * 1.4

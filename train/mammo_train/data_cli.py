@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--films",
         type=_positive,
         default=None,
-        help="instead of crops: N full-field DICOM films with masses (crops of --size) and their .roi.json sidecars",
+        help="instead of crops: N full-field DICOM films, masses sized around --size, every third film normal;"
+        " a .roi.json beside each film with masses",
     )
 
     mias = commands.add_parser("import-mias", help="crop the masses of raw MIAS films into the layout")
@@ -78,7 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_synth(args: argparse.Namespace) -> int:
     if args.films is not None:
         films = generate_films(args.out, args.films, args.size, args.seed)
-        print(f"{len(films)} full-field DICOM films with .roi.json sidecars written to {args.out} (truth: films.csv)")
+        print(
+            f"{len(films)} full-field DICOM films written to {args.out}, a .roi.json beside each with masses"
+            " (truth: films.csv)"
+        )
         return 0
     sources = tuple(name.strip() for name in args.sources.split(",") if name.strip())
     spec = SynthSpec(per_class=args.per_class, size=args.size, seed=args.seed, copies=args.copies, sources=sources)

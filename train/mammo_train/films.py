@@ -3,9 +3,10 @@
 
 A synthetic film is a 12-bit DICOM mammogram (``MG``, ``MONOCHROME2``, 0.1 mm ``ImagerPixelSpacing``, laterality and
 view) of a whole breast: a half-ellipse of fibroglandular texture against the chest wall, with one or two masses
-drawn by the same renderer as the training crops (`edge_app.samples.render_mass`) blended in with a feathered edge.
-Beside it, ``NAME.roi.json`` marks each mass by its centre and enclosing radius, and ``films.csv`` records each
-region's truth (benign or malignant). Deterministic per seed.
+of either class drawn by the same renderer as the training crops (`edge_app.samples.render_mass`) at sizes spread as
+screening finds them, blended in with a feathered edge; every third film is normal (no mass), as most films are.
+Beside a film with masses, ``NAME.roi.json`` marks each by its centre and enclosing radius, and ``films.csv`` records
+each region's truth (benign or malignant). Deterministic per seed.
 """
 
 from __future__ import annotations
@@ -32,8 +33,15 @@ BITS_STORED = 12
 FILMS_CSV = "films.csv"
 PLACEMENT_ATTEMPTS = 1000
 SEPARATION = 1.5
-"""Centres of two masses at least this many patch sides apart: their patches never overlap, and two masses a reader
-marks separately stay apart."""
+"""Centres of two masses at least this many (larger) patch sides apart: their patches never overlap, and two masses a
+reader marks separately stay apart."""
+MASSES_PER_FILM = (1, 2, 0)
+"""Film k holds ``MASSES_PER_FILM[k % 3]`` masses: a normal film among every three, where any candidate is a false
+positive."""
+MASS_SCALE = (0.75, 2.0)
+"""Each mass's patch side is the crop size times a log-uniform factor in this range (at most the placement window):
+with the demo's 192 px at 0.1 mm, enclosing radii of about 2 to 13 mm, the span of masses MIAS locates (its
+quartiles 2.8, 6.6 and 11 mm)."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +73,8 @@ def _breast(rng: np.random.Generator, width: int, height: int, left: bool) -> ND
 def render_film(
     rng: np.random.Generator, masses: int, patch_size: int, left: bool, size: tuple[int, int] = FILM_SIZE
 ) -> tuple[NDArray[np.uint16], list[FilmRegion]]:
-    """One film (12-bit, `size` = width, height) and its masses' regions, in image coordinates."""
+    """One film (12-bit, `size` = width, height) and its masses' regions, in image coordinates; `patch_size` is the
+    crop size the masses' sizes spread around (`MASS_SCALE`)."""
     width, height = size
     largest = min(width // 2, height // 4)  # the window a mass is placed in
     if patch_size > largest:
@@ -74,31 +83,35 @@ def render_film(
         )
     film = _breast(rng, width, height, left)
     regions: list[FilmRegion] = []
-    half = patch_size // 2
-    feather = np.hypot(*np.mgrid[-half : patch_size - half, -half : patch_size - half].astype(np.float32))
-    weight = np.clip((0.5 * patch_size - feather) / (0.15 * patch_size), 0, 1)
+    sides: list[int] = []
     while len(regions) < masses:
         malignant = bool(rng.integers(0, 2))
-        mass = render_mass(rng, patch_size, malignant)
+        side = min(largest, round(patch_size * float(np.exp(rng.uniform(*np.log(MASS_SCALE))))))
+        mass = render_mass(rng, side, malignant)
         geometry = mass_geometry(mass)
         for _ in range(PLACEMENT_ATTEMPTS):
             wall_x = int(rng.uniform(0.15, 0.5) * width)
-            x0 = wall_x if left else width - wall_x - patch_size
+            x0 = wall_x if left else width - wall_x - side
             y0 = int(rng.uniform(0.2, 0.75) * height)
             # masses stay apart, as two lesions a reader marks separately do
             if all(
-                np.hypot(x0 + geometry.cx - r.x, y0 + geometry.cy - r.y) >= SEPARATION * patch_size for r in regions
+                np.hypot(x0 + geometry.cx - r.x, y0 + geometry.cy - r.y) >= SEPARATION * max(side, other)
+                for r, other in zip(regions, sides, strict=True)
             ):
                 break
         else:
             raise DataError(
-                f"{masses} masses of {patch_size} px do not fit a {width}x{height} film "
-                f"{SEPARATION * patch_size:g} px apart ({PLACEMENT_ATTEMPTS} places tried): use a smaller --size"
+                f"{masses} masses of up to {side} px do not fit a {width}x{height} film "
+                f"{SEPARATION:g} patch sides apart ({PLACEMENT_ATTEMPTS} places tried): use a smaller --size"
             )
-        window = film[y0 : y0 + patch_size, x0 : x0 + patch_size]
+        half = side // 2
+        feather = np.hypot(*np.mgrid[-half : side - half, -half : side - half].astype(np.float32))
+        weight = np.clip((0.5 * side - feather) / (0.15 * side), 0, 1)
+        window = film[y0 : y0 + side, x0 : x0 + side]
         window[:] = weight * (mass.image.astype(np.float32) / 255) + (1 - weight) * window
         label = default_label(len(regions))
         regions.append(FilmRegion(label, x0 + geometry.cx, y0 + geometry.cy, geometry.radius, malignant))
+        sides.append(side)
     pixels = np.rint(np.clip(film, 0, 1) * (2**BITS_STORED - 1)).astype(np.uint16)
     return pixels, regions
 
@@ -137,20 +150,22 @@ def roi_document(regions: list[dict[str, object]]) -> str:
 def generate_films(
     out: Path, count: int, patch_size: int, seed: int, size: tuple[int, int] = FILM_SIZE, first: int = 0
 ) -> list[Path]:
-    """`count` films of `size` under `out` (``film_<first>.dcm`` on), each with its ``.roi.json``; film k holds
-    1 + (k % 2) masses."""
+    """`count` films of `size` under `out` (``film_<first>.dcm`` on), each with masses beside its ``.roi.json``; film k
+    holds ``MASSES_PER_FILM[k % 3]`` masses."""
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([seed, 17])
     written, rows = [], []
     for index in range(first, first + count):
         left = bool(index % 2 == 0)
-        pixels, regions = render_film(rng, 1 + index % 2, patch_size, left, size)
+        pixels, regions = render_film(rng, MASSES_PER_FILM[index % 3], patch_size, left, size)
         path = out / f"film_{index:03d}.dcm"
         write_film_dicom(path, pixels, "L" if left else "R", ("CC", "MLO")[(index // 2) % 2], seed)
-        sidecar = [
-            {"label": r.label, "x": round(r.x, 1), "y": round(r.y, 1), "radius": round(r.radius, 1)} for r in regions
-        ]
-        path.with_suffix("").with_suffix(ROI_SUFFIX).write_text(roi_document(sidecar))
+        if regions:  # a normal film has nothing to mark
+            sidecar = [
+                {"label": r.label, "x": round(r.x, 1), "y": round(r.y, 1), "radius": round(r.radius, 1)}
+                for r in regions
+            ]
+            path.with_suffix("").with_suffix(ROI_SUFFIX).write_text(roi_document(sidecar))
         rows += [{"film": path.name, "region": r.label, "label": int(r.malignant)} for r in regions]
         written.append(path)
     with (out / FILMS_CSV).open("w", newline="") as handle:
