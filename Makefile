@@ -70,7 +70,8 @@ BUNDLE ?= $(DEMO_DIR)/bundle
 arm64-check: $(VENV)/.installed $(EDGE_VENV)/.installed
 	bash deploy/arm64-check.sh $(BUNDLE)
 
-# The whole chain, offline: synthetic data -> a small hybrid from scratch (deterministic) -> a verified bundle ->
+# The whole chain, offline: synthetic data -> a small hybrid from scratch (deterministic) and a small mass detector
+# (synthetic films; the first quarter held out, the two dropped in the inbox among them) -> a verified bundle ->
 # autotune picks among the variants that passed the gate -> the daemon.
 demo: $(VENV)/.installed
 	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)/inbox
@@ -79,11 +80,14 @@ demo: $(VENV)/.installed
 	$(STAGE) split -- $(VENV)/bin/mammo-data split $(DEMO_DIR)/data --out $(DEMO_DIR)/splits.csv --by patient
 	$(STAGE) train -- $(VENV)/bin/mammo-train --split $(DEMO_DIR)/splits.csv --out $(DEMO_DIR)/run --arch hybrid \
 		--input-size 96 --weights none --epochs 4 --lr 1e-3 --batch-size 16 --deterministic --quiet
-	$(STAGE) convert -- $(VENV)/bin/mammo-convert $(DEMO_DIR)/run --out $(DEMO_DIR)/bundle --variants int8 --calibration 96
+	$(STAGE) films -- $(VENV)/bin/mammo-data synth $(DEMO_DIR)/films --films 16 --size 192 --seed 1
+	$(STAGE) detector -- $(VENV)/bin/mammo-train detector --films $(DEMO_DIR)/films --out $(DEMO_DIR)/detector \
+		--epochs 60 --quiet
+	$(STAGE) convert -- $(VENV)/bin/mammo-convert $(DEMO_DIR)/run --out $(DEMO_DIR)/bundle --variants int8 --calibration 96 \
+		--detector $(DEMO_DIR)/detector --detector-films $(DEMO_DIR)/films
 	$(STAGE) autotune -- $(VENV)/bin/mammo-bench autotune $(DEMO_DIR)/bundle --threads 2 --warmup 2 --runs 10 \
 		--write-config $(DEMO_DIR)/config.toml
 	$(STAGE) samples -- $(VENV)/bin/mammo-data synth $(DEMO_DIR)/samples --per-class 4 --size 96 --copies 0 --seed 99
-	$(STAGE) films -- $(VENV)/bin/mammo-data synth $(DEMO_DIR)/films --films 2 --size 192 --seed 1
 	cp $(DEMO_DIR)/samples/*/*/*.png $(DEMO_DIR)/inbox/
 	cp $(DEMO_DIR)/films/film_001.dcm $(DEMO_DIR)/films/film_001.roi.json $(DEMO_DIR)/inbox/  # a film with 2 regions
 	cp $(DEMO_DIR)/films/film_000.dcm $(DEMO_DIR)/inbox/  # a film without regions: answered needs_roi, kept

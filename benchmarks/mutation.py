@@ -27,6 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 MODULES = ["edge_app (edge_app/cli.py aside)", "convert/mammo_convert/gate.py"]
+PACKAGES = ("edge_app", "mammo_convert")  # where the mutated modules sit in the staged copy
 # mutmut's exit codes per mutant, as this report counts them
 KILLED = {1, 3, -11, -9, -8, 35}  # a failed test, pytest's internal error, a crash
 TIMEOUT = {36, -24, 24, 152, 255}
@@ -93,6 +94,18 @@ def stage(root: Path) -> None:
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, root / name)
     shutil.copytree(root / "convert" / "mammo_convert", root / "mammo_convert", dirs_exist_ok=True)
+    refresh_package_data(root)
+
+
+def refresh_package_data(root: Path) -> None:
+    """mutmut regenerates the mutated copy of a changed ``.py`` file but copies the packages' other files (the result
+    schema, the web app's pages) only once: without this, a run after a schema change tests the mutants against the
+    old schema, and every test that validates a result fails for that, not for the mutant."""
+    for package in PACKAGES:
+        for source in (root / package).rglob("*"):
+            target = root / "mutants" / source.relative_to(root)
+            if source.is_file() and source.suffix != ".py" and target.parent.is_dir():
+                shutil.copy2(source, target)
 
 
 def verdicts(root: Path) -> dict[str, int | None]:

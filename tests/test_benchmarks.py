@@ -367,3 +367,27 @@ def test_the_mark_bench_times_a_readers_submission_against_one_analysis(bundle: 
     view = figures["marking_view_load_s"]
     assert view is None or (view["runs"] >= 2 and view["min_ms"] > 0)
     assert bench_main(["mark", str(bundle), "--rounds", "0"]) == 2
+
+
+def test_a_resumed_mutation_run_tests_against_the_packages_current_data_files(tmp_path: Path) -> None:
+    """mutmut copies a package's non-Python files once; `make mutation AGAIN=1` refreshes them (a stale result
+    schema once failed every test that validates a result, for the schema and not for the mutant)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mutation", Path(__file__).parents[1] / "benchmarks" / "mutation.py")
+    assert spec is not None and spec.loader is not None
+    mutation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mutation)
+    schema, module = tmp_path / "edge_app" / "schemas" / "result.schema.json", tmp_path / "edge_app" / "model.py"
+    for path, text in ((schema, "new schema"), (module, "new code")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    mutation.refresh_package_data(tmp_path)  # a first run: no mutated copy yet, nothing made
+    assert not (tmp_path / "mutants").exists()
+    copied = tmp_path / "mutants" / "edge_app"
+    (copied / "schemas").mkdir(parents=True)
+    (copied / "schemas" / "result.schema.json").write_text("old schema")
+    (copied / "model.py").write_text("mutated code")
+    mutation.refresh_package_data(tmp_path)
+    assert (copied / "schemas" / "result.schema.json").read_text() == "new schema"
+    assert (copied / "model.py").read_text() == "mutated code"  # mutmut's own
