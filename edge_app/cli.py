@@ -22,6 +22,7 @@ import pydicom.config
 
 from edge_app.config import Config, resolve_config
 from edge_app.decode import DEFAULT_MAX_PIXELS, SCAN_SUFFIXES
+from edge_app.detect import Candidate
 from edge_app.errors import (
     EXIT_OK,
     EXIT_SOME_REJECTED,
@@ -458,6 +459,14 @@ def _sidecar_beside(path: Path, roi: Path | None) -> Sidecar | None:
     return None
 
 
+def _suggestion_row(name: str, candidate: Candidate) -> tuple[str, str, str, str, str]:
+    """A region the detector proposes on a film left needs_roi, as `once` lists it under the film: where to look,
+    not an answer (no probability)."""
+    region = candidate.region
+    where = f"at ({region.cx:.0f}, {region.cy:.0f}), radius {region.radius:.0f} px"
+    return name, region.label, "suggested", "", f"detector score {candidate.score:.2f} {where}"
+
+
 def once_command(args: argparse.Namespace) -> int:
     """Classify files now, through the same analyser and writer as the daemon (no journal, nothing moved)."""
     from edge_app.service.analyse import NEEDS_ROI
@@ -502,6 +511,9 @@ def once_command(args: argparse.Namespace) -> int:
         writer.write_result(record, analysis)
         if analysis.status == NEEDS_ROI:
             rows.append((path.name, "", NEEDS_ROI, "", str(analysis.reason)))
+            rows += [_suggestion_row(path.name, candidate) for candidate in analysis.suggestions]
+            if analysis.suggestions_reason:
+                rows.append((path.name, "", "", "", f"no suggestions: {analysis.suggestions_reason}"))
             not_classified += 1
             continue
         overlay = str(args.results / str(record.overlay_file)) if analysis.overlay is not None else ""

@@ -204,3 +204,30 @@ def test_synthetic_films_through_the_daemon_get_suggestions_or_the_devices_answe
             assert result["status"] == "classified" and result["suggestions"] == []
             assert 1 <= len(result["regions"]) <= 2 and {r["marked_by"] for r in result["regions"]} == {"device"}
     assert sorted(path.name for path in folders["archive"].iterdir()) == sorted(film.name for film in films)
+
+
+def test_once_lists_the_suggestions_under_a_film_left_needs_roi_and_why_a_film_got_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edge_app.cli import main
+
+    bundle = write_fake_bundle(tmp_path / "bundle", patch_side_px=(48, 64), detector=True)
+    films = tmp_path / "films"
+    films.mkdir()
+    (films / "film.dcm").write_bytes(encode(mammogram(_film_pixels())))
+    far = mammogram(_film_pixels(), PixelSpacing=[1.0, 1.0], ImagerPixelSpacing=[1.0, 1.0])
+    (films / "far.dcm").write_bytes(encode(far))
+    command = ["once", "--model", str(bundle), "--variant", "float32", "--results", str(tmp_path / "out")]
+    assert main([*command, str(films / "far.dcm"), str(films / "film.dcm")]) == 1  # neither classified
+    lines = capsys.readouterr().out.splitlines()
+    x, y, _ = MASS
+    suggested = [line.split() for line in lines if line.startswith("film.dcm") and " suggested " in line]
+    assert suggested and [row[1] for row in suggested] == ["A", "B", "C", "D"][: len(suggested)]
+    first = suggested[0]  # film.dcm A suggested detector score S at (X, Y), radius R px
+    assert first[2:5] == ["suggested", "detector", "score"] and float(first[5]) >= 0.9
+    assert abs(float(first[7].strip("(,")) - x) <= 16 and abs(float(first[8].strip("),")) - y) <= 16
+    assert first[9:] == ["radius", f"{6.0 / 0.125:.0f}", "px"]
+    (why,) = [line for line in lines if line.startswith("far.dcm") and "no suggestions" in line]
+    assert why.endswith(
+        "no suggestions: the film's pixel spacing 1 mm is outside the 0.05-0.5 mm the detector was trained on"
+    )
