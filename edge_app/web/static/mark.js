@@ -568,6 +568,8 @@ async function start() {
   changed();
 }
 
-// For tests and tools driving the page: the film <-> screen mapping and the document it would submit.
-window.mammoMark = {toClient, toFilm, document: roiDocument};
+// For tests and tools driving the page: the film <-> screen mapping, the document it would submit and the device's
+// suggestions as shown (copies: `accepted` once the reader took one).
+const suggestions = () => state.suggestions.map((item) => ({...item}));
+window.mammoMark = {toClient, toFilm, document: roiDocument, suggestions};
 start();
