@@ -391,3 +391,37 @@ def test_a_resumed_mutation_run_tests_against_the_packages_current_data_files(tm
     mutation.refresh_package_data(tmp_path)
     assert (copied / "schemas" / "result.schema.json").read_text() == "new schema"
     assert (copied / "model.py").read_text() == "mutated code"  # mutmut's own
+
+
+def test_the_detect_bench_sets_a_full_film_detection_against_one_invoke_and_refuses_a_bundle_without_detector(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The figures' shape on the fake model (the fake runtime, the memory child run in-process); no time asserted."""
+    from fakemodel import FAKE_RUNTIME, write_fake_bundle
+
+    import edge_app.model as model_module
+    from edge_app.errors import MeasurementError
+    from mammo_bench import detect_bench
+
+    monkeypatch.setattr(model_module, "load_runtime", lambda name: FAKE_RUNTIME)
+    monkeypatch.setattr(detect_bench, "load_runtime", lambda name: FAKE_RUNTIME)
+    children: list[list[str]] = []
+
+    def child(module: str, args: list[str], what: str) -> dict[str, Any]:
+        children.append([module, *args])
+        assert detect_bench.main(args) == 0
+        return dict(json.loads(capsys.readouterr().out.splitlines()[-1]))
+
+    monkeypatch.setattr(detect_bench, "run_json_child", child)
+    bundle = write_fake_bundle(tmp_path / "bundle", patch_side_px=(48, 64), detector=True)
+    figures = detect_bench.measure_detection(bundle, bundle, "float32", "auto", 1, 1024, 832, 3)
+    assert children == [["mammo_bench.detect_bench", str(bundle), "1024", "832", "1", "auto"]]
+    assert figures["film"]["rows"] == 1024 and figures["film"]["spacing_mm"] == 0.05  # the trained range's start
+    assert figures["against"]["input_size"] == load_manifest(bundle).preprocess.input_size
+    parts = figures["detection_ms"]
+    assert set(parts) == {"decode_ms", "propose_ms", "total_ms"} and parts["total_ms"] >= parts["decode_ms"] > 0
+    assert figures["ratio"] == pytest.approx(parts["total_ms"] / figures["classifier_invoke_ms"], rel=0.02)
+    assert figures["peak_rss_mb"] > 0 and figures["rounds"] == 3
+    plain = write_fake_bundle(tmp_path / "plain", patch_side_px=(48, 64))
+    with pytest.raises(MeasurementError, match="has no detector: convert with `mammo-convert --detector RUN`"):
+        detect_bench.measure_detection(plain, plain, "float32", "auto", 1, 1024, 832, 1)

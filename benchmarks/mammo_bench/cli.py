@@ -1,5 +1,5 @@
-"""``mammo-bench``: latency (with the peer runtimes), pipeline, daemon, regions, keras, dicom, page, compare, autotune,
-docs, stage (see ``benchmarks/README.md``).
+"""``mammo-bench``: latency (with the peer runtimes), pipeline, daemon, regions, detect, keras, dicom, page, compare,
+autotune, docs, stage (see ``benchmarks/README.md``).
 
 Exit codes: 0 done, 1 a regression (``compare``) or stale docs (``docs --check``), 2 bad input or nothing
 comparable.
@@ -121,6 +121,21 @@ def build_parser() -> argparse.ArgumentParser:
     regions.add_argument("--runtime", default="auto")
     regions.add_argument("--threads", type=int, default=2)
     regions.add_argument("--out", type=Path)
+
+    detect = commands.add_parser(
+        "detect", help="the detector on a full-size film (decode to candidates) against one classifier invoke"
+    )
+    detect.add_argument("bundle", type=Path, help="a bundle with a detector (mammo-convert --detector)")
+    detect.add_argument(
+        "--against", type=Path, help="the bundle whose classifier invoke is the yardstick (default: BUNDLE's)"
+    )
+    detect.add_argument("--rounds", type=int, default=10, help="interleaved rounds of detection and invoke")
+    detect.add_argument("--rows", type=int, default=4096)
+    detect.add_argument("--columns", type=int, default=3328)
+    detect.add_argument("--variant", default="int8", choices=VARIANTS, help="the yardstick classifier's variant")
+    detect.add_argument("--runtime", default="auto")
+    detect.add_argument("--threads", type=int, default=2)
+    detect.add_argument("--out", type=Path)
 
     soak = commands.add_parser("soak", help="the daemon's resident memory after N and M processed scans (flat?)")
     soak.add_argument("bundle", type=Path)
@@ -397,6 +412,29 @@ def run_regions(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_detect(args: argparse.Namespace) -> int:
+    from mammo_bench.detect_bench import measure_detection
+
+    figures = measure_detection(
+        args.bundle,
+        args.against or args.bundle,
+        args.variant,
+        args.runtime,
+        args.threads,
+        args.rows,
+        args.columns,
+        args.rounds,
+    )
+    parts = ", ".join(f"{name} {value:.1f}" for name, value in figures["detection_ms"].items())
+    print(
+        f"detection on a {args.columns}x{args.rows} film: {parts} ms; one {figures['against']['input_size']} px "
+        f"classifier invoke {figures['classifier_invoke_ms']:.1f} ms; ratio {figures['ratio']:.2f}; "
+        f"peak RSS {figures['peak_rss_mb']:.0f} MB"
+    )
+    _finish(document("detect", machine_info(), _settings(args), detect=figures), args.out)
+    return 0
+
+
 def run_soak(args: argparse.Namespace) -> int:
     from mammo_bench.daemon_bench import measure_memory_growth
 
@@ -597,6 +635,7 @@ COMMANDS = {
     "autotune": run_autotune,
     "soak": run_soak,
     "regions": run_regions,
+    "detect": run_detect,
     "docs": run_docs,
     "stage": run_stage,
     "stages": run_stages,

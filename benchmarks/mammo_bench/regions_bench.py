@@ -35,10 +35,10 @@ from mammo_bench.stats import summarise
 
 
 def film_with_regions(
-    count: int, rows: int, columns: int, patch: int, rule: CropRule, seed: int = 0
+    count: int, rows: int, columns: int, patch: int, rule: CropRule, seed: int = 0, **header: Any
 ) -> tuple[bytes, bytes, list[Region]]:
-    """A 16-bit DICOM film with `count` masses on a grid, its ``.roi.json`` and the regions it marks (each region's
-    radius such that `rule` cuts exactly the mass's patch)."""
+    """A 16-bit DICOM film with `count` masses on a grid (`header`: attributes over the test pattern's), its
+    ``.roi.json`` and the regions it marks (each region's radius such that `rule` cuts exactly the mass's patch)."""
     rng = np.random.default_rng(seed)
     film = cv2.GaussianBlur(rng.standard_normal((rows, columns)).astype(np.float32), (0, 0), 8)
     film = 0.35 + 0.05 * film / (film.std() + 1e-6)
@@ -54,7 +54,7 @@ def film_with_regions(
         regions.append(Region(default_label(index), x0 + patch / 2, y0 + patch / 2, patch / rule.scale))
     pixels = np.rint(np.clip(film, 0, 1) * 4095).astype(np.uint16)
     marks = [{"label": r.label, "x": r.cx, "y": r.cy, "radius": r.radius} for r in regions]
-    return encode(mammogram(pixels)), json.dumps({"regions": marks}).encode(), regions
+    return encode(mammogram(pixels, **header)), json.dumps({"regions": marks}).encode(), regions
 
 
 def measure_regions(model: EdgeModel, counts: Sequence[int], rounds: int, rows: int, columns: int) -> dict[str, Any]:
