@@ -335,3 +335,35 @@ def test_a_linear_window_one_wide_is_a_threshold_just_below_its_centre() -> None
     assert _decoded(dataset) == [0, 0, 255, 255]
     three = image_dataset(_row([8, 9, 10, 11, 12]), BitsStored=12, HighBit=11, WindowCenter=10, WindowWidth=3)
     assert _decoded(three) == [0, 64, 191, 255, 255]  # (v - 9.5) / (3 - 1) + 0.5: 9 -> 0.25, 10 -> 0.75
+
+
+@pytest.mark.parametrize(
+    ("dtype", "attributes"),
+    [
+        (np.uint16, {"BitsStored": 12, "HighBit": 11}),
+        (np.uint16, {"BitsStored": 16, "HighBit": 15, "WindowCenter": 30000, "WindowWidth": 20000}),
+        (
+            np.uint16,
+            {"BitsStored": 12, "HighBit": 11, "WindowCenter": 2048, "WindowWidth": 900, "VOILUTFunction": "SIGMOID"},
+        ),
+        (np.uint16, {"BitsStored": 12, "HighBit": 11, "PhotometricInterpretation": "MONOCHROME1"}),
+        (np.int16, {"BitsStored": 12, "HighBit": 11, "RescaleSlope": 2, "RescaleIntercept": -1024}),
+        (np.uint8, {"BitsStored": 8, "HighBit": 7, "WindowCenter": 100, "WindowWidth": 60}),
+    ],
+)
+def test_the_per_value_table_gives_the_bytes_every_pixel_computed_alone_would(dtype: Any, attributes: Any) -> None:
+    """A monochrome film is decoded through a table of its stored values (`_dicom_monochrome_to_gray8`); the result
+    is the per-pixel computation's, byte for byte, whatever the window, photometry or sign."""
+    from edge_app.decode import _dicom_monochrome_to_unit, scale_to_uint8
+
+    info = np.iinfo(dtype)
+    bits = int(attributes["BitsStored"])
+    low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if info.min < 0 else (0, min(info.max, 2**bits - 1))
+    pixels = np.random.default_rng(bits).integers(low + 37, high + 1, (96, 80)).astype(dtype)  # no value 0..36
+    dataset = image_dataset(pixels, **attributes)
+    unit = _dicom_monochrome_to_unit(pixels, dataset)
+    inverted = attributes.get("PhotometricInterpretation") == "MONOCHROME1"
+    expected = scale_to_uint8(1.0 - unit if inverted else unit, 0.0, 1.0)
+    decoded = decode_bytes(encode(dataset)).pixels
+    assert decoded.dtype == np.uint8 and np.array_equal(decoded, expected)
+    assert len(np.unique(decoded)) > 16  # a picture, not a constant the two could share by accident
