@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_app.detect import Candidate, DetectorInput, FilmFrame, breast_mask, candidates, cell_of, frame_film
+from edge_app.detect import Candidate, DetectorInput, FilmFrame, candidates, cell_of, find_breast, frame_film
 from edge_app.errors import BundleError, InputImageError
 from edge_app.regions import Region
 
@@ -26,8 +26,14 @@ def _film(chest_wall_left: bool = True) -> np.ndarray:
 
 
 def test_the_breast_is_the_largest_bright_part_and_the_label_is_not() -> None:
-    mask = breast_mask(_film())
-    assert mask[1000, 100] and mask[900, 500] and not mask[1900, 1450] and not mask[50, 1550]
+    breast = find_breast(_film())  # found on a 256 px copy
+    assert breast.mask.shape == (256, 205) and breast.shrink == (256 / 2000, 205 / 1600)
+
+    def at(row: int, column: int) -> bool:
+        return bool(breast.mask[int(row * breast.shrink[0]), int(column * breast.shrink[1])])
+
+    assert at(1000, 100) and at(900, 500) and not at(1900, 1450) and not at(50, 1550)
+    assert (breast.top, breast.bottom, breast.left, breast.right) == pytest.approx((100, 1900, 0, 1200), abs=10)
 
 
 def test_the_canvas_holds_the_breast_at_the_detectors_spacing_chest_wall_left_with_nothing_else() -> None:
@@ -117,7 +123,9 @@ def test_the_breast_mask_is_exactly_the_breast_across_a_fold_with_its_holes_fill
     expected = np.zeros((120, 100), bool)
     expected[20:100, :60] = True
     expected[20:40, 40:60] = False
-    assert np.array_equal(breast_mask(_small_film()), expected)
+    breast = find_breast(_small_film())  # no larger than the search's copy: found on the film itself
+    assert np.array_equal(breast.mask, expected) and breast.shrink == (1.0, 1.0)
+    assert (breast.top, breast.bottom, breast.left, breast.right) == (20, 100, 0, 60)
 
 
 def test_the_canvas_of_a_small_film_pixel_by_pixel() -> None:

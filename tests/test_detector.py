@@ -122,7 +122,7 @@ def test_cross_validation_answers_each_film_by_a_detector_that_never_saw_its_pat
     spec = DetectorInput(spacing_mm=1.6, canvas=(160, 128), stride=4)
     films = synthetic_films(Path(generate_films(tmp_path, 6, 192, seed=4)[0]).parent)
     films = [replace(film, patient=f"P{index // 2}") for index, film in enumerate(films)]  # two films a patient
-    settings = DetectorSettings(epochs=6, batch_size=2, max_candidates=3)
+    settings = DetectorSettings(epochs=10, batch_size=2, max_candidates=3)
     outcomes, folds, fold_of = cross_validate(films, [], spec, settings, folds=3)
     assert [outcome.film for outcome in outcomes] == [film.path.stem for film in films]
     assert [outcome.masses for outcome in outcomes] == [film.masses for film in films]
