@@ -11,6 +11,7 @@ import base64
 import csv
 import html
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ def write_model_card(bundle: Path, manifest: Manifest, report: dict[str, Any], r
         _plots(run),
         _operating_point(manifest),
         _fidelity(report),
+        _detector(manifest),
         _latency(manifest),
         _limits(manifest),
     ]
@@ -190,6 +192,87 @@ float model's on at least {thresholds.get("min_agreement", "?")} of them, its AU
 with the float one.</p>
 <table><tr><th>variant</th><th>gate</th><th>decision agreement (95% CI)</th><th>AUC drop</th>
 <th>max |&Delta;p|</th><th>heatmap Pearson (95% CI)</th><th>MB</th></tr>{"".join(rows)}</table>"""
+
+
+def _detector(manifest: Manifest) -> str:
+    """The bundle's mass detector: what it reads, the films it was trained on, its cross-validated FROC (the curve and
+    the table, with the data they came from) and its conversion gate; or that the bundle has none."""
+    spec = manifest.detector
+    if spec is None:
+        return """<h2>Mass detector</h2>
+<p>This bundle has no detector: a film that comes without marked regions is answered <code>needs_roi</code> with no
+suggestions.</p>"""
+    height, width = spec.input.canvas
+    reads = (
+        f"<p>It proposes candidate regions on a whole film: the breast cut out and resampled to "
+        f"{spec.input.spacing_mm:g} mm per pixel on a {width} x {height} canvas; it looks only at films of "
+        f"{spec.min_spacing_mm:g}-{spec.max_spacing_mm:g} mm pixel spacing, the range it was trained on.</p>"
+    )
+    return f"<h2>Mass detector</h2>{reads}{_froc_section(spec.froc)}{_detector_gate(spec.fidelity)}"
+
+
+def _froc_section(froc: dict[str, Any]) -> str:
+    points = froc.get("points", [])
+    if not points:
+        return "<p>No cross-validated FROC was measured for this detector (it was trained without real films).</p>"
+    data = froc.get("data", {})
+    names = (("films", "films"), ("patients", "patients"), ("masses", "masses"), ("normal_films", "normal films"))
+    counted = ", ".join(f"{data[key]} {name}" for key, name in names if key in data)
+    rows = "".join(
+        f"<tr><td>{point['fp_per_film']:g}</td><td>{point['sensitivity']:.2f}</td>"
+        f"<td>{point['ci'][0]:.2f}-{point['ci'][1]:.2f}</td></tr>"
+        for point in points
+    )
+    return f"""<p>FROC by {html.escape(str(froc.get("folds", "?")))}-fold cross-validation grouped by
+{html.escape(str(froc.get("grouped_by", "?")))} ({html.escape(counted or "data not recorded")}; from
+<code>{html.escape(str(froc.get("source", "?")))}</code>). A hit: {html.escape(str(froc.get("hit_rule", "?")))}.
+Intervals: 95%, patients resampled.</p>
+<figure>{_froc_curve(points)}<figcaption>Sensitivity per false positives per film</figcaption></figure>
+<table><tr><th>false positives per film</th><th>sensitivity</th><th>95% CI</th></tr>{rows}</table>"""
+
+
+def _froc_curve(points: list[dict[str, Any]]) -> str:
+    """The FROC as an inline SVG: false positives per film on a log axis, sensitivity 0..1, each point's interval."""
+    width, height, margin = 360, 220, 36
+    rates = [math.log2(float(point["fp_per_film"])) for point in points]
+    low, high = min(rates), max(rates)
+
+    def y(sensitivity: float) -> float:
+        return round(height - margin - sensitivity * (height - 2 * margin), 1)
+
+    parts = [
+        f'<line x1="{margin}" y1="{height - margin}" x2="{width - margin}" y2="{height - margin}" stroke="#111"/>',
+        f'<line x1="{margin}" y1="{margin}" x2="{margin}" y2="{height - margin}" stroke="#111"/>',
+        f'<text x="{margin - 6}" y="{margin + 4}" font-size="11" text-anchor="end">1</text>',
+        f'<text x="{margin - 6}" y="{height - margin + 4}" font-size="11" text-anchor="end">0</text>',
+    ]
+    line = []
+    for rate, point in zip(rates, points, strict=True):
+        x = round(margin + (rate - low) / max(high - low, 1e-9) * (width - 2 * margin), 1)
+        line.append(f"{x},{y(float(point['sensitivity']))}")
+        lower, upper = (y(float(bound)) for bound in point["ci"])
+        parts.append(f'<line x1="{x}" y1="{lower}" x2="{x}" y2="{upper}" stroke="#888"/>')
+        parts.append(
+            f'<text x="{x}" y="{height - margin + 16}" font-size="11" text-anchor="middle">'
+            f"{point['fp_per_film']:g}</text>"
+        )
+    parts.append(f'<polyline points="{" ".join(line)}" fill="none" stroke="#06c" stroke-width="2"/>')
+    return (
+        f'<svg role="img" aria-label="FROC curve" width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
+        f"{''.join(parts)}</svg>"
+    )
+
+
+def _detector_gate(fidelity: dict[str, Any]) -> str:
+    if not fidelity:
+        return ""
+    sensitivities = fidelity.get("sensitivity_at_1_fp", {})
+    return (
+        f"<p>Shipped as {html.escape(str(fidelity.get('variant')))}: on {fidelity.get('films')} films it proposes "
+        f"{fidelity.get('agreement', 0):.3f} of the {fidelity.get('candidates_shown')} candidates the float detector "
+        f"shows, within one heatmap cell; sensitivity at 1 false positive per film {sensitivities.get('keras', 0):.2f} "
+        f"(float) and {sensitivities.get('tflite', 0):.2f} (shipped), on those films.</p>"
+    )
 
 
 def _latency(manifest: Manifest) -> str:

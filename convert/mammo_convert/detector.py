@@ -143,4 +143,5 @@ def _froc(run: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     values = json.loads(path.read_text())
-    return {"source": path.name, "grouped_by": values.get("grouped_by"), "points": values.get("points", [])}
+    carried = ("grouped_by", "folds", "hit_rule", "data", "points")
+    return {"source": path.name, **{key: values[key] for key in carried if key in values}}
