@@ -174,3 +174,44 @@ def test_the_dicom_units_are_hardened(name: str) -> None:
     ).stdout
     exposure = float(re.search(r"Overall exposure level for \S+: (\d+\.\d+)", output).group(1))  # type: ignore[union-attr]
     assert exposure <= 2.0, output
+
+
+def test_the_forwarders_peer_is_its_address_as_given_or_the_tcp_addresses_its_name_resolves_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An address is taken as written (nothing looked up); a name is resolved for TCP on the forwarder's port, each
+    address once, sorted; a name that does not resolve, and a unit the config leaves off, are refused by name."""
+    import socket
+
+    from edge_app.dicom.units import allowed_addresses, web_dropin
+
+    asked: list[tuple[object, ...]] = []
+
+    def resolve(host: str, port: int, proto: int = 0) -> list[tuple[object, ...]]:
+        asked.append((host, port, proto))
+        if host == "nowhere.invalid":
+            raise socket.gaierror(-2, "Name or service not known")
+        return [(2, 1, 6, "", ("10.0.0.9", port)), (2, 1, 6, "", ("10.0.0.2", port)), (2, 1, 6, "", ("10.0.0.9", port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    forward = DicomForwardSection(host="10.9.8.7", port=11112)
+    assert allowed_addresses(DicomSection(forward=forward), "forward") == ("10.9.8.7",) and asked == []
+    named = DicomSection(forward=DicomForwardSection(host="pacs.clinic", port=4242))
+    assert allowed_addresses(named, "forward") == ("10.0.0.2", "10.0.0.9")
+    assert asked == [("pacs.clinic", 4242, socket.IPPROTO_TCP)]
+    with pytest.raises(
+        ConfigError, match=r"^\[dicom.forward\] host 'nowhere.invalid' does not resolve here: .*Name or service not"
+    ):
+        allowed_addresses(DicomSection(forward=DicomForwardSection(host="nowhere.invalid")), "forward")
+    refusals = [
+        (lambda: allowed_addresses(DicomSection(), "listen"), "[dicom] enabled is false: the listener unit stays off"),
+        (
+            lambda: allowed_addresses(DicomSection(), "forward"),
+            "[dicom.forward] host is empty: the forwarder unit stays off",
+        ),
+        (lambda: web_dropin(WebSection()), "[web] enabled is false: the web unit stays off"),
+    ]
+    for call, message in refusals:
+        with pytest.raises(ConfigError) as refused:
+            call()
+        assert str(refused.value) == message

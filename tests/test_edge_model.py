@@ -20,7 +20,7 @@ from edge_app.gradcam import fuse_heatmaps
 from edge_app.manifest import load_manifest, manifest_from_dict, write_manifest
 from edge_app.model import EdgeModel, calibrated_probabilities, calibrated_probability, get_output, set_input
 from edge_app.regions import Box
-from edge_app.runtime import installed_runtimes, load_runtime, make_interpreter
+from edge_app.runtime import RUNTIMES, installed_runtimes, load_runtime, make_interpreter
 from edge_app.scope import ScopeLimits
 from edge_app.service.analyse import NEEDS_ROI, ImageFacts, ModelAnalyser, Sidecar, summary
 
@@ -239,6 +239,29 @@ def test_the_first_installed_runtime_is_auto() -> None:
     if not found:
         pytest.skip("no TFLite runtime in this venv")
     assert load_runtime("auto") == found[0] and found[0].label == f"{found[0].name} {found[0].version}"
+    import importlib
+    from importlib import metadata
+
+    first = load_runtime()  # auto is the default
+    module, distribution = RUNTIMES[first.name]
+    assert first.name == found[0].name and first.version == metadata.version(distribution)
+    assert first.interpreter_class is importlib.import_module(module).Interpreter
+
+
+def test_a_runtime_asked_for_by_name_is_that_one_or_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asked for by name, a runtime that cannot be imported is refused; auto's first choice does not stand in."""
+    import importlib
+
+    real = importlib.import_module
+
+    def without_tflite_runtime(name: str) -> Any:
+        if name.startswith("tflite_runtime"):
+            raise ImportError(f"No module named {name!r}")
+        return real(name)
+
+    monkeypatch.setattr(importlib, "import_module", without_tflite_runtime)
+    with pytest.raises(RuntimeUnavailableError, match=r"^no TFLite runtime could be imported \(tflite_runtime: No "):
+        load_runtime("tflite_runtime")
 
 
 # --- the manifest ---

@@ -188,3 +188,14 @@ def test_the_table_shows_every_figure_and_the_verdict() -> None:
     ]
     assert first == "float32      0.9123     0.9023   0.0100  0.9900    0.0123   0.1000   0.950  0.800  pass"
     assert second == "int8            n/a        n/a      n/a  0.9900    0.0123   0.1000   0.950  0.800  a < b; c > d"
+
+
+def test_a_probability_at_the_threshold_is_called_malignant_by_both_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The device calls malignant at p >= threshold; the gate compares the two models' calls by the same rule."""
+    monkeypatch.setattr(gate, "EdgeModel", _TableModel)
+    maps = _maps(0, 1)
+    _TableModel.table = [_Answer(0.5, maps[0]), _Answer(0.7, maps[1])]
+    fidelity = FidelitySet(np.arange(2, dtype=np.uint8).reshape(2, 1, 1), np.array([0, 1]), np.array([1, 1], np.int32))
+    reference = Reference(np.array([0.7, 0.5]), np.stack(maps))
+    result = gate.measure_variant(Path("b"), type("M", (), {"threshold": 0.5})(), "int8", fidelity, reference, 1)  # type: ignore[arg-type]
+    assert result["agreement"] == 1.0

@@ -544,7 +544,7 @@ def test_a_scan_is_summarised_exactly_as_the_journal_has_it(site: Site) -> None:
     rest = site.client.get(f"/api/scans?limit=1&before={first['before']}").json()
     assert [scan["id"] for scan in rest["scans"]] == [site.film_id]
     for query, message in (
-        ("status=odd", "status must be one of "),
+        ("status=odd", "status must be one of needs_roi, classified, rejected, waiting"),
         ("limit=x", "limit must be an integer and before a time (the last scan's received)"),
         ("before=yesterday", "limit must be an integer and before a time (the last scan's received)"),
     ):
@@ -776,3 +776,22 @@ def test_every_response_gets_the_security_headers_in_lower_case_and_keeps_its_ow
     plain, own = (message["headers"] for message in sent if message["type"] == "http.response.start")
     assert plain == [*expected, (b"content-security-policy", CSP.encode())]
     assert own == [(b"content-security-policy", b"default-src 'self'"), *expected]
+
+
+def test_an_archived_film_that_cannot_be_read_is_a_clear_409_and_the_scan_shows_no_facts(site: Site) -> None:
+    """The film in the archive damaged after its answer: its picture is refused with the decoder's reason, its scan
+    still listed, without the film's facts; a window of width 1 is a window; an unknown path names what is missing."""
+    site.login()
+    film = site.journal.get(site.film_id)
+    assert film is not None and film.settled_name is not None
+    path = f"/api/scans/{site.film_id}/image"
+    assert site.client.get(f"{path}?center=1000&width=1").status_code == 200  # a threshold at 999.5
+    archived = site.config.paths.archive / film.settled_name
+    archived.write_bytes(b"DICM" + bytes(200))  # not a film any more
+    shown = site.client.get(f"{path}?center=900&width=300")  # a window not asked for before: nothing cached
+    assert shown.status_code == 409
+    assert shown.json()["error"].startswith("the archived film cannot be shown: ")
+    detail = site.client.get(f"/api/scans/{site.film_id}").json()
+    assert detail["film"] is None and detail["scan"]["id"] == site.film_id
+    missing = site.client.get("/api/nothing-here")
+    assert missing.status_code == 404 and missing.json() == {"error": "not found: no such scan, page or file"}
