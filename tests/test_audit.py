@@ -23,7 +23,7 @@ def test_a_full_segment_is_renamed_and_every_line_is_kept_in_order(tmp_path: Pat
     log = AuditLog(tmp_path / "results.jsonl", max_bytes=100)
     _fill(log, 25)
     names = [path.name for path in log.segments()]
-    assert names[0] == "results.000001.jsonl" and names[-1] == "results.jsonl" and len(names) == 5
+    assert names == [*(f"results.{n:06d}.jsonl" for n in range(1, 5)), "results.jsonl"]  # numbered in turn
     assert [path.stat().st_size for path in log.segments()] == [108, 108, 108, 108, 18]  # cut past the limit
     assert [json.loads(line)["id"] for line in log.lines()] == [f"scan{n:03d}" for n in range(25)]
 

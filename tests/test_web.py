@@ -31,7 +31,7 @@ from edge_app.scope import ScopeLimits
 from edge_app.service.analyse import ModelAnalyser, Sidecar
 from edge_app.service.daemon import build_pipeline, journal_path
 from edge_app.service.journal import Journal
-from edge_app.service.lifecycle import ScanState, new_scan_id
+from edge_app.service.lifecycle import ScanState, new_scan_id, received
 from edge_app.service.pipeline import ScanPipeline
 from edge_app.service.submissions import SubmissionQueue
 from edge_app.web.accounts import AccountStore, TokenInfo
@@ -795,3 +795,35 @@ def test_an_archived_film_that_cannot_be_read_is_a_clear_409_and_the_scan_shows_
     assert detail["film"] is None and detail["scan"]["id"] == site.film_id
     missing = site.client.get("/api/nothing-here")
     assert missing.status_code == 404 and missing.json() == {"error": "not found: no such scan, page or file"}
+
+
+def test_a_submission_whose_film_left_the_archive_ends_vanished_and_leaves_the_queue(site: Site) -> None:
+    """The film a reader marked is gone from the archive (removed by hand) before the daemon takes the marks: the
+    answer's record says so (VANISHED) and the submission is not retried forever."""
+    csrf = site.login()
+    answer_id = site.client.post(
+        f"/api/scans/{site.film_id}/regions", json=CIRCLE, headers={"X-CSRF-Token": csrf}
+    ).json()["id"]
+    film = site.journal.get(site.film_id)
+    assert film is not None and film.settled_name is not None
+    (site.config.paths.archive / film.settled_name).unlink()
+    (taken,) = site.take()
+    assert taken.scan_id == answer_id and taken.state is ScanState.VANISHED
+    assert site.pipeline.claimer.submissions.pending() == []
+    stored = site.journal.get(answer_id)
+    assert stored is not None and stored.state is ScanState.VANISHED and stored.answers == site.film_id
+
+
+def test_the_scans_list_filters_refused_and_unfinished_scans_and_the_journal_names_an_unknown_filter(
+    site: Site,
+) -> None:
+    site.login()
+    rejected_id = _rejected_scan(site)
+    waiting = site.journal.insert(received("arriving.png"))  # received, not finished
+    listed = {
+        status: [scan["id"] for scan in site.client.get(f"/api/scans?status={status}").json()["scans"]]
+        for status in ("rejected", "waiting", "needs_roi")
+    }
+    assert listed == {"rejected": [rejected_id], "waiting": [waiting.scan_id], "needs_roi": [site.film_id]}
+    with pytest.raises(ValueError, match=r"^unknown status 'odd'$"):
+        site.journal.listed("odd", 10)
