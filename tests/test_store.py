@@ -143,7 +143,11 @@ def test_a_bundle_without_a_sample_or_with_a_taken_version_is_refused(tmp_path: 
     with pytest.raises(BundleError, match=r"schema 3\) has no self-test sample: convert it again"):
         store.install(write_fake_bundle(tmp_path / "old", version="6", selftest=False, schema_version=3))
     store.install(write_fake_bundle(tmp_path / "v7", version="7"))
-    with pytest.raises(BundleError, match=r"^version 7 is installed already with other files: give the new bundle"):
+    with pytest.raises(
+        BundleError,
+        match=r"^version 7 is installed already with other files: give the new bundle its own version "
+        r"\(mammo-convert --model-version\)$",
+    ):
         store.install(write_fake_bundle(tmp_path / "other7", version="7", threshold=0.4))
     with pytest.raises(BundleError, match=r"^there is no previous model to roll back to"):
         store.rollback()
@@ -158,6 +162,28 @@ def test_a_bundle_folder_from_an_older_install_is_adopted(tmp_path: Path) -> Non
     assert [(v.version, v.live) for v in store.versions()] == [("5", True)]
     assert os.readlink(device / "bundle") == "models/5"
     assert store.install(write_fake_bundle(tmp_path / "v7", version="7")).previous == "5"
+
+
+def test_an_older_folder_is_adopted_as_it_is_and_an_install_checks_with_the_stores_runtime_and_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Adoption moves the folder in unread (a damaged file is found when the model loads, not by the move); a
+    bundle being installed is loaded for its self-test with the store's runtime and threads, without heatmaps."""
+    device = tmp_path / "device"
+    old = write_fake_bundle(device / "bundle", version="5")
+    (old / "classifier_int8.tflite").write_bytes(b"changed after the install")
+    store = ModelStore(device / "bundle", "int8", "fake", 3)
+    assert [v.version for v in store.versions()] == ["5"] and os.readlink(device / "bundle") == "models/5"
+    loads: list[tuple[object, ...]] = []
+    real = EdgeModel.load
+
+    def load(folder: Path, variant: str, runtime: str, threads: int, heatmaps: bool = True) -> EdgeModel:
+        loads.append((folder.name, variant, runtime, threads, heatmaps))
+        return real(folder, variant, runtime, threads, heatmaps)
+
+    monkeypatch.setattr(EdgeModel, "load", load)
+    store.install(write_fake_bundle(tmp_path / "v7", version="7"))
+    assert loads == [(".7.staging", "int8", "fake", 3, False)]
 
 
 def test_the_model_commands_print_what_they_did_and_refuse_with_exit_2(
@@ -210,6 +236,7 @@ def test_versions_are_listed_in_install_order_and_only_installed_folders_count(t
     for version in ("9", "10"):
         store.install(write_fake_bundle(tmp_path / version, version=version))
     (device / "models" / "notes.txt").write_text("not a version")
+    (device / "models" / ".trash").mkdir()  # a hidden folder a person made
     assert [(v.version, v.live, v.previous) for v in store.versions()] == [("9", False, True), ("10", True, False)]
 
 
