@@ -114,6 +114,25 @@ def _froc(repo: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _detect(repo: Path) -> str:
+    """The detector on a full-size film against one classifier invoke, in one run, and its peak memory."""
+    document = _load(repo, RESULTS / "detect.json")
+    figures = document["detect"]
+    film, against, parts = figures["film"], figures["against"], figures["detection_ms"]
+    lines = [
+        f"{describe_machine(document['machine'])} A {film['columns']} x {film['rows']} 16-bit DICOM film at "
+        f"{film['spacing_mm']:g} mm, medians of {figures['rounds']} interleaved rounds "
+        "(`benchmarks/results/detect.json`):",
+        "",
+        "| decode ms | canvas, invoke, candidates ms | detection ms | one classifier invoke ms | ratio | peak RSS MB |",
+        "| --- | --- | --- | --- | --- | --- |",
+        f"| {parts['decode_ms']:.1f} | {parts['propose_ms']:.1f} | {parts['total_ms']:.1f} | "
+        f"{figures['classifier_invoke_ms']:.1f} ({against['input_size']} px, {against['variant']}) | "
+        f"**{figures['ratio']:.2f}** | {figures['peak_rss_mb']:.0f} |",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def _test_minutes(repo: Path) -> str:
     return str(-int(-_load(repo, RESULTS / "ci-run.json")["seconds"] // 60))
 
@@ -125,6 +144,7 @@ BLOCKS: dict[tuple[str, str], Callable[[Path], str]] = {
     ("benchmarks/results/training.md", "mias-null"): _mias,
     ("README.md", "demo"): _demo,
     ("README.md", "froc-mias"): _froc,
+    ("README.md", "detect"): _detect,
     ("docs/web.md", "mark"): _mark,
 }
 INLINE: dict[tuple[str, str], Callable[[Path], str]] = {

@@ -39,6 +39,26 @@ CREATE TABLE IF NOT EXISTS sessions (
 );
 """
 
+# The statements, by what they do (SQLite reads keywords and names in any case).
+_ADD_USER = "INSERT INTO users (name, password_hash, created) VALUES (?, ?, ?)"
+_REMOVE_USER = "DELETE FROM users WHERE name = ?"
+_END_USERS_SESSIONS = "DELETE FROM sessions WHERE user = ?"
+_USERS = "SELECT name FROM users ORDER BY name"
+_PASSWORD_HASH = "SELECT password_hash FROM users WHERE name = ?"
+_ADD_TOKEN = "INSERT INTO tokens (name, token_sha256, created) VALUES (?, ?, ?)"
+_REVOKE_TOKEN = "UPDATE tokens SET revoked = ? WHERE name = ? AND revoked IS NULL"
+_TOKENS = "SELECT name, created, revoked, last_used FROM tokens ORDER BY name"
+_TOKEN_NAME = "SELECT name FROM tokens WHERE token_sha256 = ? AND revoked IS NULL"
+_TOKEN_USED = "UPDATE tokens SET last_used = ? WHERE name = ?"
+_OPEN_SESSION = "INSERT INTO sessions (id_sha256, user, csrf, created, last_seen) VALUES (?, ?, ?, ?, ?)"
+_END_EXPIRED_SESSIONS = "DELETE FROM sessions WHERE last_seen < ? OR created < ?"
+_SESSION_SEEN = "UPDATE sessions SET last_seen = ? WHERE id_sha256 = ?"
+_CLOSE_SESSION = "DELETE FROM sessions WHERE id_sha256 = ?"
+_SESSION = (
+    "SELECT sessions.user, sessions.csrf FROM sessions JOIN users ON users.name = sessions.user "
+    "WHERE sessions.id_sha256 = ?"
+)
+
 
 def _sha256(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
@@ -113,22 +133,22 @@ class AccountStore:
             raise AccessError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
         try:
             self._change(
-                "INSERT INTO users (name, password_hash, created) VALUES (?, ?, ?)",
+                _ADD_USER,
                 (name, self.hasher.hash(password), self.clock()),
             )
         except sqlite3.IntegrityError:
             raise AccessError(f"account {name!r} already exists (remove it first to set a new password)") from None
 
     def remove_user(self, name: str) -> None:
-        if not self._change("DELETE FROM users WHERE name = ?", (name,)):
+        if not self._change(_REMOVE_USER, (name,)):
             raise AccessError(f"no account named {name!r}")
-        self._change("DELETE FROM sessions WHERE user = ?", (name,))  # logged out everywhere at once
+        self._change(_END_USERS_SESSIONS, (name,))  # logged out everywhere at once
 
     def users(self) -> list[str]:
-        return [row[0] for row in self._run("SELECT name FROM users ORDER BY name")]
+        return [row[0] for row in self._run(_USERS)]
 
     def verify_password(self, name: str, password: str) -> bool:
-        rows = self._run("SELECT password_hash FROM users WHERE name = ?", (name,))
+        rows = self._run(_PASSWORD_HASH, (name,))
         stored = rows[0][0] if rows else self._decoy
         try:
             self.hasher.verify(stored, password)
@@ -143,7 +163,7 @@ class AccountStore:
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         try:
             self._change(
-                "INSERT INTO tokens (name, token_sha256, created) VALUES (?, ?, ?)",
+                _ADD_TOKEN,
                 (name, _sha256(token), self.clock()),
             )
         except sqlite3.IntegrityError:
@@ -151,19 +171,19 @@ class AccountStore:
         return token
 
     def revoke_token(self, name: str) -> None:
-        if not self._change("UPDATE tokens SET revoked = ? WHERE name = ? AND revoked IS NULL", (self.clock(), name)):
+        if not self._change(_REVOKE_TOKEN, (self.clock(), name)):
             raise AccessError(f"no active token named {name!r}")
 
     def tokens(self) -> list[TokenInfo]:
-        rows = self._run("SELECT name, created, revoked, last_used FROM tokens ORDER BY name")
+        rows = self._run(_TOKENS)
         return [TokenInfo(*row) for row in rows]
 
     def token_name(self, token: str) -> str | None:
         """The program a valid, unrevoked token belongs to (its use is recorded), else None."""
-        rows = self._run("SELECT name FROM tokens WHERE token_sha256 = ? AND revoked IS NULL", (_sha256(token),))
+        rows = self._run(_TOKEN_NAME, (_sha256(token),))
         if not rows:
             return None
-        self._change("UPDATE tokens SET last_used = ? WHERE name = ?", (self.clock(), rows[0][0]))
+        self._change(_TOKEN_USED, (self.clock(), rows[0][0]))
         return str(rows[0][0])
 
     # -- login sessions ----------------------------------------------------------------------------------------
@@ -172,7 +192,7 @@ class AccountStore:
         cookie, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         now = self.clock()
         self._change(
-            "INSERT INTO sessions (id_sha256, user, csrf, created, last_seen) VALUES (?, ?, ?, ?, ?)",
+            _OPEN_SESSION,
             (_sha256(cookie), user, csrf, now, now),
         )
         return cookie, Session(user, csrf)
@@ -180,19 +200,16 @@ class AccountStore:
     def session(self, cookie: str) -> Session | None:
         """The live session a cookie names (its idle time starts again), else None; expired ones are deleted."""
         now = self.clock()
-        self._change(
-            "DELETE FROM sessions WHERE last_seen < ? OR created < ?", (now - self.idle_seconds, now - self.max_seconds)
-        )
+        self._change(_END_EXPIRED_SESSIONS, (now - self.idle_seconds, now - self.max_seconds))
         key = _sha256(cookie)
         rows = self._run(
-            "SELECT sessions.user, sessions.csrf FROM sessions JOIN users ON users.name = sessions.user "
-            "WHERE sessions.id_sha256 = ?",
+            _SESSION,
             (key,),
         )
         if not rows:
             return None
-        self._change("UPDATE sessions SET last_seen = ? WHERE id_sha256 = ?", (now, key))
+        self._change(_SESSION_SEEN, (now, key))
         return Session(rows[0][0], rows[0][1])
 
     def close_session(self, cookie: str) -> None:
-        self._change("DELETE FROM sessions WHERE id_sha256 = ?", (_sha256(cookie),))
+        self._change(_CLOSE_SESSION, (_sha256(cookie),))
