@@ -88,3 +88,23 @@ def test_a_failing_run_is_logged_and_the_next_request_runs_again(caplog: pytest.
         task.request()
         assert ran.acquire(timeout=10)  # the thread survived the failed run and ran again
     assert "results-page failed" in caplog.text and "disk full" in caplog.text
+
+
+def test_one_request_runs_once_in_a_named_daemon_thread_and_the_spacing_defaults_to_a_second() -> None:
+    """A run takes the request with it: closing after it has run does no more work. The thread carries the task's
+    name and never holds the process open."""
+    calls: list[int] = []
+    ran = threading.Event()
+
+    def work() -> None:
+        calls.append(1)
+        ran.set()
+
+    task = CoalescedTask(work, "results-page")
+    assert task.spacing == 1.0
+    (thread,) = [thread for thread in threading.enumerate() if thread.name == "results-page"]
+    assert thread.daemon
+    task.request()
+    assert ran.wait(10)
+    task.close()
+    assert calls == [1]

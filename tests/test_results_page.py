@@ -222,3 +222,18 @@ def test_the_page_shows_the_devices_suggestions_and_says_which_regions_it_propos
     assert "no suggestions: the film&#x27;s pixel spacing is unknown (fake)" in text
     assert "A (proposed by the device)</td>" in text
     assert text.count("a mass the device did not propose was not assessed") == 1
+
+
+def test_the_thresholds_meaning_is_read_from_the_test_metrics_or_left_out() -> None:
+    from edge_app.report.page import operating_point
+
+    test = {"n_images": 120, "sensitivity": 0.8512, "specificity": 0.604}
+    assert operating_point({"test": test}) == (
+        "on the held-out test split (120 images) this threshold gave sensitivity 0.85 and specificity 0.60"
+    )
+    assert operating_point({"test": {"sensitivity": 0.9, "specificity": 0.5}}).startswith(
+        "on the held-out test split (? images) this threshold gave sensitivity 0.90"
+    )
+    for partial in ({"sensitivity": 0.9}, {"specificity": 0.5}, {}):
+        assert operating_point({"test": partial}) == ""
+    assert operating_point({}) == "" and operating_point({"test": None}) == ""

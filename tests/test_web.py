@@ -827,3 +827,19 @@ def test_the_scans_list_filters_refused_and_unfinished_scans_and_the_journal_nam
     assert listed == {"rejected": [rejected_id], "waiting": [waiting.scan_id], "needs_roi": [site.film_id]}
     with pytest.raises(ValueError, match=r"^unknown status 'odd'$"):
         site.journal.listed("odd", 10)
+
+
+def test_the_submission_queue_makes_its_folder_removes_once_and_names_a_bad_id(tmp_path: Path) -> None:
+    from edge_app.errors import IngestError
+    from edge_app.service.submissions import Submission
+
+    queue = SubmissionQueue(tmp_path / "state" / "not-yet")  # its folder and the ones above made on the first put
+    scan_id = new_scan_id()
+    queue.put(Submission(scan_id, new_scan_id(), "film.dcm", "film.dcm", CIRCLE, "reader1", 1.0))
+    assert queue.pending() == [scan_id]
+    queue.remove(scan_id)
+    queue.remove(scan_id)  # taken twice (a restart between the claim and the removal): nothing to remove
+    assert queue.pending() == []
+    with pytest.raises(IngestError) as refused:
+        queue.read("../x")
+    assert str(refused.value) == "'../x' is not a scan id"
