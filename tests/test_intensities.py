@@ -143,3 +143,15 @@ def test_a_header_window_one_wide_is_kept_and_monochrome1_inverts_it() -> None:
     found = decode_intensities(encode(dataset))
     assert (found.centre, found.width, found.invert) == (100.0, 1.0, True)
     assert found.windowed(2047.5, 0.5).shape == (16, 16)  # any width above 0 is a window
+
+
+def test_the_film_reader_refuses_a_film_over_the_devices_pixel_limit_as_the_decoder_does(tmp_path: Path) -> None:
+    from edge_app.errors import TooManyPixelsError
+
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    (archive / "film.dcm").write_bytes(encode(mammogram(RAMP12)))
+    height, width = RAMP12.shape
+    assert FilmReader(archive, max_pixels=height * width).film("film.dcm").picture.shape == (height, width)
+    with pytest.raises(TooManyPixelsError, match=rf"over the limit of {height * width - 1:,}$"):
+        FilmReader(archive, max_pixels=height * width - 1).film("film.dcm")

@@ -231,3 +231,17 @@ def test_once_lists_the_suggestions_under_a_film_left_needs_roi_and_why_a_film_g
     assert why.endswith(
         "no suggestions: the film's pixel spacing 1 mm is outside the 0.05-0.5 mm the detector was trained on"
     )
+
+
+def test_a_suggestion_is_written_to_a_tenth_of_a_pixel_and_its_score_to_six_places(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from edge_app.detect import Candidate
+    from edge_app.regions import Region
+
+    analyser = _analyser(tmp_path, RegionsSection(propose="suggest"))
+    analysis = analyser.analyse(encode(mammogram(_film_pixels())), "film.dcm")
+    placed = replace(analysis, suggestions=(Candidate(Region("A", 123.456, 78.949, 45.678), 0.12345678),))
+    assert _document(placed, analyser)["suggestions"] == [
+        {"label": "A", "x": 123.5, "y": 78.9, "radius": 45.7, "score": 0.123457}
+    ]
