@@ -421,6 +421,7 @@ def test_a_results_page_is_served_with_its_own_inline_code_allowed_by_hash_and_n
     (results / "page.html").write_bytes(b"<p><style>p{}</style><script>go()</script><script>more()</script></p>")
     page = site.client.get("/results/page.html")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.content == (results / "page.html").read_bytes()
     policy = page.headers["content-security-policy"]
     scripts = f"script-src 'self' {_hash_source(b'go()')} {_hash_source(b'more()')};"
     assert scripts in policy and f"style-src 'self' {_hash_source(b'p{}')};" in policy
@@ -843,3 +844,43 @@ def test_the_submission_queue_makes_its_folder_removes_once_and_names_a_bad_id(t
     with pytest.raises(IngestError) as refused:
         queue.read("../x")
     assert str(refused.value) == "'../x' is not a scan id"
+
+
+def test_a_successful_login_clears_the_accounts_failures_and_not_the_addresss(site: Site) -> None:
+    throttle = site.client.app.state.web.throttle  # type: ignore[attr-defined]
+    for _ in range(2):
+        site.client.post("/api/session", json={"user": "reader1", "password": "guess guess!"})
+    assert site.client.post("/api/session", json={"user": "reader1", "password": PASSWORD}).status_code == 200
+    site.client.post("/api/session", json={"user": "reader1", "password": "guess guess!"})
+    assert throttle.retry_after(["user:reader1"]) is None  # one failure since the login counts, not three
+    assert throttle.retry_after(["address:testclient"]) == 60  # the address's three stay: guessing across accounts
+
+
+def test_a_logout_ends_the_session_on_the_device_not_only_in_the_browser(site: Site) -> None:
+    csrf = site.login()
+    cookie = site.client.cookies["mammo_session"]
+    assert site.client.delete("/api/session", headers={"X-CSRF-Token": csrf}).status_code == 204
+    site.client.cookies.set("mammo_session", cookie)  # the old cookie, kept by a copy of the browser's
+    assert site.client.get("/api/session").status_code == 401
+
+
+def test_an_unfinished_scan_shows_no_result_yet_and_an_unknown_one_is_a_404(site: Site) -> None:
+    site.login()
+    record = site.journal.insert(received("arriving.png"))
+    record = site.journal.advance(record, ScanState.CLAIMED)
+    record = site.journal.advance(record, ScanState.ANALYSED, result_stem="arriving", status="classified")
+    assert record.result_file is not None  # named already, written only when the scan finishes
+    detail = site.client.get(f"/api/scans/{record.scan_id}").json()
+    assert detail["result"] is None and detail["scan"]["result"] is None and detail["scan"]["state"] == "analysed"
+    unknown = site.client.get(f"/api/scans/{new_scan_id()}")
+    assert unknown.status_code == 404 and unknown.json() == {"error": "not found: no such scan"}
+
+
+def test_a_body_that_is_not_json_or_too_long_is_refused_in_words(site: Site) -> None:
+    not_json = site.client.post("/api/session", content=b"user=reader1", headers={"content-type": "text/plain"})
+    assert not_json.status_code == 415
+    assert not_json.json() == {"error": "the body must be JSON (Content-Type: application/json)"}
+    long = site.client.post(
+        "/api/session", content=b"{" + b" " * 5000 + b"}", headers={"content-type": "application/json"}
+    )
+    assert long.status_code == 413 and long.json() == {"error": "the body may be at most 4,096 bytes"}

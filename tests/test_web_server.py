@@ -90,3 +90,41 @@ def test_serve_refuses_when_the_web_app_is_off_and_binds_nothing(tmp_path: Path)
     with pytest.raises(ConfigError, match=refusal):
         serve(config, threading.Event())
     assert not web_folder(config).exists()
+
+
+def test_serve_hands_uvicorn_its_address_certificate_and_no_access_log_or_server_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the server is built with: the configured address, port and certificate, no access log (paths name
+    scans), no Server header, no proxy headers believed, no lifespan."""
+    import edge_app.web.server as server_module
+
+    built: dict[str, object] = {}
+
+    class BuiltError(Exception):
+        """Raised once the settings are made: nothing is served."""
+
+    def settings(app: object, **arguments: object) -> None:
+        built.update(arguments)
+        raise BuiltError
+
+    monkeypatch.setattr(server_module.uvicorn, "Config", settings)
+    tls = {"tls_cert": str(tmp_path / "cert.pem"), "tls_key": str(tmp_path / "key.pem")}
+    config = _config(tmp_path, enabled=True, bind_address="10.0.0.5", port=8443, **tls)
+    with pytest.raises(BuiltError):
+        serve(config, threading.Event())
+    assert built == {
+        "host": "10.0.0.5",
+        "port": 8443,
+        "ssl_certfile": tls["tls_cert"],
+        "ssl_keyfile": tls["tls_key"],
+        "log_config": None,
+        "access_log": False,
+        "server_header": False,
+        "proxy_headers": False,
+        "lifespan": "off",
+    }
+    built.clear()
+    with pytest.raises(BuiltError):
+        serve(_config(tmp_path, enabled=True, port=8080), threading.Event())
+    assert (built["host"], built["ssl_certfile"], built["ssl_keyfile"]) == ("127.0.0.1", None, None)
