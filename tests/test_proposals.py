@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -18,6 +20,7 @@ from jsonschema import validate
 
 import edge_app.model as model_module
 from edge_app.config import Config, IngestSection, PathsSection, RegionsSection
+from edge_app.decode import decode_bytes
 from edge_app.errors import BundleError
 from edge_app.manifest import load_manifest
 from edge_app.model import EdgeModel
@@ -234,8 +237,6 @@ def test_once_lists_the_suggestions_under_a_film_left_needs_roi_and_why_a_film_g
 
 
 def test_a_suggestion_is_written_to_a_tenth_of_a_pixel_and_its_score_to_six_places(tmp_path: Path) -> None:
-    from dataclasses import replace
-
     from edge_app.detect import Candidate
     from edge_app.regions import Region
 
@@ -245,3 +246,50 @@ def test_a_suggestion_is_written_to_a_tenth_of_a_pixel_and_its_score_to_six_plac
     assert _document(placed, analyser)["suggestions"] == [
         {"label": "A", "x": 123.5, "y": 78.9, "radius": 45.7, "score": 0.123457}
     ]
+
+
+def test_square_pixels_and_the_trained_spacings_are_judged_at_their_edges() -> None:
+    """Row and column spacing 1% apart are still one spacing, 2% are not; a film at either end of the trained range
+    is in scope."""
+    from edge_app.decode import DecodedImage
+    from edge_app.detect import DetectorInput
+    from edge_app.manifest import DetectorSpec
+    from edge_app.proposals import film_spacing, out_of_scope
+
+    def film(row: float, column: float) -> DecodedImage:
+        return DecodedImage(np.zeros((4, 4), np.uint8), "DICOM", (row, column), None, None, None)
+
+    assert film_spacing(film(99.0, 100.0)) == 99.5  # exactly 1% of the larger: one spacing
+    assert film_spacing(film(0.1, 0.102)) is None
+    assert film_spacing(film(0.1, 0.1)) == 0.1
+    spec = DetectorSpec(DetectorInput(), 0.05, 0.2)
+    assert out_of_scope(film(0.05, 0.05), spec) is None and out_of_scope(film(0.2, 0.2), spec) is None
+    assert out_of_scope(film(0.21, 0.21), spec) == (
+        "the film's pixel spacing 0.21 mm is outside the 0.05-0.2 mm the detector was trained on"
+    )
+
+
+def test_a_detector_names_its_file_times_itself_in_milliseconds_and_refuses_missing_outputs_in_words(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edge_app.proposals as proposals_module
+
+    bundle = write_fake_bundle(tmp_path / "bundle", detector=True)
+    manifest = load_manifest(bundle)
+    detector = FilmDetector.load(bundle, manifest, FAKE_RUNTIME, 1)
+    assert detector is not None and detector.name == "detector_float32.tflite"
+    ticks = iter([10.0, 10.25, 20.0])  # a start and an end, then the start of a film not looked at
+    monkeypatch.setattr(proposals_module, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
+    proposal = detector.propose(decode_bytes(encode(mammogram(_film_pixels()))), 4, 0.1)
+    assert proposal.detect_ms == 250.0 and proposal.reason is None
+    far = decode_bytes(encode(mammogram(_film_pixels(), PixelSpacing=[1.0, 1.0], ImagerPixelSpacing=[1.0, 1.0])))
+    assert detector.propose(far, 4, 0.1).detect_ms == 0.0  # not looked at
+    interpreter = detector._interpreter
+    assert manifest.detector is not None
+    with pytest.raises(BundleError) as missing:
+        FilmDetector(manifest.detector, "detector.tflite", {"heat": 0}, interpreter)
+    assert str(missing.value) == "detector.tflite lists no 'log_radius' output in the manifest"
+    small = replace(manifest.detector, input=replace(manifest.detector.input, stride=8))
+    with pytest.raises(BundleError) as wrong:
+        FilmDetector(small, "detector.tflite", detector.outputs, interpreter)
+    assert str(wrong.value).startswith("detector.tflite output 'heat' is (1, 16, 12, 1), the canvas makes (8, 6) cells")

@@ -10,13 +10,16 @@ import socket
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dicomnode import free_port
 
 from edge_app.config import Config, PathsSection, WebSection
 from edge_app.errors import ConfigError
+from edge_app.web.accounts import AccountStore
 from edge_app.web.app import web_folder
 from edge_app.web.server import accounts_for, serve
 
@@ -104,8 +107,8 @@ def test_serve_hands_uvicorn_its_address_certificate_and_no_access_log_or_server
     class BuiltError(Exception):
         """Raised once the settings are made: nothing is served."""
 
-    def settings(app: object, **arguments: object) -> None:
-        built.update(arguments)
+    def settings(app: Any, **arguments: object) -> None:
+        built.update(arguments, accounts=app.state.accounts)
         raise BuiltError
 
     monkeypatch.setattr(server_module.uvicorn, "Config", settings)
@@ -113,6 +116,8 @@ def test_serve_hands_uvicorn_its_address_certificate_and_no_access_log_or_server
     config = _config(tmp_path, enabled=True, bind_address="10.0.0.5", port=8443, **tls)
     with pytest.raises(BuiltError):
         serve(config, threading.Event())
+    accounts = built.pop("accounts")
+    assert isinstance(accounts, AccountStore) and accounts.users() == []
     assert built == {
         "host": "10.0.0.5",
         "port": 8443,
@@ -128,3 +133,34 @@ def test_serve_hands_uvicorn_its_address_certificate_and_no_access_log_or_server
     with pytest.raises(BuiltError):
         serve(_config(tmp_path, enabled=True, port=8080), threading.Event())
     assert (built["host"], built["ssl_certfile"], built["ssl_keyfile"]) == ("127.0.0.1", None, None)
+
+
+def test_serve_warns_only_when_nobody_could_log_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No account and no token: nobody can log in, said at the start; an account alone, or a token alone, is
+    someone."""
+    import edge_app.web.server as server_module
+
+    class BuiltError(Exception):
+        """Raised once the settings are made: nothing is served."""
+
+    def settings(app: Any, **arguments: object) -> None:
+        raise BuiltError
+
+    monkeypatch.setattr(server_module.uvicorn, "Config", settings)
+    warning = "no account or token yet: nobody can log in (mammo-edge web-user add NAME)"
+    setups: dict[str, Callable[[AccountStore], object]] = {
+        "nobody": lambda store: None,
+        "a token": lambda store: store.add_token("ris-bridge"),
+        "an account": lambda store: store.add_user("reader1", "a long passphrase"),
+    }
+    for name, setup in setups.items():
+        config = _config(tmp_path / name.replace(" ", "-"), enabled=True, port=8080)
+        store = accounts_for(config)
+        setup(store)
+        store.close()
+        caplog.clear()
+        with pytest.raises(BuiltError):
+            serve(config, threading.Event())
+        assert (warning in caplog.text) == (name == "nobody"), name
