@@ -32,6 +32,7 @@ CHANNELS = 2
 BACKBONES = ("densenet121", "resnet50")
 FAKE_DETECTOR = DetectorInput(spacing_mm=0.8, canvas=(64, 48), stride=4)
 FAKE_RADIUS = 6.0
+DETECTOR_FILM_MASS = (300, 200, 30)  # x, y, radius in film pixels (0.1 mm: a 6 mm mass)
 
 
 def fake_logit(pixels: np.ndarray) -> float:
@@ -275,3 +276,14 @@ def _fake_selftest(bundle: Path, size: int, variants: tuple[str, ...], temperatu
         answers[variant] = calibrated_probabilities(logits, temperature)
     keras = np.array([fake_probability(image[..., 0], temperature) for image in images])
     return write_selftest(bundle, SelfTestSample(images, keras, answers))
+
+
+def detector_film() -> np.ndarray:
+    """A 0.1 mm film for the fake detector, 480 x 360 px: tissue brightening towards the chest wall (no flat plateau
+    to peak on), a bright mass (`DETECTOR_FILM_MASS`), and air."""
+    rows, columns = np.mgrid[0:480, 0:360].astype(np.float32)
+    tissue = (columns / 330) ** 2 + ((rows - 240) / 220) ** 2 <= 1
+    film = np.where(tissue, 1800 - columns * 2 + rows * 0.5, 40).astype(np.uint16)
+    x, y, radius = DETECTOR_FILM_MASS
+    film[(columns - x) ** 2 + (rows - y) ** 2 <= radius**2] = 3900
+    return film

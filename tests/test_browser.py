@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,17 +14,15 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from chromium import CHROMIUM, NO_CHROMIUM, NO_PLAYWRIGHT, launch
 from fakemodel import write_fake_bundle
 from pages import results_with_every_status
 
 from edge_app.manifest import load_manifest
 from edge_app.report.page import CARD, INDEX, PAGES, read_audit
 
-playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: `make test` installs it")
-CHROMIUM = os.environ.get("MAMMO_TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no Chromium here (Debian's `chromium` package: `make test` installs it)"
-)
+playwright = pytest.importorskip("playwright.sync_api", reason=NO_PLAYWRIGHT)
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
 
 
 class Visit:
@@ -62,7 +59,7 @@ class Visit:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     with playwright.sync_playwright() as driver:
-        launched = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        launched = launch(driver)
         yield launched
         launched.close()
 

@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 import pytest
 from dicomfiles import encode, mammogram
-from fakemodel import FAKE_RUNTIME, write_fake_bundle
+from fakemodel import DETECTOR_FILM_MASS as MASS
+from fakemodel import FAKE_RUNTIME, detector_film, write_fake_bundle
 from jsonschema import validate
 
 import edge_app.model as model_module
@@ -32,24 +33,12 @@ from edge_app.service.lifecycle import ScanState, advance, received
 from edge_app.service.writer import result_document
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "edge_app" / "schemas" / "result.schema.json").read_text())
-MASS = (300, 200, 30)  # x, y, radius in film pixels (0.1 mm: a 6 mm mass)
 
 
 @pytest.fixture(autouse=True)
 def fake_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(model_module, "load_runtime", lambda name: FAKE_RUNTIME)
     yield
-
-
-def _film_pixels() -> np.ndarray:
-    """A 0.1 mm film, 480 x 360 px: tissue brightening towards the chest wall (no flat plateau to peak on), a bright
-    mass, and air."""
-    rows, columns = np.mgrid[0:480, 0:360].astype(np.float32)
-    tissue = (columns / 330) ** 2 + ((rows - 240) / 220) ** 2 <= 1
-    film = np.where(tissue, 1800 - columns * 2 + rows * 0.5, 40).astype(np.uint16)
-    x, y, radius = MASS
-    film[(columns - x) ** 2 + (rows - y) ** 2 <= radius**2] = 3900
-    return film
 
 
 def _analyser(tmp_path: Path, regions: RegionsSection, detector: bool = True) -> ModelAnalyser:
@@ -68,7 +57,7 @@ def _document(analysis: Analysis, analyser: ModelAnalyser) -> dict[str, object]:
 
 def test_a_film_without_regions_is_answered_needs_roi_with_the_detectors_suggestions(tmp_path: Path) -> None:
     analyser = _analyser(tmp_path, RegionsSection(propose="suggest", max_candidates=4, min_score=0.9))
-    analysis = analyser.analyse(encode(mammogram(_film_pixels())), "film.dcm")
+    analysis = analyser.analyse(encode(mammogram(detector_film())), "film.dcm")
     assert analysis.status == NEEDS_ROI and analysis.regions == () and analysis.suggestions_reason is None
     (first,) = analysis.suggestions  # the mass, and nothing else as bright
     x, y, _ = MASS
@@ -89,7 +78,7 @@ def test_a_film_without_regions_is_answered_needs_roi_with_the_detectors_suggest
 
 def test_at_most_max_candidates_are_suggested_highest_first(tmp_path: Path) -> None:
     analyser = _analyser(tmp_path, RegionsSection(propose="suggest", max_candidates=3, min_score=0.0))
-    suggestions = analyser.analyse(encode(mammogram(_film_pixels())), "film.dcm").suggestions
+    suggestions = analyser.analyse(encode(mammogram(detector_film())), "film.dcm").suggestions
     assert [candidate.region.label for candidate in suggestions] == ["A", "B", "C"]
     scores = [candidate.score for candidate in suggestions]
     assert scores == sorted(scores, reverse=True) and scores[0] >= 0.9
@@ -97,7 +86,7 @@ def test_at_most_max_candidates_are_suggested_highest_first(tmp_path: Path) -> N
 
 def test_in_answer_mode_each_proposed_region_is_classified_as_the_devices(tmp_path: Path) -> None:
     analyser = _analyser(tmp_path, RegionsSection(propose="answer", max_candidates=4, min_score=0.9))
-    analysis = analyser.analyse(encode(mammogram(_film_pixels())), "film.dcm")
+    analysis = analyser.analyse(encode(mammogram(detector_film())), "film.dcm")
     assert analysis.status == CLASSIFIED and analysis.suggestions == ()
     (region,) = analysis.regions
     assert (region.marked_by, region.marked_as, region.reader) == ("device", "circle", None)
@@ -108,7 +97,7 @@ def test_in_answer_mode_each_proposed_region_is_classified_as_the_devices(tmp_pa
 
 def test_in_answer_mode_a_film_with_no_candidate_stays_needs_roi_and_says_why(tmp_path: Path) -> None:
     analyser = _analyser(tmp_path, RegionsSection(propose="answer", max_candidates=4, min_score=1.0))
-    film = _film_pixels()
+    film = detector_film()
     film[film == 3900] = 1900  # no mass
     analysis = analyser.analyse(encode(mammogram(film)), "film.dcm")
     assert analysis.status == NEEDS_ROI and analysis.suggestions == ()
@@ -137,7 +126,7 @@ def test_a_film_outside_the_detectors_scope_gets_no_suggestions_and_the_reason(
     tmp_path: Path, film: object, reason: str
 ) -> None:
     analyser = _analyser(tmp_path, RegionsSection())
-    analysis = analyser.analyse(film(_film_pixels()), "film.dcm")  # type: ignore[operator]
+    analysis = analyser.analyse(film(detector_film()), "film.dcm")  # type: ignore[operator]
     assert analysis.status == NEEDS_ROI and analysis.suggestions == () and analysis.suggestions_reason == reason
     _document(analysis, analyser)
 
@@ -145,7 +134,7 @@ def test_a_film_outside_the_detectors_scope_gets_no_suggestions_and_the_reason(
 @pytest.mark.parametrize("detector", [False, True], ids=["no_detector", "proposing_off"])
 def test_without_a_detector_or_with_proposing_off_a_film_is_needs_roi_as_before(tmp_path: Path, detector: bool) -> None:
     analyser = _analyser(tmp_path, RegionsSection(propose="off"), detector=detector)
-    analysis = analyser.analyse(encode(mammogram(_film_pixels())), "film.dcm")
+    analysis = analyser.analyse(encode(mammogram(detector_film())), "film.dcm")
     assert (analysis.status, analysis.suggestions, analysis.suggestions_reason) == (NEEDS_ROI, (), None)
     document = _document(analysis, analyser)
     assert (document["suggestions"], document["suggestions_reason"]) == ([], None)
@@ -217,8 +206,8 @@ def test_once_lists_the_suggestions_under_a_film_left_needs_roi_and_why_a_film_g
     bundle = write_fake_bundle(tmp_path / "bundle", patch_side_px=(48, 64), detector=True)
     films = tmp_path / "films"
     films.mkdir()
-    (films / "film.dcm").write_bytes(encode(mammogram(_film_pixels())))
-    far = mammogram(_film_pixels(), PixelSpacing=[1.0, 1.0], ImagerPixelSpacing=[1.0, 1.0])
+    (films / "film.dcm").write_bytes(encode(mammogram(detector_film())))
+    far = mammogram(detector_film(), PixelSpacing=[1.0, 1.0], ImagerPixelSpacing=[1.0, 1.0])
     (films / "far.dcm").write_bytes(encode(far))
     command = ["once", "--model", str(bundle), "--variant", "float32", "--results", str(tmp_path / "out")]
     assert main([*command, str(films / "far.dcm"), str(films / "film.dcm")]) == 1  # neither classified
@@ -241,7 +230,7 @@ def test_a_suggestion_is_written_to_a_tenth_of_a_pixel_and_its_score_to_six_plac
     from edge_app.regions import Region
 
     analyser = _analyser(tmp_path, RegionsSection(propose="suggest"))
-    analysis = analyser.analyse(encode(mammogram(_film_pixels())), "film.dcm")
+    analysis = analyser.analyse(encode(mammogram(detector_film())), "film.dcm")
     placed = replace(analysis, suggestions=(Candidate(Region("A", 123.456, 78.949, 45.678), 0.12345678),))
     assert _document(placed, analyser)["suggestions"] == [
         {"label": "A", "x": 123.5, "y": 78.9, "radius": 45.7, "score": 0.123457}
@@ -280,9 +269,9 @@ def test_a_detector_names_its_file_times_itself_in_milliseconds_and_refuses_miss
     assert detector is not None and detector.name == "detector_float32.tflite"
     ticks = iter([10.0, 10.25, 20.0])  # a start and an end, then the start of a film not looked at
     monkeypatch.setattr(proposals_module, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
-    proposal = detector.propose(decode_bytes(encode(mammogram(_film_pixels()))), 4, 0.1)
+    proposal = detector.propose(decode_bytes(encode(mammogram(detector_film()))), 4, 0.1)
     assert proposal.detect_ms == 250.0 and proposal.reason is None
-    far = decode_bytes(encode(mammogram(_film_pixels(), PixelSpacing=[1.0, 1.0], ImagerPixelSpacing=[1.0, 1.0])))
+    far = decode_bytes(encode(mammogram(detector_film(), PixelSpacing=[1.0, 1.0], ImagerPixelSpacing=[1.0, 1.0])))
     assert detector.propose(far, 4, 0.1).detect_ms == 0.0  # not looked at
     interpreter = detector._interpreter
     assert manifest.detector is not None

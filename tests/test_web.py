@@ -18,16 +18,13 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from argon2 import PasswordHasher
 from dicomfiles import encode, mammogram
-from fakemodel import write_fake_bundle
+from fakedevice import FAST_HASHER, fake_device
 from starlette.testclient import TestClient
 
 import edge_app.web.throttle as throttle_module
-from edge_app.config import Config, IngestSection, ModelSection, PathsSection, WebSection
+from edge_app.config import Config, PathsSection, WebSection
 from edge_app.decode import decode_bytes
-from edge_app.model import EdgeModel
-from edge_app.scope import ScopeLimits
 from edge_app.service.analyse import ModelAnalyser, Sidecar
 from edge_app.service.daemon import build_pipeline, journal_path
 from edge_app.service.journal import Journal
@@ -40,7 +37,6 @@ from edge_app.web.guard import CSP, SecurityHeaders, inline_hashes, page_policy
 from edge_app.web.throttle import LoginThrottle
 
 PASSWORD = "correct horse battery"
-FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)  # Argon2id, cheap enough for tests
 
 
 class FakeClock:
@@ -99,31 +95,29 @@ def _film(seed: int = 3) -> bytes:
 
 @pytest.fixture
 def site(tmp_path: Path, fake_runtime: None) -> Iterator[Site]:
-    bundle = write_fake_bundle(tmp_path / "bundle", patch_side_px=(48, 64))
-    paths = PathsSection(*(tmp_path / name for name in ("inbox", "results", "archive", "quarantine", "state", "out")))
-    config = Config(
-        model=ModelSection(bundle=bundle, threads=1),
-        paths=paths,
-        ingest=IngestSection(settle_seconds=0.0, sidecar_wait=0.0),
-        web=WebSection(enabled=True),
-    )
-    model = EdgeModel.load(bundle, "float32", "auto", 1)
-    analyser = ModelAnalyser(model, config.ingest.max_pixels, ScopeLimits.resolve(model.manifest.scope))
-    journal = Journal(journal_path(config))
-    pipeline = build_pipeline(config, journal, analyser)
+    device = fake_device(tmp_path)
     film = _film()
-    (paths.inbox / "film.dcm").write_bytes(film)
-    record = pipeline.take(paths.inbox / "film.dcm")
+    record = device.answer("film.dcm", film)
     assert record.status == "needs_roi" and record.state is ScanState.ARCHIVED
     clock = FakeClock()
-    accounts = AccountStore(web_folder(config) / "accounts.sqlite3", hasher=FAST_HASHER, clock=clock)
+    accounts = AccountStore(web_folder(device.config) / "accounts.sqlite3", hasher=FAST_HASHER, clock=clock)
     for name in ("reader1", "reader2"):
         accounts.add_user(name, PASSWORD)
-    app = create_app(config, accounts, LoginThrottle(attempts=3, window_seconds=60, clock=clock))
+    app = create_app(device.config, accounts, LoginThrottle(attempts=3, window_seconds=60, clock=clock))
     with TestClient(app) as client:
-        yield Site(config, client, accounts, journal, pipeline, analyser, record.scan_id, film, clock)
+        yield Site(
+            device.config,
+            client,
+            accounts,
+            device.journal,
+            device.pipeline,
+            device.analyser,
+            record.scan_id,
+            film,
+            clock,
+        )
     accounts.close()
-    journal.close()
+    device.journal.close()
 
 
 CIRCLE = {"regions": [{"label": "A", "x": 200, "y": 150, "radius": 30}]}

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chromium import watched_page
 from conftest import REPO, edge_python, shipped_variant, write_daemon_config
 from dicomnode import free_port
 
 pytestmark = pytest.mark.slow
-CHROMIUM = os.environ.get("MAMMO_TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 PASSWORD = "a reader's long password"
 SCREENSHOT = REPO / "docs" / "marking-view.png"
 
@@ -121,21 +121,8 @@ def device(bundle: Path, tmp_path: Path) -> Iterator[Device]:
 
 @pytest.fixture
 def page(device: Device) -> Iterator[Any]:
-    playwright = pytest.importorskip(
-        "playwright.sync_api", reason="playwright is not installed: `make test` installs it"
-    )
-    if CHROMIUM is None:
-        pytest.skip("no Chromium here (Debian's `chromium` package: `make test` installs it)")
-    with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        context = browser.new_context(viewport={"width": 1280, "height": 1000})
-        opened = context.new_page()
-        errors: list[str] = []
-        opened.on("pageerror", lambda error: errors.append(str(error)))
-        opened.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    with watched_page() as opened:
         yield opened
-        assert errors == []
-        browser.close()
 
 
 def _log_in_and_open_the_film(page: Any, device: Device) -> None:
