@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from dicomnode import free_port, needs_dcmtk, storescp
+from notifysocket import notify_socket
 from pydicom.uid import (
     ComprehensiveSRStorage,
     ExplicitVRLittleEndian,
@@ -200,32 +200,20 @@ def test_the_forwarder_offers_both_little_endian_syntaxes_and_waits_its_timeout(
     assert (ae.acse_timeout, ae.dimse_timeout, ae.network_timeout, ae.connection_timeout) == (7.5, 7.5, 7.5, 7.5)
 
 
-def _notifications(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, watchdog_usec: int, until: str) -> list[str]:
-    """What `Forwarder.run` tells systemd, on a socket as systemd's, from READY until `until` arrives and it stops."""
+def _notifications(folder: Path, monkeypatch: pytest.MonkeyPatch, watchdog_usec: int, until: str) -> list[str]:
+    """What `Forwarder.run` tells systemd from READY until `until` arrives and it stops."""
     monkeypatch.setattr(forward, "TICK_SECONDS", 0.02)
-    tmp_path.mkdir()
-    address = tmp_path / "notify.sock"
-    messages: list[str] = []
     stopping = threading.Event()
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
-        receiver.bind(str(address))
-        receiver.settimeout(10)
-        monkeypatch.setenv("NOTIFY_SOCKET", str(address))
-        monkeypatch.setenv("WATCHDOG_USEC", str(watchdog_usec))
-        monkeypatch.delenv("WATCHDOG_PID", raising=False)
-        forwarder = Forwarder(DicomSection(), Outbox(tmp_path / "outbox"))
+    with notify_socket(folder, monkeypatch, watchdog_usec) as systemd:
+        forwarder = Forwarder(DicomSection(), Outbox(folder / "outbox"))
         thread = threading.Thread(target=forwarder.run, args=(stopping,), name="forwarder")
         thread.start()
         try:
-            while until not in messages:
-                messages.append(receiver.recv(4096).decode())
+            messages = systemd.until(until)
         finally:
             stopping.set()
             thread.join(10)
-        messages.append(receiver.recv(4096).decode())
-        while messages[-1] != "STOPPING=1":
-            messages.append(receiver.recv(4096).decode())
-    return messages
+        return messages + systemd.until("STOPPING=1")
 
 
 def test_the_forwarder_tells_systemd_it_is_ready_its_outbox_alive_and_stopping(

@@ -5,10 +5,13 @@ mid-transfer that the sender sees and a re-send repairs, Segmentations turned in
 from __future__ import annotations
 
 import io
+import logging
 import os
 import signal
 import subprocess
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import highdicom as hd
@@ -17,8 +20,16 @@ import pydicom
 import pytest
 from dicomfiles import encode, mammogram, measurement_report
 from dicomnode import SENDER, echoscu, listening, needs_dcmtk, node_config, storescu, wait_for_port
+from notifysocket import notify_socket
 from pydicom.pixels.encoders.base import get_encoder
-from pydicom.uid import CTImageStorage, JPEG2000Lossless, JPEGLSLossless, RLELossless, generate_uid
+from pydicom.uid import (
+    CTImageStorage,
+    JPEG2000Lossless,
+    JPEGLSLossless,
+    RLELossless,
+    SecondaryCaptureImageStorage,
+    generate_uid,
+)
 from pynetdicom import AE
 
 from edge_app.cli import main
@@ -28,6 +39,7 @@ from edge_app.dicom import listen
 from edge_app.dicom.listen import StorageListener, decodable_syntaxes, is_uid
 from edge_app.dicomregions import seg_regions, sr_regions
 from edge_app.errors import ConfigError
+from edge_app.fsutil import TEMP_SUFFIX
 from edge_app.service.daemon import journal_path
 from edge_app.service.journal import Journal
 from edge_app.service.lifecycle import received
@@ -63,6 +75,30 @@ def test_the_listener_is_off_unless_enabled_and_lets_nobody_in_by_default(
     assert "[dicom] enabled is false: the DICOM listener is off" in capsys.readouterr().err
     assert main(["dicom-forward", "--config", str(config)]) == 2
     assert "[dicom.forward] host is empty: there is nowhere to forward to" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("watchdog_usec", [100_000, 60_000_000])
+def test_the_listener_tells_systemd_it_is_ready_alive_and_stopping_and_clears_only_its_own_cut_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, watchdog_usec: int
+) -> None:
+    monkeypatch.setattr(listen, "TICK_SECONDS", 0.02)
+    pinged = watchdog_usec == 100_000  # a ping every 0.05 s; the other, every 30 s
+    config = node_config(tmp_path)
+    config.paths.inbox.mkdir(parents=True)
+    cut = config.paths.inbox / f".{generate_uid()}.dcm{TEMP_SUFFIX}"  # a kill mid-transfer left it
+    dropped = config.paths.inbox / f".scan.png{TEMP_SUFFIX}"  # someone else's copy into the inbox, still running
+    for path in (cut, dropped):
+        path.write_bytes(b"partial")
+    with notify_socket(tmp_path, monkeypatch, watchdog_usec) as systemd:
+        with listening(config):
+            assert systemd.until("READY=1") == ["READY=1"]
+            assert not cut.exists() and dropped.read_bytes() == b"partial"
+            if pinged:  # and the loop keeps pinging
+                assert systemd.until("WATCHDOG=1") + systemd.until("WATCHDOG=1") == ["WATCHDOG=1", "WATCHDOG=1"]
+            else:
+                time.sleep(0.2)  # ten ticks
+        stopped = systemd.until("STOPPING=1")
+    assert set(stopped[:-1]) <= ({"WATCHDOG=1"} if pinged else set())
 
 
 def test_uids_are_checked_before_they_become_file_names() -> None:
@@ -153,17 +189,69 @@ def test_compressed_mammograms_arrive_in_their_own_syntax_and_decode(tmp_path: P
 
 
 def test_a_full_disk_is_reported_to_the_sender_and_nothing_is_stored(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     def no_space(path: Path, data: bytes) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(listen, "atomic_write", no_space)
     dataset = pydicom.dcmread(_mammogram_file(tmp_path))
+    caplog.set_level(logging.ERROR, logger=listen.__name__)
     with listening(node_config(tmp_path)) as node:
         status = _send_with_pynetdicom(node.port, dataset)
         assert status == listen.OUT_OF_RESOURCES
         assert _stored(node.inbox) == []
+    assert caplog.messages == [
+        f"instance {dataset.SOPInstanceUID} from {SENDER} not stored: [Errno 28] No space left on device"
+    ]
+
+
+@dataclass
+class _Requestor:
+    ae_title: str = SENDER
+
+
+@dataclass
+class _Association:
+    requestor: _Requestor = field(default_factory=_Requestor)
+
+
+@dataclass
+class _Context:
+    abstract_syntax: str
+
+
+@dataclass
+class _StoreEvent:
+    """What pynetdicom hands `on_store`: the data set, the context it came in, who sent it, its encoded bytes."""
+
+    dataset: pydicom.Dataset
+    context: _Context
+    assoc: _Association = field(default_factory=_Association)
+
+    def __post_init__(self) -> None:
+        self.file_meta = self.dataset.file_meta
+        self.encoded = encode(self.dataset, self.file_meta.TransferSyntaxUID)
+
+    def encoded_dataset(self) -> bytes:
+        return self.encoded
+
+
+def test_an_instance_is_refused_unless_both_its_uids_match_the_request(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    listener = StorageListener(node_config(tmp_path).dicom, tmp_path / "inbox", tmp_path / "journal.sqlite3")
+    dataset = pydicom.dcmread(_mammogram_file(tmp_path))
+    other_class = _StoreEvent(dataset, _Context(SecondaryCaptureImageStorage))
+    caplog.set_level(logging.INFO, logger=listen.__name__)
+    assert listener.on_store(other_class) == listen.DATASET_DOES_NOT_MATCH
+    assert caplog.messages == [
+        f"instance from {SENDER} refused: its SOP class or instance UID does not match the request"
+    ]
+    assert listener.on_store(_StoreEvent(dataset, _Context(dataset.SOPClassUID))) == listen.SUCCESS
+    assert caplog.messages[-1] == f"received {dataset.SOPInstanceUID}.dcm from {SENDER}"
+    assert _stored(tmp_path / "inbox") == [f"{dataset.SOPInstanceUID}.dcm"]
+    listener.journal.close()
 
 
 def _send_with_pynetdicom(port: int, dataset: pydicom.Dataset) -> int:
@@ -223,7 +311,9 @@ def test_a_segmentation_becomes_the_region_sidecar_of_the_image_it_references(tm
 
 
 @pytest.mark.parametrize("layout", ["group", "measurement"])
-def test_a_measurement_report_becomes_the_region_sidecar_of_each_image_it_marks(tmp_path: Path, layout: str) -> None:
+def test_a_measurement_report_becomes_the_region_sidecar_of_each_image_it_marks(
+    tmp_path: Path, layout: str, caplog: pytest.LogCaptureFixture
+) -> None:
     first = pydicom.dcmread(_mammogram_file(tmp_path, 200, 160))
     second = pydicom.dcmread(_mammogram_file(tmp_path, 200, 161))
     circle = ("CIRCLE", [(80.5, 60.5), (100.5, 60.5)])
@@ -239,7 +329,12 @@ def test_a_measurement_report_becomes_the_region_sidecar_of_each_image_it_marks(
         assert _send_with_pynetdicom(node.port, both) == listen.SUCCESS  # marks two images: a sidecar each
         assert sorted(_stored(node.inbox)) == sorted(f"{image.SOPInstanceUID}.sr.dcm" for image in (first, second))
         nothing = measurement_report(first, [], layout)
+        caplog.set_level(logging.INFO, logger=listen.__name__)
         assert _send_with_pynetdicom(node.port, nothing) == listen.DATASET_DOES_NOT_MATCH
+    assert caplog.messages[-1] == (
+        f"report {nothing.SOPInstanceUID} from {SENDER} refused: it references no image by a valid UID"
+    )
+    assert f"received {second.SOPInstanceUID}.sr.dcm from {SENDER}" in caplog.messages
 
 
 @needs_dcmtk

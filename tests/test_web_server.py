@@ -5,7 +5,6 @@ store released, and the refusal before anything binds."""
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import threading
 import time
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 from dicomnode import free_port
+from notifysocket import notify_socket
 
 from edge_app.config import Config, PathsSection, WebSection
 from edge_app.errors import ConfigError
@@ -31,41 +31,27 @@ def _config(tmp_path: Path, **web: object) -> Config:
     return Config(paths=paths, web=WebSection(**web))  # type: ignore[arg-type]
 
 
-def _notifications(receiver: socket.socket, until: str, timeout: float = 30) -> list[str]:
-    """Every sd_notify message up to and including the first that is `until`."""
-    received: list[str] = []
-    deadline = time.monotonic() + timeout
-    while until not in received:
-        receiver.settimeout(max(0.01, deadline - time.monotonic()))
-        received.append(receiver.recv(4096).decode())  # socket.timeout fails the test with what came
-    return received
-
-
 def test_serve_answers_until_asked_to_stop_and_tells_systemd_each_step(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = _config(tmp_path, enabled=True, port=free_port(), session_idle_minutes=5.0, session_max_hours=1.0)
     stopping = threading.Event()
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
-        receiver.bind(str(tmp_path / "notify.sock"))
-        monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify.sock"))
-        monkeypatch.setenv("WATCHDOG_USEC", "600000")  # a ping every 0.3 s
-        monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    with notify_socket(tmp_path, monkeypatch, watchdog_usec=600_000) as systemd:  # a ping every 0.3 s
         caplog.set_level(logging.INFO)
         server = threading.Thread(target=serve, args=(config, stopping), name="serve")
         server.start()
         try:
-            assert _notifications(receiver, "READY=1") == ["READY=1"]
+            assert systemd.until("READY=1") == ["READY=1"]
             with urllib.request.urlopen(f"http://127.0.0.1:{config.web.port}/healthz", timeout=10) as response:
                 assert response.read() == b"ok" and response.headers["server"] is None  # no version advertised
             started = time.monotonic()
-            pings = _notifications(receiver, "WATCHDOG=1") + _notifications(receiver, "WATCHDOG=1")
+            pings = systemd.until("WATCHDOG=1") + systemd.until("WATCHDOG=1")
             assert pings == ["WATCHDOG=1", "WATCHDOG=1"] and time.monotonic() - started >= 0.3
         finally:
             stopping.set()
             server.join(timeout=15)
         assert not server.is_alive()
-        assert _notifications(receiver, "STOPPING=1")[-1] == "STOPPING=1"
+        assert systemd.until("STOPPING=1")[-1] == "STOPPING=1"
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a restarted server binds
         probe.bind(("127.0.0.1", config.web.port))  # nothing listens there any more
