@@ -335,6 +335,21 @@ def test_the_overlay_keeps_the_scans_geometry_and_colours_only_inside_the_region
     assert (view[300, 150] == scan[300, 150]).all()
 
 
+def test_the_overlay_heats_a_region_up_to_the_scans_edge_and_skips_heat_too_small_to_see() -> None:
+    from edge_app.overlay import CAPTION, RegionView, render
+
+    scan = np.full((600, 300), 120, np.uint8)  # shown at scale 1
+    hot = np.ones((96, 96), np.float32)
+    corner = RegionView("A", "A", Box(0, 0, 25, 25), (10.0, 10.0, 15.0), Box(-20, -20, 40, 40), scan[:40, :40], hot)
+    view = render(scan, [corner])[:600, :300]
+    coloured = (view[:, :, 0] != view[:, :, 1]) | (view[:, :, 1] != view[:, :, 2])
+    assert coloured[0, 10] and coloured[10, 0]  # the window reaches past the scan: heat up to its first row and column
+    film = np.full((4000, 100), 120, np.uint8)  # shown at scale 0.256
+    for window in (Box(50, 100, 51, 140), Box(50, 100, 90, 101)):  # under one view pixel wide, or high: no heat
+        sliver = RegionView("A", "A", window, None, window, film[:1, :1], hot)
+        assert render(film, [sliver]).shape[0] == 1024 + CAPTION
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
