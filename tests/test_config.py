@@ -138,6 +138,11 @@ def _resolve(**sections: dict[str, Any]) -> Config:
         ("web", "session_max_hours", 0.0, "[web] session_idle_minutes and session_max_hours must be > 0", 0.5),
         ("web", "login_attempts", 0, "[web] login_attempts must be >= 1 and login_window_minutes > 0", 1),
         ("web", "login_window_minutes", 0.0, "[web] login_attempts must be >= 1 and login_window_minutes > 0", 0.5),
+        ("regions", "propose", "auto", "[regions] propose must be off, suggest or answer, got 'auto'", "answer"),
+        ("regions", "max_candidates", 0, "[regions] max_candidates must be 1-16, got 0", 1),
+        ("regions", "max_candidates", 17, "[regions] max_candidates must be 1-16, got 17", 16),
+        ("regions", "min_score", -0.01, "[regions] min_score must be 0-1, got -0.01", 0.0),
+        ("regions", "min_score", 1.01, "[regions] min_score must be 0-1, got 1.01", 1.0),
     ],
 )
 def test_every_limit_is_checked_at_its_edge(section: str, key: str, bad: Any, message: str, edge: Any) -> None:

@@ -315,6 +315,12 @@ def test_region_answers_and_needs_roi_are_valid_results() -> None:
         validate({**classified, "status": "needs_roi"}, schema)  # needs_roi with answers is not either
 
 
+def test_a_plain_patch_is_one_region_circling_the_whole_image() -> None:
+    from edge_app.regions import whole_image
+
+    assert whole_image(np.zeros((30, 40), np.uint8)) == (Region("A", 20.0, 15.0, 20.0), Box(0, 0, 40, 30))
+
+
 def test_the_overlay_keeps_the_scans_geometry_and_colours_only_inside_the_regions() -> None:
     from edge_app.overlay import CAPTION, ZOOM_SIDE, RegionView, render
 
