@@ -369,15 +369,21 @@ def test_the_mark_bench_times_a_readers_submission_against_one_analysis(bundle: 
     assert bench_main(["mark", str(bundle), "--rounds", "0"]) == 2
 
 
-def test_a_resumed_mutation_run_tests_against_the_packages_current_data_files(tmp_path: Path) -> None:
-    """mutmut copies a package's non-Python files once; `make mutation AGAIN=1` refreshes them (a stale result
-    schema once failed every test that validates a result, for the schema and not for the mutant)."""
+def _mutation_tool() -> Any:
+    """benchmarks/mutation.py, a script beside the package rather than in it."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("mutation", Path(__file__).parents[1] / "benchmarks" / "mutation.py")
     assert spec is not None and spec.loader is not None
     mutation = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mutation)
+    return mutation
+
+
+def test_a_resumed_mutation_run_tests_against_the_packages_current_data_files(tmp_path: Path) -> None:
+    """mutmut copies a package's non-Python files once; `make mutation AGAIN=1` refreshes them (a stale result
+    schema once failed every test that validates a result, for the schema and not for the mutant)."""
+    mutation = _mutation_tool()
     schema, module = tmp_path / "edge_app" / "schemas" / "result.schema.json", tmp_path / "edge_app" / "model.py"
     for path, text in ((schema, "new schema"), (module, "new code")):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -391,6 +397,19 @@ def test_a_resumed_mutation_run_tests_against_the_packages_current_data_files(tm
     mutation.refresh_package_data(tmp_path)
     assert (copied / "schemas" / "result.schema.json").read_text() == "new schema"
     assert (copied / "model.py").read_text() == "mutated code"  # mutmut's own
+
+
+def test_a_run_again_has_mutmut_find_every_tests_coverage_again_and_keeps_the_rest(tmp_path: Path) -> None:
+    forget_test_coverage = _mutation_tool().forget_test_coverage
+    forget_test_coverage(tmp_path)  # before a first run: nothing to forget, nothing made
+    assert not (tmp_path / "mutants").exists()
+    stats = tmp_path / "mutants" / "mutmut-stats.json"
+    stats.parent.mkdir()
+    covered = {"edge_app.detect.x_find_breast": ["tests/test_proposals.py::test_a"]}
+    kept = {"tests_by_mangled_function_name": covered, "function_hashes": {"edge_app.detect.x_find_breast": "ab"}}
+    stats.write_text(json.dumps({**kept, "duration_by_test": {"tests/test_detect.py::test_b": 0.1}}))
+    forget_test_coverage(tmp_path)
+    assert json.loads(stats.read_text()) == {**kept, "duration_by_test": {}}
 
 
 def test_the_detect_bench_sets_a_full_film_detection_against_one_invoke_and_refuses_a_bundle_without_detector(

@@ -317,6 +317,10 @@ def test_pixel_data_longer_than_the_header_says_is_refused_but_one_pad_byte_is_n
     assert str(refused.value) == (
         "the DICOM pixel data holds 18 bytes but Rows x Columns (4x4) need 16: the header does not describe the pixels"
     )
+    del even.SamplesPerPixel  # a grey image may leave it out: one sample a pixel
+    even.PixelData = bytes(range(32))
+    with pytest.raises(UnsupportedFormatError, match=r"^the DICOM pixel data holds 32 bytes but .* need 16: "):
+        decode_bytes(encode(even))
 
 
 def test_a_transfer_syntax_uid_that_is_none_is_named() -> None:

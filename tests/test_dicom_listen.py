@@ -230,8 +230,7 @@ class _StoreEvent:
     assoc: _Association = field(default_factory=_Association)
 
     def __post_init__(self) -> None:
-        self.file_meta = self.dataset.file_meta
-        self.encoded = encode(self.dataset, self.file_meta.TransferSyntaxUID)
+        self.encoded = encode(self.dataset, self.dataset.file_meta.TransferSyntaxUID)
 
     def encoded_dataset(self) -> bytes:
         return self.encoded

@@ -142,7 +142,6 @@ class StorageListener:
         calling = event.assoc.requestor.ae_title
         try:
             dataset: Dataset = event.dataset
-            dataset.file_meta = event.file_meta  # the negotiated transfer syntax, which decoding its pixels needs
             sop_uid = str(dataset.get("SOPInstanceUID", ""))
             sop_class = str(dataset.get("SOPClassUID", ""))
         except Exception as exc:  # pydicom raises many kinds on a malformed data set; the sender needs one status
