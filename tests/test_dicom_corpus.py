@@ -306,6 +306,27 @@ def test_the_shared_quantisation_step() -> None:
         scale_to_uint8(np.array([3]), 3.0, 3.0)
 
 
+@pytest.mark.parametrize("pixel_representation", [0, 1])
+def test_bits_above_bits_stored_are_ignored(pixel_representation: int) -> None:
+    """PS3.5 8.1.1: the unused high bits' values are undefined; a writer that sets them changes nothing (signed
+    values sign-extend from their high bit)."""
+    from edge_app.decode import decode_intensities
+
+    clean = np.array([ROW], np.uint16)
+    dirty = clean | np.uint16(0xA000)  # bits 13 and 15 set above 12 stored bits
+    window = {"BitsStored": 12, "HighBit": 11, "PixelRepresentation": pixel_representation}
+    decoded = [decode_bytes(encode(image_dataset(pixels, **window))).pixels for pixels in (clean, dirty)]
+    assert np.array_equal(decoded[0], decoded[1])
+    values = [decode_intensities(encode(image_dataset(pixels, **window))).values for pixels in (clean, dirty)]
+    assert np.array_equal(values[0], values[1])
+    expected = (
+        [0, 1548, 1800, 2048, 2298, 2548, 4095]
+        if pixel_representation == 0
+        else [0, 1548, 1800, -2048, -1798, -1548, -1]
+    )
+    assert values[0].ravel().tolist() == expected
+
+
 def test_pixel_data_longer_than_the_header_says_is_refused_but_one_pad_byte_is_not() -> None:
     """An odd number of pixel bytes is padded to even on disk; more than that means the header lies."""
     odd = image_dataset(np.arange(9, dtype=np.uint8).reshape(3, 3))
