@@ -305,7 +305,7 @@ def _clear_unused_bits(pixels: NDArray[Any], stored: int) -> NDArray[Any]:
     decoding took, against 5 read in place)."""
     if pixels.dtype.kind != "u" or stored >= pixels.dtype.itemsize * 8 or not int(pixels.max()) >> stored:
         return pixels
-    return np.bitwise_and(pixels, np.asarray((1 << stored) - 1, pixels.dtype))
+    return np.asarray(pixels & np.asarray((1 << stored) - 1, pixels.dtype))
 
 
 def _check_dicom_geometry(dataset: Any) -> None:
