@@ -136,6 +136,7 @@ def test_only_healthz_and_the_login_page_are_open(site: Site) -> None:
     for path in ("/api/scans", f"/api/scans/{site.film_id}", f"/api/scans/{site.film_id}/image", "/api/session"):
         response = site.client.get(path)
         assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer", path
+        assert response.json() == {"error": "log in, or send a token (Authorization: Bearer ...)"}
     for page in ("/", "/scans", f"/scans/{site.film_id}", "/results/index.html"):
         response = site.client.get(page, follow_redirects=False)
         assert response.status_code == 303 and response.headers["location"].startswith("/login?next="), page
@@ -176,7 +177,9 @@ def test_failed_logins_are_rate_limited_per_account_and_address(site: Site) -> N
 def test_a_state_changing_request_without_its_csrf_token_is_refused_and_writes_nothing(site: Site) -> None:
     csrf = site.login()
     path = f"/api/scans/{site.film_id}/regions"
-    assert site.client.post(path, json=CIRCLE).status_code == 403
+    refused = site.client.post(path, json=CIRCLE)
+    assert refused.status_code == 403
+    assert refused.json() == {"error": "this request lacks its CSRF token (X-CSRF-Token): reload the page"}
     assert site.client.post(path, json=CIRCLE, headers={"X-CSRF-Token": csrf[:-1] + "x"}).status_code == 403
     assert site.client.delete("/api/session").status_code == 403  # logging out is a change too
     assert site.written() == []
