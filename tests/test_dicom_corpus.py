@@ -71,6 +71,13 @@ def test_each_voi_function(function: str, expected: list[int]) -> None:
     assert _decoded(dataset) == expected
 
 
+def test_a_linear_window_one_wide_is_a_threshold_at_half_below_its_centre() -> None:
+    dataset = image_dataset(_row(ROW), BitsStored=12, HighBit=11, WindowCenter=2048.5, WindowWidth=1)
+    assert _decoded(dataset) == [0, 0, 0, 0, 255, 255, 255]  # 2048 is not above 2048.0; 2298 is
+    dataset.WindowCenter = 2048
+    assert _decoded(dataset) == [0, 0, 0, 255, 255, 255, 255]
+
+
 def test_linear_is_the_default_function_and_the_first_of_several_windows_counts() -> None:
     dataset = image_dataset(_row(ROW), BitsStored=12, HighBit=11, WindowCenter=[2048, 100], WindowWidth=[1000, 50])
     assert _decoded(dataset) == [0, 0, 64, 128, 191, 255, 255]
