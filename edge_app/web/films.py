@@ -32,8 +32,6 @@ from edge_app.decode import (
 from edge_app.errors import InputImageError
 from edge_app.fsutil import read_scan_file
 
-PNG_SPEED = [cv2.IMWRITE_PNG_COMPRESSION, 1]  # a 13-megapixel film: fast to encode, still lossless
-
 
 @dataclass(frozen=True)
 class Film:
@@ -105,7 +103,9 @@ class FilmReader:
     def png(self, settled_name: str, window: tuple[float, float] | None) -> bytes:
         film = self.film(settled_name)
         picture = film.picture if window is None else film.intensities.windowed(*window)
-        ok, encoded = cv2.imencode(".png", picture, PNG_SPEED)
+        # OpenCV's own settings: a 3328 x 4096 film in 93 ms and 6.1 MB, where asking for compression level 1 took
+        # 262 ms and gave 6.8 MB (OpenCV 5; lossless either way)
+        ok, encoded = cv2.imencode(".png", picture)
         if not ok:
             raise InputImageError("the film could not be encoded as PNG")
         return encoded.tobytes()
