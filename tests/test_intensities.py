@@ -40,6 +40,25 @@ def test_a_16bit_raster_spans_its_whole_range() -> None:
     np.testing.assert_array_equal(found.values, pixels.astype(np.float32))
 
 
+def test_a_32bit_integer_tiff_is_read_on_the_16bit_scale_and_a_raster_it_cannot_read_is_named() -> None:
+    import io
+
+    from PIL import Image
+
+    pixels = (np.arange(16, dtype=np.int32) * 4000).reshape(4, 4)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "I").save(buffer, "TIFF")
+    found = decode_intensities(buffer.getvalue())
+    assert (found.low, found.high) == (0.0, 65535.0)
+    np.testing.assert_array_equal(found.values, pixels.astype(np.float32))
+    with pytest.raises(InputImageError, match=r"^the PNG data is incomplete or corrupted"):
+        decode_intensities(_png(pixels.astype(np.uint8))[:60])
+    floats = io.BytesIO()
+    Image.fromarray(pixels.astype(np.float32), "F").save(floats, "TIFF")
+    with pytest.raises(InputImageError, match=r"^TIFF pixel mode 'F' is not supported$"):
+        decode_intensities(floats.getvalue())
+
+
 def test_a_colour_raster_is_read_as_its_luma() -> None:
     colour = np.zeros((4, 4, 3), np.uint8)
     colour[..., 2] = 200  # red, in OpenCV's BGR
