@@ -152,6 +152,21 @@ def test_the_film_reader_decodes_a_film_once_and_again_when_it_changes(tmp_path:
     assert str(refused.value) == "the film's archived name leads outside the archive"
 
 
+def test_the_film_reader_serves_the_film_or_its_window_as_a_lossless_png(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "film.dcm").write_bytes(encode(mammogram(RAMP12)))
+    reader = FilmReader(tmp_path)
+    film = reader.film("film.dcm")
+    served = cv2.imdecode(np.frombuffer(reader.png("film.dcm", None), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(served, film.picture)
+    windowed = cv2.imdecode(np.frombuffer(reader.png("film.dcm", (1000.0, 500.0)), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(windowed, film.intensities.windowed(1000.0, 500.0))
+    monkeypatch.setattr(cv2, "imencode", lambda *args: (False, None))
+    with pytest.raises(InputImageError, match=r"^the film could not be encoded as PNG$"):
+        reader.png("film.dcm", None)
+
+
 def test_a_rescaled_dicom_without_a_window_spans_its_rescaled_range() -> None:
     found = decode_intensities(encode(mammogram(RAMP12, RescaleSlope=2, RescaleIntercept=-10)))
     assert (found.low, found.high, found.centre, found.width) == (-10.0, 8180.0, 4085.0, 8190.0)

@@ -157,6 +157,17 @@ def test_a_detector_spec_and_its_file_come_together(tmp_path: Path) -> None:
             load_manifest(bundle)
 
 
+def test_the_detector_runs_from_its_verified_bytes_on_the_devices_threads(tmp_path: Path) -> None:
+    bundle = write_fake_bundle(tmp_path / "bundle", detector=True)
+    manifest = load_manifest(bundle)
+    detector = FilmDetector.load(bundle, manifest, FAKE_RUNTIME, 3)
+    assert detector is not None and detector._interpreter.num_threads == 3
+    file = bundle / "detector_float32.tflite"
+    file.write_bytes(file.read_bytes() + b" ")  # changed after the manifest's check
+    with pytest.raises(BundleError, match=r"^detector_float32.tflite does not match its sha256 in the manifest"):
+        FilmDetector.load(bundle, manifest, FAKE_RUNTIME, 3)
+
+
 def test_a_detector_whose_canvas_the_file_does_not_take_is_refused(tmp_path: Path) -> None:
     bundle = write_fake_bundle(tmp_path / "bundle", detector=True)
     values = json.loads((bundle / "manifest.json").read_text())

@@ -292,13 +292,16 @@ def test_the_sample_refuses_by_name_what_it_lacks_or_cannot_read(tmp_path: Path)
         read_selftest(bundle, manifest)
 
 
-def test_the_sample_scan_is_the_first_image(tmp_path: Path) -> None:
+def test_the_sample_scan_is_the_first_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bundle = write_fake_bundle(tmp_path / "bundle")
     manifest = load_manifest(bundle)
     images = read_selftest(bundle, manifest).images
     assert not np.array_equal(images[0], images[1])
     decoded = cv2.imdecode(np.frombuffer(sample_scan(bundle, manifest), np.uint8), cv2.IMREAD_UNCHANGED)
     assert np.array_equal(decoded, images[0][..., 0])
+    monkeypatch.setattr(cv2, "imencode", lambda *args: (False, None))
+    with pytest.raises(BundleError, match=r"^the bundle's first self-test image cannot be written as a PNG$"):
+        sample_scan(bundle, manifest)
 
 
 @pytest.mark.parametrize("limit", [1, 3, None])
