@@ -521,16 +521,17 @@ def test_macs_are_counted_per_op_from_the_graph() -> None:
         10: ("a", (1, 5, 6)),
         11: ("sum", (1, 8, 8, 4)),
         12: ("scalar", ()),
+        13: ("b", (1, 6, 7)),
     }
-    ops = [
+    ops = [  # what is skipped comes first: the ops after it are still counted
+        ("CONV_2D", [0, 1], []),  # no output: skipped
+        ("CONV_2D", [0, 1], [99]),  # an output the graph does not list: skipped
         ("CONV_2D", [0, 1], [2]),  # 8*8*4 outputs x 3*3*2
+        ("ADD", [2, 2], [11]),  # not counted
         ("DEPTHWISE_CONV_2D", [2, 3], [4]),  # 8*8*4 outputs x 3*5
         ("FULLY_CONNECTED", [4, 5], [6]),  # 3 outputs x 256
         ("TRANSPOSE_CONV", [4, 7], [8]),  # 16*16*2 outputs x 2*2*4
-        ("BATCH_MATMUL", [10, 10], [9]),  # 5*7 outputs x 6
-        ("ADD", [2, 4], [11]),  # not counted
-        ("CONV_2D", [0, 1], []),  # no output: skipped
-        ("CONV_2D", [0, 1], [99]),  # an output the graph does not list: skipped
+        ("BATCH_MATMUL", [10, 13], [9]),  # 5*7 outputs x 6, the first input's last axis
         ("MEAN", [0], [12]),
     ]
     interpreter = _OpsInterpreter(tensors, ops)

@@ -875,3 +875,16 @@ def test_a_decoding_refusal_with_a_sidecar_is_not_blamed_on_the_sidecar(tmp_path
     film = _pipeline(config).take(_drop(config, "other.dcm", b"FULL film"))
     results, _, _ = _outcomes(config)
     assert film.status == "needs_roi" and results[0]["reason"] == "other.dcm is a full-field film (fake)"
+
+
+def test_exit_when_idle_waits_for_scans_below_the_inbox_only_when_it_reads_subfolders(tmp_path: Path) -> None:
+    from edge_app.service.daemon import _scans_in
+
+    (tmp_path / "clinic").mkdir()
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "waiting.roi.json").write_text("{}")  # a sidecar waiting for its scan is not a scan
+    assert not _scans_in(tmp_path, recursive=True) and not _scans_in(tmp_path, recursive=False)
+    (tmp_path / "clinic" / "film.dcm").write_bytes(b"DICM")
+    assert _scans_in(tmp_path, recursive=True) and not _scans_in(tmp_path, recursive=False)
+    (tmp_path / "patch.png").write_bytes(b"PNG")
+    assert _scans_in(tmp_path, recursive=False)
