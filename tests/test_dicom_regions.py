@@ -122,8 +122,11 @@ def test_the_analyser_answers_a_reports_regions_marked_by_sr(tmp_path: Path, fak
     assert point.crop.x1 - point.crop.x0 == rule.min_side  # a point is cut as the rule's smallest square
     roi = Sidecar("film.roi.json", "roi", b'{"regions": [{"x": 200, "y": 150, "radius": 30}]}')
     assert analysis.regions[0].probability == analyser.analyse(film, "film.dcm", roi).regions[0].probability
-    with pytest.raises(RegionError, match="this scan is not DICOM"):
-        analyser.analyse(encode_png(), "patch.png", report)
+    for sidecar in (report, Sidecar("patch.seg.dcm", "seg", b"not read")):
+        with pytest.raises(RegionError) as refused:
+            analyser.analyse(encode_png(), "patch.png", sidecar)
+        kind = sidecar.kind.upper()
+        assert str(refused.value) == f"a DICOM {kind} marks DICOM images by their UID; this scan is not DICOM"
 
 
 def encode_png() -> bytes:

@@ -11,7 +11,7 @@ import json
 import re
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -833,14 +833,25 @@ def test_the_submission_queue_makes_its_folder_removes_once_and_names_a_bad_id(t
 
     queue = SubmissionQueue(tmp_path / "state" / "not-yet")  # its folder and the ones above made on the first put
     scan_id = new_scan_id()
-    queue.put(Submission(scan_id, new_scan_id(), "film.dcm", "film.dcm", CIRCLE, "reader1", 1.0))
-    assert queue.pending() == [scan_id]
+    submission = Submission(scan_id, new_scan_id(), "film.dcm", "film.dcm", CIRCLE, "reader1", 1.5)
+    queue.put(submission)
+    assert queue.pending() == [scan_id] and queue.read(scan_id) == submission
+    written = (queue.folder / f"{scan_id}.json").read_bytes()
+    assert written == (json.dumps(asdict(submission), sort_keys=True) + "\n").encode()  # keys in order, one line
     queue.remove(scan_id)
     queue.remove(scan_id)  # taken twice (a restart between the claim and the removal): nothing to remove
     assert queue.pending() == []
     with pytest.raises(IngestError) as refused:
         queue.read("../x")
     assert str(refused.value) == "'../x' is not a scan id"
+    (queue.folder / f"{scan_id}.json").write_bytes(written.replace(b'"submitted": 1.5', b'"submitted": "soon"'))
+    with pytest.raises(IngestError) as unreadable:
+        queue.read(scan_id)
+    assert str(unreadable.value) == (
+        "a reader submission cannot be read (ValueError: could not convert string to float: 'soon')"
+    )
+    kept = queue.set_aside(scan_id, tmp_path / "quarantine" / "submissions")  # the folders made as needed
+    assert kept == tmp_path / "quarantine" / "submissions" / f"{scan_id}.submission.json" and kept.is_file()
 
 
 def test_a_successful_login_clears_the_accounts_failures_and_not_the_addresss(site: Site) -> None:
