@@ -892,3 +892,18 @@ def test_a_body_that_is_not_json_or_too_long_is_refused_in_words(site: Site) -> 
         "/api/session", content=b"{" + b" " * 5000 + b"}", headers={"content-type": "application/json"}
     )
     assert long.status_code == 413 and long.json() == {"error": "the body may be at most 4,096 bytes"}
+
+
+def test_the_app_reads_films_under_the_devices_pixel_limit_and_keeps_its_audit_as_configured(
+    tmp_path: Path, fake_runtime: None
+) -> None:
+    device = fake_device(tmp_path)
+    base = device.config
+    config = replace(base, ingest=replace(base.ingest, max_pixels=12_345), log=replace(base.log, audit_max_mb=0.5))
+    accounts = AccountStore(web_folder(config) / "accounts.sqlite3", hasher=FAST_HASHER)
+    web = create_app(config, accounts).state.web
+    assert (web.films.archive, web.films.max_pixels) == (config.paths.archive, 12_345)
+    assert (web.audit.path, web.audit.max_bytes) == (web_folder(config) / "audit.jsonl", 2**19)
+    web.journal.close()
+    accounts.close()
+    device.journal.close()
