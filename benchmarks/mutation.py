@@ -5,7 +5,10 @@ by the module name its path gives, so the run happens in a staged copy of the pr
 at the top (``edge_app/``, and ``mammo_convert/`` whose ``gate.py`` is the one file of it mutated); the
 configuration is ``[tool.mutmut]`` in pyproject.toml. ``--again`` copies the work tree over the staged one, has mutmut
 find again which functions each test calls, and re-runs only the mutants not yet killed (after new tests), keeping
-every other verdict; ``--pending`` runs only those an interrupted run never reached.
+every other verdict; ``--pending`` runs only those an interrupted run never reached, and ``--sample N`` only N of
+those, drawn at random: the mutants run last are the costliest (mutmut runs the quickest first; the last ones are
+reached by the slow daemon and DICOM tests, minutes each on 2 cores), and a uniform sample of them estimates the whole
+set's score with an interval (`sample_estimate`).
 
 The counts go to ``benchmarks/results/mutation.json`` and every survivor, with its diff, to
 ``benchmarks/results/mutation-survivors.txt``; docs/testing.md explains the ones left alive. A mutant no test
@@ -17,7 +20,9 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import math
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -81,9 +86,10 @@ def mutmut_command() -> str:
     return str(Path(sys.executable).with_name("mutmut"))
 
 
-def stage(root: Path) -> None:
+def stage(root: Path) -> bool:
     """Copy the project's files as they are in the work tree (tracked, and new ones not ignored) to `root`, with
-    ``mammo_convert`` also at the top."""
+    ``mammo_convert`` also at the top; True when a mutated package's code changed (or was staged for the first time)."""
+    before = _package_code(root)
     for stale in (root / "tests", root / "mutants" / "tests"):  # a test removed from the project is gone here too
         shutil.rmtree(stale, ignore_errors=True)
     listing = ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
@@ -95,6 +101,11 @@ def stage(root: Path) -> None:
             shutil.copy2(source, root / name)
     shutil.copytree(root / "convert" / "mammo_convert", root / "mammo_convert", dirs_exist_ok=True)
     refresh_package_data(root)
+    return _package_code(root) != before
+
+
+def _package_code(root: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(root)): path.read_bytes() for name in PACKAGES for path in (root / name).rglob("*.py")}
 
 
 def refresh_package_data(root: Path) -> None:
@@ -109,7 +120,7 @@ def refresh_package_data(root: Path) -> None:
 
 
 def forget_test_coverage(root: Path) -> None:
-    """Make mutmut find again which functions every test calls, keeping its verdicts.
+    """Make mutmut find again which functions every test calls, keeping its verdicts (after the code changed).
 
     mutmut collects that only for tests it has not seen, so a test that existed before a function was added or
     changed is never run against that function's mutants: they survive falsely (a measured case: the detector's
@@ -150,6 +161,42 @@ def summary(found: dict[str, int | None]) -> dict[str, object]:
     }
 
 
+def sample_estimate(found: dict[str, int | None], drawn: list[str], drawn_from: int, seed: int) -> dict[str, object]:
+    """The whole set's score, estimated from a uniform random sample of the mutants never run.
+
+    The mutants not drawn are assumed to survive at the sample's rate; the interval carries the sample's 95% Wilson
+    interval for that rate through (the mutants already measured count as they are)."""
+    survived = sum(found[name] in SURVIVED for name in drawn)
+    size = len(drawn)
+    not_run = sum(code is None for code in found.values())
+    measured_survivors, total = sum(code in SURVIVED for code in found.values()), len(found)
+
+    def score(rate: float) -> float:
+        return round(1 - (measured_survivors + rate * not_run) / total, 4)
+
+    low, high = _wilson(survived, size)
+    return {
+        "drawn_from": drawn_from,
+        "size": size,
+        "seed": seed,
+        "survived": survived,
+        "survival_rate_ci": [round(low, 4), round(high, 4)],
+        "not_run": not_run,
+        "score_all": score(survived / size if size else 0.0),
+        "score_all_ci": [score(high), score(low)],
+    }
+
+
+def _wilson(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of a binomial proportion."""
+    if trials == 0:
+        return 0.0, 1.0
+    rate = successes / trials
+    centre = (rate + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * math.sqrt(rate * (1 - rate) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--work", type=Path, default=REPO / "build" / "mutation", help="the staged copy")
@@ -160,11 +207,20 @@ def main(argv: list[str] | None = None) -> int:
         "--only", default="*", help="with --again: mutants whose names match one of these comma-separated globs"
     )
     parser.add_argument("--pending", action="store_true", help="with --again: only the mutants never run yet")
+    parser.add_argument(
+        "--sample",
+        type=int,
+        default=0,
+        help="with --again --pending: run this many of the mutants never run, drawn at random, and estimate the rest",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="the --sample draw's seed")
     args = parser.parse_args(argv)
+    if args.sample and not (args.again and args.pending):
+        parser.error("--sample draws from the mutants never run: give it with --again --pending")
     if not args.again:
         shutil.rmtree(args.work, ignore_errors=True)
-    stage(args.work)
-    forget_test_coverage(args.work)
+    if stage(args.work):
+        forget_test_coverage(args.work)
     again = [
         name
         for name, code in verdicts(args.work).items()
@@ -173,12 +229,17 @@ def main(argv: list[str] | None = None) -> int:
         and not (args.pending and code in SURVIVED)
         and any(fnmatch.fnmatchcase(name, pattern) for pattern in args.only.split(","))
     ]
+    drawn_from = len(again)
+    if args.sample:
+        again = sorted(random.Random(args.seed).sample(sorted(again), min(args.sample, drawn_from)))
     command = [mutmut_command(), "run", "--max-children", str(args.max_children), *again]
     if subprocess.run(command, cwd=args.work, check=False).returncode != 0:
         print("mutmut run failed", file=sys.stderr)
         return 1
     found = verdicts(args.work)
     result = summary(found)
+    if args.sample:
+        result["sample"] = sample_estimate(found, again, drawn_from, args.seed)
     result["mutmut"] = subprocess.run(
         [mutmut_command(), "--version"], cwd=args.work, capture_output=True, text=True, check=False
     ).stdout.strip()

@@ -412,6 +412,31 @@ def test_a_run_again_has_mutmut_find_every_tests_coverage_again_and_keeps_the_re
     assert json.loads(stats.read_text()) == {**kept, "duration_by_test": {}}
 
 
+def test_a_sampled_mutation_run_estimates_the_whole_sets_score_from_what_it_drew(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    mutation = _mutation_tool()
+    assert mutation._wilson(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)  # the textbook values
+    assert mutation._wilson(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    # measured before: a, b killed, c survived; drawn from the four never run: d (killed) and e (survived)
+    found = {"a": 1, "b": 1, "c": 0, "d": 1, "e": 0, "f": None, "g": None}
+    estimate = mutation.sample_estimate(found, ["d", "e"], 4, 7)
+    low, high = mutation._wilson(1, 2)
+    assert estimate == {
+        "drawn_from": 4,
+        "size": 2,
+        "seed": 7,
+        "survived": 1,
+        "survival_rate_ci": [round(low, 4), round(high, 4)],
+        "not_run": 2,
+        "score_all": round(1 - (2 + 0.5 * 2) / 7, 4),  # f and g survive at the sample's rate
+        "score_all_ci": [round(1 - (2 + high * 2) / 7, 4), round(1 - (2 + low * 2) / 7, 4)],
+    }
+    with pytest.raises(SystemExit):
+        mutation.main(["--sample", "5"])
+    assert "--sample draws from the mutants never run: give it with --again --pending" in capsys.readouterr().err
+
+
 def test_the_detect_bench_sets_a_full_film_detection_against_one_invoke_and_refuses_a_bundle_without_detector(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
