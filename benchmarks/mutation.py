@@ -6,7 +6,8 @@ at the top (``edge_app/``, and ``mammo_convert/`` whose ``gate.py`` is the one f
 configuration is ``[tool.mutmut]`` in pyproject.toml. ``--again`` copies the work tree over the staged one, has mutmut
 find again which functions each test calls, and re-runs only the mutants not yet killed (after new tests), keeping
 every other verdict; ``--pending`` runs only those an interrupted run never reached, and ``--sample N`` only N of
-those, drawn at random: the mutants run last are the costliest (mutmut runs the quickest first; the last ones are
+those, drawn at random from all of them (``--only`` then picks among the survivors): the mutants run last are the
+costliest (mutmut runs the quickest first; the last ones are
 reached by the slow daemon and DICOM tests, minutes each on 2 cores), and a uniform sample of them estimates the whole
 set's score with an interval (`sample_estimate`).
 
@@ -197,6 +198,10 @@ def _wilson(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def _chosen(name: str, only: str) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in only.split(","))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--work", type=Path, default=REPO / "build" / "mutation", help="the staged copy")
@@ -211,35 +216,39 @@ def main(argv: list[str] | None = None) -> int:
         "--sample",
         type=int,
         default=0,
-        help="with --again --pending: run this many of the mutants never run, drawn at random, and estimate the rest",
+        help="with --again: of the mutants never run, this many drawn at random from all of them (--only then "
+        "chooses among the others), and the rest estimated from them",
     )
     parser.add_argument("--seed", type=int, default=0, help="the --sample draw's seed")
     args = parser.parse_args(argv)
-    if args.sample and not (args.again and args.pending):
-        parser.error("--sample draws from the mutants never run: give it with --again --pending")
+    if args.sample and not args.again:
+        parser.error("--sample draws from the mutants never run: give it with --again")
     if not args.again:
         shutil.rmtree(args.work, ignore_errors=True)
     if stage(args.work):
         forget_test_coverage(args.work)
+    found = verdicts(args.work) if args.again else {}
+    never_run = sorted(name for name, code in found.items() if code is None)
     again = [
         name
-        for name, code in verdicts(args.work).items()
-        if args.again
+        for name, code in found.items()
+        if code is not None
         and code not in KILLED | TIMEOUT
         and not (args.pending and code in SURVIVED)
-        and any(fnmatch.fnmatchcase(name, pattern) for pattern in args.only.split(","))
+        and _chosen(name, args.only)
     ]
-    drawn_from = len(again)
     if args.sample:
-        again = sorted(random.Random(args.seed).sample(sorted(again), min(args.sample, drawn_from)))
-    command = [mutmut_command(), "run", "--max-children", str(args.max_children), *again]
+        drawn = sorted(random.Random(args.seed).sample(never_run, min(args.sample, len(never_run))))
+    else:
+        drawn = [name for name in never_run if _chosen(name, args.only)]
+    command = [mutmut_command(), "run", "--max-children", str(args.max_children), *sorted(again + drawn)]
     if subprocess.run(command, cwd=args.work, check=False).returncode != 0:
         print("mutmut run failed", file=sys.stderr)
         return 1
     found = verdicts(args.work)
     result = summary(found)
     if args.sample:
-        result["sample"] = sample_estimate(found, again, drawn_from, args.seed)
+        result["sample"] = sample_estimate(found, drawn, len(never_run), args.seed)
     result["mutmut"] = subprocess.run(
         [mutmut_command(), "--version"], cwd=args.work, capture_output=True, text=True, check=False
     ).stdout.strip()

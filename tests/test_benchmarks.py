@@ -434,7 +434,7 @@ def test_a_sampled_mutation_run_estimates_the_whole_sets_score_from_what_it_drew
     }
     with pytest.raises(SystemExit):
         mutation.main(["--sample", "5"])
-    assert "--sample draws from the mutants never run: give it with --again --pending" in capsys.readouterr().err
+    assert "--sample draws from the mutants never run: give it with --again" in capsys.readouterr().err
 
 
 def test_the_detect_bench_sets_a_full_film_detection_against_one_invoke_and_refuses_a_bundle_without_detector(
