@@ -72,6 +72,18 @@ def test_every_scan_is_listed_newest_first_with_the_figures_of_its_result(tmp_pa
     assert "film three.dcm is a full-field film (fake)" in text  # why it needs a region
     assert "ingest: unrecognised file format (fake)" in text or "decode" in text  # why it was refused
     assert "patch &lt;b&gt;one &amp; more.png" in text and "<b>one" not in text  # a name is text, never markup
+    for entry in audit:  # when each scan was answered, to the second
+        assert f"<br><small>{entry['time'][:19].replace('T', ' ')} UTC</small>" in text
+    for region in (region for entry in audit for region in _regions_of(results, entry)):  # the decision's own mark
+        mark = "\u25b2" if region["decision"] == "malignant" else "\u25cb"
+        assert f'<span class="decision {region["decision"]}">{mark} {region["decision"]}</span>' in text
+
+
+def _regions_of(results: Path, entry: dict[str, object]) -> list[dict[str, object]]:
+    if entry["status"] != "classified":
+        return []
+    regions: list[dict[str, object]] = json.loads((results / str(entry["result"])).read_text())["regions"]
+    return regions
 
 
 def test_links_and_images_stay_in_the_folder_and_exist(tmp_path: Path) -> None:
@@ -82,7 +94,9 @@ def test_links_and_images_stay_in_the_folder_and_exist(tmp_path: Path) -> None:
         assert not re.match(r"^[a-z]+:", target) and not target.startswith("/"), target  # relative only
         assert (results / target).exists(), target
     assert len(page.images) == 3 and all(image["alt"].startswith("Overlay of ") for image in page.images)
-    assert all(image["src"].startswith("thumbs/") for image in page.images)
+    for image in page.images:  # each overlay's thumbnail is named after it
+        overlay = Path(image["src"]).stem + ".gradcam.png"
+        assert image["src"].startswith("thumbs/") and any(link.endswith(overlay) for link in page.links), image
 
 
 def test_pages_fill_in_order_and_a_full_page_is_left_as_it_is(tmp_path: Path) -> None:
@@ -99,6 +113,8 @@ def test_pages_fill_in_order_and_a_full_page_is_left_as_it_is(tmp_path: Path) ->
     assert first.stat().st_mtime_ns == before  # a full page is never written again
     index, newest = (config.paths.results / INDEX).read_text(), (pages / "page-0005.html").read_text()
     assert "page 5 (newest)" in index and index.count("<tr data-status=") == newest.count("<tr data-status=") == 2
+    assert "<title>mammo-edge results, page 5 (newest)</title>" in index
+    assert "<title>mammo-edge results, page 1</title>" in first.read_text()
     _, oldest = _read(first)
     assert "page-0002.html" in oldest.links and "../index.html" in oldest.links
 
@@ -237,3 +253,12 @@ def test_the_thresholds_meaning_is_read_from_the_test_metrics_or_left_out() -> N
     for partial in ({"sensitivity": 0.9}, {"specificity": 0.5}, {}):
         assert operating_point({"test": partial}) == ""
     assert operating_point({}) == "" and operating_point({"test": None}) == ""
+
+
+def test_a_duplicate_says_which_scan_had_the_same_content(tmp_path: Path) -> None:
+    scans = {"first.png": (b"patch same", None), "again.png": (b"patch same", None)}
+    results = results_with_every_status(tmp_path, scans=scans).paths.results
+    first, again = read_audit(results)
+    assert again["duplicate_of"] == first["result"] == "first.json" and not first.get("duplicate_of")
+    text = (results / INDEX).read_text()
+    assert text.count("same content as") == 1 and "<br><small>same content as first.json</small>" in text
