@@ -259,3 +259,9 @@ def test_a_header_past_the_decoders_own_bomb_limit_is_refused_unread() -> None:
         decode_bytes(png(10000, 7000))  # over ours (60 Mpx), under Pillow's
     with pytest.raises(TooManyPixelsError, match=r"^the image is too large for the decoder's safety limit: "):
         decode_bytes(png(20000, 20000), max_pixels=10**9)  # 400 Mpx: Pillow refuses it first
+
+
+def test_a_file_is_too_large_past_8_bytes_a_pixel_and_16_mib_of_headers() -> None:
+    from edge_app.decode import max_file_bytes
+
+    assert max_file_bytes(1000) == 8000 + 16 * 2**20

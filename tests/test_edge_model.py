@@ -208,6 +208,9 @@ def test_a_model_the_runtime_cannot_build_names_the_file_and_the_first_line(tmp_
     assert str(caught.value) == "fake 1.0 cannot run broken.tflite: RuntimeError"  # a blank message: the error's name
     interpreter = make_interpreter(FAKE_RUNTIME, _valid(tmp_path), threads=3)
     assert interpreter.allocated and interpreter.num_threads == 3
+    with pytest.raises(ModelRefusedError) as caught:
+        make_interpreter(FAKE_RUNTIME, tmp_path / "gone.tflite", threads=2)
+    assert str(caught.value) == "fake 1.0 cannot run gone.tflite: No such file or directory"  # the system's words
 
 
 def _valid(tmp_path: Path) -> Path:

@@ -7,6 +7,7 @@ import pytest
 
 from edge_app.gradcam import (
     fuse_heatmaps,
+    heat_on_scale,
     heatmap_correlation,
     normalise,
     overlay,
@@ -109,3 +110,10 @@ def test_top_region_overlap_is_the_iou_of_the_hottest_fraction() -> None:
     assert top_region_overlap(ramp, other, fraction=0.2) == pytest.approx(1 / 3)
     assert top_region_overlap(ramp, other, fraction=0.01) == 1.0  # at least one pixel: {9} against {9}
     assert top_region_overlap(ramp, ramp[::-1].copy(), fraction=0.2) == 0.0
+
+
+def test_heat_is_painted_in_the_bundles_units_and_saturates_beyond_them() -> None:
+    heatmap = np.array([[0.0, 0.5, 1.0]], np.float32)
+    assert heat_on_scale(heatmap, 3.0, 2.0).tolist() == [[0.0, 0.75, 1.0]]  # 1.5 scale units at the peak: full
+    assert heat_on_scale(heatmap, 1.0, 2.0).tolist() == [[0.0, 0.25, 0.5]]
+    assert heat_on_scale(heatmap, 3.0, None) is heatmap  # an older bundle: each region scaled to its own peak

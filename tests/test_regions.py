@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edge_app.decode import DecodedImage, decode_file
-from edge_app.errors import ConfigError, DataError, RegionError
+from edge_app.errors import ConfigError, DataError, InputImageError, RegionError
 from edge_app.preprocess import PreprocessConfig, to_model_input
 from edge_app.regions import (
     MAX_ROI_BYTES,
@@ -313,6 +313,12 @@ def test_region_answers_and_needs_roi_are_valid_results() -> None:
         validate({**classified, "regions": []}, schema)  # classified with no region is not a result
     with pytest.raises(ValidationError):
         validate({**classified, "status": "needs_roi"}, schema)  # needs_roi with answers is not either
+
+
+def test_a_crop_rule_that_cannot_cut_is_refused_with_its_values() -> None:
+    with pytest.raises(InputImageError) as refused:
+        CropRule(0.0, 64)
+    assert str(refused.value) == "a crop rule needs scale > 0 and min_side >= 1, got 0.0, 64"
 
 
 def test_a_plain_patch_is_one_region_circling_the_whole_image() -> None:
