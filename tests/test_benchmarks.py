@@ -352,6 +352,19 @@ def test_ci_run_reads_pytests_closing_line_and_keeps_one_run_per_host_kind(tmp_p
     assert json.loads(out.read_text())["seconds"] == 1700  # the slowest kind is what the README quotes
 
 
+def test_ci_run_makes_the_folder_of_its_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mammo_bench import ci_run
+
+    def clean_clone_run(repo: Path, isa: str, log: Path) -> dict[str, Any]:
+        log.write_text("= 1 passed in 1.0s =\n")
+        return {"isa": isa, "seconds": 1, "exit_code": 0}
+
+    monkeypatch.setattr(ci_run, "clean_clone_run", clean_clone_run)
+    logs = tmp_path / "not" / "yet"
+    assert bench_main(["ci-run", "--isa", "avx2", "--out", str(tmp_path / "ci.json"), "--logs", str(logs)]) == 0
+    assert (logs / "ci-run-avx2.log").read_text() == "= 1 passed in 1.0s =\n"
+
+
 @pytest.mark.slow
 def test_the_mark_bench_times_a_readers_submission_against_one_analysis(bundle: Path, tmp_path: Path) -> None:
     """The daemon and the web app for real, a small film: every round answered (the bench refuses otherwise), the

@@ -516,6 +516,7 @@ def run_ci(args: argparse.Namespace) -> int:
     from mammo_bench.ci_run import clean_clone_run, record_runs
 
     runs = []
+    args.logs.mkdir(parents=True, exist_ok=True)  # made, as every tool here makes the folders it writes to
     for isa in args.isa:
         log = args.logs / f"ci-run-{isa}.log"
         print(f"{isa}: .ci/run from a clean clone (output: {log}) ...", flush=True)
