@@ -36,6 +36,13 @@ def test_the_breast_is_the_largest_bright_part_and_the_label_is_not() -> None:
     assert (breast.top, breast.bottom, breast.left, breast.right) == pytest.approx((100, 1900, 0, 1200), abs=10)
 
 
+def test_the_breasts_bounds_are_found_away_from_the_films_edges_too() -> None:
+    film = np.full((2200, 2000), 8, np.uint8)
+    film[100:2100, 400:2000] = _film()  # a margin above, below and left of the breast
+    breast = find_breast(film)
+    assert (breast.top, breast.bottom, breast.left, breast.right) == pytest.approx((200, 2000, 400, 1600), abs=10)
+
+
 def test_the_canvas_holds_the_breast_at_the_detectors_spacing_chest_wall_left_with_nothing_else() -> None:
     canvas, frame = frame_film(_film(), 0.1, SPEC)
     assert canvas.shape == (320, 256) and canvas.dtype == np.uint8
