@@ -318,6 +318,7 @@ def test_a_measurement_report_becomes_the_region_sidecar_of_each_image_it_marks(
     circle = ("CIRCLE", [(80.5, 60.5), (100.5, 60.5)])
     report = measurement_report(first, [circle], layout)
     both = measurement_report(first, [circle], layout, marks=[(second, circle)])
+    caplog.set_level(logging.INFO, logger=listen.__name__)
     with listening(node_config(tmp_path)) as node:
         assert _send_with_pynetdicom(node.port, report) == listen.SUCCESS
         assert _stored(node.inbox) == [f"{first.SOPInstanceUID}.sr.dcm"]
@@ -327,8 +328,14 @@ def test_a_measurement_report_becomes_the_region_sidecar_of_each_image_it_marks(
         (node.inbox / f"{first.SOPInstanceUID}.sr.dcm").unlink()
         assert _send_with_pynetdicom(node.port, both) == listen.SUCCESS  # marks two images: a sidecar each
         assert sorted(_stored(node.inbox)) == sorted(f"{image.SOPInstanceUID}.sr.dcm" for image in (first, second))
+        earlier = node.inbox / f"{min(first.SOPInstanceUID, second.SOPInstanceUID)}.sr.dcm"
+        for path in node.inbox.iterdir():
+            path.unlink()
+        earlier.write_bytes(b"received before")  # the first sidecar in order is there already: the next is stored
+        assert _send_with_pynetdicom(node.port, both) == listen.SUCCESS
+        assert sorted(_stored(node.inbox)) == sorted(f"{image.SOPInstanceUID}.sr.dcm" for image in (first, second))
+        assert earlier.read_bytes() == b"received before"
         nothing = measurement_report(first, [], layout)
-        caplog.set_level(logging.INFO, logger=listen.__name__)
         assert _send_with_pynetdicom(node.port, nothing) == listen.DATASET_DOES_NOT_MATCH
     assert caplog.messages[-1] == (
         f"report {nothing.SOPInstanceUID} from {SENDER} refused: it references no image by a valid UID"
