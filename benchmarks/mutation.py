@@ -4,12 +4,12 @@
 by the module name its path gives, so the run happens in a staged copy of the project where the mutated packages sit
 at the top (``edge_app/``, and ``mammo_convert/`` whose ``gate.py`` is the one file of it mutated); the
 configuration is ``[tool.mutmut]`` in pyproject.toml. ``--again`` copies the work tree over the staged one, has mutmut
-find again which functions each test calls, and re-runs only the mutants not yet killed (after new tests), keeping
-every other verdict; ``--pending`` runs only those an interrupted run never reached, and ``--sample N`` only N of
-those, drawn at random from all of them (``--only`` then picks among the survivors): the mutants run last are the
-costliest (mutmut runs the quickest first; the last ones are
-reached by the slow daemon and DICOM tests, minutes each on 2 cores), and a uniform sample of them estimates the whole
-set's score with an interval (`sample_estimate`).
+find again which functions each test calls when the mutated code changed, and re-runs only the mutants not yet
+killed (after new tests), keeping every other verdict; ``--pending`` runs only those an interrupted run never
+reached, and ``--sample N`` only N of those, drawn at random from all of them (``--only`` then picks among the
+survivors). The mutants run last are the costliest (mutmut runs the quickest first; the last ones are reached by the
+slow daemon and DICOM tests, minutes each on 2 cores), so a uniform sample of them estimates the whole set's score
+with an interval (`sample_estimate`).
 
 The counts go to ``benchmarks/results/mutation.json`` and every survivor, with its diff, to
 ``benchmarks/results/mutation-survivors.txt``; docs/testing.md explains the ones left alive. A mutant no test

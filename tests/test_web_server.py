@@ -153,7 +153,7 @@ def test_serve_warns_only_when_nobody_could_log_in(
 
 
 def test_given_a_certificate_the_app_is_served_over_https_and_says_so(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     import ssl
     import subprocess
@@ -164,19 +164,17 @@ def test_given_a_certificate_the_app_is_served_over_https_and_says_so(
     config = _config(tmp_path, enabled=True, port=free_port(), tls_cert=str(cert), tls_key=str(key))
     caplog.set_level(logging.INFO, logger="edge_app.web.server")
     stopping = threading.Event()
-    server = threading.Thread(target=serve, args=(config, stopping), name="serve")
-    server.start()
-    try:
-        context = ssl.create_default_context(cafile=str(cert))
-        context.check_hostname = False  # the certificate names the address, not a host name
-        deadline = time.monotonic() + 30
-        while not any(record.getMessage().startswith("serving") for record in caplog.records):
-            assert time.monotonic() < deadline and server.is_alive(), "the server did not start"
-            time.sleep(0.05)
-        url = f"https://127.0.0.1:{config.web.port}/healthz"
-        with urllib.request.urlopen(url, timeout=10, context=context) as response:
-            assert response.read() == b"ok"
-    finally:
-        stopping.set()
-        server.join(timeout=15)
+    with notify_socket(tmp_path, monkeypatch, watchdog_usec=60_000_000) as systemd:
+        server = threading.Thread(target=serve, args=(config, stopping), name="serve")
+        server.start()
+        try:
+            assert systemd.until("READY=1") == ["READY=1"]
+            context = ssl.create_default_context(cafile=str(cert))
+            context.check_hostname = False  # the certificate names the address, not a host name
+            url = f"https://127.0.0.1:{config.web.port}/healthz"
+            with urllib.request.urlopen(url, timeout=10, context=context) as response:
+                assert response.read() == b"ok"
+        finally:
+            stopping.set()
+            server.join(timeout=15)
     assert f"serving the web app on https://127.0.0.1:{config.web.port}" in caplog.messages
