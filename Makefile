@@ -59,11 +59,11 @@ test: venvs lint system-tools
 
 # Mutation testing of the device code (not part of `make test`: hours on 2 cores); writes
 # benchmarks/results/mutation.json. AGAIN=1 re-runs only the mutants the last run left alive; PENDING=1 with it, only
-# those an interrupted run never reached; SAMPLE=N with it, of those never reached N drawn at random, estimating the
-# rest; ONLY=globs with it, only the mutants whose names match.
+# those an interrupted run never reached; SAMPLE=N with it, of those never reached N drawn at random (SEED=S, 0 unless
+# given), estimating the rest; ONLY=globs with it, only the mutants whose names match.
 mutation: $(VENV)/.installed
 	$(VENV)/bin/python benchmarks/mutation.py $(if $(AGAIN),--again) $(if $(PENDING),--pending) \
-		$(if $(SAMPLE),--sample $(SAMPLE)) $(if $(ONLY),--only '$(ONLY)')
+		$(if $(SAMPLE),--sample $(SAMPLE)) $(if $(SEED),--seed $(SEED)) $(if $(ONLY),--only '$(ONLY)')
 
 # The Arm path without a board (root, the internet, about 50 minutes on 2 cores; not part of `make test`): a Debian 12 arm64
 # userland under qemu, the offline aarch64 archive installed in it, the bundle's fidelity images on Arm against x86 and

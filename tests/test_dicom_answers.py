@@ -4,6 +4,7 @@ dsrdump, the same instances however often they are written, queued once for forw
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import subprocess
 from dataclasses import replace
@@ -147,6 +148,14 @@ def test_the_writer_answers_dicom_scans_only_and_queues_each_instance_once(tmp_p
     writer.answer(record, CLASSIFIED_ANALYSIS, scan)  # type: ignore[arg-type]  (the write stage repeated)
     assert [path.name for path in outbox.pending()] == [f"{capture.SOPInstanceUID}.dcm"]
     assert outbox.state().sent == 1
+
+
+def test_the_outbox_sends_the_oldest_first_whatever_the_names(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox")
+    for name, age in (("b.dcm", 300), ("a.dcm", 200), ("c.dcm", 200), ("d.dcm", 100)):
+        outbox.put(name, b"x")
+        os.utime(outbox.pending_folder / name, (1_000_000 - age, 1_000_000 - age))
+    assert [path.name for path in outbox.pending()] == ["b.dcm", "a.dcm", "c.dcm", "d.dcm"]  # names break ties
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pydicom
 import pytest
 from dicomfiles import encode, image_dataset
 from PIL import Image
@@ -399,3 +400,19 @@ def test_the_per_value_table_gives_the_bytes_every_pixel_computed_alone_would(dt
     decoded = decode_bytes(encode(dataset)).pixels
     assert decoded.dtype == np.uint8 and np.array_equal(decoded, expected)
     assert len(np.unique(decoded)) > 16  # a picture, not a constant the two could share by accident
+
+
+def test_the_decoded_scan_keeps_its_instance_uid_or_none_without_one() -> None:
+    """What a reader's SR or SEG refers to the scan by; a header without one has none (no made-up value)."""
+    dataset = image_dataset(_row(ROW), BitsStored=12, HighBit=11)
+    assert decode_bytes(encode(dataset)).instance_uid == str(dataset.SOPInstanceUID)
+    read = pydicom.dcmread(io.BytesIO(encode(dataset)))
+    del read.SOPInstanceUID
+    without = io.BytesIO()
+    read.save_as(without)
+    assert decode_bytes(without.getvalue()).instance_uid is None
+
+
+def test_a_sample_image_has_its_high_bit_one_below_its_bits() -> None:
+    dataset = image_dataset(_row(ROW))
+    assert (dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit) == (16, 16, 15)

@@ -20,6 +20,7 @@ from edge_app.fsutil import (
     free_megabytes,
     link_durably,
     move_durably,
+    read_scan_file,
     remove_temporaries,
     sha256_of,
     temp_path,
@@ -185,3 +186,13 @@ def test_only_a_regular_file_gets_a_second_name(tmp_path: Path) -> None:
     with pytest.raises(IngestError) as refused:
         link_durably(pointer, tmp_path / "second.dcm")
     assert str(refused.value) == "pointer.dcm is not a regular file: it is never linked or copied"
+
+
+def test_a_scan_file_is_never_read_through_a_symbolic_link(tmp_path: Path) -> None:
+    target = tmp_path / "secret.png"
+    target.write_bytes(b"not for the service")
+    (tmp_path / "scan.png").symlink_to(target)
+    with pytest.raises(OSError) as refused:
+        read_scan_file(tmp_path / "scan.png", max_bytes=1000)
+    assert refused.value.errno == errno.ELOOP
+    assert read_scan_file(target, max_bytes=1000) == b"not for the service"

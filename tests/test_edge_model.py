@@ -4,6 +4,7 @@ heatmap fusion, every refusal of a bundle, and per-region answers, with figures 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -652,3 +653,30 @@ def test_a_tall_odd_patch_and_a_film_keep_their_geometry_and_hash(tmp_path: Path
     film = _png(_film(300, 400))
     needs = analyser.analyse(film, "film.png")
     assert needs.status == NEEDS_ROI and needs.sha256 == hashlib.sha256(film).hexdigest()
+
+
+def test_disk_changes_checks_every_loaded_file_by_content_and_rehashes_a_touched_one_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A touched classifier with the same bytes is no change (and is not hashed again at the next call); the head,
+    checked after it, changed in place at the same size: reported by its sha256."""
+    model = EdgeModel.load(write_fake_bundle(tmp_path / "bundle"))
+    head_name = model.manifest.gradcam_head()[0]
+    classifier, head = model.bundle / model.classifier_name, model.bundle / head_name
+    assert model.disk_changes() is None
+    os.utime(classifier, ns=(1, 1))  # same content, new time: verified again, then remembered
+    verified: list[str] = []
+    real_verify = model_module.verify_file
+
+    def verify(bundle: Path, name: str, *rest: Any) -> None:
+        verified.append(name)
+        real_verify(bundle, name, *rest)
+
+    monkeypatch.setattr(model_module, "verify_file", verify)
+    assert model.disk_changes() is None and verified == [model.classifier_name]
+    assert model.disk_changes() is None and verified == [model.classifier_name], "an unchanged file was hashed again"
+    changed = bytearray(head.read_bytes())
+    changed[-1] ^= 0xFF
+    head.write_bytes(bytes(changed))
+    problem = model.disk_changes()
+    assert problem is not None and head_name in problem and "sha256" in problem

@@ -648,7 +648,10 @@ def test_the_outcome_table_shows_each_finished_scan_once(tmp_path: Path) -> None
         "film.dcm         needs_roi             /r/film.json  (no regions: its reason says how to mark them)",
         "bad.png          quarantined           the file is empty",
     ]
-    assert outcome_table([final("a.png", ScanState.VANISHED)], Path("/r")).splitlines()[0].startswith("input  ")
+    assert outcome_table([final("a.png", ScanState.VANISHED)], Path("/r")).splitlines() == [
+        "input  outcome     p(malig)  result / overlay / reason",  # as wide as "input", the shortest a column is
+        "a.png  vanished              the file left the inbox before it was claimed: nothing was read or answered",
+    ]
 
 
 def test_watcher_events_only_point_the_tracker_at_paths(tmp_path: Path) -> None:

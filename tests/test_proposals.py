@@ -150,11 +150,19 @@ def test_a_detector_spec_and_its_file_come_together(tmp_path: Path) -> None:
             {**values, "detector": {**values["detector"], "min_spacing_mm": 0.6}},
             "manifest detector spacing range 0.6..0.5 mm is not a range",
         ),
+        (
+            {**values, "detector": {**values["detector"], "min_spacing_mm": 0}},
+            "manifest detector spacing range 0..0.5 mm is not a range",
+        ),
         ({**values, "detector": {**values["detector"], "colour": 1}}, "manifest detector: unknown key(s) 'colour'"),
     ):
         (bundle / "manifest.json").write_text(json.dumps(changed))
         with pytest.raises(BundleError, match=f"^{message}".replace("(", r"\(").replace(")", r"\)")):
             load_manifest(bundle)
+    one_spacing = {**values, "detector": {**values["detector"], "min_spacing_mm": 0.5, "max_spacing_mm": 0.5}}
+    (bundle / "manifest.json").write_text(json.dumps(one_spacing))
+    detector = load_manifest(bundle).detector  # films of one spacing only: a range of one value
+    assert detector is not None and (detector.min_spacing_mm, detector.max_spacing_mm) == (0.5, 0.5)
 
 
 def test_the_detector_runs_from_its_verified_bytes_on_the_devices_threads(tmp_path: Path) -> None:

@@ -465,6 +465,18 @@ def test_the_login_throttle_tracks_failures_only_and_forgets_the_longest_quiet_k
     assert throttle.retry_after(["user:a", "user:d"]) is None  # a failure counts for the window, no longer
 
 
+def test_by_default_five_failures_in_fifteen_minutes_hold_a_login_back() -> None:
+    """The module's promise: a reader who mistypes four times is never held back; a fifth failure is."""
+    clock = FakeClock()
+    throttle = LoginThrottle(clock=clock)
+    for _ in range(4):
+        throttle.failed(["user:reader"])
+        clock.now += 10
+    assert throttle.retry_after(["user:reader"]) is None
+    throttle.failed(["user:reader"])
+    assert throttle.retry_after(["user:reader"]) == 900.0 - 40
+
+
 def test_the_tokens_list_says_when_each_was_made_used_and_revoked(site: Site) -> None:
     site.clock.now = 2000.0
     token = site.accounts.add_token("ris-bridge")
@@ -754,14 +766,17 @@ def test_every_response_gets_the_security_headers_in_lower_case_and_keeps_its_ow
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         own = [(b"content-security-policy", b"default-src 'self'")] if scope["path"] == "/own" else []
-        await send({"type": "http.response.start", "status": 200, "headers": own})
+        start = {"type": "http.response.start", "status": 200, "headers": own}
+        if scope["path"] == "/bare":
+            del start["headers"]  # ASGI makes the headers optional
+        await send(start)
         await send({"type": "http.response.body", "body": b""})
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
     middleware = SecurityHeaders(app, tls=tls)
-    for path in ("/plain", "/own"):
+    for path in ("/plain", "/own", "/bare"):
         asyncio.run(middleware({"type": "http", "path": path}, None, send))  # type: ignore[arg-type]
     expected = [
         (b"x-content-type-options", b"nosniff"),
@@ -771,8 +786,8 @@ def test_every_response_gets_the_security_headers_in_lower_case_and_keeps_its_ow
         (b"cross-origin-opener-policy", b"same-origin"),
         *([(b"strict-transport-security", b"max-age=31536000")] if tls else []),
     ]
-    plain, own = (message["headers"] for message in sent if message["type"] == "http.response.start")
-    assert plain == [*expected, (b"content-security-policy", CSP.encode())]
+    plain, own, bare = (message["headers"] for message in sent if message["type"] == "http.response.start")
+    assert plain == bare == [*expected, (b"content-security-policy", CSP.encode())]
     assert own == [(b"content-security-policy", b"default-src 'self'"), *expected]
 
 

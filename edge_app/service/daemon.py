@@ -318,6 +318,8 @@ def outcome_table(records: Iterable[ScanRecord], results: Path) -> str:
             "" if record.probability is None else f"{record.probability:.4f}",
             record.failure.reason
             if record.failure
+            else "the file left the inbox before it was claimed: nothing was read or answered"
+            if record.state is ScanState.VANISHED
             else f"{results / str(record.result_file)}  (no regions: its reason says how to mark them)"
             if record.status == NEEDS_ROI
             else f"{results / str(record.result_file)}  {results / str(record.overlay_file)}",

@@ -220,7 +220,7 @@ class ResultWriter:
             "reason": failure.reason if failure else None,
         }
         buffer = io.StringIO()
-        csv.writer(buffer).writerow(["" if entry[key] is None else entry[key] for key in AUDIT_FIELDS])
+        csv.writer(buffer).writerow([entry[key] for key in AUDIT_FIELDS])  # the csv module writes None as ""
         self.audit_csv.append_once(buffer.getvalue(), f",{record.scan_id},")
         self.audit_jsonl.append_once(json.dumps(entry, ensure_ascii=False) + "\n", f'"id": "{record.scan_id}"')
         for follow_up in self.after_write:

@@ -5,6 +5,7 @@ service says what happened."""
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import logging
 import os
@@ -105,18 +106,26 @@ def test_refused_writes_keep_the_scans_report_it_and_resume_when_writing_works(
     real_write = writer_module.atomic_write
     refusing = [True]
 
+    refused: list[float] = []
+
     def write(final: Path, data: bytes) -> None:
         if refusing[0]:
+            refused.append(time.monotonic())
             raise OSError(error, os.strerror(error), str(final))
         real_write(final, data)
 
     monkeypatch.setattr(writer_module, "atomic_write", write)
+    statuses: list[str] = []
+    monkeypatch.setattr(daemon_module, "notify", statuses.append)
     config = config_under(tmp_path)
     with running(config, fake_analyser(tmp_path)) as daemon:
         for index in range(6):
             (config.paths.inbox / f"scan{index}.png").write_bytes(distinct_scan(index))
         daemon.wait_for(lambda: f"cannot store a scan's outcome ([Errno {error}]" in caplog.text, what=what)
-        time.sleep(1.0)  # retries keep failing meanwhile
+        time.sleep(1.0)  # retries keep failing meanwhile, one every STORAGE_RETRY_SECONDS
+        gaps = [later - earlier for earlier, later in itertools.pairwise(refused)]
+        assert len(refused) >= 3 and min(gaps) >= 0.19, f"refused writes {gaps} s apart: retries every 0.2 s"
+        assert f"STATUS=paused: cannot write ([Errno {error}] {os.strerror(error)}" in "\n".join(statuses)
         assert not any(r.state.final for r in records(config)), "a scan finished while writes were refused"
         kept = {p.name for p in config.paths.inbox.iterdir()} | {
             p.name for p in (config.paths.state / "processing").iterdir()
@@ -137,6 +146,8 @@ def test_a_model_file_corrupted_under_the_running_service_is_never_used_and_is_r
     config = config_under(tmp_path)
     analyser = fake_analyser(tmp_path)
     model = analyser.model
+    statuses: list[str] = []
+    monkeypatch.setattr(daemon_module, "notify", statuses.append)
     with running(config, analyser, model_check=model.disk_changes) as daemon:
         (config.paths.inbox / "before.png").write_bytes(distinct_scan(1))
         daemon.wait_for((config.paths.results / "before.json").exists)
@@ -151,6 +162,9 @@ def test_a_model_file_corrupted_under_the_running_service_is_never_used_and_is_r
     before, after = (json.loads((config.paths.results / f"{n}.json").read_text()) for n in ("before", "after"))
     assert after["probability"] == before["probability"], "the corrupted bytes reached an answer"
     assert "does not match its sha256" in caplog.text
+    assert caplog.text.count("the model on disk changed while running") == 1, "said more than once"
+    changed = [status for status in statuses if status.startswith("STATUS=model files changed on disk: ")]
+    assert len(changed) == 1 and "does not match its sha256" in changed[0]
     with pytest.raises(BundleError, match="does not match its sha256"):
         EdgeModel.load(model.bundle, variant="float32")  # a restart refuses it
 
