@@ -131,7 +131,7 @@ class ModelStore:
         if self.link.is_symlink() or not self.link.is_dir():
             return
         version = _checked_version(load_manifest(self.link, verify_files=False))
-        self.models.mkdir(parents=True, exist_ok=True)
+        self.models.mkdir(exist_ok=True)  # beside the link: its folder exists
         if (self.models / version).exists():
             raise BundleError(f"{self.link} is a folder and models/{version} exists too: move one of them away")
         self.link.rename(self.models / version)

@@ -126,7 +126,8 @@ def test_echo_from_an_allowed_title_and_refusals_of_others(tmp_path: Path) -> No
     with listening(node_config(tmp_path, allowed_networks=("10.0.0.0/8",))) as node:
         refused = echoscu(node.port)
         assert refused.returncode != 0 and "Association Rejected" in refused.stdout + refused.stderr
-    with listening(node_config(tmp_path, allowed_networks=("127.0.0.0/8", "10.0.0.0/8"))) as node:
+    # a network written with host bits (10.0.0.5/8), as the config accepts it: the network it lies in
+    with listening(node_config(tmp_path, allowed_networks=("127.0.0.0/8", "10.0.0.5/8"))) as node:
         assert echoscu(node.port).returncode == 0
         allowed = node.listener.address_allowed
         assert allowed("10.1.2.3") and not allowed("192.168.0.1") and not allowed("localhost")  # no IP: not in any

@@ -229,14 +229,15 @@ def _report_items(report: pydicom.Dataset, value_type: str) -> list[pydicom.Data
     ("shape", "expected"),
     [
         (("CIRCLE", [(10.5, 10.5), (11.5, 10.5)]), Region("A", 10.0, 10.0, 1.0)),
+        (("CIRCLE", [(10.5, 20.5), (10.5, 23.5)]), Region("A", 10.0, 20.0, 3.0)),  # its edge point straight below
         (
             ("ELLIPSE", [(100.5, 200.5), (140.5, 200.5), (120.5, 199.5), (120.5, 201.5)]),
             Region("A", 120.0, 200.0, 20.0, Box(100, 199, 140, 201), "ellipse"),
         ),
     ],
-    ids=["circle_of_one_pixel", "ellipse_one_pixel_thick"],
+    ids=["circle_of_one_pixel", "circle_measured_downwards", "ellipse_one_pixel_thick"],
 )
-def test_the_smallest_circle_and_ellipse_are_regions(
+def test_circles_measured_either_way_and_the_smallest_ellipse_are_regions(
     shape: tuple[str, list[tuple[float, float]]], expected: Region
 ) -> None:
     source = _source()

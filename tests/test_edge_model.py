@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -680,3 +681,18 @@ def test_disk_changes_checks_every_loaded_file_by_content_and_rehashes_a_touched
     head.write_bytes(bytes(changed))
     problem = model.disk_changes()
     assert problem is not None and head_name in problem and "sha256" in problem
+
+
+def test_the_probe_command_reads_its_files_from_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """How the converter runs it, in a process of its own: ``python -m edge_app.probe FILE...``; each file is tried
+    under every runtime installed."""
+    from edge_app.probe import main as probe_main
+
+    for name in ("a.tflite", "b.tflite"):
+        (tmp_path / name).write_bytes(b"not a flatbuffer" * 8)
+    monkeypatch.setattr(sys, "argv", ["probe", str(tmp_path / "a.tflite"), str(tmp_path / "b.tflite")])
+    assert probe_main() == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert sorted(printed) == ["a.tflite", "b.tflite"] and all(printed.values()), printed
