@@ -441,6 +441,17 @@ def test_regions_needs_roi_and_a_bad_sidecar_each_end_with_the_input_kept(tmp_pa
     assert (quarantine / "other.roi.json").read_bytes() == b"BAD json"
 
 
+def test_a_sidecar_the_service_will_not_read_is_refused_by_its_name_at_the_regions_stage(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    pipeline = _pipeline(config)
+    pipeline.max_file_bytes = 10  # the scan fits, its region file does not
+    scan, sidecar = _drop(config, "scan.png", b"content"), _drop(config, "scan.roi.json", b"A" * 2_000_000)
+    final = pipeline.take(scan, sidecar)
+    assert final.state is ScanState.QUARANTINED and final.failure is not None
+    assert (final.failure.stage, final.failure.kind) == ("regions", "FileTooLargeError")
+    assert final.failure.reason.startswith("scan.roi.json: the file is 2 MB, over the 0 MB that [ingest] max_pixels")
+
+
 def test_a_sidecar_that_left_before_the_claim_is_a_clear_refusal(tmp_path: Path) -> None:
     config = _config(tmp_path)
     pipeline = _pipeline(config)

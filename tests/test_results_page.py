@@ -70,7 +70,7 @@ def test_every_scan_is_listed_newest_first_with_the_figures_of_its_result(tmp_pa
     assert NOTICE in text and FAKE_IDENTITY.sha256 in text and OPERATING_POINT in text
     assert f"at least <strong>{FAKE_IDENTITY.threshold:.3f}</strong>" in text
     assert "film three.dcm is a full-field film (fake)" in text  # why it needs a region
-    assert "ingest: unrecognised file format (fake)" in text or "decode" in text  # why it was refused
+    assert '<small class="reason">decode: unrecognised file format (fake)</small>' in text  # why it was refused
     assert "patch &lt;b&gt;one &amp; more.png" in text and "<b>one" not in text  # a name is text, never markup
     for entry in audit:  # when each scan was answered, to the second
         assert f"<br><small>{entry['time'][:19].replace('T', ' ')} UTC</small>" in text
@@ -209,6 +209,20 @@ def test_an_update_reads_only_the_lines_appended_since_the_last_and_a_rotation_o
     page.update()
     assert reads == [("results.000001.jsonl", 0), ("results.jsonl", 0)]
     assert "after-rotation.png" in (results / INDEX).read_text() and "appended.png" in (results / INDEX).read_text()
+
+
+def test_a_log_caught_between_its_rotation_and_the_next_line_is_read_whole(tmp_path: Path) -> None:
+    """The writer renames the full log, then appends to a new one: a page made in between (a restart after a crash
+    there) still counts and lists every entry, the last rotated segment's included."""
+    from edge_app.report.page import AuditTail
+
+    results = results_with_every_status(tmp_path).paths.results  # 5 scans
+    (results / "results.jsonl").rename(results / "results.000002.jsonl")
+    tail = AuditTail(results, keep=3)
+    tail.refresh()
+    assert tail.count == 5 and [entry["input"] for entry in tail.recent] == [
+        entry["input"] for entry in read_audit(results)[-3:]
+    ]
 
 
 class ProposingAnalyser(PictureAnalyser):

@@ -907,6 +907,11 @@ def test_a_body_that_is_not_json_or_too_long_is_refused_in_words(site: Site) -> 
         "/api/session", content=b"{" + b" " * 5000 + b"}", headers={"content-type": "application/json"}
     )
     assert long.status_code == 413 and long.json() == {"error": "the body may be at most 4,096 bytes"}
+    streamed = site.client.post(  # chunked, no Content-Length: counted as it comes, and cut at the limit
+        "/api/session", content=iter([b"{", b" " * 4096, b"}"]), headers={"content-type": "application/json"}
+    )
+    assert "content-length" not in streamed.request.headers
+    assert streamed.status_code == 413 and streamed.json() == {"error": "the body may be at most 4,096 bytes"}
 
 
 def test_the_app_reads_films_under_the_devices_pixel_limit_and_keeps_its_audit_as_configured(

@@ -85,7 +85,7 @@ class AuditTail:
         self.log = AuditLog(results / AUDIT_JSONL)
         self.count = 0
         self.recent: deque[dict[str, Any]] = deque(maxlen=keep)
-        self._inode = -1
+        self._inode: int | None = None  # never looked: the first look reads every segment there is
         self._offset = 0
 
     def refresh(self) -> None:

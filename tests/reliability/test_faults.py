@@ -35,7 +35,7 @@ pytestmark = pytest.mark.usefixtures("fake_runtime")  # the service around the m
 def test_sigkill_at_50_random_moments_in_a_200_scan_run_loses_and_repeats_nothing(tmp_path: Path) -> None:
     """200 scans, a third with region sidecars dropped apart (pairing in progress), a tenth undecodable, dropped in
     bursts while the service is killed 50 times: at a random moment after start (start-up and recovery included) or
-    after it said ready (mid-scan). Then one clean run: exactly one outcome per scan."""
+    just after it claimed a scan (mid-scan). Then one clean run: exactly one outcome per scan."""
     config = service_config(tmp_path)
     inbox, rng = tmp_path / "inbox", random.Random(20)
     expected: dict[str, str] = {}
@@ -56,17 +56,28 @@ def test_sigkill_at_50_random_moments_in_a_200_scan_run_loses_and_repeats_nothin
         del pending[:12]
 
     log = (tmp_path / "service.log").open("w")
+    processing = tmp_path / "state" / "processing"
+
+    def claimed() -> set[str]:
+        return {path.name for path in processing.iterdir()} if processing.is_dir() else set()
+
     mid_scan = 0
     for kill in range(50):
         drop_some()
+        before = claimed()
         process = subprocess.Popen(
             [sys.executable, str(SERVICE), "run", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT
         )
-        time.sleep(rng.uniform(0.05, 1.2) if kill % 2 else rng.uniform(0.6, 1.5))
+        if kill % 2:  # any moment after start, start-up and recovery included
+            time.sleep(rng.uniform(0.05, 1.2))
+        else:  # mid-scan on a host of any speed: a moment after it claimed a scan of this burst
+            deadline = time.monotonic() + 60
+            while not claimed() - before and time.monotonic() < deadline:
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0.0, 0.02))
         process.send_signal(signal.SIGKILL)
         process.wait(30)
-        processing = tmp_path / "state" / "processing"
-        mid_scan += processing.is_dir() and any(processing.iterdir())
+        mid_scan += bool(claimed())
     drop_some()
     while pending:
         drop_some()
