@@ -7,7 +7,8 @@ configuration is ``[tool.mutmut]`` in pyproject.toml. ``--again`` copies the wor
 find again which functions each test calls when the mutated code changed, and re-runs only the mutants not yet
 killed (after new tests), keeping every other verdict; ``--pending`` runs only those an interrupted run never
 reached, and ``--sample N`` only N of those, drawn at random from all of them (``--only`` then picks among the
-survivors). The mutants run last are the costliest (mutmut runs the quickest first; the last ones are reached by the
+survivors; the names drawn are kept in the result, and ``--rescore`` counts them again after mutants were re-run by
+hand). The mutants run last are the costliest (mutmut runs the quickest first; the last ones are reached by the
 slow daemon and DICOM tests, minutes each on 2 cores), so a uniform sample of them estimates the whole set's score
 with an interval (`sample_estimate`).
 
@@ -180,6 +181,7 @@ def sample_estimate(found: dict[str, int | None], drawn: list[str], drawn_from: 
         "drawn_from": drawn_from,
         "size": size,
         "seed": seed,
+        "drawn": sorted(drawn),  # so a later `--rescore` can count the same mutants again
         "survived": survived,
         "survival_rate_ci": [round(low, 4), round(high, 4)],
         "not_run": not_run,
@@ -220,9 +222,20 @@ def main(argv: list[str] | None = None) -> int:
         "chooses among the others), and the rest estimated from them",
     )
     parser.add_argument("--seed", type=int, default=0, help="the --sample draw's seed")
+    parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="run nothing: count the staged copy's verdicts again (after mutants were re-run by hand, on a quiet "
+        "machine), with the last result's sample",
+    )
     args = parser.parse_args(argv)
     if args.sample and not args.again:
         parser.error("--sample draws from the mutants never run: give it with --again")
+    if args.rescore:
+        last = json.loads((args.out / "mutation.json").read_text()).get("sample")
+        if last is None:
+            return write_results(args.work, args.out, None, 0, 0)
+        return write_results(args.work, args.out, last["drawn"], last["drawn_from"], last["seed"])
     if not args.again:
         shutil.rmtree(args.work, ignore_errors=True)
     if stage(args.work):
@@ -245,25 +258,27 @@ def main(argv: list[str] | None = None) -> int:
     if subprocess.run(command, cwd=args.work, check=False).returncode != 0:
         print("mutmut run failed", file=sys.stderr)
         return 1
-    found = verdicts(args.work)
+    return write_results(args.work, args.out, drawn if args.sample else None, len(never_run), args.seed)
+
+
+def write_results(work: Path, out: Path, drawn: list[str] | None, drawn_from: int, seed: int) -> int:
+    """mutation.json (with the sample's estimate when one was drawn) and every survivor's diff, from the verdicts."""
+    found = verdicts(work)
     result = summary(found)
-    if args.sample:
-        result["sample"] = sample_estimate(found, drawn, len(never_run), args.seed)
+    if drawn is not None:
+        result["sample"] = sample_estimate(found, drawn, drawn_from, seed)
     result["mutmut"] = subprocess.run(
-        [mutmut_command(), "--version"], cwd=args.work, capture_output=True, text=True, check=False
+        [mutmut_command(), "--version"], cwd=work, capture_output=True, text=True, check=False
     ).stdout.strip()
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "mutation.json").write_text(json.dumps(result, indent=2) + "\n")
     by_kind: dict[str, list[str]] = defaultdict(list)
     for name in sorted(name for name, code in found.items() if code in SURVIVED):
-        shown = subprocess.run(
-            [mutmut_command(), "show", name], cwd=args.work, capture_output=True, text=True, check=False
-        )
+        shown = subprocess.run([mutmut_command(), "show", name], cwd=work, capture_output=True, text=True, check=False)
         by_kind[kind_of(shown.stdout)].append(shown.stdout.rstrip())
     result["survivors_by_kind"] = {kind: len(by_kind[kind]) for kind in KINDS}
-    (args.out / "mutation.json").write_text(json.dumps(result, indent=2) + "\n")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "mutation.json").write_text(json.dumps(result, indent=2) + "\n")
     sections = [f"## {kind}: {KINDS[kind]} ({len(by_kind[kind])})\n\n" + "\n\n".join(by_kind[kind]) for kind in KINDS]
-    (args.out / "mutation-survivors.txt").write_text("\n\n".join(sections) + "\n")
+    (out / "mutation-survivors.txt").write_text("\n\n".join(sections) + "\n")
     print(json.dumps({key: result[key] for key in ("killed", "survived", "timeout", "total", "score")}))
     return 0
 

@@ -439,6 +439,7 @@ def test_a_sampled_mutation_run_estimates_the_whole_sets_score_from_what_it_drew
         "drawn_from": 4,
         "size": 2,
         "seed": 7,
+        "drawn": ["d", "e"],
         "survived": 1,
         "survival_rate_ci": [round(low, 4), round(high, 4)],
         "not_run": 2,
@@ -448,6 +449,28 @@ def test_a_sampled_mutation_run_estimates_the_whole_sets_score_from_what_it_drew
     with pytest.raises(SystemExit):
         mutation.main(["--sample", "5"])
     assert "--sample draws from the mutants never run: give it with --again" in capsys.readouterr().err
+
+
+def test_a_rescore_counts_the_verdicts_again_with_the_last_results_sample(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After drawn mutants were re-run by hand (a timeout on a busy machine checked on a quiet one), `--rescore`
+    counts the same sample again and runs nothing."""
+    mutation = _mutation_tool()
+    work, out = tmp_path / "work", tmp_path / "results"
+    (work / "mutants" / "edge_app").mkdir(parents=True)
+    verdicts = {"a": 1, "b": 0, "c": 0, "d": 0, "e": None}  # d, drawn, timed out at first and now survived
+    (work / "mutants" / "edge_app" / "x.py.meta").write_text(json.dumps({"exit_code_by_key": verdicts}))
+    monkeypatch.setattr(mutation, "mutmut_command", lambda: "echo")  # `mutmut show NAME` prints the name here
+    out.mkdir()
+    (out / "mutation.json").write_text(json.dumps({"sample": {"drawn": ["c", "d"], "drawn_from": 3, "seed": 2}}))
+    assert mutation.main(["--rescore", "--work", str(work), "--out", str(out)]) == 0
+    result = json.loads((out / "mutation.json").read_text())
+    assert (result["killed"], result["survived"], result["timeout"], result["not_run"]) == (1, 3, 0, 1)
+    assert result["sample"]["drawn"] == ["c", "d"] and result["sample"]["survived"] == 2
+    assert (result["sample"]["drawn_from"], result["sample"]["seed"]) == (3, 2)
+    assert "## other: anything else (3)" in (out / "mutation-survivors.txt").read_text()
+    assert json.loads(capsys.readouterr().out)["survived"] == 3
 
 
 def test_the_detect_bench_sets_a_full_film_detection_against_one_invoke_and_refuses_a_bundle_without_detector(
