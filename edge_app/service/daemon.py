@@ -316,13 +316,7 @@ def outcome_table(records: Iterable[ScanRecord], results: Path) -> str:
             record.input_name,
             record.label or record.status or record.state.value,
             "" if record.probability is None else f"{record.probability:.4f}",
-            record.failure.reason
-            if record.failure
-            else "the file left the inbox before it was claimed: nothing was read or answered"
-            if record.state is ScanState.VANISHED
-            else f"{results / str(record.result_file)}  (no regions: its reason says how to mark them)"
-            if record.status == NEEDS_ROI
-            else f"{results / str(record.result_file)}  {results / str(record.overlay_file)}",
+            _outcome_detail(record, results),
         )
         for record in records
         if record.state.final
@@ -333,6 +327,17 @@ def outcome_table(records: Iterable[ScanRecord], results: Path) -> str:
         f"{name:<{width}}  {outcome:<11} {probability:>8}  {detail}" for name, outcome, probability, detail in rows
     ]
     return "\n".join(lines)
+
+
+def _outcome_detail(record: ScanRecord, results: Path) -> str:
+    """A finished scan's last column: why it was refused or never read, or where its answer is."""
+    if record.failure:
+        return record.failure.reason
+    if record.state is ScanState.VANISHED:
+        return "the file left the inbox before it was claimed: nothing was read or answered"
+    if record.status == NEEDS_ROI:
+        return f"{results / str(record.result_file)}  (no regions: its reason says how to mark them)"
+    return f"{results / str(record.result_file)}  {results / str(record.overlay_file)}"
 
 
 def install_signal_handlers(stopping: threading.Event) -> None:

@@ -116,8 +116,7 @@ def test_refused_writes_keep_the_scans_report_it_and_resume_when_writing_works(
     monkeypatch.setattr(daemon_module, "STORAGE_RETRY_SECONDS", 0.2)
     real_write = writer_module.atomic_write
     refusing = [True]
-
-    refused: list[float] = []
+    refused: list[float] = []  # when each refused write came
 
     def write(final: Path, data: bytes) -> None:
         if refusing[0]:
