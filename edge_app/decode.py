@@ -135,9 +135,7 @@ def decode_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
         decoded = _dicom_guarded(lambda: _decode_dicom(data, max_pixels))
     else:
         decoded = DecodedImage(_pil_to_gray8(_open_raster(data, kind, max_pixels), kind), kind)
-    pixels = decoded.pixels
-    if pixels.size == 0:
-        raise EmptyImageError("the image has no pixels")
+    pixels = decoded.pixels  # never empty: both readers refuse a size of 0 before decoding (_check_pixel_count)
     if int(pixels.min()) == int(pixels.max()):
         raise EmptyImageError(f"the image is one constant value ({int(pixels.min())}): nothing to classify")
     return decoded

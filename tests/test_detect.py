@@ -75,7 +75,7 @@ def test_a_breast_larger_than_the_canvas_is_shrunk_to_fit_and_its_spacing_says_s
 
 
 def test_a_flat_film_is_refused() -> None:
-    with pytest.raises(InputImageError, match="no breast found"):
+    with pytest.raises(InputImageError, match=r"^no breast found on the film: it is one flat intensity$"):
         frame_film(np.zeros((100, 80), np.uint8), 0.1, SPEC)
     with pytest.raises(InputImageError, match="spacing must be positive"):
         frame_film(_film(), 0.0, SPEC)
@@ -205,3 +205,15 @@ def test_the_detector_input_bounds_and_its_dictionary() -> None:
             np.zeros((8, 8), np.float32), np.zeros(SPEC.cells, np.float32), FilmFrame(0, 0, 1, 1, False, 1), SPEC, 4, 0
         )
     assert cell_of(Region("A", -3.0, 999.0, 3.0), SPEC) == (79, 0)
+
+
+def test_a_breast_touching_the_films_top_edge_starts_on_the_canvass_first_row_in_its_own_contrast() -> None:
+    rows, columns = np.mgrid[0:1600, 0:1400]
+    tissue = (columns / 1000) ** 2 + (rows / 1200) ** 2 <= 1  # a quarter ellipse from the top-left corner
+    film = np.where(tissue, 100 + (rows + columns) % 50, 8).astype(np.uint8)  # tissue 100-149 on a dark film
+    canvas, frame = frame_film(film, 0.1, SPEC)
+    assert (frame.origin_x, frame.origin_y, frame.scale) == (0, 0, 0.125)
+    assert (canvas[0] > 0).sum() == 125  # the first canvas row is the breast's first film rows, 1000 px wide
+    # the table stretches the breast's own 1st-99th percentiles (100..149): its mean, 124.5, lands mid-scale;
+    # the dark background (a fifth of the breast's box) must not widen it
+    assert np.median(canvas[canvas > 0]) == pytest.approx(255 * 24.5 / 49, abs=8)

@@ -395,3 +395,9 @@ def test_a_region_the_device_proposed_is_coded_apart_and_the_report_says_what_wa
         "Regions proposed by the device's detector: a mass it did not propose was not assessed. "
         f"Model hybrid-test 1.2 (int8, sha256 {'ab' * 32})."
     )
+
+
+def test_the_test_mammogram_is_an_original_image_first_in_its_series() -> None:
+    dataset = pydicom.dcmread(io.BytesIO(_scan()))
+    assert list(dataset.ImageType) == ["ORIGINAL", "PRIMARY", ""]  # what a modality sends, not a derived image
+    assert (dataset.SeriesNumber, dataset.InstanceNumber) == (1, 1)

@@ -69,7 +69,7 @@ def test_state_and_pruning(tmp_path: Path) -> None:
     assert (state.pending, state.sent, state.last_error) == (2, 0, "refused with status 0xA700")
     outbox.mark_sent("c.dcm")
     sent = outbox.sent_folder / "c.dcm"
-    assert outbox.prune_sent(30, now=sent.stat().st_mtime + 29 * 86400) == 0
+    assert outbox.prune_sent(30) == outbox.prune_sent(30, now=sent.stat().st_mtime + 29 * 86400) == 0  # now: kept
     assert outbox.prune_sent(30, now=sent.stat().st_mtime + 31 * 86400) == 1 and not sent.exists()
 
 
@@ -200,8 +200,10 @@ def test_the_forwarder_offers_both_little_endian_syntaxes_and_waits_its_timeout(
     assert (ae.acse_timeout, ae.dimse_timeout, ae.network_timeout, ae.connection_timeout) == (7.5, 7.5, 7.5, 7.5)
 
 
-def _notifications(folder: Path, monkeypatch: pytest.MonkeyPatch, watchdog_usec: int, until: str) -> list[str]:
-    """What `Forwarder.run` tells systemd from READY until `until` arrives and it stops."""
+def _notifications(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, watchdog_usec: int, until: str, times: int = 1
+) -> list[str]:
+    """What `Forwarder.run` tells systemd from READY until `until` arrives (`times` times) and it stops."""
     monkeypatch.setattr(forward, "TICK_SECONDS", 0.02)
     stopping = threading.Event()
     with notify_socket(folder, monkeypatch, watchdog_usec) as systemd:
@@ -209,7 +211,7 @@ def _notifications(folder: Path, monkeypatch: pytest.MonkeyPatch, watchdog_usec:
         thread = threading.Thread(target=forwarder.run, args=(stopping,), name="forwarder")
         thread.start()
         try:
-            messages = systemd.until(until)
+            messages = [message for _ in range(times) for message in systemd.until(until)]
         finally:
             stopping.set()
             thread.join(10)
@@ -224,8 +226,8 @@ def test_the_forwarder_tells_systemd_it_is_ready_its_outbox_alive_and_stopping(
     )
     assert slow[0] == "READY=1" and slow[-1] == "STOPPING=1" and "WATCHDOG=1" not in slow  # 30 s not yet passed
     assert set(slow[1:-1]) == {"STATUS=outbox: 0 pending, 0 sent"}
-    fast = _notifications(tmp_path / "fast", monkeypatch, watchdog_usec=100_000, until="WATCHDOG=1")
-    assert fast[0] == "READY=1" and fast[-1] == "STOPPING=1"
+    fast = _notifications(tmp_path / "fast", monkeypatch, watchdog_usec=100_000, until="WATCHDOG=1", times=3)
+    assert fast[0] == "READY=1" and fast[-1] == "STOPPING=1" and fast.count("WATCHDOG=1") == 3  # alive, again
     between = fast[fast.index("WATCHDOG=1") - 1]
     assert between == "STATUS=outbox: 0 pending, 0 sent"
 

@@ -64,7 +64,8 @@ def _stored(inbox: Path) -> list[str]:
 def test_the_listener_is_off_unless_enabled_and_lets_nobody_in_by_default(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(ConfigError, match=r"\[dicom\] enabled is false"):
+    off = r"^\[dicom\] enabled is false: the DICOM listener is off \(set it to true to receive\)$"
+    with pytest.raises(ConfigError, match=off):
         StorageListener(DicomSection(allowed_ae_titles=("X",)), tmp_path / "inbox", tmp_path / "j.sqlite3")
     config = tmp_path / "config.toml"
     config.write_text("[dicom]\nenabled = true\n")

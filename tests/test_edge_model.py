@@ -328,6 +328,7 @@ def test_older_schemas_read_with_the_default_scope_and_round_trip(tmp_path: Path
     del values["scope"]
     old = manifest_from_dict({**values, "schema_version": 2})
     assert old.scope.patch_side_px == (64, 512) and old.scope.crop_rule.scale == 2.0
+    assert old.centre_offsets == tuple(float(offset) for offset in values["centre_offsets"])  # typed, not a list
     write_manifest(tmp_path / "b", manifest)
     assert load_manifest(bundle) == manifest
 
@@ -696,3 +697,11 @@ def test_the_probe_command_reads_its_files_from_the_command_line(
     assert probe_main() == 0
     printed = json.loads(capsys.readouterr().out)
     assert sorted(printed) == ["a.tflite", "b.tflite"] and all(printed.values()), printed
+
+
+def test_a_files_input_with_an_unknown_key_is_refused_by_its_place(tmp_path: Path) -> None:
+    values = json.loads((write_fake_bundle(tmp_path / "b") / "manifest.json").read_text())
+    values["files"]["classifier_float32.tflite"]["input"]["colour"] = "rgb"
+    where = r"^manifest files\['classifier_float32.tflite'\].input: "
+    with pytest.raises(BundleError, match=where + r"unknown key\(s\) 'colour'"):
+        manifest_from_dict(values)

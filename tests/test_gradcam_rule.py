@@ -80,6 +80,7 @@ def test_evidence_at_the_noise_floor_is_no_evidence() -> None:
     from edge_app.gradcam import NO_EVIDENCE
 
     assert not normalise(np.full((2, 2), NO_EVIDENCE)).any()
+    assert normalise(np.full((2, 2), NO_EVIDENCE)).dtype == np.float32  # a Heatmap whatever it was made from
     assert normalise(np.full((2, 2), NO_EVIDENCE * 2)).tolist() == [[1.0, 1.0], [1.0, 1.0]]
     assert normalise(np.zeros((0, 0))).shape == (0, 0)
     assert normalise(np.array([[0.0, 2.0]], np.float64)).dtype == np.float32

@@ -23,7 +23,7 @@ from edge_app.cli import main
 from edge_app.config import Config, IngestSection, PathsSection
 from edge_app.model import EdgeModel
 from edge_app.scope import ScopeLimits
-from edge_app.service.analyse import ModelAnalyser
+from edge_app.service.analyse import Analysis, ModelAnalyser, Sidecar
 from edge_app.service.daemon import build_pipeline
 from edge_app.service.journal import Journal
 from edge_app.service.lifecycle import ScanState
@@ -185,6 +185,34 @@ def test_a_scan_that_is_a_symbolic_link_is_refused_unread(tmp_path: Path) -> Non
     assert record.failure is not None and (record.failure.stage, record.failure.kind) == ("ingest", "SymbolicLink")
     assert record.failure.reason == "symbolic links are never followed; copy the scan itself into the inbox"
     assert (config.paths.quarantine / "link.png").is_symlink()
+
+
+class _PoisonedAnalyser(ModelAnalyser):
+    """The real analyser, with a bug that one file's content triggers."""
+
+    def analyse(self, data: bytes, name: str, sidecar: Sidecar | None = None) -> Analysis:
+        if data.startswith(b"POISON"):
+            raise ZeroDivisionError("division by zero")
+        return super().analyse(data, name, sidecar)
+
+
+def test_an_unexpected_error_refuses_that_scan_as_a_bug_and_the_next_is_answered(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    model = EdgeModel.load(write_fake_bundle(tmp_path / "bundle"), variant="float32")
+    analyser = _PoisonedAnalyser(model, 10**6, ScopeLimits.resolve(model.manifest.scope))
+    pipeline = build_pipeline(config, Journal(config.paths.state / "journal.sqlite3"), analyser)
+    (config.paths.inbox / "poison.png").write_bytes(b"POISON" + _png(_patch()))
+    (config.paths.inbox / "next.png").write_bytes(_png(_patch()))
+    poisoned = pipeline.take(config.paths.inbox / "poison.png")
+    assert poisoned.state is ScanState.QUARANTINED and poisoned.failure is not None
+    assert (poisoned.failure.stage, poisoned.failure.kind) == ("analyse", "InternalError")
+    assert poisoned.failure.reason == (
+        "the analysis failed unexpectedly (ZeroDivisionError: division by zero); "
+        "this is a bug: report it with this file"
+    )
+    assert poisoned.duplicate_of is None and poisoned.sha256 is not None
+    assert (config.paths.quarantine / "poison.png").read_bytes().startswith(b"POISON")
+    assert pipeline.take(config.paths.inbox / "next.png").state is ScanState.ARCHIVED
 
 
 # --- mammo-edge's exit codes ---

@@ -4,11 +4,14 @@ that fill are left alone; nothing from outside the folder; names escaped."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from fakes import FAKE_IDENTITY
 from pages import OPERATING_POINT, SCANS, PictureAnalyser, page_for, results_with_every_status
@@ -142,6 +145,10 @@ def test_a_line_cut_short_by_a_crash_is_skipped(tmp_path: Path) -> None:
     with (results / "results.jsonl").open("a") as log:
         log.write('{"time": "2026-01-01T00:00:00", "id": "cut')
     assert len(read_audit(results)) == len(SCANS)
+    with (results / "results.jsonl").open("a") as log:  # the service again: its lines follow the torn one
+        log.write('\n{"id": "after the crash"}\n')
+    entries = read_audit(results)
+    assert len(entries) == len(SCANS) + 1 and entries[-1] == {"id": "after the crash"}
 
 
 def test_a_folder_with_results_but_no_pages_catches_up_a_few_pages_per_update(
@@ -276,3 +283,81 @@ def test_a_duplicate_says_which_scan_had_the_same_content(tmp_path: Path) -> Non
     assert again["duplicate_of"] == first["result"] == "first.json" and not first.get("duplicate_of")
     text = (results / INDEX).read_text()
     assert text.count("same content as") == 1 and "<br><small>same content as first.json</small>" in text
+
+
+def test_a_scans_dicom_answers_are_linked_beside_its_result(tmp_path: Path) -> None:
+    config = results_with_every_status(tmp_path)
+    results = config.paths.results
+    classified = next(entry for entry in read_audit(results) if entry["input"] == "patch five.png")
+    stem = str(classified["result"]).removesuffix(".json")
+    (results / "dicom").mkdir()
+    for suffix in (".sr.dcm", ".sc.dcm"):
+        (results / "dicom" / f"{stem}{suffix}").write_bytes(b"answer")
+    page_for(tmp_path).update()
+    text, page = _read(results / INDEX)
+    assert f"dicom/{stem}.sr.dcm" in page.links and f"dicom/{stem}.sc.dcm" in page.links
+    links = (
+        f'<a href="{classified["result"]}">result JSON</a><br><a href="dicom/{stem}.sr.dcm">DICOM report</a>'
+        f'<br><a href="dicom/{stem}.sc.dcm">DICOM capture</a>'
+    )
+    assert links in text  # one link a line, in this order
+
+
+def test_the_page_says_how_many_scans_it_holds(tmp_path: Path) -> None:
+    results = results_with_every_status(tmp_path).paths.results
+    text, page = _read(results / INDEX)
+    assert len(page.rows) == len(SCANS)
+    assert f'<span id="shown">{len(SCANS)}</span> of {len(SCANS)} scans on this page shown.' in text
+
+
+def test_suggestions_are_listed_in_one_line_or_the_reason_there_are_none() -> None:
+    from edge_app.report.page import _suggestions
+
+    found = [
+        {"label": "A", "x": 120.4, "y": 80.6, "score": 0.931},
+        {"label": "B<", "x": 10, "y": 20, "score": 0.5},
+    ]
+    assert _suggestions({"suggestions": found}) == (
+        '<br><small class="suggestions">suggested by the device: A at (120, 81) score 0.93, '
+        "B&lt; at (10, 20) score 0.50</small>"
+    )
+    assert _suggestions({"suggestions": [], "suggestions_reason": "off"}) == (
+        '<br><small class="suggestions">no suggestions: off</small>'
+    )
+    assert _suggestions({"suggestions": None}) == ""  # a patch, or a film from before the detector: nothing said
+
+
+GOLDEN = Path(__file__).parent / "golden" / "results-page"
+SCANNED_AT = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC")
+
+
+def test_the_pages_are_exactly_as_pinned(tmp_path: Path) -> None:
+    """Every status, the regions tables, suggestions, a duplicate, DICOM answers and three pages, compared with the
+    pinned HTML (times aside): what a reader sees changes only on purpose. After a change that is meant, look at the
+    new pages in a browser, then `MAMMO_EDGE_UPDATE_GOLDEN=1 pytest tests/test_results_page.py` and commit them."""
+    card = tmp_path / "bundle" / CARD
+    card.parent.mkdir()
+    card.write_text("<html>card</html>")
+    (tmp_path / "results" / "dicom").mkdir(parents=True)
+    for suffix in (".sr.dcm", ".sc.dcm"):
+        (tmp_path / "results" / "dicom" / f"patch five{suffix}").write_bytes(b"answer")
+    scans = {
+        **SCANS,
+        "film.dcm": (b"FULL film", None),
+        "film.png": (b"FULL png film", None),
+        "proposed.dcm": (b"DEVICE film", None),
+        "again.png": (b"patch five", None),
+    }
+    results = results_with_every_status(
+        tmp_path, card=card, page_size=3, analyser=ProposingAnalyser(), scans=scans
+    ).paths.results
+    pages = {name: results / PAGES / name for name in ("page-0001.html", "page-0002.html")} | {INDEX: results / INDEX}
+    for name, path in pages.items():
+        text = SCANNED_AT.sub("YYYY-MM-DD hh:mm:ss UTC", path.read_text(encoding="utf-8"))
+        if os.environ.get("MAMMO_EDGE_UPDATE_GOLDEN"):
+            (GOLDEN / name).write_text(text, encoding="utf-8")
+        assert text == (GOLDEN / name).read_text(encoding="utf-8"), f"{name} differs from {GOLDEN / name}"
+    for thumb in sorted((results / THUMBS).iterdir()):  # the overlay (200 x 120, one colour) at the page's width
+        picture = cv2.imread(str(thumb), cv2.IMREAD_COLOR)
+        assert picture.shape == (144, 240, 3), thumb.name
+        assert np.abs(picture.reshape(-1, 3).mean(axis=0) - (40, 90, 160)).max() < 3, thumb.name

@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import shutil
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -337,3 +338,12 @@ def test_a_failing_report_says_so_and_a_probability_at_the_threshold_is_malignan
     ]
     at, below = np.array([0.5, 0.5]), np.array([0.5, 0.4999])
     assert selftest_module._agreement(at, below, 0.5) == selftest_module._agreement(below, at, 0.5) == 0.5
+
+
+def test_the_sample_file_is_the_same_bytes_for_the_same_arrays_and_counts_its_images(tmp_path: Path) -> None:
+    bundle = write_fake_bundle(tmp_path / "b")
+    sample = read_selftest(bundle, load_manifest(bundle))
+    entries = [write_selftest(bundle, sample) for _ in range(2)]
+    assert entries[0] == entries[1] and entries[0].images == len(sample.images) == 8
+    with zipfile.ZipFile(bundle / entries[0].file) as archive:  # fixed dates: the file's hash is the arrays' own
+        assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}

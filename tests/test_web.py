@@ -927,3 +927,15 @@ def test_the_app_reads_films_under_the_devices_pixel_limit_and_keeps_its_audit_a
     web.journal.close()
     accounts.close()
     device.journal.close()
+
+
+def test_a_submission_already_recorded_is_left_to_recovery(site: Site) -> None:
+    csrf = site.login()
+    reply = site.client.post(f"/api/scans/{site.film_id}/regions", json=CIRCLE, headers={"X-CSRF-Token": csrf})
+    new_id = reply.json()["id"]
+    submission = site.pipeline.claimer.submissions.read(new_id)
+    assert submission is not None
+    site.pipeline.claimer.receive_submission(submission)  # recorded; then the service stopped
+    assert site.pipeline.analyse_submission(new_id) is None  # not answered twice: recovery drives that record
+    recorded = site.journal.get(new_id)
+    assert recorded is not None and recorded.state is not ScanState.ARCHIVED
