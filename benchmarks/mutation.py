@@ -167,9 +167,12 @@ def sample_estimate(found: dict[str, int | None], drawn: list[str], drawn_from: 
     """The whole set's score, estimated from a uniform random sample of the mutants never run.
 
     The mutants not drawn are assumed to survive at the sample's rate; the interval carries the sample's 95% Wilson
-    interval for that rate through (the mutants already measured count as they are)."""
-    survived = sum(found[name] in SURVIVED for name in drawn)
-    size = len(drawn)
+    interval for that rate through (the mutants already measured count as they are). The draw is made from the
+    staged copy's last verdicts, before mutmut makes the mutants of changed functions anew: a name drawn there that
+    no longer exists is left out of the sample and counted in `dropped`."""
+    present = [name for name in drawn if name in found]
+    survived = sum(found[name] in SURVIVED for name in present)
+    size = len(present)
     not_run = sum(code is None for code in found.values())
     measured_survivors, total = sum(code in SURVIVED for code in found.values()), len(found)
 
@@ -180,6 +183,7 @@ def sample_estimate(found: dict[str, int | None], drawn: list[str], drawn_from: 
     return {
         "drawn_from": drawn_from,
         "size": size,
+        "dropped": len(drawn) - size,
         "seed": seed,
         "drawn": sorted(drawn),  # so a later `--rescore` can count the same mutants again
         "survived": survived,

@@ -438,6 +438,7 @@ def test_a_sampled_mutation_run_estimates_the_whole_sets_score_from_what_it_drew
     assert estimate == {
         "drawn_from": 4,
         "size": 2,
+        "dropped": 0,
         "seed": 7,
         "drawn": ["d", "e"],
         "survived": 1,
@@ -445,6 +446,13 @@ def test_a_sampled_mutation_run_estimates_the_whole_sets_score_from_what_it_drew
         "not_run": 2,
         "score_all": round(1 - (2 + 0.5 * 2) / 7, 4),  # f and g survive at the sample's rate
         "score_all_ci": [round(1 - (2 + high * 2) / 7, 4), round(1 - (2 + low * 2) / 7, 4)],
+    }
+    # a name drawn from the last verdicts whose function changed since: mutmut made its mutants anew, it is gone
+    assert mutation.sample_estimate(found, ["d", "e", "gone"], 5, 7) == {
+        **estimate,
+        "drawn_from": 5,
+        "dropped": 1,
+        "drawn": ["d", "e", "gone"],
     }
     with pytest.raises(SystemExit):
         mutation.main(["--sample", "5"])
