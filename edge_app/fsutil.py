@@ -79,22 +79,29 @@ def read_scan_file(path: Path, max_bytes: int, linked_from_archive: bool = False
         raise UnreadableFileError(
             f"the service has no permission to read the file ({exc.strerror}): copy it in readable by the service user"
         ) from exc
-    with os.fdopen(descriptor, "rb") as handle:
-        status = os.fstat(descriptor)
-        if not stat.S_ISREG(status.st_mode):
-            kind = _SPECIAL_KINDS.get(stat.S_IFMT(status.st_mode), "special file")
-            raise NotAFileError(f"not a file but a {kind}: only regular files are scans; it was not read")
-        if status.st_size > max_bytes:
-            raise FileTooLargeError(
-                f"the file is {status.st_size / 1e6:,.0f} MB, over the {max_bytes / 1e6:,.0f} MB that [ingest] "
-                "max_pixels allows a scan; it was not read"
-            )
-        if status.st_nlink > 1 and not linked_from_archive:
-            raise HardLinkError(
-                f"the file has {status.st_nlink} names (hard links): another may lie outside the inbox, so it was not "
-                "read; copy the scan into the inbox instead of linking it"
-            )
+    try:
+        _check_scan_status(os.fstat(descriptor), max_bytes, linked_from_archive)
+    except BaseException:
+        os.close(descriptor)
+        raise
+    with os.fdopen(descriptor, "rb") as handle:  # a folder cannot even be wrapped: checked before
         return handle.read()
+
+
+def _check_scan_status(status: os.stat_result, max_bytes: int, linked_from_archive: bool) -> None:
+    if not stat.S_ISREG(status.st_mode):
+        kind = _SPECIAL_KINDS.get(stat.S_IFMT(status.st_mode), "special file")
+        raise NotAFileError(f"not a file but a {kind}: only regular files are scans; it was not read")
+    if status.st_size > max_bytes:
+        raise FileTooLargeError(
+            f"the file is {status.st_size / 1e6:,.0f} MB, over the {max_bytes / 1e6:,.0f} MB that [ingest] "
+            "max_pixels allows a scan; it was not read"
+        )
+    if status.st_nlink > 1 and not linked_from_archive:
+        raise HardLinkError(
+            f"the file has {status.st_nlink} names (hard links): another may lie outside the inbox, so it was not "
+            "read; copy the scan into the inbox instead of linking it"
+        )
 
 
 def move_durably(source: Path, target: Path) -> None:

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 from fakes import FAKE_IDENTITY, FakeAnalyser
 
-from edge_app.config import Config, IngestSection, PathsSection
+from edge_app.config import Config, IngestSection, LogSection, PathsSection
 from edge_app.report.page import PageContext, ResultsPage
 from edge_app.service.analyse import Analyser, Analysis, Overlay, Sidecar
 from edge_app.service.daemon import build_pipeline
@@ -52,12 +52,14 @@ def results_with_every_status(
     copies: int = 1,
     analyser: Analyser | None = None,
     scans: dict[str, tuple[bytes, bytes | None]] = SCANS,
+    log: LogSection | None = None,
 ) -> Config:
     """Process `scans` (`copies` times over) through the pipeline with `analyser` (default `PictureAnalyser`), the
     page regenerated after each one."""
     config = Config(
         paths=PathsSection(**{name: root / name for name in FOLDERS}),
         ingest=IngestSection(settle_seconds=0.0, sidecar_wait=0.0),
+        log=log or LogSection(),
     )
     page = page_for(root, card, page_size)
     journal = Journal(config.paths.state / "journal.sqlite3")

@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from pages import SCANS, results_with_every_status
 
-from edge_app.config import resolve_config
+from edge_app.config import LogSection, resolve_config
 from edge_app.errors import ConfigError
 from edge_app.report.page import read_audit
 from edge_app.service.audit import AuditLog
@@ -69,3 +70,11 @@ def test_the_results_page_reads_every_segment(tmp_path: Path) -> None:
 def test_a_size_limit_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^\[log\] audit_max_mb must be > 0, got 0.0$"):
         resolve_config(None, {"log": {"audit_max_mb": 0.0}}, environ={})
+
+
+def test_the_service_cuts_its_audit_logs_at_the_configured_size(tmp_path: Path) -> None:
+    results = results_with_every_status(tmp_path, log=LogSection(audit_max_mb=600 / 2**20)).paths.results
+    for name in ("results.jsonl", "results.csv"):
+        segments = AuditLog(results / name, max_bytes=600).segments()
+        assert len(segments) >= 2 and all(path.stat().st_size < 600 + 400 for path in segments[:-1]), name
+    assert [entry["input"] for entry in read_audit(results)] == list(SCANS)  # every line, in order

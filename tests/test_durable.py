@@ -196,3 +196,12 @@ def test_a_scan_file_is_never_read_through_a_symbolic_link(tmp_path: Path) -> No
         read_scan_file(tmp_path / "scan.png", max_bytes=1000)
     assert refused.value.errno == errno.ELOOP
     assert read_scan_file(target, max_bytes=1000) == b"not for the service"
+
+
+def test_a_scan_that_is_no_regular_file_is_refused_by_its_kind_unread(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.png")  # opening it would block: it is only looked at
+    (tmp_path / "folder.png").mkdir()
+    for name, kind in (("pipe.png", "named pipe (FIFO)"), ("folder.png", "folder")):
+        with pytest.raises(IngestError) as refused:
+            read_scan_file(tmp_path / name, max_bytes=1000)
+        assert str(refused.value) == f"not a file but a {kind}: only regular files are scans; it was not read"
