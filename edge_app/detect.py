@@ -6,8 +6,10 @@ intensities, on a fixed canvas; and the detector's output read back as candidate
   labels, markers and the scanner's border, which are never the largest, are cut away with the air.
 - Orientation: a film whose breast reaches the right edge (chest wall right) is mirrored, so every canvas has the
   chest wall at x = 0 and the detector learns one anatomy, not two.
-- Spacing: the crop is resized (``INTER_AREA``) to `DetectorInput.spacing_mm`; a breast larger than the canvas is
-  shrunk further to fit, and the spacing it ends up at (`FilmFrame.spacing_mm`) is what the detector's scope checks.
+- Spacing: the film is averaged over blocks of whole film pixels, as many as fit in `DetectorInput.spacing_mm`, and
+  the breast's crop of that copy resized (``INTER_AREA``) to the detector's spacing; a breast larger than the canvas
+  is shrunk further to fit, and the spacing it ends up at (`FilmFrame.spacing_mm`) is what the detector's scope
+  checks.
 - Contrast: the breast's 1st..99th intensity percentiles fill 0..255 and everything outside the breast is 0, so a
   scanned film and a digital one, windowed differently, look alike to the detector.
 - Candidates: peaks of the centre heatmap (a cell at least as high as its eight neighbours) at or above a score,
@@ -146,33 +148,57 @@ def find_breast(gray: Gray8) -> Breast:
 def frame_film(gray: Gray8, spacing_mm: float, spec: DetectorInput) -> tuple[Gray8, FilmFrame]:
     """The detector's canvas of a film whose pixels are `spacing_mm` apart, and where it lies on the film.
 
-    The contrast comes from the film's own pixels (their percentiles, on a regular sample of the breast: averaging
-    first would narrow them and saturate the bright masses the detector looks for) and is applied at full size by a
-    256-entry table before the resampling; the mask and the mirror work at the canvas's size. So a 3328 x 4096 film
-    costs a table lookup and a resize, and no full-size float or mask is made."""
+    The film is first averaged over square blocks of whole film pixels (`reduction_factor`: OpenCV's integer
+    ``INTER_AREA`` path, one pass over the film), and everything after works on that copy: the breast is found on
+    it, and its crop is windowed by a 256-entry table and resized to the canvas. The window comes from the film's
+    own pixels (their percentiles, on a regular full-resolution sample of the breast: averaging first would narrow
+    them and saturate the bright masses the detector looks for). So a 3328 x 4096 film costs one reduction; no
+    full-size copy, float or mask is made."""
     if not spacing_mm > 0:
         raise InputImageError(f"a film's pixel spacing must be positive, got {spacing_mm}")
-    breast = find_breast(gray)
-    height, width = breast.bottom - breast.top, breast.right - breast.left
+    factor = reduction_factor(spacing_mm, spec)
+    reduced = _reduce(gray, factor)
+    breast = find_breast(reduced)
+    top, left = breast.top * factor, breast.left * factor
+    height, width = (breast.bottom - breast.top) * factor, (breast.right - breast.left) * factor
     scale = min(spacing_mm / spec.spacing_mm, spec.canvas[0] / height, spec.canvas[1] / width)
     size = (max(1, min(spec.canvas[1], round(width * scale))), max(1, min(spec.canvas[0], round(height * scale))))
-    crop = gray[breast.top : breast.bottom, breast.left : breast.right]
     step = max(1, int(1 / scale))  # one film pixel per canvas pixel: as many as the canvas has
-    sample = crop[::step, ::step]
+    sample = gray[top : top + height : step, left : left + width : step]
     inside_sample = _breast_at(
-        breast, breast.top + np.arange(sample.shape[0]) * step, breast.left + np.arange(sample.shape[1]) * step
+        breast, (top + np.arange(sample.shape[0]) * step) / factor, (left + np.arange(sample.shape[1]) * step) / factor
     )
     low, high = np.percentile(sample[inside_sample], CONTRAST_PERCENTILES)
     table = np.rint(np.clip((np.arange(256, dtype=np.float32) - low) * (255.0 / max(high - low, 1.0)), 0, 255))
+    crop = reduced[breast.top : breast.bottom, breast.left : breast.right]
     resized = cv2.resize(cv2.LUT(crop, table.astype(np.uint8)), size, interpolation=cv2.INTER_AREA)
-    centres_y = breast.top + (np.arange(size[1]) + 0.5) / scale
-    centres_x = breast.left + (np.arange(size[0]) + 0.5) / scale
+    per_canvas_pixel = 1 / (scale * factor)  # reduced pixels
+    centres_y = breast.top + (np.arange(size[1]) + 0.5) * per_canvas_pixel
+    centres_x = breast.left + (np.arange(size[0]) + 0.5) * per_canvas_pixel
     inside = _breast_at(breast, centres_y, centres_x)  # the mask at each canvas pixel's centre
     resized[~inside] = 0
     mirrored = bool(inside[:, size[0] // 2 :].sum() > inside[:, : size[0] - size[0] // 2].sum())
     canvas = np.zeros(spec.canvas, np.uint8)
     canvas[: size[1], : size[0]] = resized[:, ::-1] if mirrored else resized
-    return canvas, FilmFrame(breast.left, breast.top, width, scale, mirrored, spacing_mm / scale)
+    return canvas, FilmFrame(left, top, width, scale, mirrored, spacing_mm / scale)
+
+
+def reduction_factor(spacing_mm: float, spec: DetectorInput) -> int:
+    """How many film pixels (in each axis) one pixel of the film's first, block-averaged copy spans: the most whole
+    film pixels not coarser than the detector's spacing (1 when the film is already that coarse)."""
+    return max(1, math.floor(spec.spacing_mm / spacing_mm + 1e-6))
+
+
+def _reduce(gray: Gray8, factor: int) -> Gray8:
+    """The film averaged over `factor` x `factor` blocks (the last rows and columns that fill no block dropped:
+    less than one detector pixel)."""
+    if factor == 1:
+        return gray
+    rows, columns = gray.shape[0] // factor, gray.shape[1] // factor
+    if rows == 0 or columns == 0:
+        raise InputImageError(f"the film ({gray.shape[1]}x{gray.shape[0]}) is smaller than one detector pixel")
+    whole = gray[: rows * factor, : columns * factor]
+    return np.asarray(cv2.resize(whole, (columns, rows), interpolation=cv2.INTER_AREA), np.uint8)
 
 
 def _breast_at(breast: Breast, rows: NDArray[Any], columns: NDArray[Any]) -> NDArray[np.bool_]:

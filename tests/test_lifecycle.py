@@ -474,8 +474,8 @@ def test_an_entry_that_cannot_be_read_is_refused_at_ingest(tmp_path: Path) -> No
     (folder / "inside.txt").write_text("kept")
     final = pipeline.take(folder)
     assert final.state is ScanState.QUARANTINED and final.failure is not None and final.sha256 is None
-    assert (final.failure.stage, final.failure.kind) == ("ingest", "IsADirectoryError")
-    assert final.failure.reason.startswith("[Errno 21] Is a directory: ")
+    assert (final.failure.stage, final.failure.kind) == ("ingest", "NotAFileError")
+    assert final.failure.reason == "not a file but a folder: only regular files are scans; it was not read"
     assert (config.paths.quarantine / "folder.png" / "inside.txt").read_text() == "kept"
 
 
