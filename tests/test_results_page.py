@@ -247,13 +247,16 @@ class ProposingAnalyser(PictureAnalyser):
         return analysis
 
 
+# what ProposingAnalyser answers with suggestions, with the reason there are none, and with the device's own regions
+PROPOSED_SCANS: dict[str, tuple[bytes, bytes | None]] = {
+    "film.dcm": (b"FULL film", None),
+    "film.png": (b"FULL png film", None),
+    "proposed.dcm": (b"DEVICE film", None),
+}
+
+
 def test_the_page_shows_the_devices_suggestions_and_says_which_regions_it_proposed(tmp_path: Path) -> None:
-    scans: dict[str, tuple[bytes, bytes | None]] = {
-        "film.dcm": (b"FULL film", None),
-        "film.png": (b"FULL png film", None),
-        "proposed.dcm": (b"DEVICE film", None),
-    }
-    config = results_with_every_status(tmp_path, analyser=ProposingAnalyser(), scans=scans)
+    config = results_with_every_status(tmp_path, analyser=ProposingAnalyser(), scans=PROPOSED_SCANS)
     text = (config.paths.results / INDEX).read_text(encoding="utf-8")
     assert "suggested by the device: A at (120, 81) score 0.93" in text
     assert "no suggestions: the film&#x27;s pixel spacing is unknown (fake)" in text
@@ -341,13 +344,7 @@ def test_the_pages_are_exactly_as_pinned(tmp_path: Path) -> None:
     (tmp_path / "results" / "dicom").mkdir(parents=True)
     for suffix in (".sr.dcm", ".sc.dcm"):
         (tmp_path / "results" / "dicom" / f"patch five{suffix}").write_bytes(b"answer")
-    scans = {
-        **SCANS,
-        "film.dcm": (b"FULL film", None),
-        "film.png": (b"FULL png film", None),
-        "proposed.dcm": (b"DEVICE film", None),
-        "again.png": (b"patch five", None),
-    }
+    scans = {**SCANS, **PROPOSED_SCANS, "again.png": (b"patch five", None)}
     results = results_with_every_status(
         tmp_path, card=card, page_size=3, analyser=ProposingAnalyser(), scans=scans
     ).paths.results

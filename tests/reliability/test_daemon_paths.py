@@ -38,7 +38,7 @@ def test_the_daemon_answers_a_readers_regions_for_an_archived_scan(tmp_path: Pat
         regions = {"regions": [{"label": "R", "x": 24, "y": 24, "radius": 10}]}
         answer_id = new_scan_id()
         queue.put(Submission(answer_id, first.scan_id, first.input_name, first.settled_name, regions, "reader1", 0.0))
-        daemon.wait_for(lambda: len(records(config)) == 2 and records(config)[1].state.final, what="the answer")
+        daemon.wait_for(lambda: len(found := records(config)) == 2 and found[1].state.final, what="the answer")
     answer = records(config)[1]
     assert (answer.scan_id, answer.answers, answer.reader) == (answer_id, first.scan_id, "reader1")
     assert answer.state is ScanState.ARCHIVED and answer.status == "classified" and queue.pending() == []
