@@ -366,7 +366,7 @@ def selftest_command(args: argparse.Namespace) -> int:
     if report.failures:
         raise BundleError("; ".join(report.failures))
     analysis = analyser.analyse(sample_scan(analyser.model.bundle, analyser.model.manifest), "selftest.png", None)
-    overlay = 0 if analysis.overlay_png is None else len(analysis.overlay_png)
+    overlay = 0 if analysis.overlay_jpeg is None else len(analysis.overlay_jpeg)
     print(
         f"self-test scan: {analysis.status}, {analysis.label} p={analysis.probability:.4f}, overlay {overlay} bytes "
         f"(model {analyser.identity.version}, {analyser.identity.variant}, {analyser.identity.runtime})"

@@ -148,7 +148,7 @@ def link_durably(source: Path, target: Path) -> None:
 
 MAX_STEM_BYTES = 200
 """A name the device writes keeps at most this much of the dropped name's stem (UTF-8 bytes), so that a companion
-suffix (``.error.json``, ``.gradcam.png``...), a collision counter and a temporary's dots stay within the 255 bytes a
+suffix (``.error.json``, ``.gradcam.jpg``...), a collision counter and a temporary's dots stay within the 255 bytes a
 file name may have; the record keeps the name in full."""
 
 

@@ -23,7 +23,7 @@ FAKE_IDENTITY = ModelIdentity(
     threshold=0.5,
     target_sensitivity=0.9,
 )
-OVERLAY = b"\x89PNG fake overlay"
+OVERLAY = b"\xff\xd8 fake overlay"
 FACTS = ImageFacts("FAKE", 10, 10, None, None, None)
 BOX = Box(0, 0, 10, 10)
 

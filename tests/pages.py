@@ -33,12 +33,12 @@ class PictureAnalyser(FakeAnalyser):
 
     def analyse(self, data: bytes, name: str, sidecar: Sidecar | None = None) -> Analysis:
         analysis = super().analyse(data, name, sidecar)
-        if analysis.overlay_png is None:
+        if analysis.overlay_jpeg is None:
             return analysis
         picture = np.full((120, 200, 3), (40, 90, 160), np.uint8)
-        ok, png = cv2.imencode(".png", picture)
+        ok, jpeg = cv2.imencode(".jpg", picture)
         assert ok
-        return replace(analysis, overlay=Overlay.encoded(png.tobytes()))
+        return replace(analysis, overlay=Overlay.encoded(jpeg.tobytes()))
 
 
 def page_for(root: Path, card: Path | None = None, page_size: int = 50) -> ResultsPage:

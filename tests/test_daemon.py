@@ -307,8 +307,8 @@ def test_names_with_double_underscores_round_trip_and_once_writes_what_run_write
     from_run = by_input["scan__left.png"]
     from_once = tmp_path / "once-out" / "scan__left.json"
     assert comparable(from_run) == comparable(from_once)
-    run_overlay = from_run.with_name(from_run.name.replace(".json", ".gradcam.png"))
-    assert run_overlay.read_bytes() == (tmp_path / "once-out" / "scan__left.gradcam.png").read_bytes()
+    run_overlay = from_run.with_name(from_run.name.replace(".json", ".gradcam.jpg"))
+    assert run_overlay.read_bytes() == (tmp_path / "once-out" / "scan__left.gradcam.jpg").read_bytes()
 
 
 def test_once_gives_the_same_answer_for_png_tiff_and_dicom(
@@ -338,7 +338,7 @@ def test_once_gives_the_same_answer_for_png_tiff_and_dicom(
     assert len({r["label"] for r in results}) == 1
     probabilities = [r["probability"] for r in results]
     assert max(probabilities) - min(probabilities) <= 1e-6
-    assert all((out / f"{stem}.gradcam.png").is_file() for stem in ("a", "b", "c"))
+    assert all((out / f"{stem}.gradcam.jpg").is_file() for stem in ("a", "b", "c"))
 
 
 def test_low_disk_space_pauses_and_says_why(daemon_factory: Callable[..., DaemonProcess], bundle: Path) -> None:

@@ -60,7 +60,7 @@ def _overlay_png() -> bytes:
     return png.tobytes()
 
 
-CLASSIFIED_ANALYSIS = Analysis("00" * 32, CLASSIFIED, FACTS, REGIONS, None, Overlay.encoded(_overlay_png()), {})
+CLASSIFIED_ANALYSIS = Analysis("00" * 32, CLASSIFIED, FACTS, REGIONS, None, Overlay(_overlay_bgr), {})
 NEEDS_ROI_ANALYSIS = Analysis("00" * 32, NEEDS_ROI, FACTS, (), "a full-field film: mark its regions", None, {})
 
 
@@ -97,7 +97,8 @@ def test_report_and_capture_are_valid_and_in_the_scans_study(tmp_path: Path, ana
         assert 'NUM:(,,"Probability of cancer")="0.125"' in dump
         assert '(86049000,SCT,"Malignant neoplasm, primary")' in dump and '(3898006,SCT,"Neoplasm, benign")' in dump
         assert dump.count("(POLYLINE,") == 2 and '"Decision threshold of the model")="0.42"' in dump
-        assert answer.capture.Rows == 64 and answer.capture.Columns == 96  # the overlay itself
+        assert answer.capture.Rows == 64 and answer.capture.Columns == 96  # the overlay itself, to the pixel
+        assert np.array_equal(answer.capture.pixel_array, cv2.cvtColor(_overlay_bgr(), cv2.COLOR_BGR2RGB))
     else:
         assert "Probability of cancer" not in dump
         assert '"Not analysed: no region of interest was given"' in dump

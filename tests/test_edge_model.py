@@ -3,9 +3,11 @@ heatmap fusion, every refusal of a bundle, and per-region answers, with figures 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,14 +19,20 @@ from dicomfiles import dicom_bytes
 from fakemodel import FAKE_RUNTIME, FakeInterpreter, fake_cams, fake_logit, write_fake_bundle
 
 import edge_app.model as model_module
-from edge_app.errors import BundleError, ModelRefusedError, RuntimeUnavailableError, TooManyPixelsError
+from edge_app.errors import (
+    BundleError,
+    ModelRefusedError,
+    RuntimeUnavailableError,
+    TooManyPixelsError,
+    UnsupportedFormatError,
+)
 from edge_app.gradcam import fuse_heatmaps
 from edge_app.manifest import load_manifest, manifest_from_dict, write_manifest
 from edge_app.model import EdgeModel, calibrated_probabilities, calibrated_probability, get_output, set_input
 from edge_app.regions import Box
 from edge_app.runtime import RUNTIMES, installed_runtimes, load_runtime, make_interpreter
 from edge_app.scope import ScopeLimits
-from edge_app.service.analyse import NEEDS_ROI, ImageFacts, ModelAnalyser, Sidecar, summary
+from edge_app.service.analyse import NEEDS_ROI, Digest, ImageFacts, ModelAnalyser, Sidecar, summary
 
 RUNTIMES_ASKED: list[str] = []
 
@@ -381,18 +389,34 @@ def test_a_patch_is_classified_whole_and_its_overlay_is_the_patch(tmp_path: Path
     assert answer.probability == pytest.approx(expected.probability) and answer.decision == expected.label
     assert answer.heatmap_peak is not None and answer.heatmap_peak[0] < 20 and answer.heatmap_peak[1] >= 40
     assert analysis.image.width == 60 and analysis.image.height == 60 and analysis.image.format == "PNG"
-    overlay = cv2.imdecode(np.frombuffer(analysis.overlay_png or b"", np.uint8), cv2.IMREAD_COLOR)
+    overlay = cv2.imdecode(np.frombuffer(analysis.overlay_jpeg or b"", np.uint8), cv2.IMREAD_COLOR)
     assert overlay is not None and overlay.shape[2] == 3
     assert {"decode_ms", "preprocess_ms", "invoke_ms", "gradcam_ms", "overlay_ms"} <= set(analysis.timings_ms)
     assert analysis.label == answer.decision and analysis.probability == answer.probability
     assert summary(analysis) == f"A {answer.decision} p={answer.probability:.3f}"
 
 
+@pytest.mark.parametrize("size", [Digest.BESIDE_FROM_BYTES - 1, Digest.BESIDE_FROM_BYTES])
+def test_a_scans_digest_is_its_sha256_hashed_beside_decoding_from_a_megabyte(size: int) -> None:
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    digest = Digest(data)
+    assert (digest._thread is not None) == (size >= Digest.BESIDE_FROM_BYTES)
+    assert digest.hexdigest() == hashlib.sha256(data).hexdigest() == digest.hexdigest()
+    assert digest._thread is None or not digest._thread.is_alive()
+
+
+def test_a_large_scan_refused_at_decoding_leaves_no_hashing_thread(tmp_path: Path) -> None:
+    analyser = _analyser(tmp_path)
+    with pytest.raises(UnsupportedFormatError):
+        analyser.analyse(b"not an image " * (Digest.BESIDE_FROM_BYTES // 8), "big.png")
+    assert not any(thread.name == "scan-digest" for thread in threading.enumerate())
+
+
 def test_a_film_without_regions_needs_them_and_nothing_is_classified(tmp_path: Path) -> None:
     analyser = _analyser(tmp_path)
     film = _film(300, 400)
     analysis = analyser.analyse(_png(film), "film.png")
-    assert analysis.status == NEEDS_ROI and analysis.regions == () and analysis.overlay_png is None
+    assert analysis.status == NEEDS_ROI and analysis.regions == () and analysis.overlay_jpeg is None
     assert analysis.reason is not None and analysis.reason.startswith(
         "the image is 400x300 px, larger than the mass patches this model was trained on (24..96 px a side)"
     )
@@ -422,7 +446,7 @@ def test_each_marked_region_is_cut_by_the_bundles_rule_and_answered(tmp_path: Pa
     assert summary(analysis) == (
         f"A {first.decision} p={first.probability:.3f}, B {second.decision} p={second.probability:.3f}"
     )
-    overlay = cv2.imdecode(np.frombuffer(analysis.overlay_png or b"", np.uint8), cv2.IMREAD_COLOR)
+    overlay = cv2.imdecode(np.frombuffer(analysis.overlay_jpeg or b"", np.uint8), cv2.IMREAD_COLOR)
     assert overlay is not None and overlay.shape[1] >= 400
 
 
@@ -584,8 +608,6 @@ class _PinnedModel:
 def test_the_analysis_records_the_scan_its_regions_and_each_stages_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import hashlib
-
     import edge_app.service.analyse as analyse_module
 
     heat = np.zeros((48, 48), np.float32)
@@ -606,8 +628,10 @@ def test_the_analysis_records_the_scan_its_regions_and_each_stages_time(
     # one reading before and after decoding, around the regions' preprocessing; the model's own time added
     assert analysis.timings_ms == pytest.approx({"decode_ms": 1.0, "preprocess_ms": 1.0, "invoke_ms": 8.0})
     assert not drawn  # the overlay is drawn when it is first asked for (the daemon's write lane asks)
-    assert analysis.overlay_png is not None
-    assert analysis.timings_ms["overlay_ms"] == pytest.approx(1.0)  # ... and its time joins the analysis's
+    assert analysis.overlay_jpeg is not None and len(drawn) == 1
+    assert analysis.timings_ms["overlay_ms"] == pytest.approx(2.0)  # ... its drawing and encoding join the analysis's
+    assert analysis.overlay_jpeg is not None and len(drawn) == 1  # once
+    assert analysis.timings_ms["overlay_ms"] == pytest.approx(2.0)
     circle, box = analysis.regions
     assert circle.box == Box(190, 285, 210, 300)  # clipped at the film's bottom edge
     assert circle.crop == Box(180, 275, 220, 315) and box.crop == Box(-5, -5, 55, 55)  # 4 x radius, 4 x 15
@@ -639,13 +663,11 @@ def test_without_a_heatmap_there_is_no_overlay(tmp_path: Path) -> None:
     model = _PinnedModel(write_fake_bundle(tmp_path / "bundle"), None)
     analyser = ModelAnalyser(model, 10**7, ScopeLimits.resolve(model.manifest.scope))  # type: ignore[arg-type]
     analysis = analyser.analyse(_png(_film(48, 48)), "p.png")
-    assert analysis.overlay_png is None and analysis.regions[0].heatmap_peak is None
+    assert analysis.overlay_jpeg is None and analysis.regions[0].heatmap_peak is None
     assert "overlay_ms" not in analysis.timings_ms
 
 
 def test_a_tall_odd_patch_and_a_film_keep_their_geometry_and_hash(tmp_path: Path) -> None:
-    import hashlib
-
     heat = np.zeros((48, 48), np.float32)
     heat[30, 10] = 1.0
     model = _PinnedModel(write_fake_bundle(tmp_path / "bundle"), heat)

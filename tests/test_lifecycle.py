@@ -139,7 +139,7 @@ def test_same_name_twice_never_overwrites_and_same_content_is_a_duplicate(tmp_pa
     assert (first.result_stem, first.settled_name, first.duplicate_of) == ("scan", "scan.png", None)
     assert (second.result_stem, second.settled_name, second.duplicate_of) == ("scan (2)", "scan (2).png", "scan.json")
     assert sorted(p.name for p in config.paths.archive.iterdir()) == ["scan (2).png", "scan.png"]
-    assert (config.paths.results / "scan (2).gradcam.png").read_bytes() == OVERLAY
+    assert (config.paths.results / "scan (2).gradcam.jpg").read_bytes() == OVERLAY
 
 
 def test_a_symlink_is_quarantined_unread(tmp_path: Path) -> None:
@@ -655,7 +655,7 @@ def test_the_outcome_table_shows_each_finished_scan_once(tmp_path: Path) -> None
     ]
     assert outcome_table(records, Path("/r")).splitlines() == [
         "input            outcome     p(malig)  result / overlay / reason",
-        "a-long-name.png  malignant     0.9123  /r/a.json  /r/a.gradcam.png",
+        "a-long-name.png  malignant     0.9123  /r/a.json  /r/a.gradcam.jpg",
         "film.dcm         needs_roi             /r/film.json  (no regions: its reason says how to mark them)",
         "bad.png          quarantined           the file is empty",
     ]

@@ -98,8 +98,25 @@ def test_links_and_images_stay_in_the_folder_and_exist(tmp_path: Path) -> None:
         assert (results / target).exists(), target
     assert len(page.images) == 3 and all(image["alt"].startswith("Overlay of ") for image in page.images)
     for image in page.images:  # each overlay's thumbnail is named after it
-        overlay = Path(image["src"]).stem + ".gradcam.png"
+        overlay = Path(image["src"]).stem + ".gradcam.jpg"
         assert image["src"].startswith("thumbs/") and any(link.endswith(overlay) for link in page.links), image
+
+
+def test_an_earlier_versions_png_overlay_still_gets_its_thumbnail(tmp_path: Path) -> None:
+    results = results_with_every_status(tmp_path).paths.results
+    document_path = next(path for path in results.glob("*.json") if json.loads(path.read_text()).get("heatmap"))
+    document = json.loads(document_path.read_text())
+    jpeg = results / document["heatmap"]
+    png = jpeg.with_name(jpeg.name.replace(".gradcam.jpg", ".gradcam.png"))
+    assert cv2.imwrite(str(png), cv2.imread(str(jpeg)))
+    jpeg.unlink()
+    document_path.write_text(json.dumps({**document, "heatmap": png.name}))
+    for thumb in (results / THUMBS).iterdir():
+        thumb.unlink()
+    page_for(tmp_path).update()
+    _, page = _read(results / INDEX)
+    assert f"thumbs/{document_path.stem}.jpg" in [image["src"] for image in page.images]
+    assert png.name in page.links and (results / THUMBS / f"{document_path.stem}.jpg").is_file()
 
 
 def test_pages_fill_in_order_and_a_full_page_is_left_as_it_is(tmp_path: Path) -> None:
@@ -172,7 +189,7 @@ def test_a_folder_with_results_but_no_pages_catches_up_a_few_pages_per_update(
     ]
     _, caught_up = _read(results / PAGES / "page-0003.html")
     assert [image["src"] for image in caught_up.images if "thumbs/" in image["src"]] == []  # overlays, not decoded
-    assert all(image["src"].endswith(".gradcam.png") for image in caught_up.images) and caught_up.images
+    assert all(image["src"].endswith(".gradcam.jpg") for image in caught_up.images) and caught_up.images
     page_for(tmp_path, page_size=2).update()
     assert len(list((results / PAGES).iterdir())) == 5
     for page in (results / PAGES).iterdir():

@@ -49,7 +49,7 @@ def _record(state: ScanState = ScanState.ANALYSED, **changes: object) -> ScanRec
 def test_a_result_document_holds_the_whole_answer(tmp_path: Path) -> None:
     writer = ResultWriter(tmp_path, FAKE_IDENTITY)
     analysis = Analysis(
-        "e" * 64, "classified", FACTS, ANSWERS, None, Overlay.encoded(b"png bytes"), {"invoke_ms": 12.34567}
+        "e" * 64, "classified", FACTS, ANSWERS, None, Overlay.encoded(b"jpeg bytes"), {"invoke_ms": 12.34567}
     )
     path = writer.write_result(_record(duplicate_of="older.json", answers="0a1b2c", reader="dr.lee"), analysis)
     document = json.loads(path.read_text())
@@ -106,7 +106,7 @@ def test_a_result_document_holds_the_whole_answer(tmp_path: Path) -> None:
         "threshold": 0.5,
         "target_sensitivity": 0.9,
         "model": FAKE_IDENTITY.stamp(),
-        "heatmap": "film.gradcam.png",
+        "heatmap": "film.gradcam.jpg",
         "timings_ms": {"invoke_ms": 12.346},
         "duplicate_of": "older.json",
         "answers": "0a1b2c",
@@ -114,7 +114,7 @@ def test_a_result_document_holds_the_whole_answer(tmp_path: Path) -> None:
         "suggestions": [],
         "suggestions_reason": None,
     }
-    assert (tmp_path / "film.gradcam.png").read_bytes() == b"png bytes"
+    assert (tmp_path / "film.gradcam.jpg").read_bytes() == b"jpeg bytes"
 
 
 def test_needs_roi_has_no_overlay_and_says_why(tmp_path: Path) -> None:
@@ -184,7 +184,7 @@ def test_without_a_quarantine_a_rejection_is_only_audited(tmp_path: Path) -> Non
     [
         ("a/b/film.dcm", [], set(), "film"),
         ("film.dcm", ["film.json"], set(), "film (2)"),
-        ("film.dcm", ["film.gradcam.png"], {"film (2)"}, "film (3)"),
+        ("film.dcm", ["film.gradcam.jpg"], {"film (2)"}, "film (3)"),
         (".dcm", [], set(), ".dcm"),
         ("", [], set(), "scan"),
     ],

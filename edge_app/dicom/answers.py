@@ -221,8 +221,8 @@ def _report_text(analysis: Analysis, identity: ModelIdentity) -> str:
 
 
 def _capture(source: Dataset, scan: bytes, scan_id: str, analysis: Analysis) -> Dataset:
-    if analysis.overlay_png is not None:
-        bgr = np.asarray(cv2.imdecode(np.frombuffer(analysis.overlay_png, np.uint8), cv2.IMREAD_COLOR), np.uint8)
+    if analysis.overlay is not None:
+        bgr = analysis.overlay.pixels()  # the picture itself: the capture is lossless, whatever the file's encoding
     else:
         gray = decode_bytes(scan).pixels
         headline = "NOT ANALYSED: no region of interest" if analysis.status == NEEDS_ROI else "no heatmap"

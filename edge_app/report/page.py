@@ -27,6 +27,7 @@ from edge_app.model import ModelIdentity
 from edge_app.overlay import heat_legend
 from edge_app.service.analyse import MARKED_BY_DEVICE
 from edge_app.service.audit import AuditLog
+from edge_app.service.lifecycle import OVERLAY_SUFFIX
 from edge_app.service.writer import AUDIT_JSONL
 
 log = logging.getLogger(__name__)
@@ -240,7 +241,7 @@ class ResultsPage:
         overlay = document.get("heatmap")
         if not overlay or not (self.results / str(overlay)).is_file():
             return '<span class="nothumb">no overlay</span>'
-        stem = Path(str(overlay)).name.removesuffix(".gradcam.png")
+        stem = Path(str(overlay)).name.removesuffix(OVERLAY_SUFFIX).removesuffix(".gradcam.png")  # or an earlier one
         thumb = self.results / THUMBS / f"{stem}.jpg"
         if make and not thumb.exists():
             _write_thumbnail(self.results / str(overlay), thumb)

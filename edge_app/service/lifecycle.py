@@ -80,7 +80,7 @@ class ScanRecord:
     sidecar_name: str | None = None  # its region sidecar, relative to the inbox, as dropped (it travels with the scan)
     status: str | None = None  # the analysis: "classified" or "needs_roi" (None until analysed, and when rejected)
     sha256: str | None = None
-    result_stem: str | None = None  # results/<stem>.json (+ .gradcam.png)
+    result_stem: str | None = None  # results/<stem>.json (+ .gradcam.jpg)
     settled_name: str | None = None  # path relative to archive/ or quarantine/
     duplicate_of: str | None = None  # result file of the first scan with the same content
     label: str | None = None
@@ -100,7 +100,7 @@ class ScanRecord:
 
     @property
     def overlay_file(self) -> str | None:
-        return None if self.result_stem is None else f"{self.result_stem}.gradcam.png"
+        return None if self.result_stem is None else f"{self.result_stem}{OVERLAY_SUFFIX}"
 
 
 def new_scan_id() -> str:
@@ -108,6 +108,8 @@ def new_scan_id() -> str:
     return f"{time.time_ns():x}{secrets.token_hex(3)}"
 
 
+OVERLAY_SUFFIX = ".gradcam.jpg"
+"""The overlay picture's file: ``<result stem>.gradcam.jpg`` (earlier versions wrote ``.gradcam.png``)."""
 SCAN_ID = re.compile(r"^[0-9a-f]{8,40}$")
 """What `new_scan_id` makes (and an adopted file's id): checked before an id from outside is used in a path or query."""
 

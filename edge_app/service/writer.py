@@ -1,6 +1,6 @@
 """The write stage: the only code that writes what a scan produced. ``run``, ``once`` and the benchmarks all use it.
 
-For an analysed scan (classified per region, or ``needs_roi``): ``<stem>.gradcam.png`` (when there is heat to show)
+For an analysed scan (classified per region, or ``needs_roi``): ``<stem>.gradcam.jpg`` (when there is heat to show)
 then ``<stem>.json`` (schema ``schemas/result.schema.json``), both
 atomic and in that order, so a result never names a missing overlay. For a refused scan: ``<name>.error.json`` beside
 the quarantined input. Then one line in ``results.jsonl`` and ``results.csv`` (the audit logs, rotated by size
@@ -25,7 +25,7 @@ from edge_app.fsutil import atomic_write, unique_stem
 from edge_app.model import ModelIdentity
 from edge_app.service.analyse import Analysis, RegionAnswer
 from edge_app.service.audit import DEFAULT_MAX_BYTES, AuditLog
-from edge_app.service.lifecycle import ScanRecord
+from edge_app.service.lifecycle import OVERLAY_SUFFIX, ScanRecord
 
 RESULT_SCHEMA_VERSION = 4
 # 2: status, the image's facts and one entry per region; 3: who marked each, answers; 4: the detector's suggestions
@@ -47,7 +47,7 @@ AUDIT_FIELDS = (
     "reason",
 )
 ERROR_SUFFIX = ".error.json"
-RESULT_SUFFIXES = (".json", ".gradcam.png")
+RESULT_SUFFIXES = (".json", OVERLAY_SUFFIX, ".gradcam.png")  # and the PNG overlays earlier versions wrote
 
 
 def result_schema() -> dict[str, Any]:
@@ -181,9 +181,9 @@ class ResultWriter:
         """Overlay, the sinks' answers (given the scan's file, `source`), result JSON and audit line of an analysed
         scan; returns the JSON's path."""
         assert record.result_stem is not None, "the result stem is reserved before writing"
-        png = analysis.overlay_png  # rendered here, in the daemon's write lane
-        if png is not None:
-            atomic_write(self.results / str(record.overlay_file), png)
+        picture = analysis.overlay_jpeg  # rendered and encoded here, in the daemon's write lane
+        if picture is not None:
+            atomic_write(self.results / str(record.overlay_file), picture)
         if source is not None:
             for sink in self.sinks:
                 sink.answer(record, analysis, source)

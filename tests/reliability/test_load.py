@@ -14,8 +14,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import pytest
-from corpus import patch, png
+from corpus import patch
 from fakes import FAKE_IDENTITY, FakeAnalyser
 from harness import SERVICE, config_under, distinct_scan, records, report, running, service_config
 
@@ -29,9 +30,9 @@ pytestmark = pytest.mark.usefixtures("fake_runtime")  # the service around the m
 
 
 class OverlayFakeAnalyser(FakeAnalyser):
-    """The fake analyser with a real (small) overlay PNG, so the results page makes real thumbnails."""
+    """The fake analyser with a real (small) overlay picture, so the results page makes real thumbnails."""
 
-    overlay = png(patch(96))
+    overlay = cv2.imencode(".jpg", patch(96))[1].tobytes()
 
     def analyse(self, data: bytes, name: str, sidecar: Sidecar | None = None) -> Analysis:
         return replace(super().analyse(data, name, sidecar), overlay=Overlay.encoded(self.overlay))
