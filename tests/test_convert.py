@@ -22,6 +22,7 @@ from edge_app.manifest import MANIFEST, load_manifest
 from edge_app.model import EdgeModel, calibrated_probabilities
 from edge_app.probe import probe
 from mammo_convert.gate import Thresholds
+from mammo_convert.recipes import DEFAULT_RECIPE, repair_recipes
 
 pytestmark = pytest.mark.slow
 
@@ -233,6 +234,22 @@ def test_a_failing_gate_writes_no_bundle(plumbing_run: Path, tmp_path: Path) -> 
     assert "int8" not in report["variants"]  # float32 failed first: nothing else was converted
 
 
+def test_the_int8_study_measures_every_technique_through_the_gate(plumbing_run: Path, tmp_path: Path) -> None:
+    from mammo_convert.cli import main as convert_main
+    from mammo_convert.recipes import STUDY_RECIPES
+
+    study_file = tmp_path / "study.json"
+    arguments = [str(plumbing_run), "--out", str(tmp_path / "bundle"), "--calibration", "16", "--no-repair"]
+    assert convert_main([*arguments, "--int8-study", str(study_file)]) == 0
+    study = json.loads(study_file.read_text())
+    assert [row["recipe"] for row in study["rows"]] == [recipe.to_dict() for recipe in STUDY_RECIPES]
+    assert study["thresholds"] == asdict(Thresholds()) and study["fidelity_images"] > 0
+    shipped = json.loads((tmp_path / "bundle" / "report.json").read_text())["variants"]["int8"]
+    (same,) = [row for row in study["rows"] if row["recipe"] == shipped["int8_recipe"]]  # the default, made again
+    assert same["agreement"] == round(shipped["agreement"], 4) and same["failures"] == shipped["failures"]
+    assert len({row["mean_abs_prob_diff"] for row in study["rows"]}) > 1  # the techniques make different files
+
+
 def test_an_int8_that_stays_off_after_repair_is_left_out_and_float32_serves(
     plumbing_run: Path, tmp_path: Path, write_config: object
 ) -> None:
@@ -254,7 +271,10 @@ def test_an_int8_that_stays_off_after_repair_is_left_out_and_float32_serves(
         len(int8["worst_layers"]) == 10
         and int8["worst_layers"][0]["noise_to_signal"] >= int8["worst_layers"][-1]["noise_to_signal"]
     )
-    recalibrated, *selective = int8["repair_attempts"]
+    others = repair_recipes(DEFAULT_RECIPE)  # first every other int8 recipe, then recalibration, then float layers
+    recipes, (recalibrated, *selective) = int8["repair_attempts"][: len(others)], int8["repair_attempts"][len(others) :]
+    assert [attempt["recipe"] for attempt in recipes] == [recipe.to_dict() for recipe in others]
+    assert all(attempt["float_layers"] == 0 and attempt["failures"] for attempt in recipes)
     assert recalibrated["float_layers"] == 0 and recalibrated["failures"]
     assert recalibrated["calibration_images"] % 2 == 0 and recalibrated["calibration_images"] >= 30  # + flips
     assert selective and all(a["float_macs_share"] <= 0.02 and a["failures"] for a in selective)

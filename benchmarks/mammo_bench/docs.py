@@ -133,6 +133,28 @@ def _detect(repo: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _int8_study(repo: Path) -> str:
+    study = _load(repo, RESULTS / "int8-study-96.json")
+    thresholds = study["thresholds"]
+    lines = [
+        f"`{study['model']}` (the test suite's 96 px hybrid), {study['fidelity_images']} fidelity images; the gate: "
+        f"AUC drop <= {thresholds['max_auc_drop']}, agreement >= {thresholds['min_agreement']}, heatmap Pearson >= "
+        f"{thresholds['min_heatmap_pearson']}.",
+        "",
+        "| ranges | bias correction | agreement | AUC drop | heatmap Pearson | mean abs dp | gate |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in study["rows"]:
+        recipe = row["recipe"]
+        ranges = f"percentile {recipe['percentile']:g}" if recipe["ranges"] == "percentile" else recipe["ranges"]
+        verdict = "; ".join(row["failures"]) or "passes"
+        lines.append(
+            f"| {ranges} | {recipe['bias']} | {row['agreement']:.4f} | {row['auc_drop']:.4f} | "
+            f"{row['heatmap_pearson']:.4f} | {row['mean_abs_prob_diff']:.4f} | {verdict} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _test_minutes(repo: Path) -> str:
     return str(-int(-_load(repo, RESULTS / "ci-run.json")["seconds"] // 60))
 
@@ -146,6 +168,7 @@ BLOCKS: dict[tuple[str, str], Callable[[Path], str]] = {
     ("README.md", "froc-mias"): _froc,
     ("README.md", "detect"): _detect,
     ("docs/web.md", "mark"): _mark,
+    ("docs/int8.md", "int8-study"): _int8_study,
 }
 INLINE: dict[tuple[str, str], Callable[[Path], str]] = {
     # file, a pattern whose one group is the figure

@@ -48,7 +48,9 @@ from edge_app.selftest import SelfTestSample, write_selftest
 from mammo_convert.card import write_model_card
 from mammo_convert.export import classifier_model, embed_metadata, gradcam_head_model, to_tflite
 from mammo_convert.gate import Reference, Thresholds, failures, fidelity_set, measure_variant, table
-from mammo_convert.repair import layer_errors, repair_plan, selective_int8
+from mammo_convert.int8 import int8_model
+from mammo_convert.recipes import STUDY_RECIPES, Int8Recipe, repair_recipes
+from mammo_convert.repair import layer_errors, repair_plan
 from mammo_train.data import load_arrays
 from mammo_train.evaluate import predict_logits
 from mammo_train.explain import gradcam
@@ -225,6 +227,7 @@ class Conversion:
             "min_heatmap_pearson": args.min_heatmap_pearson,
         }
         self.limits = Thresholds(**{name: value for name, value in given.items() if value is not None})
+        self.recipe = Int8Recipe(args.int8_ranges, args.int8_bias, args.int8_percentile)
         self.about = file_metadata(self.settings.arch, self.names, self.config)
         self.timings: dict[str, float] = {}
         self.reference = Reference(np.empty(0), np.empty(0, np.float32), None)
@@ -310,29 +313,52 @@ class Conversion:
         result = self.measure(variant, name, positions)
         return Candidate(variant, name, positions, result, "rejected" if result["failures"] else "first")
 
+    def int8(self, recipe: Int8Recipe, images: NDArray[np.uint8], float_tensors: Sequence[str] = ()) -> Candidate:
+        """The classifier in int8 as `recipe` says, calibrated on `images`, through the gate."""
+        data = int8_model(self.classifier, representative_batches(images), recipe, float_tensors)
+        candidate = self.convert("int8", data, "classifier_int8.tflite")
+        candidate.result["int8_recipe"] = recipe.to_dict()
+        return candidate
+
+    def study_int8(self) -> list[dict[str, Any]]:
+        """Every technique alone and together (`STUDY_RECIPES`), through the gate: what ``--int8-study`` reports."""
+        rows = []
+        for recipe in STUDY_RECIPES:
+            print(f"int8 study: {recipe.label} ...")
+            result = self.int8(recipe, self.calibration.images).result
+            rows.append({"recipe": recipe.to_dict(), "label": recipe.label, **_gate_figures(result)})
+        (self.staging / "classifier_int8.tflite").unlink(missing_ok=True)
+        return rows
+
     def repair_int8(self, failed: Candidate) -> Candidate:
-        """First recalibrate with twice the images, half of them flipped (ranges seen more widely); then, on
-        whichever calibration measured closer to passing, keep the worst layers in float, one step at a time, within
-        the MAC budget. The first attempt that passes ships."""
+        """First the other int8 recipes (`repair_recipes`); then recalibrate with twice the images, half of them
+        flipped (ranges seen more widely); then, with whichever recipe and calibration measured closest to passing,
+        keep the worst layers in float, one step at a time, within the MAC budget. The first attempt that passes
+        ships."""
         tick = time.monotonic()
         images = self.calibration.images
-        varied = np.concatenate([images, images[:, :, ::-1]])
         attempts: list[dict[str, Any]] = []
         failed.result["repair_attempts"] = attempts
-        print(f"int8 repair: recalibrating on {len(varied)} images (half flipped) ...")
-        candidate = self.convert(
-            "int8", to_tflite(self.classifier, "int8", representative_batches(varied)), failed.name
-        )
-        attempts.append(
-            {"calibration_images": len(varied), "float_layers": 0, "failures": candidate.result["failures"]}
-        )
+        best, best_recipe = failed, self.recipe
+        for recipe in repair_recipes(self.recipe):
+            print(f"int8 repair: {recipe.label} ...")
+            candidate = self.int8(recipe, images)
+            attempts.append({"recipe": recipe.to_dict(), **_attempt(candidate, len(images), 0)})
+            if not candidate.result["failures"]:
+                return self._repaired(candidate, failed, tick)
+            if _closer(candidate.result, best.result):
+                best, best_recipe = candidate, recipe
+        varied = np.concatenate([images, images[:, :, ::-1]])
+        print(f"int8 repair: {best_recipe.label}, recalibrating on {len(varied)} images (half flipped) ...")
+        candidate = self.int8(best_recipe, varied)
+        attempts.append({"recipe": best_recipe.to_dict(), **_attempt(candidate, len(varied), 0)})
         if not candidate.result["failures"]:
             return self._repaired(candidate, failed, tick)
         if self.args.float_budget <= 0:  # no layer may stay in float: recalibration was the whole repair
             self.timings["repair_int8_s"] = round(time.monotonic() - tick, 1)
             (self.staging / failed.name).unlink(missing_ok=True)
             return failed
-        calibration = varied if _closer(candidate.result, failed.result) else images
+        calibration = varied if _closer(candidate.result, best.result) else images
         representative = representative_batches(calibration)
         macs = macs_per_op(make_interpreter(load_runtime("auto"), self.staging / "classifier_float32.tflite", 1))
         total = sum(macs.values())
@@ -342,18 +368,15 @@ class Conversion:
         for plan in repair_plan(errors, total, self.args.float_budget):
             share = sum(error.macs for error in plan) / total
             print(f"int8 repair: {len(plan)} layer(s) in float ({share:.2%} of MACs) ...")
-            data = selective_int8(self.classifier, representative, debug, [error.tensor for error in plan])
-            candidate = self.convert("int8", data, failed.name)
-            failures = candidate.result["failures"]
+            candidate = self.int8(best_recipe, calibration, [error.tensor for error in plan])
             attempts.append(
                 {
-                    "calibration_images": len(calibration),
-                    "float_layers": len(plan),
+                    "recipe": best_recipe.to_dict(),
+                    **_attempt(candidate, len(calibration), len(plan)),
                     "float_macs_share": round(share, 6),
-                    "failures": failures,
                 }
             )
-            if not failures:
+            if not candidate.result["failures"]:
                 candidate.float_layers = {
                     error.tensor: f"{error.op}: quantisation noise-to-signal {error.noise_to_signal:.2e} "
                     f"({error.steps_rmse:.2f} steps RMSE), rank {rank} of {len(errors)}; the gate failed with it "
@@ -374,6 +397,21 @@ class Conversion:
         candidate.result["first_failures"] = failed.result["failures"]
         self.timings["repair_int8_s"] = round(time.monotonic() - started, 1)
         return candidate
+
+
+def _gate_figures(result: dict[str, Any]) -> dict[str, Any]:
+    """What the gate judged of one int8 attempt, rounded for the report."""
+    return {
+        "agreement": round(result["agreement"], 4),
+        "auc_drop": None if result["auc_drop"] is None else round(result["auc_drop"], 4),
+        "heatmap_pearson": round(result["heatmap_pearson"], 4),
+        "mean_abs_prob_diff": round(result["mean_abs_prob_diff"], 4),
+        "failures": result["failures"],
+    }
+
+
+def _attempt(candidate: Candidate, calibration_images: int, float_layers: int) -> dict[str, Any]:
+    return {"calibration_images": calibration_images, "float_layers": float_layers, **_gate_figures(candidate.result)}
 
 
 def _closer(result: dict[str, Any], other: dict[str, Any]) -> bool:
@@ -414,12 +452,15 @@ def convert_run(args: argparse.Namespace) -> int:
         print(f"Keras reference on {len(job.fidelity.images)} fidelity images ...")
         job.reference = _reference(job.model, job.fidelity.images, job.metrics.temperature, job.fidelity.n_test)
         candidates: dict[str, Candidate] = {}
+        if args.int8_study is not None:
+            study = {"model": str(args.run), "fidelity_images": len(job.fidelity.images), "rows": job.study_int8()}
+            args.int8_study.write_text(json.dumps({**study, "thresholds": asdict(job.limits)}, indent=2) + "\n")
         for variant in variants:
             tick = time.monotonic()
-            representative = representative_batches(job.calibration.images) if variant == "int8" else None
-            candidate = job.convert(
-                variant, to_tflite(job.classifier, variant, representative), f"classifier_{variant}.tflite"
-            )
+            if variant == "int8":
+                candidate = job.int8(job.recipe, job.calibration.images)
+            else:
+                candidate = job.convert(variant, to_tflite(job.classifier, variant), f"classifier_{variant}.tflite")
             job.timings[f"convert_{variant}_s"] = round(time.monotonic() - tick, 1)
             if candidate.status == "rejected" and variant == "int8" and not (args.force or args.no_repair):
                 print(f"int8 missed the gate ({'; '.join(candidate.result['failures'])}): locating the layers ...")

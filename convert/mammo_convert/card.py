@@ -191,7 +191,17 @@ float model's on at least {thresholds.get("min_agreement", "?")} of them, its AU
 {thresholds.get("max_auc_drop", "?")} and its Grad-CAM correlates at least {thresholds.get("min_heatmap_pearson", "?")}
 with the float one.</p>
 <table><tr><th>variant</th><th>gate</th><th>decision agreement (95% CI)</th><th>AUC drop</th>
-<th>max |&Delta;p|</th><th>heatmap Pearson (95% CI)</th><th>MB</th></tr>{"".join(rows)}</table>"""
+<th>max |&Delta;p|</th><th>heatmap Pearson (95% CI)</th><th>MB</th></tr>{"".join(rows)}</table>{_int8_recipe(report)}"""
+
+
+def _int8_recipe(report: dict[str, Any]) -> str:
+    recipe = report.get("variants", {}).get("int8", {}).get("int8_recipe")
+    if recipe is None:
+        return ""
+    return (
+        f"<p>int8: activation ranges by {html.escape(str(recipe['ranges']))}, bias correction "
+        f"{html.escape(str(recipe['bias']))} (<code>mammo-convert --int8-ranges</code>, <code>--int8-bias</code>).</p>"
+    )
 
 
 def _detector(manifest: Manifest) -> str:

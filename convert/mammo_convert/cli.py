@@ -16,6 +16,7 @@ from pathlib import Path
 
 from edge_app.errors import run_main
 from edge_app.manifest import VARIANTS
+from mammo_convert.recipes import BIAS_CORRECTIONS, DEFAULT_RECIPE, RANGE_METHODS
 from mammo_train.extra import require_train_extra
 
 
@@ -34,6 +35,32 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.10,
         help="int8 repair: the largest share of the model's MACs that may stay in float (default 0.10; 0: recalibrate "
         "only, no layer in float)",
+    )
+    parser.add_argument(
+        "--int8-ranges",
+        choices=RANGE_METHODS,
+        default=DEFAULT_RECIPE.ranges,
+        help=f"int8: how each activation's range is estimated (default {DEFAULT_RECIPE.ranges}; "
+        "convert/mammo_convert/int8.py)",
+    )
+    parser.add_argument(
+        "--int8-bias",
+        choices=BIAS_CORRECTIONS,
+        default=DEFAULT_RECIPE.bias,
+        help=f"int8: bias correction (default {DEFAULT_RECIPE.bias}): weights (each layer's weight rounding), output "
+        "(the logit's mean error), off",
+    )
+    parser.add_argument(
+        "--int8-percentile",
+        type=float,
+        default=DEFAULT_RECIPE.percentile,
+        help="int8: the percentile of --int8-ranges percentile",
+    )
+    parser.add_argument(
+        "--int8-study",
+        type=Path,
+        metavar="JSON",
+        help="also measure every int8 technique alone and together through the gate, and write the table here",
     )
     parser.add_argument(
         "--debug-images", type=int, default=32, help="int8 repair: fidelity images the per-layer diagnosis runs on"

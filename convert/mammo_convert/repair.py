@@ -93,22 +93,6 @@ def layer_errors(
     return sorted(errors, key=lambda error: -error.noise_to_signal)
 
 
-def selective_int8(
-    classifier: keras.Model,
-    representative: RepresentativeData,
-    debug_images: NDArray[np.uint8],
-    float_tensors: Sequence[str],
-) -> bytes:
-    """int8 with the ops writing `float_tensors` left in float (their inputs and outputs float too)."""
-    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(float_tensors))
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=int8_converter(classifier, representative),
-        debug_dataset=_debug_images(debug_images[:1]),
-        debug_options=options,
-    )
-    return bytes(debugger.get_nondebug_quantized_model())
-
-
 def repair_plan(errors: Sequence[LayerError], total_macs: int, budget: float) -> list[list[LayerError]]:
     """The denylists to try, one step at a time: the worst 1, 2, 4, 8... layers, and last the longest run of worst
     layers whose MACs stay within `budget` (a share of the model's); nothing beyond it."""

@@ -1,0 +1,242 @@
+"""Full-integer int8 through the TFLite converter's own two halves, with what it leaves out put in between.
+
+The converter calibrates (runs the float graph on the representative images and records each activation's minimum
+and maximum over all of them) and then quantises (the MLIR quantiser turns every recorded range into a scale and
+zero point, and every weight into per-channel int8). Between the two, this module can:
+
+- **choose each activation's range** from statistics of its own (`RANGE_METHODS`): the converter's global minimum and
+  maximum (one bright image widens every step for all the others), the mean of the per-image minima and maxima (what
+  OpenVINO's NNCF does), a percentile of all values, or the range that minimises the expected squared quantisation
+  error (rounding inside, clipping outside), from a histogram of each activation;
+- **correct biases** (`BIAS_CORRECTIONS`), folding a mean error measured on the calibration images into a float bias,
+  which the quantiser then carries into int8: ``weights``, for every layer, the shift ``(W_q - W) . E[x]`` its
+  weights' rounding alone causes (each input channel's mean measured; Nagel et al. 2019); ``output``, at the layer
+  that writes the logit, the mean difference between the int8 and the float logit, which is where the errors of
+  the whole network add up (rounding noise through a ReLU does not average out: its mean is positive).
+
+The pixels and everything computed from them before the first weighted layer (grey to RGB, the backbones'
+normalisation, padding) and the model's outputs keep the converter's ranges: a narrower range there would clip
+bright pixels or the logit, not only round them (the input's scale stays exactly 1). Nothing else of the converter
+changes: with neither technique the model answers exactly as the converter's (`tests/test_int8.py` checks it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from numpy.typing import NDArray
+
+from mammo_convert.export import RepresentativeData, int8_converter
+from mammo_convert.ranges import TensorStatistics, estimate_range
+from mammo_convert.recipes import Int8Recipe
+
+WEIGHT_OPS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
+"""The ops whose weights the quantiser makes per-channel int8 (symmetric, -127..127), with the weights' channel
+axis: their biases are the ones corrected."""
+
+
+def calibrated_model(model: keras.Model, representative: RepresentativeData) -> bytes:
+    """The converter's calibration alone: the float graph with each activation's global min/max recorded."""
+    converter = int8_converter(model, representative)
+    converter._experimental_calibrate_only = True  # the seam TensorFlow's own quantisation debugger uses
+    return bytes(converter.convert())
+
+
+def quantise(calibrated: bytes, float_tensors: Sequence[str] = ()) -> bytes:
+    """The converter's second half on a calibrated model: full-integer int8, uint8 pixels in and int8 out, with the
+    ops writing `float_tensors` left in float (the repair's selective quantisation)."""
+    from tensorflow.lite.python import convert
+
+    quantised = convert.mlir_quantize(  # as `TFLiteConverter.convert` calls it, then its buffer deduplication
+        calibrated,
+        input_data_type=tf.uint8,
+        output_data_type=tf.int8,
+        denylisted_nodes=list(float_tensors) or None,
+    )
+    return bytes(convert.deduplicate_readonly_buffers(quantised))
+
+
+def int8_model(
+    model: keras.Model, representative: RepresentativeData, recipe: Int8Recipe, float_tensors: Sequence[str] = ()
+) -> bytes:
+    """`model` in full-integer int8, calibrated on `representative`'s images as `recipe` says, with the ops writing
+    `float_tensors` left in float."""
+    calibrated = refine(calibrated_model(model, representative), representative, recipe)
+    quantised = quantise(calibrated, float_tensors)
+    if recipe.bias != "output":
+        return quantised
+    return quantise(_correct_output_bias(calibrated, quantised, representative), float_tensors)
+
+
+def refine(calibrated: bytes, representative: RepresentativeData, recipe: Int8Recipe) -> bytes:
+    """The calibrated model with its ranges re-estimated and its biases corrected for weight rounding, as `recipe`
+    says (the output correction needs the quantised model: `int8_model` applies it)."""
+    if recipe.ranges == "minmax" and recipe.bias != "weights":
+        return calibrated
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    graph = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
+    subgraph = graph.subgraphs[0]
+    activations = _activation_tensors(graph) if recipe.ranges != "minmax" else []
+    weighted = _weighted_ops(graph) if recipe.bias == "weights" else []
+    means_of = {int(op.inputs[0]) for op, _ in weighted}
+    statistics = _statistics(
+        calibrated, representative, activations, means_of, recipe.ranges in ("percentile", "mse"), graph
+    )
+    for index in activations:
+        low, high = estimate_range(statistics[index], recipe)
+        quantization = subgraph.tensors[index].quantization
+        quantization.min, quantization.max = np.array([low], np.float32), np.array([high], np.float32)
+    for op, axis in weighted:
+        _correct_weight_rounding(graph, op, axis, statistics[int(op.inputs[0])].channel_means())
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(graph))
+
+
+def _activation_tensors(graph: Any) -> list[int]:
+    """The tensors whose range the quantiser will read and `refine` may change: every op output with a recorded
+    range, less the model's outputs and the pixels' own tensors (`_pixel_tensors`)."""
+    subgraph = graph.subgraphs[0]
+    kept = _pixel_tensors(graph) | {int(i) for i in subgraph.outputs}
+    outputs = {int(i) for op in subgraph.operators for i in op.outputs}
+    chosen = []
+    for index in sorted(outputs - kept):
+        quantization = subgraph.tensors[index].quantization
+        if quantization is not None and quantization.min is not None and len(quantization.min) == 1:
+            chosen.append(index)
+    return chosen
+
+
+def _pixel_tensors(graph: Any) -> set[int]:
+    """The model's inputs and every tensor computed from them before any weighted op (grey to RGB, normalisation,
+    padding): affine images of the pixels, whose range is the pixels' own."""
+    subgraph, codes = graph.subgraphs[0], graph.operatorCodes
+    pixels = {int(i) for i in subgraph.inputs}
+    for op in subgraph.operators:  # the operators are stored in execution order
+        if _op_name(codes[op.opcodeIndex]) not in WEIGHT_OPS and any(int(i) in pixels for i in op.inputs):
+            pixels.update(int(i) for i in op.outputs)
+    return pixels
+
+
+def _weighted_ops(graph: Any) -> list[tuple[Any, int]]:
+    """(op, its weights' channel axis) for each op the quantiser gives per-channel int8 weights and a bias."""
+    subgraph, codes = graph.subgraphs[0], graph.operatorCodes
+    chosen = []
+    for op in subgraph.operators:
+        name = _op_name(codes[op.opcodeIndex])
+        has_bias = len(op.inputs) > 2 and op.inputs[2] >= 0
+        if name in WEIGHT_OPS and has_bias and _constant(graph, op.inputs[1]) is not None:
+            chosen.append((op, WEIGHT_OPS[name]))
+    return chosen
+
+
+def _op_name(code: Any) -> str:
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+    names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    return str(names.get(builtin, builtin))
+
+
+def _constant(graph: Any, index: int) -> NDArray[np.float32] | None:
+    tensor = graph.subgraphs[0].tensors[index]
+    data = graph.buffers[tensor.buffer].data
+    if data is None or len(data) == 0:
+        return None
+    return np.frombuffer(np.asarray(data, np.uint8).tobytes(), np.float32).reshape(tensor.shape)
+
+
+def _correct_weight_rounding(graph: Any, op: Any, axis: int, input_means: NDArray[np.float64]) -> None:
+    """Subtract from `op`'s float bias the mean shift that rounding its weights to per-channel int8 causes."""
+    weights = _constant(graph, op.inputs[1])
+    bias_tensor = graph.subgraphs[0].tensors[op.inputs[2]]
+    bias = _constant(graph, op.inputs[2])
+    assert weights is not None and bias is not None, "a weighted op has constant weights and bias"
+    moved = np.moveaxis(weights.astype(np.float64), axis, 0)  # channels first
+    flat = moved.reshape(moved.shape[0], -1)
+    scale = np.abs(flat).max(axis=1) / 127.0
+    scale[scale == 0] = 1.0
+    error = (np.clip(np.rint(flat / scale[:, None]), -127, 127) * scale[:, None] - flat).reshape(moved.shape)
+    if axis == 3:  # depthwise [1, h, w, channels]: each channel sees its own input channel
+        shift = error.reshape(error.shape[0], -1).sum(axis=1) * input_means[: error.shape[0]]
+    else:  # [out, h, w, in] or [out, in]: every input channel, at every kernel position
+        shift = error.reshape(error.shape[0], -1, input_means.shape[0]).sum(axis=1) @ input_means
+    _set_constant(graph, bias_tensor, bias.astype(np.float64) - shift)
+
+
+def _set_constant(graph: Any, tensor: Any, values: NDArray[np.float64]) -> None:
+    graph.buffers[tensor.buffer].data = np.frombuffer(values.astype(np.float32).tobytes(), np.uint8)
+
+
+def _correct_output_bias(calibrated: bytes, quantised: bytes, representative: RepresentativeData) -> bytes:
+    """`calibrated` with the bias of each weighted op that writes a model output (the logit) moved by the mean
+    difference between `quantised`'s answer and the float one over the calibration images."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    graph = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
+    subgraph = graph.subgraphs[0]
+    outputs = [int(i) for i in subgraph.outputs]
+    writers = {int(op.outputs[0]): op for op, _ in _weighted_ops(graph) if int(op.outputs[0]) in outputs}
+    if not writers:
+        return calibrated
+    names = {index: subgraph.tensors[index].name.decode() for index in writers}
+    float_values, int8_values = _outputs(calibrated, representative), _outputs(quantised, representative)
+    for index, op in writers.items():
+        error = np.mean(int8_values[names[index]] - float_values[names[index]], axis=0)
+        bias_tensor = subgraph.tensors[op.inputs[2]]
+        bias = _constant(graph, op.inputs[2])
+        assert bias is not None, "a weighted op has a constant bias"
+        _set_constant(graph, bias_tensor, bias.astype(np.float64) - error.reshape(-1)[: bias.size])
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(graph))
+
+
+def _outputs(model: bytes, representative: RepresentativeData) -> dict[str, NDArray[np.float64]]:
+    """Each output of `model` (by name; dequantised) on every calibration image, one row per image."""
+    interpreter = tf.lite.Interpreter(model_content=model)
+    interpreter.allocate_tensors()
+    (entry,) = interpreter.get_input_details()
+    rows: dict[str, list[NDArray[np.float64]]] = {}
+    for batch in representative():
+        scale, zero_point = entry["quantization"]
+        pixels = np.rint(batch[0] / scale + zero_point) if scale else batch[0]
+        interpreter.set_tensor(entry["index"], pixels.astype(entry["dtype"]))
+        interpreter.invoke()
+        for detail in interpreter.get_output_details():
+            values = interpreter.get_tensor(detail["index"]).astype(np.float64)
+            scale, zero_point = detail["quantization"]
+            rows.setdefault(detail["name"], []).append((values - zero_point) * scale if scale else values)
+    return {name: np.stack([row.reshape(-1) for row in values]) for name, values in rows.items()}
+
+
+def _statistics(
+    calibrated: bytes,
+    representative: RepresentativeData,
+    activations: Sequence[int],
+    means_of: set[int],
+    histogram: bool,
+    graph: Any,
+) -> dict[int, TensorStatistics]:
+    """Each tracked tensor's statistics over the calibration images: the calibrated (float) model run with every
+    tensor kept."""
+    subgraph = graph.subgraphs[0]
+    tracked = sorted(set(activations) | means_of)
+    statistics = {}
+    for index in tracked:
+        quantization = subgraph.tensors[index].quantization
+        known = quantization is not None and quantization.min is not None and len(quantization.min) == 1
+        low, high = (float(quantization.min[0]), float(quantization.max[0])) if known else (0.0, 0.0)
+        statistics[index] = TensorStatistics(low, high)
+    interpreter = tf.lite.Interpreter(model_content=calibrated, experimental_preserve_all_tensors=True)
+    interpreter.allocate_tensors()
+    (entry,) = interpreter.get_input_details()
+    for batch in representative():
+        interpreter.set_tensor(entry["index"], batch[0])
+        interpreter.invoke()
+        for index in tracked:
+            statistics[index].add(
+                interpreter.get_tensor(index), histogram and index in activations, channel_mean=index in means_of
+            )
+    return statistics

@@ -1,0 +1,75 @@
+"""The int8 recipes `mammo-convert` chooses among: how activation ranges are estimated and which bias correction is
+applied (`mammo_convert.int8` does both). No TensorFlow here: the command line reads these before the train extra
+is checked.
+
+The default and the repair order come from measurement (`benchmarks/results/int8-study-96.json`, written by
+``mammo-convert --int8-study`` on the test suite's 96 px model; `docs/int8.md` reads it): MSE ranges brought int8
+closest to float (agreement 0.9705 -> 0.9774, heatmap Pearson 0.947 -> 0.971). Correcting the logit's mean error
+hurt there (0.9323 with MSE ranges): its error on the training images that calibrate does not carry over to the
+images it is judged on, so it is an option the repair tries, not the default. The weights' own bias correction moved
+agreement a little (0.9722) and the heatmaps away (0.940); the mean of per-image extremes moved both away.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from edge_app.errors import DataError
+
+RANGE_METHODS = ("minmax", "mean", "percentile", "mse")
+BIAS_CORRECTIONS = ("off", "weights", "output")
+
+
+@dataclass(frozen=True)
+class Int8Recipe:
+    """How an int8 file is made: the activation ranges' estimator and the bias correction."""
+
+    ranges: str = "mse"
+    bias: str = "off"
+    percentile: float = 99.99
+
+    def __post_init__(self) -> None:
+        if self.ranges not in RANGE_METHODS:
+            raise DataError(f"unknown range method {self.ranges!r}; choose from {', '.join(RANGE_METHODS)}")
+        if self.bias not in BIAS_CORRECTIONS:
+            raise DataError(f"unknown bias correction {self.bias!r}; choose from {', '.join(BIAS_CORRECTIONS)}")
+        if not 50.0 < self.percentile <= 100.0:
+            raise DataError(f"the range percentile must be in (50, 100], not {self.percentile}")
+
+    @property
+    def label(self) -> str:
+        ranges = f"percentile {self.percentile:g}" if self.ranges == "percentile" else self.ranges
+        return f"ranges {ranges}, bias correction {self.bias}"
+
+    def to_dict(self) -> dict[str, Any]:
+        figures: dict[str, Any] = {"ranges": self.ranges, "bias": self.bias}
+        if self.ranges == "percentile":
+            figures["percentile"] = self.percentile
+        return figures
+
+
+DEFAULT_RECIPE = Int8Recipe()
+CONVERTERS_OWN = Int8Recipe("minmax", "off")
+STUDY_RECIPES = (
+    CONVERTERS_OWN,
+    Int8Recipe("mean", "off"),
+    Int8Recipe("percentile", "off"),
+    Int8Recipe("mse", "off"),
+    Int8Recipe("minmax", "weights"),
+    Int8Recipe("minmax", "output"),
+    Int8Recipe("mse", "output"),
+)
+"""Each technique alone against the converter's own, then MSE ranges and the output correction together."""
+REPAIR_ORDER = (
+    Int8Recipe("mse", "off"),
+    Int8Recipe("mse", "output"),
+    Int8Recipe("minmax", "output"),
+    CONVERTERS_OWN,
+)
+"""What the repair tries after the recipe asked for fails, before any layer stays in float: best measured first."""
+
+
+def repair_recipes(tried: Int8Recipe) -> list[Int8Recipe]:
+    """The recipes the repair tries after `tried` failed the gate, in `REPAIR_ORDER`."""
+    return [recipe for recipe in REPAIR_ORDER if recipe != tried]

@@ -1,0 +1,162 @@
+"""int8 made in TensorFlow between the converter's two halves: the converter reproduced, the pixels' and outputs'
+ranges kept, and each bias correction doing what it says."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow", reason="int8 conversion needs the train extra (TensorFlow)")
+
+from mammo_convert.int8 import calibrated_model, int8_model, quantise, refine  # noqa: E402
+from mammo_convert.recipes import CONVERTERS_OWN, Int8Recipe  # noqa: E402
+
+pytestmark = pytest.mark.tensorflow
+
+
+@pytest.fixture(scope="module")
+def small_model() -> tuple[object, np.ndarray]:
+    """A grey-to-RGB, normalised, two-convolution classifier with two outputs (logit and feature maps), and images."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    pixels = keras.Input((24, 24, 1))
+    rgb = keras.layers.Concatenate()([pixels, pixels, pixels])
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(rgb)
+    x = keras.layers.Conv2D(8, 3, activation="relu")(x)
+    maps = keras.layers.Conv2D(16, 3, activation="relu")(x)
+    logit = keras.layers.Dense(1, bias_initializer="ones")(keras.layers.GlobalAveragePooling2D()(maps))  # a bias
+    model = keras.Model(pixels, [logit, maps])
+    images = np.random.default_rng(0).integers(0, 256, (24, 24, 24, 1)).astype(np.uint8)
+    images[:, 8:16, 8:16] = 255  # bright squares: some activations' extremes come from a few pixels
+    return model, images
+
+
+def _batches(images: np.ndarray):  # type: ignore[no-untyped-def]
+    from mammo_convert.build import representative_batches
+
+    return representative_batches(images)
+
+
+def _answers(model: bytes, images: np.ndarray) -> np.ndarray:
+    interpreter = tf.lite.Interpreter(model_content=model)
+    interpreter.allocate_tensors()
+    (entry,) = interpreter.get_input_details()
+    rows = []
+    for image in images:
+        interpreter.set_tensor(entry["index"], image[np.newaxis])
+        interpreter.invoke()
+        rows.append(
+            np.concatenate([interpreter.get_tensor(d["index"]).ravel() for d in interpreter.get_output_details()])
+        )
+    return np.array(rows)
+
+
+def test_without_a_technique_the_model_answers_exactly_as_the_converters(
+    small_model: tuple[object, np.ndarray],
+) -> None:
+    from mammo_convert.export import to_tflite
+
+    model, images = small_model
+    converted = to_tflite(model, "int8", _batches(images))
+    ours = int8_model(model, _batches(images), CONVERTERS_OWN)
+    assert np.array_equal(_answers(ours, images), _answers(converted, images))
+    entry = tf.lite.Interpreter(model_content=ours).get_input_details()[0]
+    assert entry["dtype"] == np.uint8 and entry["quantization"] == (1.0, 0)
+
+
+@pytest.mark.parametrize("recipe", [Int8Recipe("mse"), Int8Recipe("mean"), Int8Recipe("percentile", percentile=99.0)])
+def test_every_estimator_leaves_the_pixels_and_the_outputs_their_own_ranges(
+    small_model: tuple[object, np.ndarray], recipe: Int8Recipe
+) -> None:
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model, images = small_model
+    calibrated = calibrated_model(model, _batches(images))
+    refined = refine(calibrated, _batches(images), recipe)
+
+    def ranges(data: bytes) -> dict[str, tuple[float, float]]:
+        tensors = flatbuffer_utils.convert_bytearray_to_object(bytearray(data)).subgraphs[0].tensors
+        return {
+            t.name.decode(): (float(t.quantization.min[0]), float(t.quantization.max[0]))
+            for t in tensors
+            if t.quantization is not None and t.quantization.min is not None and len(t.quantization.min) == 1
+        }
+
+    before, after = ranges(calibrated), ranges(refined)
+    changed = [name for name in before if before[name] != after[name]]
+    outputs = [name for name in before if name.startswith("StatefulPartitionedCall")]  # the logit and the maps
+    assert len(outputs) == 2 and not set(outputs) & set(changed)
+    assert changed and not [n for n in changed if "concatenate" in n or "rescaling" in n]  # the pixels' own kept
+    assert all(min(before[n][0], 0) <= after[n][0] and after[n][1] <= before[n][1] for n in changed)  # never wider
+    entry = tf.lite.Interpreter(model_content=quantise(refined)).get_input_details()[0]
+    assert entry["quantization"] == (1.0, 0)  # the pixels go in unchanged
+
+
+def test_the_output_correction_moves_the_logits_bias_by_its_mean_int8_error(
+    small_model: tuple[object, np.ndarray],
+) -> None:
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from mammo_convert.int8 import _constant, _correct_output_bias
+
+    model, images = small_model
+    calibrated = calibrated_model(model, _batches(images))
+    reference, plain = _logits(calibrated, images), _logits(quantise(calibrated), images)
+    corrected = _correct_output_bias(calibrated, quantise(calibrated), _batches(images))
+    biases = []
+    for data in (calibrated, corrected):
+        graph = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+        (dense,) = [
+            op for op in graph.subgraphs[0].operators if graph.subgraphs[0].tensors[op.inputs[1]].shape.size == 2
+        ]
+        biases.append(float(_constant(graph, dense.inputs[2])[0]))
+    calibration_error = np.mean(plain - reference)  # these images calibrated it (the first with two pixels pinned)
+    assert biases[1] == pytest.approx(biases[0] - calibration_error, abs=1e-5) and abs(calibration_error) > 1e-4
+    after = np.mean(_logits(quantise(corrected), images) - reference)
+    assert abs(after) < abs(calibration_error)
+
+
+def test_the_weights_correction_moves_each_bias_by_its_rounding_shift(small_model: tuple[object, np.ndarray]) -> None:
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from mammo_convert.int8 import _constant, _weighted_ops
+
+    model, images = small_model
+    calibrated = calibrated_model(model, _batches(images))
+    corrected = refine(calibrated, _batches(images), Int8Recipe("minmax", "weights"))
+    graph, fixed = (flatbuffer_utils.convert_bytearray_to_object(bytearray(m)) for m in (calibrated, corrected))
+    ((dense, _),) = [
+        (op, axis) for op, axis in _weighted_ops(graph) if graph.subgraphs[0].tensors[op.inputs[1]].shape.size == 2
+    ]
+    weights = _constant(graph, dense.inputs[1])
+    scale = np.abs(weights).max(axis=1, keepdims=True) / 127
+    error = np.rint(weights / scale) * scale - weights
+    pooled = np.mean([_pooled(calibrated, image, dense.inputs[0]) for image in images], axis=0)
+    expected = _constant(graph, dense.inputs[2]) - error @ pooled
+    assert np.allclose(_constant(fixed, dense.inputs[2]), expected, atol=1e-6)
+    assert not np.allclose(_constant(fixed, dense.inputs[2]), _constant(graph, dense.inputs[2]), atol=1e-7)
+
+
+def _pooled(model: bytes, image: np.ndarray, index: int) -> np.ndarray:
+    interpreter = tf.lite.Interpreter(model_content=model, experimental_preserve_all_tensors=True)
+    interpreter.allocate_tensors()
+    (entry,) = interpreter.get_input_details()
+    interpreter.set_tensor(entry["index"], image[np.newaxis].astype(np.float32))
+    interpreter.invoke()
+    return interpreter.get_tensor(index).reshape(-1)
+
+
+def _logits(model: bytes, images: np.ndarray) -> np.ndarray:
+    interpreter = tf.lite.Interpreter(model_content=model)
+    interpreter.allocate_tensors()
+    (entry,) = interpreter.get_input_details()
+    (logit,) = [d for d in interpreter.get_output_details() if int(np.prod(d["shape"])) == 1]
+    scale, zero_point = logit["quantization"]
+    values = []
+    for image in images:  # the calibrated model is the float graph: float pixels in, the logit out as it is
+        interpreter.set_tensor(entry["index"], image[np.newaxis].astype(entry["dtype"]))
+        interpreter.invoke()
+        value = float(interpreter.get_tensor(logit["index"]).ravel()[0])
+        values.append((value - zero_point) * scale if scale else value)
+    return np.array(values)
