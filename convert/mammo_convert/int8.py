@@ -4,20 +4,20 @@ The converter calibrates (runs the float graph on the representative images and 
 and maximum over all of them) and then quantises (the MLIR quantiser turns every recorded range into a scale and
 zero point, and every weight into per-channel int8). Between the two, this module can:
 
-- **choose each activation's range** from statistics of its own (`RANGE_METHODS`): the converter's global minimum and
-  maximum (one bright image widens every step for all the others), the mean of the per-image minima and maxima (what
-  OpenVINO's NNCF does), a percentile of all values, or the range that minimises the expected squared quantisation
-  error (rounding inside, clipping outside), from a histogram of each activation;
-- **correct biases** (`BIAS_CORRECTIONS`), folding a mean error measured on the calibration images into a float bias,
-  which the quantiser then carries into int8: ``weights``, for every layer, the shift ``(W_q - W) . E[x]`` its
-  weights' rounding alone causes (each input channel's mean measured; Nagel et al. 2019); ``output``, at the layer
-  that writes the logit, the mean difference between the int8 and the float logit, which is where the errors of
-  the whole network add up (rounding noise through a ReLU does not average out: its mean is positive).
+- **choose each activation's range** from statistics of its own (`recipes.RANGE_METHODS`): the converter's global
+  minimum and maximum (one bright image widens every step for all the others), the mean of the per-image minima and
+  maxima (what OpenVINO's NNCF does), a percentile of all values, or the range that minimises the expected squared
+  quantisation error (rounding inside, clipping outside), from a histogram of each activation;
+- **correct biases** (`recipes.BIAS_CORRECTIONS`), folding a mean error measured on the calibration images into a float
+  bias, which the quantiser then carries into int8: ``weights``, for every layer, the shift ``(W_q - W) . E[x]`` its
+  weights' rounding alone causes (each input channel's mean measured; Nagel et al. 2019); ``output``, at the layer that
+  writes the logit, the mean difference between the int8 and the float logit, which is where the errors of the whole
+  network add up (rounding noise through a ReLU does not average out: its mean is positive).
 
 The pixels and everything computed from them before the first weighted layer (grey to RGB, the backbones'
 normalisation, padding) and the model's outputs keep the converter's ranges: a narrower range there would clip
 bright pixels or the logit, not only round them (the input's scale stays exactly 1). Nothing else of the converter
-changes: with neither technique the model answers exactly as the converter's (`tests/test_int8.py` checks it).
+changes: with neither technique the model answers exactly as the converter's (`tests/test_int8_convert.py`).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 from numpy.typing import NDArray
 
+from edge_app.model import get_output, set_input
 from mammo_convert.export import RepresentativeData, int8_converter
 from mammo_convert.ranges import TensorStatistics, estimate_range
 from mammo_convert.recipes import Int8Recipe
@@ -197,18 +198,14 @@ def _outputs(model: bytes, representative: RepresentativeData) -> dict[str, NDAr
     """Each output of `model` (by name; dequantised) on every calibration image, one row per image."""
     interpreter = tf.lite.Interpreter(model_content=model)
     interpreter.allocate_tensors()
-    (entry,) = interpreter.get_input_details()
-    rows: dict[str, list[NDArray[np.float64]]] = {}
+    names = [detail["name"] for detail in interpreter.get_output_details()]
+    rows: dict[str, list[NDArray[np.float64]]] = {name: [] for name in names}
     for batch in representative():
-        scale, zero_point = entry["quantization"]
-        pixels = np.rint(batch[0] / scale + zero_point) if scale else batch[0]
-        interpreter.set_tensor(entry["index"], pixels.astype(entry["dtype"]))
+        set_input(interpreter, batch[0])  # the device's own quantising and dequantising
         interpreter.invoke()
-        for detail in interpreter.get_output_details():
-            values = interpreter.get_tensor(detail["index"]).astype(np.float64)
-            scale, zero_point = detail["quantization"]
-            rows.setdefault(detail["name"], []).append((values - zero_point) * scale if scale else values)
-    return {name: np.stack([row.reshape(-1) for row in values]) for name, values in rows.items()}
+        for position, name in enumerate(names):
+            rows[name].append(get_output(interpreter, position).astype(np.float64).reshape(-1))
+    return {name: np.stack(values) for name, values in rows.items()}
 
 
 def _statistics(
