@@ -13,7 +13,8 @@ The recipes:
 - ``plumbing``: a model for the tests that need a bundle, not a good model (the daemon, the benchmarks, deployment,
   the conversion's interface): the whole training path on 64 px patches in 2 epochs, eagerly (tracing the training
   step would cost more than the training), converted without the repair search. Its 2x2 feature maps still give
-  every region a heatmap.
+  every region a heatmap. Its conversion also writes the int8 study (``OUT/int8-study.json``: every recipe through
+  the gate, from the one calibration), which the conversion's tests read instead of converting again.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Recipe:
     shuffle_labels: bool = False
     eager: bool = False  # `mammo-train --eager`: no traced training step (faster on a tiny dataset)
     copies: int = 1
+    int8_study: bool = False  # `mammo-convert --int8-study OUT/int8-study.json`
     val: float = 0.2
     test: float = 0.25
 
@@ -102,6 +104,7 @@ RECIPES = {
         calibration=32,
         convert=("--no-repair",),
         eager=True,
+        int8_study=True,
     ),
 }
 
@@ -138,6 +141,7 @@ def convert(recipe: Recipe, out: Path) -> Path:
     arguments = [str(out / "run"), "--out", str(out / "bundle"), "--variants", "int8,float32"]
     arguments += ["--calibration", str(recipe.calibration), *recipe.convert]
     arguments += ["--check-python", checked] if checked else []
+    arguments += ["--int8-study", str(out / "int8-study.json")] if recipe.int8_study else []
     subprocess.run([tool("mammo-convert"), *arguments], check=True)
     return out / "bundle"
 

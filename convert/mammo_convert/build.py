@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -48,7 +49,7 @@ from edge_app.selftest import SelfTestSample, write_selftest
 from mammo_convert.card import write_model_card
 from mammo_convert.export import classifier_model, embed_metadata, gradcam_head_model, to_tflite
 from mammo_convert.gate import Reference, Thresholds, failures, fidelity_set, measure_variant, table
-from mammo_convert.int8 import int8_model
+from mammo_convert.int8 import calibrated_model, int8_model, refine
 from mammo_convert.recipes import STUDY_RECIPES, Int8Recipe, repair_recipes
 from mammo_convert.repair import layer_errors, repair_plan
 from mammo_train.data import load_arrays
@@ -232,6 +233,7 @@ class Conversion:
         self.timings: dict[str, float] = {}
         self.reference = Reference(np.empty(0), np.empty(0, np.float32), None)
         self.head_positions: dict[str, int] = {}
+        self.calibrations: dict[str, bytes] = {}  # by the SHA-256 of the images
         self.version = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
 
     def write_file(self, name: str, data: bytes, role: str, variant: str) -> None:
@@ -315,10 +317,18 @@ class Conversion:
 
     def int8(self, recipe: Int8Recipe, images: NDArray[np.uint8], float_tensors: Sequence[str] = ()) -> Candidate:
         """The classifier in int8 as `recipe` says, calibrated on `images`, through the gate."""
-        data = int8_model(self.classifier, representative_batches(images), recipe, float_tensors)
+        representative = representative_batches(images)
+        data = int8_model(self.calibrated(images), representative, recipe, float_tensors)
         candidate = self.convert("int8", data, "classifier_int8.tflite")
         candidate.result["int8_recipe"] = recipe.to_dict()
         return candidate
+
+    def calibrated(self, images: NDArray[np.uint8]) -> bytes:
+        """The classifier calibrated on `images`, made once per set of images (`int8_model` says why)."""
+        key = hashlib.sha256(images.tobytes()).hexdigest()
+        if key not in self.calibrations:
+            self.calibrations[key] = calibrated_model(self.classifier, representative_batches(images))
+        return self.calibrations[key]
 
     def study_int8(self) -> list[dict[str, Any]]:
         """Every technique alone and together (`STUDY_RECIPES`), through the gate: what ``--int8-study`` reports."""
@@ -363,7 +373,7 @@ class Conversion:
         macs = macs_per_op(make_interpreter(load_runtime("auto"), self.staging / "classifier_float32.tflite", 1))
         total = sum(macs.values())
         debug = self.fidelity.images[:: max(1, len(self.fidelity.images) // self.args.debug_images)]
-        errors = layer_errors(self.classifier, representative, debug, macs)
+        errors = layer_errors(refine(self.calibrated(calibration), representative, best_recipe), debug, macs)
         failed.result["worst_layers"] = [error.to_dict(total) for error in errors[:10]]
         for plan in repair_plan(errors, total, self.args.float_budget):
             share = sum(error.macs for error in plan) / total

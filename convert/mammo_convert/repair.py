@@ -17,12 +17,9 @@ import io
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-import keras
 import numpy as np
 import tensorflow as tf
 from numpy.typing import NDArray
-
-from mammo_convert.export import RepresentativeData, int8_converter
 
 
 @dataclass(frozen=True)
@@ -64,18 +61,17 @@ def _debug_images(images: NDArray[np.uint8]) -> Callable[[], Iterator[list[NDArr
     return generate
 
 
-def layer_errors(
-    classifier: keras.Model,
-    representative: RepresentativeData,
-    debug_images: NDArray[np.uint8],
-    macs: dict[str, int],
-) -> list[LayerError]:
-    """Every quantised tensor's error on `debug_images`, the worst noise-to-signal ratio first."""
+def layer_errors(calibrated: bytes, debug_images: NDArray[np.uint8], macs: dict[str, int]) -> list[LayerError]:
+    """Every quantised tensor's error on `debug_images`, the worst noise-to-signal ratio first. `calibrated` is the
+    classifier calibrated and refined as the int8 recipe says (`mammo_convert.int8`), so the layers are ranked under
+    the ranges the int8 file has, and no Keras graph is converted again for it."""
+    from tensorflow.lite.python import convert
+
     options = tf.lite.experimental.QuantizationDebugOptions(
         layer_direct_compare_metrics={"noise_to_signal": _noise_to_signal}
     )
     debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=int8_converter(classifier, representative),
+        quant_debug_model_content=bytes(convert.mlir_quantize(calibrated, enable_numeric_verify=True)),
         debug_dataset=_debug_images(debug_images),
         debug_options=options,
     )
