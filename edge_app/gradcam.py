@@ -97,9 +97,9 @@ def overlay(gray: NDArray[np.uint8], heatmap: Heatmap, alpha: float = 0.4) -> ND
     """A colour (BGR) picture of `gray` with the heatmap in the JET colour map over it; weak evidence stays clear."""
     height, width = gray.shape[:2]
     heat = np.asarray(cv2.resize(heatmap, (width, height), interpolation=cv2.INTER_LINEAR), np.float32)
-    colours = cv2.applyColorMap(np.rint(heat * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    colours = cv2.applyColorMap(cv2.convertScaleAbs(heat, alpha=255.0), cv2.COLORMAP_JET)  # levels rounded to nearest
     base = cv2.cvtColor(gray.reshape(height, width), cv2.COLOR_GRAY2BGR)
-    weight = alpha * heat
+    weight = np.multiply(heat, np.float32(alpha), out=heat)  # in place: a fresh full-size float array costs more
     return np.asarray(cv2.blendLinear(base, colours, 1 - weight, weight), np.uint8)  # per-pixel weights, rounded
 
 

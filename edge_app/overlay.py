@@ -8,6 +8,7 @@ is coloured; each zoom shows the whole square the model looked at, with its heat
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -87,22 +88,34 @@ def _paint_heat(view: BGR, region: RegionView, scale: float) -> None:
     if cx1 <= cx0 or cy1 <= cy0:
         return
     patch = view[cy0:cy1, cx0:cx1]
-    inside = np.zeros(view.shape[:2], np.uint8)  # the heat is shown inside the region as marked, nowhere else
-    _draw_shape(inside, region, scale, 1, -1)
-    part = heat[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] * inside[cy0:cy1, cx0:cx1]
+    inside = np.zeros(patch.shape[:2], np.uint8)  # the heat is shown inside the region as marked, nowhere else
+    _draw_shape(inside, region, scale, 1, -1, origin=(cx0, cy0))
+    part = np.multiply(heat[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0], inside, dtype=np.float32)
     gray = np.asarray(cv2.cvtColor(patch, cv2.COLOR_BGR2GRAY), np.uint8)
-    view[cy0:cy1, cx0:cx1] = overlay(gray, np.asarray(part, np.float32))
+    view[cy0:cy1, cx0:cx1] = overlay(gray, part)
 
 
-def _draw_shape(image: NDArray[np.uint8], region: RegionView, scale: float, colour: Any, thickness: int) -> None:
-    """The region's circle or box, in view coordinates (filled when `thickness` is -1)."""
+def _draw_shape(
+    image: NDArray[np.uint8],
+    region: RegionView,
+    scale: float,
+    colour: Any,
+    thickness: int,
+    origin: tuple[int, int] = (0, 0),
+) -> None:
+    """The region's circle or box, in view coordinates less `origin` (the view pixel at `image`'s corner; filled
+    when `thickness` is -1)."""
+    left, top = origin
     if region.circle is not None:
         cx, cy, radius = region.circle
-        centre = (round(cx * scale), round(cy * scale))
+        centre = (round(cx * scale) - left, round(cy * scale) - top)
         cv2.circle(image, centre, max(2, round(radius * scale)), colour, thickness, cv2.LINE_AA)
     else:
         box = region.outline
-        corners = (round(box.x0 * scale), round(box.y0 * scale)), (round(box.x1 * scale), round(box.y1 * scale))
+        corners = (
+            (round(box.x0 * scale) - left, round(box.y0 * scale) - top),
+            (round(box.x1 * scale) - left, round(box.y1 * scale) - top),
+        )
         cv2.rectangle(image, *corners, colour, thickness, cv2.LINE_AA)
 
 
@@ -139,9 +152,11 @@ def heat_legend(heat_scale: float | None) -> str:
     return f"{heat_scale:.2f} logit or more"
 
 
+@functools.lru_cache(maxsize=8)
 def _legend(width: int, heat_scale: float | None) -> BGR:
     """The JET scale from no evidence (left) to full colour (right): on a bundle's fixed scale, the malignant logit's
-    Grad-CAM evidence at which colour saturates, the same for every region, so colour compares regions too."""
+    Grad-CAM evidence at which colour saturates, the same for every region, so colour compares regions too. Drawn
+    once per width and scale (every overlay of a bundle has the same); the caller copies it, never draws on it."""
     legend = np.zeros((LEGEND_HEIGHT, width, 3), np.uint8)
     ramp = np.tile(np.linspace(0, 255, width - 2 * MARGIN).astype(np.uint8), (14, 1))
     legend[22:36, MARGIN : width - MARGIN] = cv2.applyColorMap(ramp, cv2.COLORMAP_JET)

@@ -397,6 +397,38 @@ def test_a_sidecar_suffix_in_capitals_pairs_but_another_scans_does_not(tmp_path:
     assert sorted(tracker.ready(), key=str) == [Arrival(shouting, shouting_roi), Arrival(other, None)]
 
 
+def test_a_backlog_pairs_every_scan_with_its_own_sidecar_and_counts_what_waits(tmp_path: Path) -> None:
+    """A backlog (after downtime, a burst) pairs through one index per look: every scan with its own sidecar in
+    whatever case, and `pending` counts scans only, as they are taken and as sidecars vanish."""
+    from edge_app.service.intake import Arrival, InboxTracker
+
+    clock = FakeClock()
+    tracker = InboxTracker(tmp_path, settle_seconds=1.0, recursive=False, limit=1000, clock=clock, sidecar_wait=0.0)
+    expected = []
+    for number in range(300):
+        scan = tmp_path / f"scan{number:03d}.png"
+        scan.write_bytes(b"x")
+        sidecar = None
+        if number % 3:
+            suffix = ".ROI.JSON" if number % 3 == 1 else ".Mask.PNG"
+            sidecar = tmp_path / f"scan{number:03d}{suffix}"
+            sidecar.write_bytes(b"y")
+        expected.append(Arrival(scan, sidecar))
+    tracker.rescan()
+    assert tracker.ready() == [] and tracker.pending == 300
+    clock.now += 1.0
+    assert sorted(tracker.ready(), key=lambda arrival: str(arrival.scan)) == expected
+    for arrival in expected[:100]:
+        tracker.forget(arrival.scan)
+        if arrival.sidecar is not None:
+            tracker.forget(arrival.sidecar)
+    assert tracker.pending == 200
+    orphan = expected[101]  # its sidecar removed: the scan is then taken alone
+    assert orphan.sidecar is not None
+    orphan.sidecar.unlink()
+    assert Arrival(orphan.scan, None) in tracker.ready() and tracker.pending == 200
+
+
 def test_a_sidecar_that_is_still_being_written_holds_its_scan(tmp_path: Path) -> None:
     from edge_app.service.intake import Arrival, InboxTracker
 

@@ -26,7 +26,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from edge_app.regions import SIDECAR_SUFFIXES, sidecar_kind, sidecar_names
+from edge_app.regions import SIDECAR_SUFFIXES, sidecar_kind, sidecar_names, sidecar_suffix
 
 TEMPORARY_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload", ".download")
 
@@ -86,6 +86,7 @@ class InboxTracker:
         self.limit = limit
         self.clock = clock
         self._seen: dict[Path, _Seen | None] = {}
+        self._sidecars: set[Path] = set()  # the tracked paths that are sidecars (kept, not recounted per scan)
         self._lock = threading.Lock()
 
     def note(self, path: Path) -> None:
@@ -95,6 +96,8 @@ class InboxTracker:
         with self._lock:
             if path not in self._seen and len(self._seen) < self.limit:
                 self._seen[path] = self._look(path, self.clock())
+                if sidecar_kind(path.name) is not None:
+                    self._sidecars.add(path)
 
     def rescan(self) -> None:
         """Look at every entry of the inbox (missed events, network shares, the backlog at start-up)."""
@@ -118,6 +121,7 @@ class InboxTracker:
                     status = path.stat()
                 except FileNotFoundError:
                     del self._seen[path]
+                    self._sidecars.discard(path)
                     continue
                 current = (status.st_size, status.st_mtime_ns)
                 if seen is None or (seen.size, seen.mtime_ns) != current:
@@ -125,10 +129,11 @@ class InboxTracker:
                 else:
                     still[path] = now - seen.since
         found = [Arrival(path, None) for path in links if sidecar_kind(path.name) is None]
+        tracked_sidecars = self._tracked_sidecars()
         for path, held in still.items():
             if sidecar_kind(path.name) is not None or held < self.settle:
                 continue
-            sidecar = self._sidecar_of(path)
+            sidecar = self._sidecar_of(path, tracked_sidecars)
             if sidecar is None and held >= self.settle + self.sidecar_wait:
                 found.append(Arrival(path, None))
             elif sidecar is not None and still.get(sidecar, -1.0) >= self.settle:
@@ -158,7 +163,7 @@ class InboxTracker:
             return None
         return _Seen(status.st_size, status.st_mtime_ns, now)
 
-    def _sidecar_of(self, scan: Path) -> Path | None:
+    def _sidecar_of(self, scan: Path, tracked_sidecars: dict[str, Path]) -> Path | None:
         """The scan's sidecar in the inbox: ``NAME.roi.json`` or ``NAME.mask.png`` (the suffix in any case; never a
         symbolic link, which is not read)."""
         names = sidecar_names(scan.relative_to(self.inbox).as_posix())
@@ -167,25 +172,32 @@ class InboxTracker:
             if _is_plain_file(candidate):
                 self.note(candidate)
                 return candidate
-        base = names[0][: -len(SIDECAR_SUFFIXES[0])]  # the scan's relative path without its suffix
+        tracked = tracked_sidecars.get(names[0][: -len(SIDECAR_SUFFIXES[0])])  # the scan's path less its suffix
+        return tracked if tracked is not None and _is_plain_file(tracked) else None
+
+    def _tracked_sidecars(self) -> dict[str, Path]:
+        """The tracked sidecars by the scan they belong to (their relative path less the suffix, which may be in any
+        case): made once per `ready`, so pairing a backlog of N scans is N lookups, not N scans of N paths."""
         with self._lock:
-            tracked = list(self._seen)
+            tracked = sorted(self._sidecars)  # two spellings of one sidecar: the first by name, every time
+        by_scan: dict[str, Path] = {}
         for path in tracked:
             name = path.relative_to(self.inbox).as_posix()
-            suffix = name[len(base) :].lower()
-            if name.startswith(base) and suffix in SIDECAR_SUFFIXES and _is_plain_file(path):
-                return path
-        return None
+            suffix = sidecar_suffix(name)
+            if suffix is not None:
+                by_scan.setdefault(name[: -len(suffix)], path)
+        return by_scan
 
     def forget(self, path: Path) -> None:
         with self._lock:
             self._seen.pop(path, None)
+            self._sidecars.discard(path)
 
     @property
     def pending(self) -> int:
         """Scans seen and not yet taken (sidecars waiting for their scan are not counted)."""
         with self._lock:
-            return sum(sidecar_kind(path.name) is None for path in self._seen)
+            return len(self._seen) - len(self._sidecars)
 
     def _wanted(self, path: Path) -> bool:
         try:
