@@ -40,16 +40,16 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
 # What the tests drive, from Debian: dcmtk (echoscu, storescu, storescp, dsrdump), dicom3tools (dciodvfy), Chromium
-# (the pages' browser tests, through Playwright), systemd (systemd-analyze: the units' verify and security checks) and
-# openssl (install.sh's self-signed certificate for the web app).
+# (the pages' browser tests, through Playwright), systemd (systemd-analyze: the units' verify and security checks),
+# openssl (install.sh's self-signed certificate for the web app) and Orthanc (the PACS the device answers into).
 # Without root or apt those tests skip and say why.
 system-tools:
 	@if command -v storescu >/dev/null && command -v dciodvfy >/dev/null && command -v chromium >/dev/null \
-		&& command -v systemd-analyze >/dev/null && command -v openssl >/dev/null; then :; \
+		&& command -v systemd-analyze >/dev/null && command -v openssl >/dev/null && command -v Orthanc >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-			dcmtk dicom3tools chromium systemd openssl >/dev/null; \
-	else echo "warning: dcmtk, dicom3tools, chromium or systemd is missing and cannot be installed here (not root, or no apt)"; fi
+			dcmtk dicom3tools chromium systemd openssl orthanc >/dev/null; \
+	else echo "warning: dcmtk, dicom3tools, chromium, systemd or orthanc is missing and cannot be installed here (not root, or no apt)"; fi
 
 # --max-worker-restart 0: a test worker that dies ends the run with its test named (a replaced worker once left the
 # run waiting, its group's tests never rescheduled).

@@ -6,10 +6,42 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from pydicom.uid import SecondaryCaptureImageStorage
 
 from edge_app.dicom.sample import encode, image_dataset, mammogram
 
-__all__ = ["dicom_bytes", "encode", "image_dataset", "mammogram"]
+__all__ = ["ARCHIVE_FLAWS", "dicom_bytes", "encode", "image_dataset", "mammogram"]
+
+_TYPE2 = ("PatientName", "PatientBirthDate", "PatientSex", "StudyID", "StudyDate", "StudyTime", "AccessionNumber")
+_FLAWS: dict[str, dict[str, Any]] = {
+    # A public screening archive's films: Secondary Capture with Modality MG, no imager geometry
+    "secondary_capture_mg": {
+        "SOPClassUID": SecondaryCaptureImageStorage,
+        "ImagerPixelSpacing": None,
+        "PresentationIntentType": None,
+    },
+    "orientation_of_one_value": {"PatientOrientation": "CC"},
+    "no_laterality": {"ImageLaterality": None},
+    "no_pixel_spacing": {"PixelSpacing": None, "ImagerPixelSpacing": None},
+    "type2_empty": dict.fromkeys(_TYPE2, ""),
+    "type2_absent": dict.fromkeys((*_TYPE2, "ReferringPhysicianName"), None),
+    "invalid_values": {"StudyDate": "2020-01-31", "PatientSex": "female", "StudyTime": "10:15", "ViewPosition": "cc"},
+}
+ARCHIVE_FLAWS: dict[str, dict[str, Any]] = {
+    **_FLAWS,
+    "all_together": {
+        **_FLAWS["secondary_capture_mg"],
+        **_FLAWS["orientation_of_one_value"],
+        **_FLAWS["no_laterality"],
+        **_FLAWS["no_pixel_spacing"],
+        **_FLAWS["type2_absent"],
+        "PatientName": "",
+        "AccessionNumber": "",
+        **{keyword: value for keyword, value in _FLAWS["invalid_values"].items() if keyword != "StudyDate"},
+    },
+}
+"""Headers as real archives ship them (`mammogram` attributes; None removes one), each flaw alone and all together:
+the DICOM answers' corpus (tests/test_dicom_answers.py)."""
 
 
 def dicom_bytes(pixels: np.ndarray, **attributes: Any) -> bytes:

@@ -83,11 +83,11 @@ def listening(config: Config) -> Iterator[Listening]:
 
 
 def storescu(
-    port: int, *files: Path, calling: str = SENDER, options: tuple[str, ...] = ()
+    port: int, *files: Path, calling: str = SENDER, options: tuple[str, ...] = (), called: str = "MAMMO_EDGE"
 ) -> subprocess.CompletedProcess[str]:
     """dcmtk's storescu, all files in one association, proposing only what the files need (`-R`), in the
     transfer syntaxes `options` name (uncompressed by default)."""
-    command = ["storescu", "-aet", calling, "-aec", "MAMMO_EDGE", "-R", *options, "127.0.0.1", str(port)]
+    command = ["storescu", "-aet", calling, "-aec", called, "-R", *options, "127.0.0.1", str(port)]
     command += [str(path) for path in files]
     return subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
 

@@ -157,6 +157,11 @@ def test_a_mammogram_is_stored_durably_under_its_uid_and_a_resend_is_stored_once
         (node.inbox / names[0]).unlink()
         assert storescu(node.port, first).returncode == 0
         assert _stored(node.inbox) == [names[1]]
+        # Regions marked on it since (a reader's report waiting in the inbox): sent again, it is stored again.
+        marks = node.inbox / names[0].replace(".dcm", ".sr.dcm")
+        marks.write_bytes(b"a reader's report")
+        assert storescu(node.port, first).returncode == 0
+        assert (node.inbox / names[0]).is_file()
 
 
 @needs_dcmtk

@@ -1,7 +1,8 @@
 """The device's answer in DICOM, for a scan that came as DICOM: a TID 1500 Measurement Report (Comprehensive SR) and
 a Secondary Capture of the overlay, each in a new series of the scan's own study, both built by highdicom.
 
-Patient and study attributes are copied from the scan (never invented). Every UID of an answer is derived from the
+Patient and study attributes are copied from the scan where they are valid DICOM, never invented
+(`edge_app.dicom.headers`). Every UID of an answer is derived from the
 scan's id, so writing an answer again after a crash gives the same instances: a PACS receives one report per scan,
 however often the write stage is repeated.
 
@@ -28,6 +29,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from edge_app.decode import decode_bytes, is_dicom
+from edge_app.dicom.headers import AnswerSource, MissingIdentityError, answer_source
 from edge_app.dicom.outbox import Outbox
 from edge_app.fsutil import atomic_write
 from edge_app.model import ModelIdentity
@@ -63,22 +65,9 @@ REGION_SOURCES = {  # who or what marked a region (the result's marked_by); the 
     "none": hd.sr.CodedConcept("ME-0011", _SCHEME, "The whole image"),
 }
 NOT_PROPOSED_NOTICE = "Regions proposed by the device's detector: a mass it did not propose was not assessed."
-# What an answer copies from its scan and cannot do without: the instance, its series and study, and the patient and
-# study modules' identifying attributes (type 1 and 2: they may be empty, never absent). Nothing here is invented.
-REQUIRED_FROM_SOURCE = (
-    "SOPClassUID",
-    "SOPInstanceUID",
-    "SeriesInstanceUID",
-    "StudyInstanceUID",
-    "PatientID",
-    "PatientName",
-    "PatientBirthDate",
-    "PatientSex",
-    "StudyID",
-    "StudyDate",
-    "StudyTime",
-    "AccessionNumber",
-)
+LIBRARY_NEEDS = ("PatientOrientation", "ImagerPixelSpacing")
+"""What the report's image library describes a projection image by (highdicom's TID 1602): without both, the scan is
+referenced as evidence only."""
 DECISIONS = {
     "malignant": hd.sr.CodedConcept("86049000", "SCT", "Malignant neoplasm, primary"),
     "benign": hd.sr.CodedConcept("3898006", "SCT", "Neoplasm, benign"),
@@ -104,12 +93,13 @@ def read_header(scan: bytes) -> Dataset:
 
 
 def build_answer(
-    scan: bytes, scan_id: str, analysis: Analysis, identity: ModelIdentity, source: Dataset | None = None
+    scan: bytes, scan_id: str, analysis: Analysis, identity: ModelIdentity, source: AnswerSource | None = None
 ) -> DicomAnswer:
-    """The report and the capture answering the DICOM file `scan`, whose header `source` is, when already read
-    (its pixels are decoded only when there is no overlay to capture)."""
-    source = read_header(scan) if source is None else source
-    return DicomAnswer(_report(source, scan_id, analysis, identity), _capture(source, scan, scan_id, analysis))
+    """The report and the capture answering the DICOM file `scan`, copying its header as `source` says (made from
+    the file when not given; its pixels are decoded only when there is no overlay to capture). Raises
+    `MissingIdentityError` when the scan does not say which patient, study and image it is."""
+    header = (answer_source(read_header(scan)) if source is None else source).header
+    return DicomAnswer(_report(header, scan_id, analysis, identity), _capture(header, scan, scan_id, analysis))
 
 
 def _algorithm(identity: ModelIdentity) -> hd.sr.AlgorithmIdentification:
@@ -176,8 +166,7 @@ def _report(source: Dataset, scan_id: str, analysis: Analysis, identity: ModelId
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=MAMMOGRAPHY,
         imaging_measurements=groups,
-        # The image library describes a projection image by its orientation; a scan without one is left out of it.
-        referenced_images=[source] if "PatientOrientation" in source else None,
+        referenced_images=[source] if all(keyword in source for keyword in LIBRARY_NEEDS) else None,
     )
     report = hd.sr.ComprehensiveSR(
         evidence=[source],
@@ -278,17 +267,16 @@ class DicomAnswerWriter:
         if not is_dicom(data):
             return
         assert record.result_stem is not None, "the result stem is reserved before writing"
-        header = read_header(data)
-        missing = [keyword for keyword in REQUIRED_FROM_SOURCE if keyword not in header]
-        if missing:
-            log.warning(
-                "%s: no DICOM answer (its result JSON stands): the scan lacks %s, which an answer must copy from it",
-                record.scan_id,
-                ", ".join(missing),
-            )
-            return
         try:
-            answer = build_answer(data, record.scan_id, analysis, self.identity, header)
+            copied = answer_source(read_header(data))
+        except MissingIdentityError as exc:
+            log.warning("%s: no DICOM answer (its result JSON stands): %s", record.scan_id, exc)
+            return
+        changed = copied.note()
+        if changed is not None:
+            log.warning("%s: the DICOM answer %s", record.scan_id, changed)
+        try:
+            answer = build_answer(data, record.scan_id, analysis, self.identity, copied)
         except (AttributeError, KeyError, TypeError, ValueError) as exc:  # highdicom's refusals of a header value
             # The message may quote a header value (a name, a date): only its kind is logged.
             log.warning(

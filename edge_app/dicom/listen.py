@@ -10,8 +10,10 @@
   ``<image UID>.sr.dcm``) of every image it references. Any other SOP class is not negotiated.
 - Each image is written as ``<SOP Instance UID>.dcm`` (a temporary dot-file, fsync, rename, folder fsync) and success
   is answered only after that. An instance whose name is in the inbox or in the daemon's journal was received before:
-  it is answered success and not stored again, so a re-sent instance is analysed once. The check and the write are
-  one step under a lock, so two associations sending the same instance at once store it once.
+  it is answered success and not stored again, so a re-sent instance is analysed once; unless regions marked on it
+  since (a reader's report or a segmentation, received after its answer) wait in the inbox: then it is stored again
+  and analysed with them, a further answer in its study. The check and the write are one step under a lock, so two
+  associations sending the same instance at once store it once.
 
 Nothing patient-identifying is logged: an instance is named by its SOP Instance UID and the calling AE title.
 """
@@ -172,7 +174,9 @@ class StorageListener:
         with self._lock:
             try:
                 for name, data in files.items():
-                    if (self.inbox / name).exists() or self.journal.knows_name(name):
+                    if (self.inbox / name).exists() or (
+                        self.journal.knows_name(name) and not self._regions_wait_for(name)
+                    ):
                         log.info("%s from %s was received before: not stored again", name, calling)
                         continue
                     atomic_write(self.inbox / name, data)
@@ -181,6 +185,12 @@ class StorageListener:
                 log.error("instance %s from %s not stored: %s", sop_uid, calling, exc)
                 return OUT_OF_RESOURCES
         return SUCCESS
+
+    def _regions_wait_for(self, name: str) -> bool:
+        """Whether regions marked on image `name` after it was analysed wait in the inbox (a reader's report or a
+        segmentation): the image sent again is then stored again, and analysed with them."""
+        stem = name.removesuffix(".dcm")
+        return any((self.inbox / f"{stem}{suffix}").exists() for suffix in (SR_SUFFIX, SEG_SUFFIX))
 
     def serve(self, stopping: threading.Event) -> None:
         """Listen until `stopping`; READY=1 once the port is open, then WATCHDOG=1 pings."""
