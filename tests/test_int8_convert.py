@@ -59,7 +59,8 @@ def test_without_a_technique_the_model_answers_exactly_as_the_converters(
 
     model, images = small_model
     converted = to_tflite(model, "int8", _batches(images))
-    ours = int8_model(calibrated_model(model, _batches(images)), _batches(images), CONVERTERS_OWN)
+    refined = refine(calibrated_model(model, _batches(images)), _batches(images), CONVERTERS_OWN)
+    ours = int8_model(refined, _batches(images), CONVERTERS_OWN)
     assert np.array_equal(_answers(ours, images), _answers(converted, images))
     entry = tf.lite.Interpreter(model_content=ours).get_input_details()[0]
     assert entry["dtype"] == np.uint8 and entry["quantization"] == (1.0, 0)

@@ -234,6 +234,7 @@ class Conversion:
         self.reference = Reference(np.empty(0), np.empty(0, np.float32), None)
         self.head_positions: dict[str, int] = {}
         self.calibrations: dict[str, bytes] = {}  # by the SHA-256 of the images
+        self.latest_refined: tuple[str, Int8Recipe, bytes] | None = None  # images' SHA-256, recipe, refined model
         self.version = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
 
     def write_file(self, name: str, data: bytes, role: str, variant: str) -> None:
@@ -317,18 +318,21 @@ class Conversion:
 
     def int8(self, recipe: Int8Recipe, images: NDArray[np.uint8], float_tensors: Sequence[str] = ()) -> Candidate:
         """The classifier in int8 as `recipe` says, calibrated on `images`, through the gate."""
-        representative = representative_batches(images)
-        data = int8_model(self.calibrated(images), representative, recipe, float_tensors)
+        data = int8_model(self.refined(images, recipe), representative_batches(images), recipe, float_tensors)
         candidate = self.convert("int8", data, "classifier_int8.tflite")
         candidate.result["int8_recipe"] = recipe.to_dict()
         return candidate
 
-    def calibrated(self, images: NDArray[np.uint8]) -> bytes:
-        """The classifier calibrated on `images`, made once per set of images (`int8_model` says why)."""
+    def refined(self, images: NDArray[np.uint8], recipe: Int8Recipe) -> bytes:
+        """The classifier calibrated on `images` (once per set of images) and refined as `recipe` says (the latest
+        kept: the repair's float-layer attempts and its layer ranking share one); `int8_model` says why."""
         key = hashlib.sha256(images.tobytes()).hexdigest()
         if key not in self.calibrations:
             self.calibrations[key] = calibrated_model(self.classifier, representative_batches(images))
-        return self.calibrations[key]
+        if self.latest_refined is None or self.latest_refined[:2] != (key, recipe):
+            refined = refine(self.calibrations[key], representative_batches(images), recipe)
+            self.latest_refined = (key, recipe, refined)
+        return self.latest_refined[2]
 
     def study_int8(self) -> list[dict[str, Any]]:
         """Every technique alone and together (`STUDY_RECIPES`), through the gate: what ``--int8-study`` reports."""
@@ -369,11 +373,10 @@ class Conversion:
             (self.staging / failed.name).unlink(missing_ok=True)
             return failed
         calibration = varied if _closer(candidate.result, best.result) else images
-        representative = representative_batches(calibration)
         macs = macs_per_op(make_interpreter(load_runtime("auto"), self.staging / "classifier_float32.tflite", 1))
         total = sum(macs.values())
         debug = self.fidelity.images[:: max(1, len(self.fidelity.images) // self.args.debug_images)]
-        errors = layer_errors(refine(self.calibrated(calibration), representative, best_recipe), debug, macs)
+        errors = layer_errors(self.refined(calibration, best_recipe), debug, macs)
         failed.result["worst_layers"] = [error.to_dict(total) for error in errors[:10]]
         for plan in repair_plan(errors, total, self.args.float_budget):
             share = sum(error.macs for error in plan) / total

@@ -62,17 +62,16 @@ def quantise(calibrated: bytes, float_tensors: Sequence[str] = ()) -> bytes:
 
 
 def int8_model(
-    calibrated: bytes, representative: RepresentativeData, recipe: Int8Recipe, float_tensors: Sequence[str] = ()
+    refined: bytes, representative: RepresentativeData, recipe: Int8Recipe, float_tensors: Sequence[str] = ()
 ) -> bytes:
-    """A `calibrated_model` of `representative`'s images in full-integer int8 as `recipe` says, with the ops writing
-    `float_tensors` left in float. The calibration is the costly half (the whole Keras graph converted: 40 s for the
-    test suite's 64 px hybrid, against 3 s for the rest), so every recipe and repair attempt on the same images
-    starts from one."""
-    calibrated = refine(calibrated, representative, recipe)
-    quantised = quantise(calibrated, float_tensors)
+    """A `calibrated_model` of `representative`'s images, `refine`d as `recipe` says, in full-integer int8, with the
+    ops writing `float_tensors` left in float. Calibrating is the costly half (the whole Keras graph converted: 40 s
+    for the test suite's 64 px hybrid, against 3 s for the rest) and refining reads every calibration image again,
+    so every recipe and repair attempt on the same images starts from one of each."""
+    quantised = quantise(refined, float_tensors)
     if recipe.bias != "output":
         return quantised
-    return quantise(_correct_output_bias(calibrated, quantised, representative), float_tensors)
+    return quantise(_correct_output_bias(refined, quantised, representative), float_tensors)
 
 
 def refine(calibrated: bytes, representative: RepresentativeData, recipe: Int8Recipe) -> bytes:
