@@ -11,7 +11,7 @@ PIP_FLAGS := --quiet --disable-pip-version-check
 DEMO_DIR ?= demo-out
 STAGE = $(VENV)/bin/mammo-bench stage --log $(DEMO_DIR)/stages.jsonl  # runs one step, prints its time
 
-.PHONY: demo test lint venvs clean mutation system-tools arm64-check
+.PHONY: demo test lint venvs clean mutation system-tools arm64-check pacs-demo
 
 # The device's pinned versions (deploy/constraints.txt) hold in .venv and .venv-edge too, so the tests check what a
 # device installs; .venv-tflite cannot take them (tflite-runtime needs numpy < 2, the pinned OpenCV numpy 2).
@@ -28,7 +28,7 @@ $(EDGE_VENV)/.installed: pyproject.toml deploy/constraints.txt
 $(TFLITE_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(TFLITE_VENV)
 	$(TFLITE_VENV)/bin/pip install $(PIP_FLAGS) 'numpy<2' 'tflite-runtime>=2.14' pillow opencv-python-headless \
-		pydicom watchdog pynetdicom highdicom starlette uvicorn argon2-cffi 'pytest>=8'
+		pydicom watchdog pynetdicom highdicom starlette uvicorn argon2-cffi dicomweb-client 'pytest>=8'
 	$(TFLITE_VENV)/bin/pip install $(PIP_FLAGS) --no-deps -e .
 	touch $@
 
@@ -41,21 +41,35 @@ lint: $(VENV)/.installed
 
 # What the tests drive, from Debian: dcmtk (echoscu, storescu, storescp, dsrdump), dicom3tools (dciodvfy), Chromium
 # (the pages' browser tests, through Playwright), systemd (systemd-analyze: the units' verify and security checks),
-# openssl (install.sh's self-signed certificate for the web app) and Orthanc (the PACS the device answers into).
+# openssl (install.sh's self-signed certificate for the web app) and Orthanc with its DICOMweb plugin (the PACS the
+# device answers into, by C-STORE and by STOW-RS).
 # Without root or apt those tests skip and say why.
+ORTHANC_DICOMWEB := /usr/share/orthanc/plugins/libOrthancDicomWeb.so
 system-tools:
 	@if command -v storescu >/dev/null && command -v dciodvfy >/dev/null && command -v chromium >/dev/null \
-		&& command -v systemd-analyze >/dev/null && command -v openssl >/dev/null && command -v Orthanc >/dev/null; then :; \
+		&& command -v systemd-analyze >/dev/null && command -v openssl >/dev/null && command -v Orthanc >/dev/null \
+		&& [ -e $(ORTHANC_DICOMWEB) ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-			dcmtk dicom3tools chromium systemd openssl orthanc >/dev/null; \
-	else echo "warning: dcmtk, dicom3tools, chromium, systemd or orthanc is missing and cannot be installed here (not root, or no apt)"; fi
+			dcmtk dicom3tools chromium systemd openssl orthanc orthanc-dicomweb >/dev/null; \
+	else echo "warning: dcmtk, dicom3tools, chromium, systemd, orthanc or orthanc-dicomweb is missing and cannot be installed here (not root, or no apt)"; fi
 
 # --max-worker-restart 0: a test worker that dies ends the run with its test named (a replaced worker once left the
 # run waiting, its group's tests never rescheduled).
 test: venvs lint system-tools
 	MAMMO_TEST_EDGE_PYTHON=$(abspath $(EDGE_VENV))/bin/python MAMMO_TEST_TFLITE_PYTHON=$(abspath $(TFLITE_VENV))/bin/python \
 		$(VENV)/bin/pytest -n 2 --dist loadgroup --max-worker-restart 0
+
+# A clinic's PACS in the loop, after `make demo` (about a minute): Debian's Orthanc on free local ports, a modality's
+# study of 4 full-field views sent to it by storescu, routed to the device by the field guide's Lua rule, answered into
+# the same study by C-STORE (PROTOCOL=dicomweb: by STOW-RS). Prints the timings and what Orthanc holds; leaves
+# Orthanc's storage, the device's folders, every log and Orthanc Explorer's page of the study (a PNG) in $(DEMO_DIR)/pacs.
+PROTOCOL ?= dimse
+pacs-demo: $(VENV)/.installed system-tools
+	@test -f $(DEMO_DIR)/bundle/manifest.json || { echo "no $(DEMO_DIR)/bundle: run \`make demo\` first"; exit 2; }
+	rm -rf $(DEMO_DIR)/pacs
+	$(VENV)/bin/mammo-bench pacs $(DEMO_DIR)/bundle --studies 1 --protocol $(PROTOCOL) --root $(DEMO_DIR)/pacs \
+		--screenshot $(DEMO_DIR)/pacs/orthanc-explorer.png --out $(DEMO_DIR)/pacs/timings.json
 
 # Mutation testing of the device code (not part of `make test`: hours on 2 cores); writes
 # benchmarks/results/mutation.json. AGAIN=1 re-runs only the mutants the last run left alive; PENDING=1 with it, only

@@ -27,7 +27,6 @@ from edge_app.errors import (
     EXIT_OK,
     EXIT_SOME_REJECTED,
     BundleError,
-    ConfigError,
     DataError,
     MammoEdgeError,
     MissingInputError,
@@ -105,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("status", "counts, the last result, the outbox and the model"),
         ("dicom-listen", "receive DICOM over the network into the inbox ([dicom] in the config)"),
         ("dicom-forward", "send the DICOM answers in the outbox to [dicom.forward]"),
+        ("dicom-requeue", "put the answers the destination refused for good back in the outbox (once fixed)"),
     ):
         command = commands.add_parser(name, help=text)
         _config_arguments(command)
@@ -186,7 +186,7 @@ def _answer_sinks(config: Config, identity: ModelIdentity) -> tuple[AnswerSink, 
     from edge_app.dicom.answers import DicomAnswerWriter
     from edge_app.dicom.outbox import Outbox
 
-    outbox = Outbox(config.paths.outbox) if config.dicom.forward.host else None
+    outbox = Outbox(config.paths.outbox) if config.dicom.forward.enabled else None
     return (DicomAnswerWriter(config.paths.results, identity, outbox),)
 
 
@@ -279,7 +279,7 @@ def status_command(args: argparse.Namespace) -> int:
     waiting = [p for p in config.paths.inbox.glob("*") if p.is_file()] if config.paths.inbox.is_dir() else []
     sidecars = sum(sidecar_kind(p.name) is not None for p in waiting)
     print(f"inbox: {len(waiting) - sidecars} scan(s) waiting, {sidecars} region file(s) waiting for their scan")
-    if config.dicom.forward.host:
+    if config.dicom.forward.enabled:
         print(_outbox_line(config))
     manifest = load_manifest(config.model.bundle, verify_files=False)
     print(f"model: {manifest.name} {manifest.version} ({manifest.architecture}, threshold {manifest.threshold:.3f})")
@@ -294,11 +294,14 @@ def _outbox_line(config: Config) -> str:
 
     state = Outbox(config.paths.outbox).state()
     forward = config.dicom.forward
-    line = f"outbox to {forward.ae_title}@{forward.host}:{forward.port}: {state.pending} pending, {state.sent} sent"
+    line = f"outbox to {forward.destination}: {state.pending} pending, {state.sent} sent"
     if state.oldest_pending is not None:
         line += f", oldest waiting {time.time() - state.oldest_pending:.0f} s"
     if state.last_error is not None and state.pending:
         line += f", last error: {state.last_error}"
+    if state.rejected:
+        line += f", {state.rejected} refused for good (last: {state.last_rejection}"
+        line += "; `mammo-edge dicom-requeue` once fixed)"
     return line
 
 
@@ -316,13 +319,22 @@ def dicom_forward_command(args: argparse.Namespace) -> int:
     from edge_app.dicom.outbox import Outbox
 
     config, stopping = _start_service(args)
-    if not config.dicom.forward.host:
-        raise ConfigError("[dicom.forward] host is empty: there is nowhere to forward to")
+    config.dicom.forward.require_destination("there is nowhere to forward to")
     outbox = Outbox(config.paths.outbox)
     pruned = outbox.prune_sent(config.journal.retention_days)
     if pruned:
         log.info("forgot %d answer(s) sent more than %s days ago", pruned, config.journal.retention_days)
     Forwarder(config.dicom, outbox).run(stopping)
+    return EXIT_OK
+
+
+def dicom_requeue_command(args: argparse.Namespace) -> int:
+    from edge_app.dicom.outbox import Outbox
+
+    config = resolve_config(args.config, _overrides(args))
+    config.dicom.forward.require_destination("there is nowhere to forward to")
+    names = Outbox(config.paths.outbox).requeue_rejected()
+    print(f"{len(names)} answer(s) back in the outbox for {config.dicom.forward.destination}")
     return EXIT_OK
 
 
@@ -541,6 +553,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "once": once_command,
         "dicom-listen": dicom_listen_command,
         "dicom-forward": dicom_forward_command,
+        "dicom-requeue": dicom_requeue_command,
         "network-dropin": network_dropin_command,
         "model": model_command,
         "selftest": selftest_command,

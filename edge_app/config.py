@@ -13,6 +13,7 @@ import json
 import math
 import os
 import sys
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
@@ -31,6 +32,7 @@ else:  # pragma: no cover - Python 3.10 (JetPack 6)
 DEFAULT_CONFIG = Path("/etc/mammo-edge/config.toml")
 ENV_PREFIX = "MAMMO_EDGE_"
 PROPOSE_MODES = ("off", "suggest", "answer")
+FORWARD_PROTOCOLS = ("dimse", "dicomweb")
 
 
 @dataclass(frozen=True)
@@ -98,14 +100,36 @@ class LogSection:
 
 @dataclass(frozen=True)
 class DicomForwardSection:
-    """Where DICOM answers (SR and Secondary Capture) are sent; no ``host``: they are written, not sent."""
+    """Where DICOM answers (SR and Secondary Capture) are sent: by C-STORE to ``ae_title@host:port`` (``dimse``) or
+    by STOW-RS to ``url`` (``dicomweb``). Without a destination they are written, not sent."""
 
+    protocol: str = "dimse"
     ae_title: str = "PACS"
     host: str = ""
     port: int = 104
+    url: str = ""  # the DICOMweb service's base URL, e.g. https://pacs.example/dicom-web
+    auth_file: str = ""  # basic or bearer credentials for `url` (a TOML file only the service may read)
+    ca_file: str = ""  # the certificate authorities `url`'s certificate is verified against (default: the system's)
+    tls_verify: bool = True
     timeout_seconds: float = 30.0
     retry_seconds: float = 10.0  # the first retry's delay; each failure doubles it, up to retry_max_seconds
     retry_max_seconds: float = 600.0
+
+    @property
+    def enabled(self) -> bool:
+        """Whether there is a destination: the answers are queued in the outbox and forwarded."""
+        return bool(self.url if self.protocol == "dicomweb" else self.host)
+
+    def require_destination(self, consequence: str) -> None:
+        """Refuse, naming the empty setting, where a command needs a destination and there is none."""
+        if not self.enabled:
+            setting = "url" if self.protocol == "dicomweb" else "host"
+            raise ConfigError(f"[dicom.forward] {setting} is empty: {consequence}")
+
+    @property
+    def destination(self) -> str:
+        """The destination as the status and the logs name it (never with credentials)."""
+        return self.url if self.protocol == "dicomweb" else f"{self.ae_title}@{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -335,6 +359,30 @@ def _validate_dicom(dicom: DicomSection) -> None:
         raise ConfigError(
             "[dicom.forward] timeout_seconds and retry_seconds must be > 0, retry_max_seconds >= retry_seconds"
         )
+    if forward.protocol not in FORWARD_PROTOCOLS:
+        raise ConfigError(f"[dicom.forward] protocol must be dimse or dicomweb, got {forward.protocol!r}")
+    if forward.protocol == "dicomweb":
+        _validate_dicomweb(forward)
+    elif forward.url or forward.auth_file or forward.ca_file:
+        raise ConfigError('[dicom.forward] url, auth_file and ca_file are for protocol = "dicomweb"')
+
+
+def _validate_dicomweb(forward: DicomForwardSection) -> None:
+    """A STOW-RS destination: an http(s) URL without credentials in it; credentials travel encrypted (https) unless
+    the server is on this machine; a CA file only where there is TLS to verify."""
+    if not forward.url:
+        return
+    url = urllib.parse.urlsplit(forward.url)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ConfigError(f"[dicom.forward] url must be an http:// or https:// URL, got {forward.url!r}")
+    if url.username or url.password:
+        raise ConfigError("[dicom.forward] url must not hold credentials: put them in auth_file")
+    if url.query or url.fragment:
+        raise ConfigError(f"[dicom.forward] url is the service's base URL, without ? or #: {forward.url!r}")
+    if forward.auth_file and url.scheme == "http" and not is_loopback(url.hostname):
+        raise ConfigError("[dicom.forward] auth_file over http:// would send the credentials in clear: use https://")
+    if (forward.ca_file or not forward.tls_verify) and url.scheme != "https":
+        raise ConfigError("[dicom.forward] ca_file and tls_verify are for an https:// url")
 
 
 def is_loopback(address: str) -> bool:

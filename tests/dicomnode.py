@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,30 +16,13 @@ import pytest
 from edge_app.config import Config, DicomSection, PathsSection
 from edge_app.dicom.listen import StorageListener
 from edge_app.service.daemon import journal_path
+from mammo_bench.ports import free_port, wait_for_port
 
 SENDER = "MODALITY"
 needs_dcmtk = pytest.mark.skipif(
     shutil.which("storescu") is None or shutil.which("storescp") is None,
     reason="dcmtk (echoscu, storescu, storescp) is not installed: `make test` installs it",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout: float = 20, process: subprocess.Popen[Any] | None = None) -> None:
-    """Until something listens on `port`; when `process` is what should listen, its exit ends the wait at once."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"the process that should listen on port {port} exited with {process.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listens on port {port}")
 
 
 def node_config(root: Path, **dicom: Any) -> Config:

@@ -1,113 +1,90 @@
-"""Debian's Orthanc as the clinic's PACS in the tests: started on free local ports with its own storage folder,
-configured the way a clinic routes its mammograms to the device (a modality entry and the auto-routing script the
-field guide ships, `ROUTING`, used as it is), read back through its REST API."""
+"""Debian's Orthanc in the tests (`mammo_bench.orthanc` starts it): what a test needs to skip without it, and
+`tls_front`, HTTPS in front of it as a clinic's reverse proxy puts it (Debian 12's Orthanc 1.10.1 dies of SIGSEGV on
+its first HTTPS request when it serves TLS itself)."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
+import socket
+import ssl
 import subprocess
-import time
-import urllib.request
+import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from dicomnode import free_port, wait_for_port
 
-ORTHANC_AE = "ORTHANC"
-DEVICE = "mammo-edge"  # the device's name in Orthanc's DicomModalities, as the shipped routing script names it
-DEVICE_AE = "MAMMO_EDGE"  # the device's default [dicom] ae_title, as the routing script names it
-ROUTING = Path(__file__).resolve().parent.parent / "deploy" / "orthanc" / "route-mammograms.lua"
+from mammo_bench.orthanc import DICOMWEB_PLUGIN
+
 needs_orthanc = pytest.mark.skipif(
     shutil.which("Orthanc") is None, reason="Debian's orthanc is not installed: `make test` installs it"
 )
+needs_orthanc_dicomweb = pytest.mark.skipif(
+    not DICOMWEB_PLUGIN.exists(), reason="Debian's orthanc-dicomweb is not installed: `make test` installs it"
+)
 
 
-class RunningOrthanc:
-    """One Orthanc; its ports and storage stay the same across `kill` and `start` (a PACS that crashed, back)."""
-
-    def __init__(self, root: Path, device_port: int) -> None:
-        self.root = root
-        self.dicom_port, self.http_port = free_port(), free_port()
-        self.config = orthanc_config(root, self.dicom_port, self.http_port, device_port)
-        self.process: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        with (self.root / "orthanc.log").open("a") as log:
-            self.process = subprocess.Popen(["Orthanc", str(self.config)], stdout=log, stderr=subprocess.STDOUT)
-        wait_for_port(self.http_port, timeout=60, process=self.process)
-        wait_for_port(self.dicom_port, timeout=60, process=self.process)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                self.get("/system")
-                return
-            time.sleep(0.1)
-        raise AssertionError("Orthanc's REST API did not answer within 30 s")
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown of its own."""
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait(timeout=60)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=60)
-
-    def raw(self, path: str) -> bytes:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=30) as answer:
-            data: bytes = answer.read()
-        return data
-
-    def post(self, path: str, body: str) -> Any:
-        request = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", body.encode(), method="POST")
-        with urllib.request.urlopen(request, timeout=60) as answer:
-            return json.loads(answer.read())
-
-    def get(self, path: str) -> Any:
-        return json.loads(self.raw(path))
-
-    def studies(self) -> list[dict[str, Any]]:
-        return [self.get(f"/studies/{study}") for study in self.get("/studies")]
-
-    def series_of(self, study: dict[str, Any]) -> list[dict[str, Any]]:
-        return [self.get(f"/series/{series}") for series in study["Series"]]
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (its own authority: what a client's CA file names) and its key."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    request = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"]
+    request += ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)]
+    subprocess.run(request, check=True, capture_output=True)
+    return cert, key
 
 
-def orthanc_config(root: Path, dicom_port: int, http_port: int, device_port: int) -> Path:
-    """Orthanc's configuration: local ports, its storage under `root`, the device as a modality and the routing."""
-    root.mkdir(parents=True, exist_ok=True)
-    config = {
-        "Name": "mammo-edge test PACS",
-        "StorageDirectory": str(root / "storage"),
-        "IndexDirectory": str(root / "storage"),
-        "HttpPort": http_port,
-        "DicomPort": dicom_port,
-        "DicomAet": ORTHANC_AE,
-        "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False,
-        "HttpServerEnabled": True,
-        "DicomModalities": {DEVICE: [DEVICE_AE, "127.0.0.1", device_port]},
-        "LuaScripts": [str(ROUTING)],
-        "Plugins": [],
-        "StableAge": 1,
-    }
-    path = root / "orthanc.json"
-    path.write_text(json.dumps(config, indent=2))
-    return path
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    for end in (source, sink):
+        with contextlib.suppress(OSError):
+            end.shutdown(socket.SHUT_RDWR)
 
 
 @contextlib.contextmanager
-def orthanc(root: Path, device_port: int) -> Iterator[RunningOrthanc]:
-    """Orthanc serving until the block ends (its log in ``root/orthanc.log``), routing mammograms to `device_port`."""
-    server = RunningOrthanc(root, device_port)
+def tls_front(port: int, cert: Path, key: Path) -> Iterator[int]:
+    """HTTPS on the port this yields, passed on to plain HTTP on `port`: the reverse proxy in front of a clinic's
+    Orthanc. A client that refuses the certificate ends its connection in the handshake; nothing reaches `port`."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    stopping = threading.Event()
+    open_sockets: list[socket.socket] = []
+    pipes: list[threading.Thread] = []
+
+    def serve() -> None:
+        while not stopping.is_set():
+            try:
+                accepted, _ = listener.accept()
+            except TimeoutError:
+                continue
+            accepted.settimeout(None)
+            try:
+                client = context.wrap_socket(accepted, server_side=True)
+            except (ssl.SSLError, OSError):
+                accepted.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", port))
+            open_sockets.extend((client, upstream))
+            for source, sink in ((client, upstream), (upstream, client)):
+                pipes.append(threading.Thread(target=_pipe, args=(source, sink), name="tls front pipe"))
+                pipes[-1].start()
+
+    acceptor = threading.Thread(target=serve, name="tls front")
+    acceptor.start()
     try:
-        server.start()
-        yield server
+        yield int(listener.getsockname()[1])
     finally:
-        server.stop()
+        stopping.set()
+        acceptor.join(timeout=10)
+        listener.close()
+        for end in open_sockets:
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+            end.close()
+        for pipe in pipes:
+            pipe.join(timeout=10)

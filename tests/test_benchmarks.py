@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import shipped_variant
+from dicomnode import needs_dcmtk
+from orthancpacs import needs_orthanc, needs_orthanc_dicomweb
 
 from edge_app.config import resolve_config
 from edge_app.manifest import load_manifest
@@ -380,6 +382,44 @@ def test_the_mark_bench_times_a_readers_submission_against_one_analysis(bundle: 
     view = figures["marking_view_load_s"]
     assert view is None or (view["runs"] >= 2 and view["min_ms"] > 0)
     assert bench_main(["mark", str(bundle), "--rounds", "0"]) == 2
+
+
+@pytest.mark.slow
+@needs_orthanc
+@needs_dcmtk
+@pytest.mark.parametrize("protocol", ["dimse", pytest.param("dicomweb", marks=needs_orthanc_dicomweb)])
+def test_the_pacs_bench_times_studies_from_the_modality_to_the_answers_in_orthanc(
+    bundle: Path, tmp_path: Path, protocol: str
+) -> None:
+    """Orthanc, the listener, the daemon and the forwarder for real: each study's films and their answers in Orthanc
+    (the bench refuses otherwise), its steps adding up to its time, the device's share a fraction; and the
+    screenshot of Orthanc Explorer's study page where Chromium is here."""
+    out, shot = tmp_path / "pacs.json", tmp_path / "explorer.png"
+    arguments = ["pacs", str(bundle), "--studies", "2", "--protocol", protocol, "--rows", "700", "--columns", "560"]
+    arguments += ["--variant", shipped_variant(bundle), "--settle-seconds", "0.2", "--sidecar-wait", "0.2"]
+    arguments += ["--root", str(tmp_path / "run"), "--out", str(out)]
+    chromium = _has_chromium()
+    assert bench_main([*arguments, *(["--screenshot", str(shot)] if chromium else [])]) == 0
+    figures = json.loads(out.read_text())["pacs"]
+    assert figures["protocol"] == protocol and figures["studies"] == len(figures["per_study"]) == 2
+    assert figures["orthanc_series"] == [{"MG": 4, "SR": 4, "OT": 4}] * 2
+    for study in figures["per_study"]:
+        assert study["statuses"] == ["needs_roi"] * 4  # full films without regions
+        assert 0 < study["modality_to_pacs_s"] < study["seconds"] and 0 < study["to_device_s"] < study["seconds"]
+        assert study["device_s"] >= 0.2  # at least the settle time
+        assert study["compute_s"] > 0 and 0 < study["device_share"] < 1 and study["forward_s"] > 0
+    assert figures["seconds_per_view_p50"] == pytest.approx(figures["seconds_per_study_p50"] / 4)
+    log = (tmp_path / "run" / "logs" / "dicom-forward.log").read_text()
+    assert "forwarded" in log and "failed" not in log
+    assert not chromium or shot.read_bytes().startswith(b"\x89PNG")
+    assert bench_main(["pacs", str(bundle), "--studies", "0"]) == 2
+
+
+def _has_chromium() -> bool:
+    import importlib.util
+    import shutil
+
+    return importlib.util.find_spec("playwright") is not None and shutil.which("chromium") is not None
 
 
 def _mutation_tool() -> Any:

@@ -14,6 +14,7 @@ from edge_app.config import Config, DicomForwardSection, DicomSection, WebSectio
 from edge_app.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
+STOW = "[dicom.forward]\nprotocol = 'dicomweb'\n"
 
 
 def _file(tmp_path: Path, text: str) -> Path:
@@ -45,13 +46,13 @@ def test_a_nested_section_round_trips_through_toml(tmp_path: Path) -> None:
     config = resolve_config(_file(tmp_path, text), environ={})
     assert config.dicom.allowed_networks == ("10.0.0.0/8",) and config.dicom.forward.port == 11113
     assert resolve_config(_file(tmp_path, config.to_toml()), environ={}) == config
-    assert '[dicom.forward]\nae_title = "PACS"\nhost = "pacs"' in config.to_toml()
+    assert '[dicom.forward]\nprotocol = "dimse"\nae_title = "PACS"\nhost = "pacs"' in config.to_toml()
 
 
 @pytest.mark.parametrize(
     ("text", "environ", "message"),
     [
-        ("[dicom.forward]\nhots = 'x'\n", {}, "[dicom.forward]: unknown key(s) 'hots' (known: ae_title, host,"),
+        ("[dicom.forward]\nhots = 'x'\n", {}, "[dicom.forward]: unknown key(s) 'hots' (known: protocol, ae_title,"),
         ("", {"MAMMO_EDGE_DICOM_FORWARD_HOTS": "x"}, "environment [dicom.forward]: unknown key(s) 'hots'"),
         ("[dicom]\nforward = 3\n", {}, "[dicom.forward] must be a table of keys and values, got int"),
         ("[dicom]\nport = 0\n", {}, "[dicom] port must be 1-65535, got 0"),
@@ -65,6 +66,15 @@ def test_a_nested_section_round_trips_through_toml(tmp_path: Path) -> None:
         ("[dicom]\nenabled = true\n", {}, "[dicom] enabled = true but allowed_ae_titles is empty: nobody could"),
         ("[dicom.forward]\nretry_seconds = 20\nretry_max_seconds = 10\n", {}, "retry_max_seconds >= retry_seconds"),
         ("[paths]\noutbox = '/srv/mammo-edge/inbox/out'\n", {}, "inbox and outbox must be separate folders"),
+        ("[dicom.forward]\nprotocol = 'http'\n", {}, "[dicom.forward] protocol must be dimse or dicomweb, got 'http'"),
+        (STOW + "url = 'ftp://pacs/dicom-web'\n", {}, "url must be an http:// or https:// URL, got 'ftp://pacs/"),
+        (STOW + "url = 'https:///dicom-web'\n", {}, "url must be an http:// or https:// URL, got 'https:///"),
+        (STOW + "url = 'https://me:secret@pacs/dicom-web'\n", {}, "url must not hold credentials: put them in auth_"),
+        (STOW + "url = 'https://pacs/dicom-web?x=1'\n", {}, "url is the service's base URL, without ? or #"),
+        (STOW + "url = 'http://pacs/dicom-web'\nauth_file = 'a'\n", {}, "would send the credentials in clear"),
+        (STOW + "url = 'http://pacs/dicom-web'\nca_file = 'ca.pem'\n", {}, "ca_file and tls_verify are for an https"),
+        (STOW + "url = 'http://pacs/dicom-web'\ntls_verify = false\n", {}, "ca_file and tls_verify are for an https"),
+        ("[dicom.forward]\nurl = 'https://pacs/dicom-web'\n", {}, 'ca_file are for protocol = "dicomweb"'),
     ],
 )
 def test_errors_name_the_dicom_key(tmp_path: Path, text: str, environ: dict[str, str], message: str | None) -> None:
@@ -87,6 +97,11 @@ def test_errors_name_the_dicom_key(tmp_path: Path, text: str, environ: dict[str,
         (DicomSection(enabled=True, allowed_ae_titles=("MG",)), "listen", "any"),
         (DicomSection(forward=DicomForwardSection(host="10.9.8.7")), "forward", "10.9.8.7"),
         (DicomSection(forward=DicomForwardSection(host="localhost")), "forward", None),
+        (
+            DicomSection(forward=DicomForwardSection(protocol="dicomweb", url="https://10.9.8.6:8443/dicom-web")),
+            "forward",
+            "10.9.8.6",
+        ),
     ],
 )
 def test_network_dropins_allow_only_the_configured_peers(
@@ -199,6 +214,10 @@ def test_the_forwarders_peer_is_its_address_as_given_or_the_tcp_addresses_its_na
     named = DicomSection(forward=DicomForwardSection(host="pacs.clinic", port=4242))
     assert allowed_addresses(named, "forward") == ("10.0.0.2", "10.0.0.9")
     assert asked == [("pacs.clinic", 4242, socket.IPPROTO_TCP)]
+    for url, port in (("https://pacs.clinic/dicom-web", 443), ("http://pacs.clinic/dicom-web", 80)):
+        stow = DicomSection(forward=DicomForwardSection(protocol="dicomweb", url=url))
+        assert allowed_addresses(stow, "forward") == ("10.0.0.2", "10.0.0.9")  # the URL's host, its scheme's port
+        assert asked[-1] == ("pacs.clinic", port, socket.IPPROTO_TCP)
     with pytest.raises(
         ConfigError, match=r"^\[dicom.forward\] host 'nowhere.invalid' does not resolve here: .*Name or service not"
     ):
@@ -208,6 +227,10 @@ def test_the_forwarders_peer_is_its_address_as_given_or_the_tcp_addresses_its_na
         (
             lambda: allowed_addresses(DicomSection(), "forward"),
             "[dicom.forward] host is empty: the forwarder unit stays off",
+        ),
+        (
+            lambda: allowed_addresses(DicomSection(forward=DicomForwardSection(protocol="dicomweb")), "forward"),
+            "[dicom.forward] url is empty: the forwarder unit stays off",
         ),
         (lambda: web_dropin(WebSection()), "[web] enabled is false: the web unit stays off"),
     ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from test_dicom_answers import CLASSIFIED_ANALYSIS, IDENTITY, _scan
 from edge_app.config import DicomForwardSection, DicomSection
 from edge_app.dicom import forward
 from edge_app.dicom.answers import build_answer
-from edge_app.dicom.forward import Forwarder
+from edge_app.dicom.forward import Delivery, DimseDestination, Forwarder, Outcome, dimse_outcome
 from edge_app.dicom.outbox import RETRY_FILE, Outbox
 
 
@@ -181,7 +182,7 @@ def test_each_instance_refused_or_unanswered_is_a_failed_attempt_with_its_reason
         called.append((host, port, ae_title))
         return association
 
-    monkeypatch.setattr(forwarder.ae, "associate", associate)
+    monkeypatch.setattr(forwarder.destination.ae, "associate", associate)  # type: ignore[attr-defined]
     assert forwarder.send_due() == 0 and called == [("pacs", 11112, "ARCHIVE")] and not association.is_established
     errors = {name: outbox.attempts(name).error for name in names}  # type: ignore[union-attr]
     first, second = (f"{uid}.dcm" for uid in association.stored)
@@ -193,7 +194,7 @@ def test_each_instance_refused_or_unanswered_is_a_failed_attempt_with_its_reason
 
 def test_the_forwarder_offers_both_little_endian_syntaxes_and_waits_its_timeout(tmp_path: Path) -> None:
     dicom = replace(DicomSection(), forward=DicomForwardSection(timeout_seconds=7.5))
-    ae = Forwarder(dicom, Outbox(tmp_path / "outbox")).ae
+    ae = DimseDestination(dicom.forward, dicom.ae_title).ae
     offered = {str(context.abstract_syntax): context.transfer_syntax for context in ae.requested_contexts}
     little_endian = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
     assert offered == {ComprehensiveSRStorage: little_endian, SecondaryCaptureImageStorage: little_endian}
@@ -251,3 +252,147 @@ def test_the_outbox_queues_oldest_first_and_prunes_past_its_retention_to_the_sec
     assert outbox.state().sent == 2
     assert outbox.prune_sent(1, now=1000 + 86400) == 0  # exactly one day old: kept
     assert outbox.prune_sent(1, now=1000 + 86401) == 2
+
+
+@pytest.mark.parametrize(
+    ("code", "delivery"),
+    [
+        (0x0000, Delivery.STORED),
+        (0xB007, Delivery.STORED),
+        (None, Delivery.RETRY),
+        (0xA700, Delivery.RETRY),  # out of resources: later
+        (0x0110, Delivery.RETRY),  # processing failure: maybe later
+        (0xA900, Delivery.REJECTED),  # the data set does not match its SOP class: never as it is
+        (0xC123, Delivery.REJECTED),  # cannot understand
+    ],
+)
+def test_a_dimse_status_says_whether_sending_again_can_help(code: int | None, delivery: Delivery) -> None:
+    assert dimse_outcome(code).delivery is delivery
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [
+        (401, Outcome(Delivery.REJECTED, "HTTP 401 Unauthorized")),
+        (404, Outcome(Delivery.REJECTED, "HTTP 404 Not Found")),
+        (409, Outcome(Delivery.REJECTED, "HTTP 409 Conflict")),
+        (499, Outcome(Delivery.REJECTED, "HTTP 499")),
+        (408, Outcome(Delivery.RETRY, "HTTP 408 Request Timeout")),
+        (429, Outcome(Delivery.RETRY, "HTTP 429 Too Many Requests")),
+        (500, Outcome(Delivery.RETRY, "HTTP 500 Internal Server Error")),
+        (503, Outcome(Delivery.RETRY, "HTTP 503 Service Unavailable")),
+    ],
+)
+def test_an_http_status_says_whether_sending_again_can_help(status: int, outcome: Outcome) -> None:
+    from edge_app.dicom.stow import http_outcome
+
+    assert http_outcome(status) == outcome
+
+
+@pytest.mark.parametrize(
+    ("text", "mode", "message"),
+    [
+        ('user = "mammo"\npassword = "s3cret"\n', 0o600, None),
+        ('token = "abc.def"\n', 0o400, None),
+        ('user = "mammo"\npassword = "s3cret"\n', 0o640, "is open to other users (mode 0640): chmod 600 it"),
+        ('token = "abc"\n', 0o604, "is open to other users (mode 0604)"),
+        ('user = "mammo"\n', 0o600, "must hold either user and password (basic) or token (bearer)"),
+        ('user = "mammo"\npassword = "x"\ntoken = "t"\n', 0o600, "must hold either user and password"),
+        ('token = ""\n', 0o600, "must hold either user and password"),
+        ('usr = "mammo"\n', 0o600, "unknown key(s) 'usr' (known: user, password, token)"),
+        ("token = 5\n", 0o600, "user, password and token are strings"),
+        ("token = \n", 0o600, "is not TOML"),
+    ],
+)
+def test_credentials_are_read_only_from_a_file_nobody_else_can_read(
+    tmp_path: Path, text: str, mode: int, message: str | None
+) -> None:
+    from edge_app.dicom.stow import Credentials, read_credentials
+    from edge_app.errors import ConfigError
+
+    path = tmp_path / "pacs-credentials.toml"
+    path.write_text(text)
+    path.chmod(mode)
+    if message is None:
+        assert read_credentials(path) in (Credentials(user="mammo", password="s3cret"), Credentials(token="abc.def"))
+        return
+    with pytest.raises(ConfigError) as refused:
+        read_credentials(path)
+    assert str(refused.value).startswith(f"[dicom.forward] auth_file {path}") and message in str(refused.value)
+    assert "s3cret" not in str(refused.value)  # a refusal never shows the secret
+
+
+def test_a_missing_credentials_file_is_refused_by_name(tmp_path: Path) -> None:
+    from edge_app.dicom.stow import read_credentials
+    from edge_app.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"auth_file .*absent.toml cannot be read: No such file"):
+        read_credentials(tmp_path / "absent.toml")
+
+
+def test_the_server_is_verified_against_the_ca_file_or_the_systems_authorities(tmp_path: Path) -> None:
+    import ssl
+
+    from edge_app.dicom.stow import DicomWebDestination, trusted_authorities
+
+    url = "https://pacs.example/dicom-web"
+    system = ssl.get_default_verify_paths()
+    assert trusted_authorities(DicomForwardSection(protocol="dicomweb", url=url)) == (
+        system.cafile or system.capath or True
+    )
+    given = DicomForwardSection(protocol="dicomweb", url=url, ca_file="/etc/mammo-edge/clinic-ca.pem")
+    assert trusted_authorities(given) == "/etc/mammo-edge/clinic-ca.pem"
+    assert trusted_authorities(DicomForwardSection(protocol="dicomweb", url=url, tls_verify=False)) is False
+    credentials = tmp_path / "token.toml"
+    credentials.write_text('token = "abc.def"\n')
+    credentials.chmod(0o600)
+    destination = DicomWebDestination(replace(given, auth_file=str(credentials)))
+    session = destination.client._session
+    assert session.verify == "/etc/mammo-edge/clinic-ca.pem" and not session.trust_env  # no environment override
+    assert session.headers["Authorization"] == "Bearer abc.def" and session.auth is None
+
+
+class ScriptedDestination:
+    """Answers each instance with the next of `outcomes`; records what it was given."""
+
+    def __init__(self, outcomes: list[Outcome]) -> None:
+        self.outcomes = outcomes
+        self.given: list[str] = []
+
+    def deliver(self, due: list[Path]) -> Iterator[tuple[Path, Outcome]]:
+        for path in due:
+            self.given.append(path.name)
+            yield path, self.outcomes.pop(0)
+
+
+def test_each_outcome_moves_its_instance_sent_rejected_or_back_off(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    outbox = Outbox(tmp_path / "outbox")
+    for name in ("a.dcm", "b.dcm", "c.dcm"):
+        outbox.put(name, name.encode())
+        os.utime(outbox.pending_folder / name, (ord(name[0]), ord(name[0])))  # sent in this order
+    destination = ScriptedDestination(
+        [
+            Outcome(Delivery.STORED),
+            Outcome(Delivery.REJECTED, "HTTP 400 Bad Request"),
+            Outcome(Delivery.RETRY, "HTTP 503"),
+        ]
+    )
+    clock = Clock()
+    assert Forwarder(DicomSection(), outbox, clock, destination).send_due() == 1
+    assert [path.name for path in outbox.sent_folder.iterdir()] == ["a.dcm"]
+    assert [path.name for path in outbox.rejected_folder.iterdir()] == ["b.dcm"]
+    assert outbox.rejection("b.dcm") == "HTTP 400 Bad Request" and outbox.attempts("b.dcm") is None
+    attempts = outbox.attempts("c.dcm")
+    assert attempts is not None and (attempts.count, attempts.error) == (1, "HTTP 503")
+    state = outbox.state()
+    assert (state.pending, state.sent, state.rejected, state.last_rejection) == (1, 1, 1, "HTTP 400 Bad Request")
+    assert "refused b.dcm for good: HTTP 400 Bad Request" in caplog.text and "mammo-edge dicom-requeue" in caplog.text
+    clock.now = attempts.next_try
+    destination.outcomes = [Outcome(Delivery.STORED)]
+    assert Forwarder(DicomSection(), outbox, clock, destination).send_due() == 1
+    assert destination.given == ["a.dcm", "b.dcm", "c.dcm", "c.dcm"]  # the rejected one was not offered again
+    assert outbox.requeue_rejected() == ["b.dcm"] and outbox.state().rejected == 0
+    assert [path.name for path in outbox.due(clock.now)] == ["b.dcm"]  # due at once
+    assert outbox.requeue_rejected() == []

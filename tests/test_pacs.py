@@ -1,6 +1,6 @@
 """A real PACS in the loop: Debian's Orthanc stores a modality's study, routes the mammograms to the device as a
-clinic configures it (tests/orthanc.py), and receives the device's answers into the same study, once each, even
-when it was killed while they waited."""
+clinic configures it (tests/orthancpacs.py), and receives the device's answers into the same study, by C-STORE or by
+STOW-RS (its DICOMweb plugin, an account and a password), once each, even when it was killed while they waited."""
 
 from __future__ import annotations
 
@@ -16,24 +16,27 @@ import numpy as np
 import pydicom
 import pytest
 from dicomfiles import encode, mammogram, measurement_report
-from dicomnode import listening, needs_dcmtk, node_config, storescu
+from dicomnode import free_port, listening, needs_dcmtk, node_config, storescu
 from fakemodel import FAKE_RUNTIME, write_fake_bundle
-from orthancpacs import DEVICE, DEVICE_AE, ORTHANC_AE, RunningOrthanc, needs_orthanc, orthanc
+from orthancpacs import needs_orthanc, needs_orthanc_dicomweb
 from pydicom.uid import generate_uid
 from test_dicom_answers import _errors
 from test_dicom_e2e import _settled, _wait
 
 from edge_app import model as model_module
 from edge_app.cli import _answer_sinks, _load_analyser
-from edge_app.config import Config, DicomForwardSection, IngestSection, ModelSection
+from edge_app.config import Config, DicomForwardSection, DicomSection, IngestSection, ModelSection
 from edge_app.dicom.forward import Forwarder
 from edge_app.dicom.outbox import Outbox
 from edge_app.service.daemon import Daemon
+from mammo_bench.orthanc import DEVICE, DEVICE_AE, ORTHANC_AE, RunningOrthanc, Web, orthanc
 
 VIEWS = (("R", "CC", ["L", "F"]), ("L", "CC", ["R", "F"]), ("R", "MLO", ["A", "FR"]), ("L", "MLO", ["P", "FL"]))
 VIEWER_AE = "VIEWER"
 CIRCLE = ("CIRCLE", [(350.5, 450.5), (400.5, 450.5)])  # a mass of radius 50 about pixel (350, 450)
 PATIENT = {"PatientName": "TEST^PACS", "PatientID": "PACS-1", "PatientBirthDate": "19650304", "PatientSex": "F"}
+ACCOUNT = ("mammo-edge", "pacs-secret")  # the device's account in Orthanc, for DICOMweb
+PROTOCOLS = ["dimse", pytest.param("dicomweb", marks=needs_orthanc_dicomweb)]
 pytestmark = [
     needs_dcmtk,
     needs_orthanc,
@@ -86,16 +89,39 @@ class Device:
         thread.start()
 
 
+def web_for(protocol: str) -> Web:
+    """How Orthanc serves HTTP for `protocol`: DICOMweb with the device's account, or nothing beyond its REST API."""
+    return Web(dicomweb=True, users=dict([ACCOUNT])) if protocol == "dicomweb" else Web()
+
+
+def auth_file(folder: Path, user: str, password: str) -> Path:
+    """The device's credentials for the PACS, readable by the service only."""
+    path = folder / "pacs-credentials.toml"
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'user = "{user}"\npassword = "{password}"\n')
+    path.chmod(0o600)
+    return path
+
+
+def forward_to(pacs: RunningOrthanc, protocol: str, root: Path) -> DicomForwardSection:
+    """The device's ``[dicom.forward]`` to `pacs` by `protocol`, retrying quickly."""
+    if protocol == "dicomweb":
+        credentials = str(auth_file(root / "etc", *ACCOUNT))
+        forward = DicomForwardSection(protocol="dicomweb", url=pacs.dicomweb_url, auth_file=credentials)
+    else:
+        forward = DicomForwardSection(ae_title=ORTHANC_AE, host="127.0.0.1", port=pacs.dicom_port)
+    return replace(forward, retry_seconds=0.3, retry_max_seconds=1.0)
+
+
 @contextlib.contextmanager
-def _device(root: Path, pacs: RunningOrthanc, config: Config) -> Iterator[Device]:
-    """The device's listener and daemon running, answering into the outbox; its forwarder to Orthanc made, started
-    by `Device.start_forwarding`."""
-    forward = DicomForwardSection(ae_title=ORTHANC_AE, host="127.0.0.1", port=pacs.dicom_port, retry_seconds=0.3)
+def _device(root: Path, pacs: RunningOrthanc, config: Config, protocol: str) -> Iterator[Device]:
+    """The device's listener and daemon running, answering into the outbox; its forwarder to Orthanc (by
+    `protocol`) made, started by `Device.start_forwarding`."""
     config = replace(
         config,
         model=ModelSection(bundle=write_fake_bundle(root / "bundle", patch_side_px=(48, 64))),
         ingest=IngestSection(settle_seconds=0.2, sidecar_wait=0.5),
-        dicom=replace(config.dicom, forward=replace(forward, retry_max_seconds=1.0)),
+        dicom=replace(config.dicom, forward=forward_to(pacs, protocol, root)),
     )
     analyser = _load_analyser(config)
     stopping = threading.Event()
@@ -143,14 +169,17 @@ def _check_answers(pacs: RunningOrthanc, films: list[pydicom.Dataset], scratch: 
     assert sorted(referenced) == sorted((kind, film.SOPInstanceUID) for kind in ("SC", "SR") for film in films)
 
 
-def test_orthanc_routes_a_study_to_the_device_and_stores_every_answer_in_that_study(tmp_path: Path) -> None:
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_orthanc_routes_a_study_to_the_device_and_stores_every_answer_in_that_study(
+    tmp_path: Path, protocol: str
+) -> None:
     """Then a reader marks a mass on one film in their viewer (its measurement report sent to the device) and the
     film is sent again from Orthanc: a further report, now with the region's probability, joins the same study."""
     config = node_config(tmp_path / "device", allowed_ae_titles=(ORTHANC_AE, VIEWER_AE))
     assert config.dicom.ae_title == DEVICE_AE  # the title the shipped routing script knows the device by
     films, files = _study(tmp_path / "modality")
-    with orthanc(tmp_path / "orthanc", config.dicom.port) as pacs:
-        with _device(tmp_path, pacs, config) as device:
+    with orthanc(tmp_path / "orthanc", config.dicom.port, web_for(protocol)) as pacs:
+        with _device(tmp_path, pacs, config, protocol) as device:
             device.start_forwarding()
             sent = storescu(pacs.dicom_port, *files, called=ORTHANC_AE)  # the modality sends to the PACS only
             assert sent.returncode == 0, sent.stdout + sent.stderr
@@ -179,12 +208,13 @@ def test_orthanc_routes_a_study_to_the_device_and_stores_every_answer_in_that_st
     assert evidence.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == films[0].SOPInstanceUID
 
 
-def test_answers_pending_while_orthanc_was_killed_arrive_once_after_it_restarts(tmp_path: Path) -> None:
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_answers_pending_while_orthanc_was_killed_arrive_once_after_it_restarts(tmp_path: Path, protocol: str) -> None:
     config = node_config(tmp_path / "device", allowed_ae_titles=(ORTHANC_AE,))
     assert config.dicom.ae_title == DEVICE_AE  # the title the shipped routing script knows the device by
     films, files = _study(tmp_path / "modality")
-    with orthanc(tmp_path / "orthanc", config.dicom.port) as pacs:
-        with _device(tmp_path, pacs, config) as device:
+    with orthanc(tmp_path / "orthanc", config.dicom.port, web_for(protocol)) as pacs:
+        with _device(tmp_path, pacs, config, protocol) as device:
             sent = storescu(pacs.dicom_port, *files, called=ORTHANC_AE)
             assert sent.returncode == 0, sent.stdout + sent.stderr
             _wait(lambda: _settled(device.daemon.journal, len(files)), device.threads)
@@ -200,3 +230,88 @@ def test_answers_pending_while_orthanc_was_killed_arrive_once_after_it_restarts(
         statistics = pacs.get("/statistics")
         assert statistics["CountInstances"] == 3 * len(files)
         _check_answers(pacs, films, tmp_path / "stored")
+
+
+def _answers_waiting(outbox_folder: Path) -> tuple[Outbox, list[str]]:
+    """An outbox holding one analysed film's two answers (a report and a capture)."""
+    from test_dicom_forward import _answers
+
+    outbox = Outbox(outbox_folder)
+    return outbox, _answers(outbox)
+
+
+@needs_orthanc_dicomweb
+def test_a_4xx_from_dicomweb_is_kept_reported_and_not_retried_until_requeued(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Orthanc refuses the device's password (HTTP 401): both answers are kept aside with the reason, `status` says
+    so, no round tries them again; the administrator fixes the password, restarts the forwarder and requeues them:
+    each stored once."""
+    from test_dicom_forward import Clock
+
+    from edge_app.cli import main
+
+    outbox, names = _answers_waiting(tmp_path / "outbox")
+    credentials = auth_file(tmp_path / "etc", ACCOUNT[0], "an old password")
+    with orthanc(tmp_path / "orthanc", free_port(), web_for("dicomweb")) as pacs:
+        forward = DicomForwardSection(protocol="dicomweb", url=pacs.dicomweb_url, auth_file=str(credentials))
+        dicom = replace(DicomSection(), forward=forward)
+        clock = Clock()
+        assert Forwarder(dicom, outbox, clock).send_due() == 0
+        assert outbox.pending() == [] and sorted(path.name for path in outbox.rejected_folder.iterdir()) == names
+        assert {outbox.rejection(name) for name in names} == {"HTTP 401 Unauthorized"}
+        clock.now += 10 * 86400
+        assert outbox.due(clock.now) == [] and Forwarder(dicom, outbox, clock).send_due() == 0  # not tried again
+        outbox.put(names[0], b"queued again by a repeated write stage")  # a rejected answer is not queued twice
+        assert outbox.pending() == []
+        config = tmp_path / "config.toml"
+        config.write_text(
+            f'[paths]\noutbox = "{outbox.folder}"\nstate = "{tmp_path / "state"}"\ninbox = "{tmp_path / "inbox"}"\n'
+            f'[model]\nbundle = "{write_fake_bundle(tmp_path / "bundle")}"\n'
+            f'[dicom.forward]\nprotocol = "dicomweb"\nurl = "{pacs.dicomweb_url}"\nauth_file = "{credentials}"\n'
+        )
+        assert main(["status", "--config", str(config)]) == 0
+        printed = capsys.readouterr().out
+        assert f"outbox to {pacs.dicomweb_url}: 0 pending, 0 sent, 2 refused for good (last: HTTP 401 Unauthorized" in (
+            printed
+        )
+        assert pacs.get("/instances") == []
+        auth_file(tmp_path / "etc", *ACCOUNT)  # the right password
+        assert main(["dicom-requeue", "--config", str(config)]) == 0
+        assert f"2 answer(s) back in the outbox for {pacs.dicomweb_url}" in capsys.readouterr().out
+        assert Forwarder(dicom, outbox, clock).send_due() == 2  # the restarted forwarder reads the new password
+        assert outbox.state().rejected == 0 and outbox.state().sent == 2
+        stored = sorted(
+            f"{pacs.get(f'/instances/{item}')['MainDicomTags']['SOPInstanceUID']}.dcm"
+            for item in (pacs.get("/instances"))
+        )
+        assert stored == names
+
+
+@needs_orthanc_dicomweb
+def test_stow_over_https_verifies_the_server_against_the_ca_file(tmp_path: Path) -> None:
+    """Orthanc behind HTTPS with a certificate of the clinic's own authority: without that authority in ca_file the
+    device does not send (a failed attempt saying why, retried later); with it, each answer is stored."""
+    from orthancpacs import self_signed, tls_front
+    from test_dicom_forward import Clock
+
+    cert, key = self_signed(tmp_path / "tls")
+    outbox, names = _answers_waiting(tmp_path / "outbox")
+    credentials = str(auth_file(tmp_path / "etc", *ACCOUNT))
+    with (
+        orthanc(tmp_path / "orthanc", free_port(), web_for("dicomweb")) as pacs,
+        tls_front(pacs.http_port, cert, key) as https_port,
+    ):
+        url = f"https://127.0.0.1:{https_port}/dicom-web"
+        forward = DicomForwardSection(protocol="dicomweb", url=url, auth_file=credentials)
+        clock = Clock()
+        untrusted = Forwarder(replace(DicomSection(), forward=forward), outbox, clock)
+        assert untrusted.send_due() == 0 and len(outbox.pending()) == 2 and outbox.state().rejected == 0
+        attempts = outbox.attempts(names[0])
+        assert attempts is not None and attempts.count == 1
+        assert attempts.error == f"cannot reach {url}: its TLS certificate did not verify (is ca_file right?)"
+        assert pacs.get("/instances") == []
+        trusted = replace(DicomSection(), forward=replace(forward, ca_file=str(cert)))
+        clock.now = attempts.next_try
+        assert Forwarder(trusted, outbox, clock).send_due() == 2 and outbox.state().sent == 2
+        assert len(pacs.get("/instances")) == 2

@@ -1,5 +1,5 @@
-"""``mammo-bench``: latency (with the peer runtimes), pipeline, daemon, regions, detect, keras, dicom, page, compare,
-autotune, docs, stage (see ``benchmarks/README.md``).
+"""``mammo-bench``: latency (with the peer runtimes), pipeline, daemon, regions, detect, keras, dicom, pacs, page,
+compare, autotune, docs, stage (see ``benchmarks/README.md``).
 
 Exit codes: 0 done, 1 a regression (``compare``) or stale docs (``docs --check``), 2 bad input or nothing
 comparable.
@@ -8,6 +8,7 @@ comparable.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from edge_app.config import IngestSection
 from edge_app.errors import DataError, MeasurementError, run_main
 from edge_app.manifest import VARIANTS, Manifest, load_manifest
 from edge_app.runtime import Runtime, installed_runtimes, load_runtime
@@ -199,6 +201,24 @@ def build_parser() -> argparse.ArgumentParser:
     dicom.add_argument("--columns", type=int, default=832)
     dicom.add_argument("--repeats", type=int, default=3, help="rounds of each way, alternated (default 3)")
     dicom.add_argument("--out", type=Path)
+
+    pacs = commands.add_parser("pacs", help="modality -> Orthanc -> device -> answers in Orthanc: seconds per study")
+    pacs.add_argument("bundle", type=Path)
+    pacs.add_argument("--studies", type=int, default=5, help="studies of 4 views, one after the other (default 5)")
+    pacs.add_argument("--protocol", choices=("dimse", "dicomweb"), default="dimse", help="how the answers go back")
+    pacs.add_argument("--rows", type=int, default=2294, help="film rows (default 2294: 0.1 mm pixels)")
+    pacs.add_argument("--columns", type=int, default=1914)
+    pacs.add_argument("--variant", default="int8")
+    pacs.add_argument("--threads", type=int, default=2)
+    pacs.add_argument(
+        "--settle-seconds", type=float, default=IngestSection.settle_seconds, help="[ingest] (the device's default)"
+    )
+    pacs.add_argument(
+        "--sidecar-wait", type=float, default=IngestSection.sidecar_wait, help="[ingest] (the device's default)"
+    )
+    pacs.add_argument("--root", type=Path, help="keep Orthanc, the device and their logs here (default: temporary)")
+    pacs.add_argument("--screenshot", type=Path, help="Orthanc Explorer's page of the last study (PNG, Chromium)")
+    pacs.add_argument("--out", type=Path)
 
     page = commands.add_parser("page", help="the results page after N results: regeneration and Chromium load time")
     page.add_argument("--results", type=int, default=5000, help="results already in the folder (default 5000)")
@@ -461,6 +481,25 @@ def run_dicom(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_pacs(args: argparse.Namespace) -> int:
+    from mammo_bench.pacs_bench import measure_pacs
+
+    if min(args.studies, args.rows, args.columns, args.threads) < 1:
+        raise DataError("--studies, --rows, --columns and --threads must be positive")
+    if min(args.settle_seconds, args.sidecar_wait) < 0:
+        raise DataError("--settle-seconds and --sidecar-wait must be >= 0")
+    ingest = IngestSection(settle_seconds=args.settle_seconds, sidecar_wait=args.sidecar_wait)
+    settings = (args.bundle, args.studies, args.protocol)
+    with contextlib.ExitStack() as stack:
+        root = args.root or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mammo-bench-pacs-")))
+        figures = measure_pacs(
+            *settings, root, args.rows, args.columns, args.variant, args.threads, ingest, args.screenshot
+        )
+    print(json.dumps(figures, indent=2))
+    _finish(document("pacs", machine_info(), _settings(args), pacs=figures), args.out)
+    return 0
+
+
 def run_page(args: argparse.Namespace) -> int:
     from mammo_bench.page_bench import measure_results_page
 
@@ -644,6 +683,7 @@ COMMANDS = {
     "ci-run": run_ci,
     "mark": run_mark,
     "dicom": run_dicom,
+    "pacs": run_pacs,
     "page": run_page,
 }
 

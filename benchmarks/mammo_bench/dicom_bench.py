@@ -9,7 +9,6 @@ that matters is the ratio measured in one run.
 from __future__ import annotations
 
 import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -26,14 +25,9 @@ from edge_app.config import Config, DicomSection, PathsSection
 from edge_app.dicom.listen import StorageListener
 from edge_app.dicom.sample import encode, mammogram
 from edge_app.fsutil import atomic_write
+from mammo_bench.ports import free_port
 
 SENDER_AE = "BENCH"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _sources(folder: Path, count: int, rows: int, columns: int) -> list[Path]:
@@ -72,7 +66,7 @@ def _send(port: int, files: list[Path]) -> str:
 def _listener_round(root: Path, files: list[Path]) -> tuple[float, str]:
     config = Config(paths=PathsSection(inbox=root / "inbox", state=root / "state"))
     dicom = replace(
-        DicomSection(), enabled=True, port=_free_port(), bind_address="127.0.0.1", allowed_ae_titles=(SENDER_AE,)
+        DicomSection(), enabled=True, port=free_port(), bind_address="127.0.0.1", allowed_ae_titles=(SENDER_AE,)
     )
     listener = StorageListener(dicom, config.paths.inbox, config.paths.state / "journal.sqlite3")
     stopping = threading.Event()

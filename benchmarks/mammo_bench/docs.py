@@ -89,6 +89,30 @@ def _mark(repo: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _pacs(repo: Path) -> str:
+    """A clinic's path through Orthanc, from the modality's send to the answers stored, by each protocol."""
+    runs = [_load(repo, RESULTS / f"pacs-{protocol}.json") for protocol in ("dimse", "dicomweb")]
+    first = runs[0]["pacs"]
+    film, device = first["film"], first["device"]
+    lines = [
+        f"{describe_machine(runs[0]['machine'])} Debian's Orthanc; studies of {first['views_per_study']} synthetic "
+        f"{film['columns']} x {film['rows']} 16-bit views ({film['bytes'] / 1e6:.1f} MB each) sent one after the other "
+        f"by storescu; the device's {device['model']} ({device['variant']}, {device['threads']} threads) with the "
+        f"default waits (`settle_seconds` {device['settle_seconds']:g}, `sidecar_wait` {device['sidecar_wait']:g}):",
+        "",
+        "| answers back by | studies | s per study (p50) | s per view | device's share | of it the model's work |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for run in runs:
+        figures = run["pacs"]
+        lines.append(
+            f"| {figures['protocol']} | {figures['studies']} | {figures['seconds_per_study_p50']:.1f} | "
+            f"{figures['seconds_per_view_p50']:.2f} | {figures['device_share_p50']:.0%} | "
+            f"{figures['compute_share_p50']:.0%} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _froc(repo: Path) -> str:
     """The mass detector's FROC on MIAS by patient-grouped cross-validation, with its intervals and normal films."""
     document = _load(repo, RESULTS / "froc-mias.json")
@@ -168,6 +192,7 @@ BLOCKS: dict[tuple[str, str], Callable[[Path], str]] = {
     ("README.md", "froc-mias"): _froc,
     ("README.md", "detect"): _detect,
     ("docs/web.md", "mark"): _mark,
+    ("docs/pacs.md", "pacs"): _pacs,
     ("docs/int8.md", "int8-study"): _int8_study,
 }
 INLINE: dict[tuple[str, str], Callable[[Path], str]] = {

@@ -15,15 +15,10 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +31,10 @@ from edge_app.service.analyse import ModelAnalyser, Sidecar
 from edge_app.service.writer import ResultWriter
 from edge_app.web.accounts import AccountStore
 from edge_app.web.app import web_folder
+from mammo_bench.ports import free_port
 from mammo_bench.regions_bench import analyse_and_write, film_with_regions
+from mammo_bench.services import POLL_SECONDS, device_services, wait_until
 from mammo_bench.stats import summarise
-
-POLL_SECONDS = 0.02
-WAIT_SECONDS = 300.0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _device_config(root: Path, bundle: Path, variant: str, threads: int, port: int) -> Path:
@@ -63,38 +51,6 @@ def _device_config(root: Path, bundle: Path, variant: str, threads: int, port: i
     return config
 
 
-@contextmanager
-def _services(config: Path, logs: Path) -> Iterator[None]:
-    """The daemon and the web app, started, ready, and stopped with SIGTERM afterwards."""
-    processes = []
-    try:
-        for command in ("run", "serve"):
-            log = (logs / f"{command}.log").open("w")
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "edge_app.cli", command, "--config", str(config)], stdout=log, stderr=log
-                )
-            )
-        for command, line in (("run", "ready:"), ("serve", "serving the web app")):
-            _wait(lambda command=command, line=line: line in (logs / f"{command}.log").read_text(), f"`{command}`")
-        yield
-    finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            process.wait(60)
-
-
-def _wait(condition: Any, what: str) -> Any:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(POLL_SECONDS)
-    raise MeasurementError(f"timed out waiting for {what}")
-
-
 def _api(url: str, token: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
@@ -103,6 +59,10 @@ def _api(url: str, token: str, body: dict[str, Any] | None = None) -> tuple[int,
         request.add_header("Content-Type", "application/json")
     with urllib.request.urlopen(request, timeout=60) as response:
         return int(response.status), json.loads(response.read())
+
+
+def _result(url: str, token: str) -> Any:
+    return _api(url, token)[1].get("result")
 
 
 def _chromium_load_seconds(base: str, scan_id: str, user: str, password: str, repeats: int) -> list[float] | None:
@@ -142,7 +102,7 @@ def measure_mark(bundle: Path, variant: str, threads: int, rounds: int, rows: in
     password = secrets.token_urlsafe(18)
     with tempfile.TemporaryDirectory(prefix="mammo-bench-mark-") as folder:
         root = Path(folder)
-        port = _free_port()
+        port = free_port()
         config_path = _device_config(root / "device", bundle, variant, threads, port)
         config = resolve_config(config_path, environ={})
         accounts = AccountStore(web_folder(config) / "accounts.sqlite3")
@@ -150,15 +110,15 @@ def measure_mark(bundle: Path, variant: str, threads: int, rounds: int, rows: in
         accounts.add_user("bench-reader", password)
         accounts.close()
         logs = root / "logs"
-        logs.mkdir()
         base = f"http://127.0.0.1:{port}"
         alone = root / "alone"
         writer = ResultWriter(alone, analyser.identity, sinks=(DicomAnswerWriter(alone, analyser.identity),))
         source = root / "film.dcm"
         source.write_bytes(film)
-        with _services(config_path, logs):
+        with device_services(config_path, logs, ("run", "serve")):
             (config.paths.inbox / "film.dcm").write_bytes(film)
-            listed = _wait(lambda: _api(f"{base}/api/scans?status=needs_roi", token)[1]["scans"], "the film's answer")
+            needs_roi = f"{base}/api/scans?status=needs_roi"
+            listed = wait_until(lambda: _api(needs_roi, token)[1]["scans"], "the film's answer")
             film_id = listed[0]["id"]
             warm = Sidecar("film.roi.json", "roi", roi)
             analyse_and_write(analyser, writer, film, "film.dcm", warm, 1, source)  # warm-up: first touches, caches
@@ -171,7 +131,7 @@ def measure_mark(bundle: Path, variant: str, threads: int, rounds: int, rows: in
                 if status != 202:
                     raise MeasurementError(f"the submission was answered {status}: {answer}")
                 answered = f"{base}/api/scans/{answer['id']}"
-                _wait(lambda url=answered: _api(url, token)[1].get("result"), "the answer")
+                wait_until(partial(_result, answered, token), "the answer")
                 web_ms.append((time.perf_counter() - started) * 1000)
             loads = _chromium_load_seconds(base, film_id, "bench-reader", password, max(2, rounds // 2))
     alone_stats, web = summarise(alone_ms), summarise(web_ms)

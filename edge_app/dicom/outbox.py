@@ -2,9 +2,12 @@
 
 ``pending/<SOP Instance UID>.dcm`` waits to be sent; ``sent/<...>.dcm`` was acknowledged by the destination;
 ``retry.json`` holds each pending instance's failed attempts, its next try (wall clock, so a backoff holds across
-restarts and reboots) and the last error. An instance is moved to ``sent/`` right after the destination's success
-status, so an acknowledged answer is not sent again; only a crash in the instant between the acknowledgement and that
-rename repeats one, and a repeat carries the same SOP Instance UID, which a PACS stores once.
+restarts and reboots) and the last error. ``rejected/<...>.dcm`` was refused by the destination for good (a DICOMweb
+4xx, a DIMSE status that says the instance itself is wrong): kept, with its reason in ``rejected.json``, never tried
+again until an administrator puts it back (``mammo-edge dicom-requeue``). An instance is moved to ``sent/`` right
+after the destination's success status, so an acknowledged answer is not sent again; only a crash in the instant
+between the acknowledgement and that rename repeats one, and a repeat carries the same SOP Instance UID, which a PACS
+stores once.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 from edge_app.fsutil import atomic_write, move_durably
 
 RETRY_FILE = "retry.json"
+REJECTED_FILE = "rejected.json"
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,8 @@ class OutboxState:
     sent: int
     oldest_pending: float | None  # mtime of the oldest pending instance
     last_error: str | None
+    rejected: int = 0
+    last_rejection: str | None = None
 
 
 class Outbox:
@@ -39,12 +45,14 @@ class Outbox:
         self.folder = folder
         self.pending_folder = folder / "pending"
         self.sent_folder = folder / "sent"
-        for path in (self.pending_folder, self.sent_folder):
+        self.rejected_folder = folder / "rejected"
+        for path in (self.pending_folder, self.sent_folder, self.rejected_folder):
             path.mkdir(parents=True, exist_ok=True)
 
     def put(self, name: str, data: bytes) -> None:
-        """Queue an instance once: a name already pending or sent is not queued again (a repeated write stage)."""
-        if (self.sent_folder / name).exists() or (self.pending_folder / name).exists():
+        """Queue an instance once: a name already pending, sent or rejected is not queued again (a repeated write
+        stage)."""
+        if any((folder / name).exists() for folder in (self.sent_folder, self.pending_folder, self.rejected_folder)):
             return
         atomic_write(self.pending_folder / name, data)
 
@@ -72,6 +80,27 @@ class Outbox:
             attempts[name] = Attempts(count, now + delay, error)
         self._save(attempts)
 
+    def reject(self, name: str, error: str) -> None:
+        """The destination refused `name` for good: kept in ``rejected/`` with `error`, no longer tried."""
+        reasons = self._rejections()
+        reasons[name] = error
+        atomic_write(self.folder / REJECTED_FILE, (json.dumps(reasons, indent=1) + "\n").encode())
+        move_durably(self.pending_folder / name, self.rejected_folder / name)
+        attempts = self._attempts()
+        if attempts.pop(name, None) is not None:
+            self._save(attempts)
+
+    def requeue_rejected(self) -> list[str]:
+        """Every rejected instance pending again, due now (after the cause was fixed); returns their names."""
+        names = sorted(path.name for path in self.rejected_folder.iterdir() if not path.name.startswith("."))
+        for name in names:
+            move_durably(self.rejected_folder / name, self.pending_folder / name)
+        atomic_write(self.folder / REJECTED_FILE, b"{}\n")
+        return names
+
+    def rejection(self, name: str) -> str | None:
+        return self._rejections().get(name)
+
     def attempts(self, name: str) -> Attempts | None:
         return self._attempts().get(name)
 
@@ -79,11 +108,17 @@ class Outbox:
         pending = self.pending()
         attempts = self._attempts()
         latest = max(attempts.values(), key=lambda item: item.next_try, default=None)
+        rejected = sorted(
+            (path for path in self.rejected_folder.iterdir() if not path.name.startswith(".")),
+            key=lambda path: path.stat().st_mtime,
+        )
         return OutboxState(
             len(pending),
             sum(1 for path in self.sent_folder.iterdir() if not path.name.startswith(".")),
             pending[0].stat().st_mtime if pending else None,
             None if latest is None else latest.error,
+            len(rejected),
+            self._rejections().get(rejected[-1].name) if rejected else None,
         )
 
     def prune_sent(self, retention_days: float, now: float | None = None) -> int:
@@ -101,6 +136,10 @@ class Outbox:
         if not path.exists():
             return {}
         return {name: Attempts(**values) for name, values in json.loads(path.read_text()).items()}
+
+    def _rejections(self) -> dict[str, str]:
+        path = self.folder / REJECTED_FILE
+        return json.loads(path.read_text()) if path.exists() else {}
 
     def _save(self, attempts: dict[str, Attempts]) -> None:
         document = {name: vars(item) for name, item in attempts.items()}

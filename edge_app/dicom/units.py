@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import urllib.parse
 
 from edge_app.config import Config, DicomSection, WebSection, is_loopback
 from edge_app.errors import ConfigError
@@ -20,15 +21,18 @@ def allowed_addresses(dicom: DicomSection, unit: str) -> tuple[str, ...]:
         if not dicom.enabled:
             raise ConfigError("[dicom] enabled is false: the listener unit stays off")
         return dicom.allowed_networks or ("any",)
-    host = dicom.forward.host
-    if not host:
-        raise ConfigError("[dicom.forward] host is empty: the forwarder unit stays off")
+    forward = dicom.forward
+    forward.require_destination("the forwarder unit stays off")
+    host, port = forward.host, forward.port
+    if forward.protocol == "dicomweb":
+        url = urllib.parse.urlsplit(forward.url)
+        host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
     try:
         return (str(ipaddress.ip_address(host)),)
     except ValueError:
         pass
     try:
-        found = socket.getaddrinfo(host, dicom.forward.port, proto=socket.IPPROTO_TCP)
+        found = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except OSError as exc:
         raise ConfigError(f"[dicom.forward] host {host!r} does not resolve here: {exc}") from exc
     return tuple(sorted({str(entry[4][0]) for entry in found}))
