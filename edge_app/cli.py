@@ -40,6 +40,7 @@ from edge_app.scope import ScopeLimits
 from edge_app.service.analyse import ModelAnalyser, Sidecar
 from edge_app.service.journal import Journal
 from edge_app.service.writer import AnswerSink
+from edge_app.signing import check_signature
 from edge_app.systemd import SERVICE_UNIT, restart_service
 
 log = logging.getLogger(__name__)
@@ -172,6 +173,7 @@ def _load_analyser(config: Config) -> ModelAnalyser:
     """The configured model. The bundle path is resolved once: a `model install` that switches the link while the
     service runs changes nothing under it until the restart (every file it reads is the version it loaded)."""
     model = config.model
+    check_signature(model.bundle.resolve(), model.trusted_keys)
     loaded = EdgeModel.load(model.bundle.resolve(), model.variant, model.runtime, model.threads, model.heatmaps)
     scope = config.scope
     limits = ScopeLimits.resolve(loaded.manifest.scope, scope.min_side_px, scope.max_side_px, scope.max_extent_mm)
@@ -345,7 +347,7 @@ def model_command(args: argparse.Namespace) -> int:
     config = resolve_config(args.config, _overrides(args))
     setup_logging(config.log.level)
     model = config.model
-    store = ModelStore(model.bundle, model.variant, model.runtime, model.threads)
+    store = ModelStore(model.bundle, model.variant, model.runtime, model.threads, model.trusted_keys)
     if args.action == "list":
         versions = store.versions()
         if not versions:

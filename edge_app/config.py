@@ -22,6 +22,7 @@ from typing import Any
 from edge_app.decode import DEFAULT_MAX_PIXELS
 from edge_app.errors import ConfigError
 from edge_app.regions import MAX_REGIONS
+from edge_app.signing import trusted_keys
 from edge_app.strict import checked_fields
 
 if sys.version_info >= (3, 11):
@@ -42,6 +43,7 @@ class ModelSection:
     runtime: str = "auto"
     threads: int = 2
     heatmaps: bool = True
+    trusted_keys: tuple[str, ...] = ()  # public keys (.pub lines) whose signed bundles run here; none: not checked
 
 
 @dataclass(frozen=True)
@@ -311,6 +313,7 @@ def _validate(config: Config) -> Config:
         raise ConfigError("[scope] limits must be >= 0 (0: derived from the model bundle)")
     if scope.min_side_px and scope.max_side_px and scope.min_side_px > scope.max_side_px:
         raise ConfigError(f"[scope] min_side_px {scope.min_side_px} exceeds max_side_px {scope.max_side_px}")
+    trusted_keys(config.model.trusted_keys)
     regions = config.regions
     if regions.propose not in PROPOSE_MODES:
         raise ConfigError(f"[regions] propose must be off, suggest or answer, got {regions.propose!r}")

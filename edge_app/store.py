@@ -6,10 +6,11 @@ Beside the configured bundle path (``[model] bundle``, ``/var/lib/mammo-edge/bun
     bundle.previous -> models/<version>   what `rollback` returns to
     models/<version>/                     every installed version, verified before it was linked, never modified
 
-A bundle is copied into a hidden staging folder, verified there (schema, every file's sha256, the self-test on its
-own sample with this device's runtime) and only then renamed into ``models/`` and linked, so a corrupt or failing
-bundle never reaches the link and the version serving goes on serving. A folder (not a link) at the bundle path, as
-older installs left it, is adopted as the version its manifest names.
+A bundle is copied into a hidden staging folder, verified there (its signature by a trusted key where keys are
+configured, schema, every file's sha256, the self-test on its own sample with this device's runtime) and only then
+renamed into ``models/`` and linked, so a corrupt or failing bundle never reaches the link and the version serving
+goes on serving. A folder (not a link) at the bundle path, as older installs left it, is adopted as the version its
+manifest names.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from edge_app.fsutil import fsync_dir
 from edge_app.manifest import MANIFEST, Manifest, load_manifest
 from edge_app.model import EdgeModel
 from edge_app.selftest import SelfTestReport, check_selftest
+from edge_app.signing import check_signature
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +55,14 @@ class ModelStore:
     """The versions beside `link` (the configured bundle path); `variant`, `runtime` and `threads` are the service's,
     so the self-test runs what the service will."""
 
-    def __init__(self, link: Path, variant: str, runtime: str, threads: int) -> None:
+    def __init__(
+        self, link: Path, variant: str, runtime: str, threads: int, trusted_keys: tuple[str, ...] = ()
+    ) -> None:
         self.link = Path(link)
         self.models = self.link.parent / MODELS
         self.previous_link = self.link.with_name(self.link.name + PREVIOUS_SUFFIX)
         self.variant, self.runtime, self.threads = variant, runtime, threads
+        self.trusted_keys = trusted_keys
 
     def live(self) -> str | None:
         return _target_version(self.link)
@@ -115,6 +120,7 @@ class ModelStore:
         return self._switch_to(previous, self._verified(target))
 
     def _verified(self, folder: Path) -> SelfTestReport:
+        check_signature(folder, self.trusted_keys)
         model = EdgeModel.load(folder, self.variant, self.runtime, self.threads, heatmaps=False)
         return check_selftest(model)
 

@@ -48,6 +48,7 @@ class Recipe:
     eager: bool = False  # `mammo-train --eager`: no traced training step (faster on a tiny dataset)
     copies: int = 1
     int8_study: bool = False  # `mammo-convert --int8-study OUT/int8-study.json`
+    signed: bool = False  # `mammo-convert --sign OUT/vendor-key` (made by `mammo-convert keygen`; OUT/vendor-key.pub)
     val: float = 0.2
     test: float = 0.25
 
@@ -105,6 +106,7 @@ RECIPES = {
         convert=("--no-repair",),
         eager=True,
         int8_study=True,
+        signed=True,
     ),
 }
 
@@ -142,6 +144,11 @@ def convert(recipe: Recipe, out: Path) -> Path:
     arguments += ["--calibration", str(recipe.calibration), *recipe.convert]
     arguments += ["--check-python", checked] if checked else []
     arguments += ["--int8-study", str(out / "int8-study.json")] if recipe.int8_study else []
+    if recipe.signed:
+        key = out / "vendor-key"
+        if not key.exists():
+            subprocess.run([tool("mammo-convert"), "keygen", str(key)], check=True)
+        arguments += ["--sign", str(key)]
     subprocess.run([tool("mammo-convert"), *arguments], check=True)
     return out / "bundle"
 

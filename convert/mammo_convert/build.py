@@ -52,6 +52,7 @@ from mammo_convert.gate import Reference, Thresholds, failures, fidelity_set, me
 from mammo_convert.int8 import calibrated_model, int8_model, refine
 from mammo_convert.recipes import STUDY_RECIPES, Int8Recipe, repair_recipes
 from mammo_convert.repair import layer_errors, repair_plan
+from mammo_convert.signing import read_private_key, sign_bundle
 from mammo_train.data import load_arrays
 from mammo_train.evaluate import predict_logits
 from mammo_train.explain import gradcam
@@ -451,6 +452,8 @@ def convert_run(args: argparse.Namespace) -> int:
     even float32 fails the gate (no bundle, only the report)."""
     started = time.monotonic()
     variants = _variants(args.variants)
+    if args.sign is not None:
+        read_private_key(args.sign)  # a key that cannot sign is refused before the conversion, not after it
     args.out.parent.mkdir(parents=True, exist_ok=True)  # `--out new/folder/bundle` works as it reads
     staging = Path(tempfile.mkdtemp(prefix=f".{args.out.name}.", dir=args.out.parent.resolve()))
     try:
@@ -549,6 +552,9 @@ def convert_run(args: argparse.Namespace) -> int:
         summary["total_s"] = round(time.monotonic() - started, 1)
         (staging / "report.json").write_text(json.dumps(summary, indent=2))
         write_model_card(staging, manifest, summary, args.run)
+        if args.sign is not None:
+            key = sign_bundle(staging, args.sign)
+            print(f"manifest signed with key {key.fingerprint} ({key.comment})")
         if args.out.exists():
             shutil.rmtree(args.out)
         staging.rename(args.out)

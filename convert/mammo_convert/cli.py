@@ -4,7 +4,8 @@ The bundle is assembled in a staging folder beside BUNDLE and moved into place w
 fidelity gate; float32 is always made. An int8 file that misses the gate is diagnosed layer by layer and re-converted
 with its worst layers in float (within ``--float-budget`` of the MACs) before it is rejected; a rejected variant is
 left out and listed in the manifest with its reasons. Only when float32 itself fails is no bundle written (exit 1,
-``BUNDLE.rejected-report.json``), so a device can never pick up an unverified model.
+``BUNDLE.rejected-report.json``), so a device can never pick up an unverified model. ``--sign KEY`` signs the
+manifest last. ``mammo-convert keygen OUT`` and ``mammo-convert sign BUNDLE --key OUT``: `mammo_convert.signing`.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--model-name", default="mammo-edge")
     parser.add_argument("--model-version", default=None, help="default: the creation time")
+    parser.add_argument("--sign", type=Path, metavar="KEY", help="sign the manifest with this key (from keygen)")
     parser.add_argument(
         "--check-python",
         action="append",
@@ -95,8 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] in (["keygen"], ["sign"]):  # no TensorFlow needed to make keys or sign a bundle
+        from mammo_convert.signing import key_command
+
+        return run_main(f"mammo-convert {arguments[0]}", lambda: key_command(arguments))
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     if (args.detector is None) != (args.detector_films is None):
         parser.error("--detector and --detector-films go together: the films calibrate and check the detector")
 
