@@ -28,7 +28,7 @@ $(EDGE_VENV)/.installed: pyproject.toml deploy/constraints.txt
 $(TFLITE_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(TFLITE_VENV)
 	$(TFLITE_VENV)/bin/pip install $(PIP_FLAGS) 'numpy<2' 'tflite-runtime>=2.14' pillow opencv-python-headless \
-		pydicom watchdog pynetdicom highdicom starlette uvicorn argon2-cffi dicomweb-client pynacl 'pytest>=8'
+		pydicom watchdog pynetdicom highdicom starlette uvicorn argon2-cffi dicomweb-client pynacl prometheus-client 'pytest>=8'
 	$(TFLITE_VENV)/bin/pip install $(PIP_FLAGS) --no-deps -e .
 	touch $@
 

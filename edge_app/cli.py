@@ -236,6 +236,10 @@ def run_command(args: argparse.Namespace) -> int:
             after_write=(page_updates.request,),
             model_check=analyser.model.disk_changes,
         )
+        if config.dicom.forward.enabled:
+            from edge_app.dicom.outbox import Outbox, OutboxCollector
+
+            daemon.metrics.registry.register(OutboxCollector(Outbox(config.paths.outbox)))
         summary = daemon.run()
     if args.exit_when_idle and summary.counts:
         journal = Journal(journal_path(config))

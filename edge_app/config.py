@@ -101,6 +101,14 @@ class LogSection:
 
 
 @dataclass(frozen=True)
+class MetricsSection:
+    """Besides ``state/metrics.prom`` (served by the web app at /metrics), the same text written here for
+    node-exporter's textfile collector (e.g. ``/var/lib/prometheus/node-exporter/mammo_edge.prom``); none: not."""
+
+    textfile: str = ""
+
+
+@dataclass(frozen=True)
 class DicomForwardSection:
     """Where DICOM answers (SR and Secondary Capture) are sent: by C-STORE to ``ae_title@host:port`` (``dimse``) or
     by STOW-RS to ``url`` (``dicomweb``). Without a destination they are written, not sent."""
@@ -176,6 +184,7 @@ class Config:
     log: LogSection = LogSection()
     dicom: DicomSection = DicomSection()
     web: WebSection = WebSection()
+    metrics: MetricsSection = MetricsSection()
 
     def to_toml(self) -> str:
         """The effective configuration, as a TOML file that would reproduce it."""
@@ -327,6 +336,9 @@ def _validate(config: Config) -> Config:
         raise ConfigError(f"[journal] retention_days must be > 0, got {config.journal.retention_days}")
     _validate_dicom(config.dicom)
     _validate_web(config.web)
+    textfile = config.metrics.textfile
+    if textfile and not textfile.endswith(".prom"):
+        raise ConfigError(f"[metrics] textfile must end in .prom (what node-exporter reads): {textfile!r}")
     folders = {
         name: getattr(config.paths, name).resolve() for name in ("inbox", "results", "archive", "quarantine", "outbox")
     }

@@ -19,6 +19,7 @@ from notifysocket import notify_socket
 
 from edge_app.config import Config, PathsSection, WebSection
 from edge_app.errors import ConfigError
+from edge_app.service.health import Heartbeat
 from edge_app.web.accounts import AccountStore
 from edge_app.web.app import web_folder
 from edge_app.web.server import accounts_for, serve
@@ -42,8 +43,10 @@ def test_serve_answers_until_asked_to_stop_and_tells_systemd_each_step(
         server.start()
         try:
             assert systemd.until("READY=1") == ["READY=1"]
+            Heartbeat(config.paths.state).beat()  # the analysis loop, alive
             with urllib.request.urlopen(f"http://127.0.0.1:{config.web.port}/healthz", timeout=10) as response:
-                assert response.read() == b"ok" and response.headers["server"] is None  # no version advertised
+                assert response.read().startswith(b"ok: the analysis loop ticked")
+                assert response.headers["server"] is None  # no version advertised
             started = time.monotonic()
             pings = systemd.until("WATCHDOG=1") + systemd.until("WATCHDOG=1")
             assert pings == ["WATCHDOG=1", "WATCHDOG=1"] and time.monotonic() - started >= 0.3
@@ -172,8 +175,9 @@ def test_given_a_certificate_the_app_is_served_over_https_and_says_so(
             context = ssl.create_default_context(cafile=str(cert))
             context.check_hostname = False  # the certificate names the address, not a host name
             url = f"https://127.0.0.1:{config.web.port}/healthz"
+            Heartbeat(config.paths.state).beat()
             with urllib.request.urlopen(url, timeout=10, context=context) as response:
-                assert response.read() == b"ok"
+                assert response.read().startswith(b"ok: ")
         finally:
             stopping.set()
             server.join(timeout=15)

@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from edge_app.fsutil import atomic_write, move_durably
 
@@ -144,3 +148,21 @@ class Outbox:
     def _save(self, attempts: dict[str, Attempts]) -> None:
         document = {name: vars(item) for name, item in attempts.items()}
         atomic_write(self.folder / RETRY_FILE, (json.dumps(document, indent=1) + "\n").encode())
+
+
+class OutboxCollector(Collector):
+    """The outbox as Prometheus gauges, read when the metrics are written: answers pending, the oldest's age, and
+    those refused for good."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        state = self.outbox.state()
+        oldest = 0.0 if state.oldest_pending is None else max(0.0, time.time() - state.oldest_pending)
+        for name, text, value in (
+            ("mammo_edge_outbox_pending", "DICOM answers waiting to be sent", state.pending),
+            ("mammo_edge_outbox_oldest_seconds", "Age of the oldest DICOM answer waiting", oldest),
+            ("mammo_edge_outbox_rejected", "DICOM answers the destination refused for good", state.rejected),
+        ):
+            yield GaugeMetricFamily(name, text, value=value)

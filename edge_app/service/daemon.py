@@ -29,6 +29,7 @@ from edge_app.fsutil import free_megabytes
 from edge_app.regions import sidecar_kind
 from edge_app.service.analyse import NEEDS_ROI, Analyser, Analysis
 from edge_app.service.claim import Claimer
+from edge_app.service.health import HEALTHY, DeviceMetrics, Heartbeat
 from edge_app.service.intake import InboxTracker, is_scan_entry, start_observer
 from edge_app.service.journal import Journal
 from edge_app.service.lifecycle import ScanRecord, ScanState
@@ -117,6 +118,8 @@ class Daemon:
         self._storage_retry_at = 0.0
         self._counts_lock = threading.Lock()
         self.writer = WriteBehind(self.pipeline.resume, self._finished, STORAGE_ERRORS)
+        self.metrics = DeviceMetrics(config, analyser.identity)
+        self.heartbeat = Heartbeat(config.paths.state)
 
     def run(self) -> RunSummary:
         started = time.time()
@@ -144,6 +147,8 @@ class Daemon:
             self._loop()
         finally:
             self.writer.close()  # the scans already analysed are written before the service says it stops
+            self.heartbeat.stop()
+            self.metrics.write(self.tracker.pending, self.tracker.oldest_mtime())
             notify("STOPPING=1")
             observer.stop()
             observer.join()
@@ -169,6 +174,8 @@ class Daemon:
                 self.journal.prune(self.config.journal.retention_days)
                 last_prune = now
             self._note_write_failure()
+            self.heartbeat.beat(self._condition())
+            self.metrics.write_due(self.tracker.pending, self.tracker.oldest_mtime())
             if self._disk_low() or not self._storage_works(now):
                 self._idle(TICK_SECONDS if self._storage_error else 1.0)
                 continue
@@ -211,11 +218,22 @@ class Daemon:
             self._storage_failed(exc)
             return False
         if taken is not None:
+            if taken[1] is not None:
+                self.metrics.analysed(sum(taken[1].timings_ms.values()) / 1000)
             self.writer.submit(*taken)
         return True
 
+    def _condition(self) -> str:
+        """What the heartbeat says: ``ok``, or why the loop takes no scans."""
+        if self._storage_error is not None:
+            return f"paused: cannot write ({self._storage_error})"
+        if self._paused_for_disk:
+            return "paused: too little free space"
+        return HEALTHY
+
     def _finished(self, record: ScanRecord) -> None:
         """A scan reached its final state (called by the write lane)."""
+        self.metrics.finished(record)
         with self._counts_lock:
             self.counts[NEEDS_ROI if record.status == NEEDS_ROI else record.state.value] += 1
             status = _counts_text(self.counts)

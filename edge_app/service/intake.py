@@ -199,6 +199,12 @@ class InboxTracker:
         with self._lock:
             return len(self._seen) - len(self._sidecars)
 
+    def oldest_mtime(self) -> float | None:
+        """When the oldest scan waiting was last written (seconds since the epoch); None when none waits."""
+        with self._lock:
+            times = [seen.mtime_ns for path, seen in self._seen.items() if seen and path not in self._sidecars]
+        return min(times) / 1e9 if times else None
+
     def _wanted(self, path: Path) -> bool:
         try:
             relative = path.relative_to(self.inbox)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -40,6 +41,7 @@ from edge_app.errors import InputImageError, RegionError
 from edge_app.regions import MAX_ROI_BYTES, parse_sidecar
 from edge_app.service.audit import AuditLog
 from edge_app.service.daemon import journal_path
+from edge_app.service.health import METRICS, loop_health
 from edge_app.service.journal import Journal
 from edge_app.service.lifecycle import ScanRecord, ScanState, is_scan_id, new_scan_id
 from edge_app.service.submissions import Submission, SubmissionQueue
@@ -62,7 +64,6 @@ STATUSES = ("needs_roi", "classified", "rejected", "waiting")
 MAX_LOGIN_BYTES = 4096
 MAX_LIST = 200
 WEB_STATE = "web"
-HEALTHY = "ok"
 
 
 def web_folder(config: Config) -> Path:
@@ -125,7 +126,19 @@ def summary(record: ScanRecord) -> dict[str, Any]:
 
 # -- pages -------------------------------------------------------------------------------------------------------
 async def healthz(request: Request) -> Response:
-    return PlainTextResponse(HEALTHY)
+    """200 while the analysis loop ticks and works, 503 otherwise; one line saying which (open to anyone: a load
+    balancer or a monitor asks it without credentials, and it tells nothing about any scan)."""
+    health = loop_health(_state(request).config.paths.state)
+    return PlainTextResponse(health.reason + "\n", status_code=200 if health.healthy else 503)
+
+
+async def metrics(request: Request, who: Principal) -> Response:
+    """The analysis service's Prometheus metrics as it last wrote them (every 10 s), for a token or a session."""
+    try:
+        text = (_state(request).config.paths.state / METRICS).read_bytes()
+    except FileNotFoundError:
+        return error(503, "the analysis service has not written its metrics yet (is mammo-edge.service running?)")
+    return Response(text, media_type=CONTENT_TYPE_LATEST)
 
 
 async def login_page(request: Request) -> Response:
@@ -342,6 +355,7 @@ def create_app(config: Config, accounts: AccountStore, throttle: LoginThrottle |
     )
     routes = [
         Route("/healthz", healthz),
+        Route("/metrics", guarded(metrics)),
         Route("/login", login_page),
         Route("/", guarded(home, page=True)),
         Route("/scans", guarded(scans_page, page=True)),
