@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -396,3 +396,50 @@ def test_each_outcome_moves_its_instance_sent_rejected_or_back_off(
     assert outbox.requeue_rejected() == ["b.dcm"] and outbox.state().rejected == 0
     assert [path.name for path in outbox.due(clock.now)] == ["b.dcm"]  # due at once
     assert outbox.requeue_rejected() == []
+
+
+def test_a_stow_answer_listing_the_instance_as_failed_is_read_like_a_dimse_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 200 whose FailedSOPSequence names the instance is not "stored": out of resources (0xA7xx) waits, any other
+    reason is kept aside; a failure of another instance does not count; no answer at all says what happened."""
+    import requests
+
+    from edge_app.dicom.stow import DicomWebDestination
+
+    outbox = Outbox(tmp_path / "outbox")
+    path = outbox.pending_folder / _answers(outbox)[0]
+    uid = pydicom.dcmread(path).SOPInstanceUID
+    url = "http://127.0.0.1:8042/dicom-web"
+    destination = DicomWebDestination(DicomForwardSection(protocol="dicomweb", url=url))
+
+    def answering(failed_uid: str, reason: int) -> None:
+        item = pydicom.Dataset()
+        item.ReferencedSOPInstanceUID, item.FailureReason = failed_uid, reason
+        answer = pydicom.Dataset()
+        answer.FailedSOPSequence = [item]
+        monkeypatch.setattr(destination.client, "store_instances", lambda instances: answer)
+
+    def raising(error: Exception) -> None:
+        def store(instances: object) -> None:
+            raise error
+
+        monkeypatch.setattr(destination.client, "store_instances", store)
+
+    cases: list[tuple[Callable[[], None], Outcome]] = [
+        (lambda: answering(uid, 0xA700), Outcome(Delivery.RETRY, "failed with reason 0xA700")),
+        (lambda: answering(uid, 0xC000), Outcome(Delivery.REJECTED, "failed with reason 0xC000")),
+        (lambda: answering("1.2.3.4", 0xC000), Outcome(Delivery.STORED)),
+        (
+            lambda: raising(requests.ConnectionError("... [Errno 111] Connection refused")),
+            Outcome(Delivery.RETRY, f"cannot reach {url}: connection refused"),
+        ),
+        (
+            lambda: raising(requests.Timeout("read timed out")),
+            Outcome(Delivery.RETRY, f"cannot reach {url}: no answer within timeout_seconds"),
+        ),
+        (lambda: raising(requests.HTTPError("no response")), Outcome(Delivery.RETRY, f"cannot reach {url}: HTTPError")),
+    ]
+    for arrange, expected in cases:
+        arrange()
+        assert list(destination.deliver([path])) == [(path, expected)]
