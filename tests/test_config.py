@@ -36,7 +36,8 @@ def test_layers_override_in_order(tmp_path: Path) -> None:
         (
             "[modle]\nthreads = 2\n",
             {},
-            "unknown section(s) 'modle' (known: model, paths, ingest, scope, regions, journal, log, dicom, web, metrics)",
+            "unknown section(s) 'modle' (known: model, paths, ingest, scope, regions, journal, log, dicom, web, "
+            "metrics)",
         ),
         ("", {"MAMMO_EDGE_MODEL_THREDS": "2"}, "environment [model]: unknown key(s) 'threds'"),
         ("", {"MAMMO_EDGE_COLOUR": "red"}, "unknown variable MAMMO_EDGE_COLOUR"),
