@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -443,3 +444,26 @@ def test_a_stow_answer_listing_the_instance_as_failed_is_read_like_a_dimse_statu
     for arrange, expected in cases:
         arrange()
         assert list(destination.deliver([path])) == [(path, expected)]
+
+
+def test_an_answer_queued_is_sent_at_once_not_at_the_next_tick(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The forwarder watches the outbox: with a tick of a minute, an answer the daemon queues goes within seconds."""
+    monkeypatch.setattr(forward, "TICK_SECONDS", 60.0)
+    outbox = Outbox(tmp_path / "outbox")
+    destination = ScriptedDestination([Outcome(Delivery.STORED)])
+    forwarder = Forwarder(DicomSection(), outbox, destination=destination)
+    stopping = threading.Event()
+    thread = threading.Thread(target=forwarder.run, args=(stopping,), name="forwarder")
+    thread.start()
+    try:
+        time.sleep(0.3)  # the first round found nothing; the next tick is a minute away
+        queued = time.monotonic()
+        outbox.put("answer.dcm", b"an answer")
+        while not destination.given and time.monotonic() - queued < 10:
+            time.sleep(0.01)
+        assert destination.given == ["answer.dcm"] and time.monotonic() - queued < 10
+    finally:
+        stopping.set()
+        outbox.put("wake.dcm", b"")  # the stop is seen at the next round; this one comes at once
+        thread.join(timeout=10)
+    assert not thread.is_alive()

@@ -1,6 +1,7 @@
 """``mammo-edge dicom-forward``: send every pending answer in the outbox to the configured destination.
 
-Each round hands what is due to the destination, C-STORE (`DimseDestination`, one association per round) or STOW-RS
+A round runs as soon as the daemon queues an answer (the outbox's folder is watched) and every second. Each round
+hands what is due to the destination, C-STORE (`DimseDestination`, one association per round) or STOW-RS
 (`edge_app.dicom.stow`). What the destination could not take now (down, refused, a server error) is a failed
 attempt, retried after a delay that doubles with each failure (``[dicom.forward]`` ``retry_seconds`` up to
 ``retry_max_seconds``); the delays live in the outbox, so they hold across restarts. What it refused for good is
@@ -29,6 +30,7 @@ from pynetdicom import AE
 
 from edge_app.config import DicomForwardSection, DicomSection
 from edge_app.dicom.outbox import Outbox
+from edge_app.service.intake import start_waker
 from edge_app.systemd import notify, watchdog_interval
 
 log = logging.getLogger(__name__)
@@ -144,17 +146,25 @@ class Forwarder:
         return sent
 
     def run(self, stopping: threading.Event) -> None:
-        """Until `stopping`: a round every second; READY=1, WATCHDOG=1 and STATUS= for systemd."""
+        """Until `stopping`: a round as soon as an answer is queued, and every second (what is due again after its
+        backoff); READY=1, WATCHDOG=1 and STATUS= for systemd."""
         interval = watchdog_interval()
+        queued = threading.Event()
+        observer = start_waker(self.outbox.pending_folder, queued)
         notify("READY=1")
         last_ping = time.monotonic()
-        while not stopping.is_set():
-            self.send_due()
-            state = self.outbox.state()
-            rejected = f", {state.rejected} rejected" if state.rejected else ""
-            notify(f"STATUS=outbox: {state.pending} pending, {state.sent} sent{rejected}")
-            if interval is not None and time.monotonic() - last_ping >= interval:
-                notify("WATCHDOG=1")
-                last_ping = time.monotonic()
-            stopping.wait(TICK_SECONDS)
+        try:
+            while not stopping.is_set():
+                self.send_due()
+                state = self.outbox.state()
+                rejected = f", {state.rejected} rejected" if state.rejected else ""
+                notify(f"STATUS=outbox: {state.pending} pending, {state.sent} sent{rejected}")
+                if interval is not None and time.monotonic() - last_ping >= interval:
+                    notify("WATCHDOG=1")
+                    last_ping = time.monotonic()
+                queued.wait(TICK_SECONDS)
+                queued.clear()
+        finally:
+            observer.stop()
+            observer.join()
         notify("STOPPING=1")

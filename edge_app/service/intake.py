@@ -251,3 +251,12 @@ def start_observer(tracker: InboxTracker, polling: bool, wake: threading.Event, 
         observer.schedule(_Waker(wake), str(also))
     observer.start()
     return observer
+
+
+def start_waker(folder: Path, wake: threading.Event) -> Any:
+    """A started observer setting `wake` on any change in `folder` (another process's work arriving); the caller
+    stops and joins it."""
+    observer = Observer()
+    observer.schedule(_Waker(wake), str(folder))
+    observer.start()
+    return observer
