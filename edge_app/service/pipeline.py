@@ -26,19 +26,6 @@ REDROP = "drop the scan and its sidecar into the inbox again"
 INTERNAL_REASON = "the analysis failed unexpectedly ({kind}: {error}); this is a bug: report it with this file"
 
 
-class _Digest:
-    """A scan's sha256, computed when first asked for (a film is tens of megabytes: hashed once, not twice)."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self._hex: str | None = None
-
-    def hexdigest(self) -> str:
-        if self._hex is None:
-            self._hex = hashlib.sha256(self._data).hexdigest()
-        return self._hex
-
-
 class ScanPipeline:
     def __init__(
         self,
@@ -137,17 +124,16 @@ class ScanPipeline:
             return self._reject(record, None, Failure(exc.stage, type(exc).__name__, str(exc))), None
         except OSError as exc:
             return self._reject(record, None, Failure("ingest", type(exc).__name__, str(exc))), None
-        sha256 = _Digest(data)  # hashed only for a refusal: an analysis hashes the bytes itself
         sidecar = None
         if record.sidecar_name is not None:
             try:
                 sidecar_data = read_scan_file(self.claimer.claimed_sidecar(record), self.max_file_bytes)
             except IngestError as exc:
                 failure = Failure("regions", type(exc).__name__, f"{record.sidecar_name}: {exc}")
-                return self._reject(record, sha256, failure), None
+                return self._reject(record, data, failure), None
             except OSError:
                 reason = f"its region file {record.sidecar_name} left the inbox before it could be read: {REDROP}"
-                return self._reject(record, sha256, Failure("regions", "MissingSidecar", reason)), None
+                return self._reject(record, data, Failure("regions", "MissingSidecar", reason)), None
             kind = sidecar_kind(record.sidecar_name)
             assert kind is not None, "only a sidecar's name is recorded as one"
             sidecar = Sidecar(record.sidecar_name, kind, sidecar_data, record.reader)
@@ -155,11 +141,11 @@ class ScanPipeline:
             analysis = self.analyser.analyse(data, record.input_name, sidecar)
         except MammoEdgeError as exc:  # input, region and model errors alike: refused with their stage
             reason = str(exc) if sidecar is None or exc.stage != "regions" else f"{sidecar.name}: {exc}"
-            return self._reject(record, sha256, Failure(exc.stage, type(exc).__name__, reason)), None
+            return self._reject(record, data, Failure(exc.stage, type(exc).__name__, reason)), None
         except Exception as exc:  # one poisoned file must not stop the service, nor loop it on restarts
             log.exception("%s %s: the analysis raised an unexpected error", record.scan_id, record.input_name)
             reason = INTERNAL_REASON.format(kind=type(exc).__name__, error=exc)
-            return self._reject(record, sha256, Failure("analyse", "InternalError", reason)), None
+            return self._reject(record, data, Failure("analyse", "InternalError", reason)), None
         if record.state is ScanState.ANALYSED:
             return record, analysis
         analysed = self.journal.advance(
@@ -182,7 +168,8 @@ class ScanPipeline:
         )
         return analysed, analysis
 
-    def _reject(self, record: ScanRecord, sha256: _Digest | None, failure: Failure) -> ScanRecord:
+    def _reject(self, record: ScanRecord, data: bytes | None, failure: Failure) -> ScanRecord:
+        """Refused with `failure`; `data` (the scan's bytes, when read) hashed here: an analysis hashes them itself."""
         log.warning(
             "%s %s: rejected at %s (%s): %s",
             record.scan_id,
@@ -194,7 +181,7 @@ class ScanPipeline:
         return self.journal.advance(
             record,
             ScanState.REJECTED,
-            sha256=None if sha256 is None else sha256.hexdigest(),
+            sha256=None if data is None else hashlib.sha256(data).hexdigest(),
             failure=failure,
             result_stem=None,
             settled_name=self.settler.reserve(record.input_name, rejected=True),
