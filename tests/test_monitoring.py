@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,8 @@ import pytest
 from fakedevice import FAST_HASHER, fake_device
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
+from test_dicom_forward import Clock
+from test_web_device import _wait
 
 from edge_app.config import MetricsSection, resolve_config
 from edge_app.dicom.outbox import Outbox, OutboxCollector
@@ -29,14 +30,6 @@ from edge_app.web.accounts import AccountStore
 from edge_app.web.app import create_app, web_folder
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_the_heartbeat_says_whether_the_loop_ticks_and_works(tmp_path: Path) -> None:
@@ -81,16 +74,6 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
-def _wait(condition: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 def device(tmp_path: Path, fake_runtime: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setattr(health, "METRICS_SECONDS", 0.0)  # written at every tick: the test reads each change
@@ -119,7 +102,7 @@ def test_metrics_move_as_scans_flow_and_healthz_follows_the_loop(device: Any, tm
         thread.start()
         try:
             assert daemon.ready.wait(30)
-            _wait(lambda: client.get("/healthz").status_code == 200, "a healthy loop")
+            _wait(lambda: client.get("/healthz").status_code == 200, what="a healthy loop")
             assert client.get("/healthz").text.startswith("ok: the analysis loop ticked")
 
             def metrics() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -128,7 +111,7 @@ def test_metrics_move_as_scans_flow_and_healthz_follows_the_loop(device: Any, tm
                 return _samples(response.text)
 
             _patch(config.paths.inbox / "first.png", 1)
-            _wait(lambda: metrics().get(("mammo_edge_scans_total", (("status", "classified"),))) == 1, "one scan")
+            _wait(lambda: metrics().get(("mammo_edge_scans_total", (("status", "classified"),))) == 1, what="one scan")
             before = metrics()
             for index in range(3):
                 _patch(config.paths.inbox / f"more-{index}.png", 10 + index)
@@ -140,7 +123,7 @@ def test_metrics_move_as_scans_flow_and_healthz_follows_the_loop(device: Any, tm
                     and found[("mammo_edge_queue_depth", ())] == 0
                     and found
                 ),
-                "the other scans",
+                what="the other scans",
             )
         finally:
             stopping.set()
@@ -181,7 +164,7 @@ def test_a_paused_loop_is_unhealthy_with_its_reason(device: Any, monkeypatch: py
     thread.start()
     try:
         assert daemon.ready.wait(30)
-        found = _wait(lambda: "paused" in loop_health(device.config.paths.state).reason, "the pause")
+        found = _wait(lambda: "paused" in loop_health(device.config.paths.state).reason, what="the pause")
         assert found and not loop_health(device.config.paths.state).healthy
         assert loop_health(device.config.paths.state).reason == "the analysis loop is paused: too little free space"
     finally:
@@ -213,6 +196,8 @@ def test_the_queue_and_its_oldest_scan_are_sampled_when_the_metrics_are_written(
     samples = _samples((device.config.paths.state / health.METRICS).read_text())
     assert samples[("mammo_edge_queue_depth", ())] == 2 and samples[("mammo_edge_oldest_waiting_seconds", ())] == 90
     clock.now += health.METRICS_SECONDS + 1  # the next write is due
-    metrics.write_due(0, None)
+    for name in ("a.png", "b.png", "a.roi.json"):
+        tracker.forget(device.config.paths.inbox / name)  # every scan taken
+    metrics.write_due(tracker)
     samples = _samples((device.config.paths.state / health.METRICS).read_text())
     assert samples[("mammo_edge_queue_depth", ())] == 0 and samples[("mammo_edge_oldest_waiting_seconds", ())] == 0

@@ -22,7 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from edge_app.config import resolve_config
+from edge_app.config import IngestSection, resolve_config
 from edge_app.dicom.answers import DicomAnswerWriter
 from edge_app.errors import MeasurementError
 from edge_app.model import EdgeModel
@@ -33,22 +33,8 @@ from edge_app.web.accounts import AccountStore
 from edge_app.web.app import web_folder
 from mammo_bench.ports import free_port
 from mammo_bench.regions_bench import analyse_and_write, film_with_regions
-from mammo_bench.services import POLL_SECONDS, device_services, wait_until
+from mammo_bench.services import POLL_SECONDS, device_services, wait_until, write_device_config
 from mammo_bench.stats import summarise
-
-
-def _device_config(root: Path, bundle: Path, variant: str, threads: int, port: int) -> Path:
-    folders = {name: root / name for name in ("inbox", "results", "archive", "quarantine", "state", "outbox")}
-    for folder in folders.values():
-        folder.mkdir(parents=True)
-    paths = "\n".join(f'{name} = "{folder}"' for name, folder in folders.items())
-    config = root / "config.toml"
-    config.write_text(
-        f'[model]\nbundle = "{bundle}"\nvariant = "{variant}"\nthreads = {threads}\n\n[paths]\n{paths}\n\n'
-        "[ingest]\nsettle_seconds = 0.2\nsidecar_wait = 0.0\nrescan_seconds = 1.0\n\n"
-        f'[web]\nenabled = true\nbind_address = "127.0.0.1"\nport = {port}\n'
-    )
-    return config
 
 
 def _api(url: str, token: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
@@ -103,7 +89,9 @@ def measure_mark(bundle: Path, variant: str, threads: int, rounds: int, rows: in
     with tempfile.TemporaryDirectory(prefix="mammo-bench-mark-") as folder:
         root = Path(folder)
         port = free_port()
-        config_path = _device_config(root / "device", bundle, variant, threads, port)
+        ingest = IngestSection(settle_seconds=0.2, sidecar_wait=0.0, rescan_seconds=1.0)
+        web_section = f'[web]\nenabled = true\nbind_address = "127.0.0.1"\nport = {port}\n'
+        config_path = write_device_config(root / "device", bundle, variant, threads, ingest, web_section)
         config = resolve_config(config_path, environ={})
         accounts = AccountStore(web_folder(config) / "accounts.sqlite3")
         token = accounts.add_token("mammo-bench")

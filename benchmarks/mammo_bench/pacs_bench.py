@@ -28,7 +28,7 @@ from edge_app.manifest import load_manifest
 from mammo_bench.orthanc import DEVICE_AE, ORTHANC_AE, RunningOrthanc, Web
 from mammo_bench.ports import free_port
 from mammo_bench.regions_bench import film_with_regions
-from mammo_bench.services import POLL_SECONDS, WAIT_SECONDS, device_services
+from mammo_bench.services import POLL_SECONDS, WAIT_SECONDS, device_services, write_device_config
 
 MODALITY_AE = "MODALITY"
 VIEWS = (("R", "CC", ["L", "F"]), ("L", "CC", ["R", "F"]), ("R", "MLO", ["A", "FR"]), ("L", "MLO", ["P", "FL"]))
@@ -86,26 +86,21 @@ def _device_config(
     protocol: str,
     port: int,
 ) -> Path:
-    folders = {name: root / name for name in ("inbox", "results", "archive", "quarantine", "state", "outbox")}
-    for folder in folders.values():
-        folder.mkdir(parents=True)
-    paths = "\n".join(f'{name} = "{folder}"' for name, folder in folders.items())
+    """The device's config: its listener on `port` for Orthanc, its forwarder back to `pacs` by `protocol`."""
     if protocol == "dicomweb":
         credentials = root / "pacs-credentials.toml"
+        root.mkdir(parents=True)
         credentials.write_text(f'user = "{ACCOUNT[0]}"\npassword = "{ACCOUNT[1]}"\n')
         credentials.chmod(0o600)
         forward = f'protocol = "dicomweb"\nurl = "{pacs.dicomweb_url}"\nauth_file = "{credentials}"\n'
     else:
         forward = f'ae_title = "{ORTHANC_AE}"\nhost = "127.0.0.1"\nport = {pacs.dicom_port}\n'
-    config = root / "config.toml"
-    config.write_text(
-        f'[model]\nbundle = "{bundle}"\nvariant = "{variant}"\nthreads = {threads}\n\n[paths]\n{paths}\n\n'
-        f"[ingest]\nsettle_seconds = {ingest.settle_seconds}\nsidecar_wait = {ingest.sidecar_wait}\n\n"
+    dicom = (
         f'[dicom]\nenabled = true\nae_title = "{DEVICE_AE}"\nport = {port}\nbind_address = "127.0.0.1"\n'
         f'allowed_ae_titles = ["{ORTHANC_AE}"]\n\n[dicom.forward]\n{forward}retry_seconds = 0.5\n'
         "retry_max_seconds = 2.0\n"
     )
-    return config
+    return write_device_config(root, bundle, variant, threads, ingest, dicom)
 
 
 def _send(pacs: RunningOrthanc, files: list[Path]) -> subprocess.Popen[str]:

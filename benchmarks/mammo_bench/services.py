@@ -13,6 +13,7 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
+from edge_app.config import IngestSection
 from edge_app.errors import MeasurementError
 
 POLL_SECONDS = 0.02
@@ -35,6 +36,24 @@ def wait_until(condition: Callable[[], T], what: str, timeout: float = WAIT_SECO
             return found
         time.sleep(POLL_SECONDS)
     raise MeasurementError(f"timed out waiting for {what}")
+
+
+def write_device_config(
+    root: Path, bundle: Path, variant: str, threads: int, ingest: IngestSection, sections: str
+) -> Path:
+    """``root/config.toml`` for a device over fresh folders under `root`: the model, the paths, `ingest`'s settle,
+    region-file wait and rescan, then `sections` (TOML of the services the benchmark runs)."""
+    folders = {name: root / name for name in ("inbox", "results", "archive", "quarantine", "state", "outbox")}
+    for folder in folders.values():
+        folder.mkdir(parents=True)
+    paths = "\n".join(f'{name} = "{folder}"' for name, folder in folders.items())
+    config = root / "config.toml"
+    config.write_text(
+        f'[model]\nbundle = "{bundle}"\nvariant = "{variant}"\nthreads = {threads}\n\n[paths]\n{paths}\n\n'
+        f"[ingest]\nsettle_seconds = {ingest.settle_seconds}\nsidecar_wait = {ingest.sidecar_wait}\n"
+        f"rescan_seconds = {ingest.rescan_seconds}\n\n{sections}"
+    )
+    return config
 
 
 def _logged(log: Path, line: str) -> bool:

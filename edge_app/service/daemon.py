@@ -175,7 +175,7 @@ class Daemon:
                 last_prune = now
             self._note_write_failure()
             self.heartbeat.beat(self._condition())
-            self.metrics.write_due(self.tracker.pending, self.tracker.oldest_mtime())
+            self.metrics.write_due(self.tracker)
             if self._disk_low() or not self._storage_works(now):
                 self._idle(TICK_SECONDS if self._storage_error else 1.0)
                 continue

@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from edge_app.config import Config
 from edge_app.fsutil import atomic_write
 from edge_app.model import ModelIdentity
+from edge_app.service.intake import InboxTracker
 from edge_app.service.lifecycle import ScanRecord, ScanState
 
 HEARTBEAT = "heartbeat"
@@ -126,10 +127,11 @@ class DeviceMetrics:
     def analysed(self, seconds: float) -> None:
         self.analysis.observe(seconds)
 
-    def write_due(self, waiting: int, oldest_mtime: float | None) -> None:
-        """Write the metrics if `METRICS_SECONDS` passed since the last time."""
+    def write_due(self, tracker: InboxTracker) -> None:
+        """Write the metrics if `METRICS_SECONDS` passed since the last time (the queue read only then: the loop
+        asks at every tick)."""
         if self.clock() - self._last_written >= METRICS_SECONDS:
-            self.write(waiting, oldest_mtime)
+            self.write(tracker.pending, tracker.oldest_mtime())
 
     def write(self, waiting: int, oldest_mtime: float | None) -> None:
         """Sample the queue and the disks, then write ``state/metrics.prom`` (and the textfile) with every collector
