@@ -1,7 +1,7 @@
 """``mammo-edge``: run the watched-folder daemon, classify files now, check the configuration, show status.
 
 Exit codes: 0 success, 1 some scans were rejected or need regions (``once``), 2 refused (configuration, model bundle
-or input).
+or input), 3 the analysis service is not healthy (``health``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from edge_app.detect import Candidate
 from edge_app.errors import (
     EXIT_OK,
     EXIT_SOME_REJECTED,
+    EXIT_UNHEALTHY,
     BundleError,
     DataError,
     MammoEdgeError,
@@ -106,11 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
         ("dicom-listen", "receive DICOM over the network into the inbox ([dicom] in the config)"),
         ("dicom-forward", "send the DICOM answers in the outbox to [dicom.forward]"),
         ("dicom-requeue", "put the answers the destination refused for good back in the outbox (once fixed)"),
+        ("health", "whether the analysis service's loop ticks and works (exit 0) or not (exit 3), in one line"),
     ):
         command = commands.add_parser(name, help=text)
         _config_arguments(command)
         if name == "run":
             command.add_argument("--exit-when-idle", action="store_true", help="stop once the inbox is empty")
+        if name == "health":
+            command.add_argument(
+                "--model-version", help="healthy only once the service serves this model version (after a restart)"
+            )
     model = commands.add_parser("model", help="install, roll back or list the model versions on this device")
     actions = model.add_subparsers(dest="action", required=True)
     for action, text in (
@@ -293,6 +299,16 @@ def status_command(args: argparse.Namespace) -> int:
     card = config.model.bundle / CARD
     print(f"model card: {card}" if card.is_file() else f"model card: none in {config.model.bundle} (an older bundle)")
     return EXIT_OK
+
+
+def health_command(args: argparse.Namespace) -> int:
+    """What /healthz answers, for a device without the web app and for a rollout waiting on a restart."""
+    from edge_app.service.health import device_health
+
+    config = resolve_config(args.config, _overrides(args))
+    health = device_health(config.paths.state, args.model_version)
+    print(health.reason)
+    return EXIT_OK if health.healthy else EXIT_UNHEALTHY
 
 
 def _outbox_line(config: Config) -> str:
@@ -560,6 +576,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "dicom-listen": dicom_listen_command,
         "dicom-forward": dicom_forward_command,
         "dicom-requeue": dicom_requeue_command,
+        "health": health_command,
         "network-dropin": network_dropin_command,
         "model": model_command,
         "selftest": selftest_command,

@@ -132,6 +132,7 @@ class AccessError(MammoEdgeError):
 EXIT_OK = 0
 EXIT_SOME_REJECTED = 1
 EXIT_REFUSED = 2
+EXIT_UNHEALTHY = 3  # `mammo-edge health`: the service is not running, stalled, paused or serves another model
 
 
 def run_main(prog: str, command: Callable[[], int]) -> int:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from edge_app.config import Config
 from edge_app.fsutil import atomic_write
@@ -83,6 +84,31 @@ def loop_health(state: Path, now: float | None = None) -> Health:
     if condition != HEALTHY:
         return Health(False, f"the analysis loop is {condition}")
     return Health(True, f"{HEALTHY}: the analysis loop ticked {max(age, 0.0):.1f} s ago")
+
+
+def serving_version(state: Path) -> str | None:
+    """The model version the running service last wrote into its metrics (the info metric), None before it wrote
+    any. A service that just restarted may not have yet: the old process's file then still names the old version."""
+    try:
+        text = (state / METRICS).read_text()
+    except FileNotFoundError:
+        return None
+    for family in text_string_to_metric_families(text):
+        if family.name == "mammo_edge_model_info":  # the text format carries an info metric as a gauge
+            return next((sample.labels["version"] for sample in family.samples), None)
+    return None
+
+
+def device_health(state: Path, expected_version: str | None = None) -> Health:
+    """`loop_health`, and with `expected_version` also that the service serves that model version: what a rollout
+    waits for after it switched the model and restarted the service."""
+    loop = loop_health(state)
+    if not loop.healthy or expected_version is None:
+        return loop
+    serving = serving_version(state)
+    if serving != expected_version:
+        return Health(False, f"the service serves model {serving or 'unknown'}, not {expected_version} (yet)")
+    return Health(True, f"{loop.reason}; serving model {serving}")
 
 
 class DeviceMetrics:
