@@ -61,7 +61,7 @@ def test_a_rollout_stops_at_a_failing_device_rolls_it_back_and_the_others_keep_s
     targets[2].environment.update(board_fault("answers", NEW))  # its self-test refuses the new model
     targets[3].environment.update(board_fault("service", NEW))  # its service dies on the new model
     config = {"model": {"trusted_keys": [trusted]}, "ingest": {"settle_seconds": 0.2, "sidecar_wait": 0.0}}
-    inventory = write_inventory(tmp_path / "inventory.json", targets, config, health_seconds=10)
+    inventory = write_inventory(tmp_path / "inventory.json", targets, config, health_seconds=6)
     try:
         provisioned = roll_out(inventory, archive, old, [1], tmp_path / "provision.log")
         assert provisioned.returncode == 0, provisioned.output()[-4000:]
@@ -71,7 +71,7 @@ def test_a_rollout_stops_at_a_failing_device_rolls_it_back_and_the_others_keep_s
 
         # The rollout also changes a key of every device's config: a failed device gets its old config back.
         changed = {**config, "journal": {"retention_days": 180.0}}
-        write_inventory(inventory, targets, changed, health_seconds=10)
+        write_inventory(inventory, targets, changed, health_seconds=6)
         configs = {target.name: (target.root / "etc/mammo-edge/config.toml").read_text() for target in targets}
         with ScanFeeder(targets, old) as feeder:
             rollout = roll_out(inventory, archive, new, [1, 3], tmp_path / "rollout.log")

@@ -66,4 +66,4 @@ def install() -> None:
 
             model.predict_batch = miscomputed  # type: ignore[method-assign]
 
-    EdgeModel.__init__ = faulty_init  # type: ignore[method-assign]
+    EdgeModel.__init__ = faulty_init  # type: ignore[method-assign,assignment]

@@ -1,5 +1,5 @@
-"""``mammo-bench``: latency (with the peer runtimes), pipeline, daemon, regions, detect, keras, dicom, pacs, page,
-compare, autotune, docs, stage (see ``benchmarks/README.md``).
+"""``mammo-bench``: latency (with the peer runtimes), pipeline, daemon, regions, detect, keras, dicom, pacs, fleet,
+page, compare, autotune, docs, stage (see ``benchmarks/README.md``).
 
 Exit codes: 0 done, 1 a regression (``compare``) or stale docs (``docs --check``), 2 bad input or nothing
 comparable.
@@ -219,6 +219,18 @@ def build_parser() -> argparse.ArgumentParser:
     pacs.add_argument("--root", type=Path, help="keep Orthanc, the device and their logs here (default: temporary)")
     pacs.add_argument("--screenshot", type=Path, help="Orthanc Explorer's page of the last study (PNG, Chromium)")
     pacs.add_argument("--out", type=Path)
+
+    fleet = commands.add_parser(
+        "fleet", help="an Ansible rollout of a new model to N staging devices while they classify: seconds, failures"
+    )
+    fleet.add_argument("bundle", type=Path)
+    fleet.add_argument("--targets", type=int, default=20, help="staging devices (default 20)")
+    fleet.add_argument("--batch", type=int, default=5, help="devices per batch after the canary (default 5)")
+    fleet.add_argument("--failing", type=int, default=-1, help="the device whose board fails (default: the last)")
+    fleet.add_argument("--feed-seconds", type=float, default=2.0, help="each device gets a scan this often")
+    fleet.add_argument("--health-seconds", type=int, default=60, help="a restarted service's time to be healthy")
+    fleet.add_argument("--root", type=Path, help="keep the devices, inventory and logs here (default: temporary)")
+    fleet.add_argument("--out", type=Path)
 
     page = commands.add_parser("page", help="the results page after N results: regeneration and Chromium load time")
     page.add_argument("--results", type=int, default=5000, help="results already in the folder (default 5000)")
@@ -500,6 +512,23 @@ def run_pacs(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_fleet(args: argparse.Namespace) -> int:
+    from mammo_bench.fleet import measure_fleet
+
+    if min(args.targets, args.batch, args.health_seconds) < 1 or args.feed_seconds <= 0:
+        raise DataError("--targets, --batch, --health-seconds and --feed-seconds must be positive")
+    failing = args.failing % args.targets
+    with contextlib.ExitStack() as stack:
+        root = args.root or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mammo-bench-fleet-")))
+        root.mkdir(parents=True, exist_ok=True)
+        figures = measure_fleet(
+            args.bundle, root, args.targets, args.batch, failing, args.feed_seconds, args.health_seconds
+        )
+    print(json.dumps(figures, indent=2))
+    _finish(document("fleet", machine_info(), _settings(args), fleet=figures), args.out)
+    return 0
+
+
 def run_page(args: argparse.Namespace) -> int:
     from mammo_bench.page_bench import measure_results_page
 
@@ -684,6 +713,7 @@ COMMANDS = {
     "mark": run_mark,
     "dicom": run_dicom,
     "pacs": run_pacs,
+    "fleet": run_fleet,
     "page": run_page,
 }
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from edge_app.errors import MeasurementError
 from edge_app.manifest import MANIFEST, load_manifest
-from edge_app.selftest import sample_scan
+from edge_app.selftest import read_selftest
 from mammo_bench.staging import StagingDevice
 
 PLAYBOOK = Path(__file__).resolve().parents[2] / "deploy" / "ansible" / "rollout.yml"
@@ -78,7 +78,9 @@ class Target:
 
 def make_targets(folder: Path, count: int, environment: dict[str, str]) -> list[Target]:
     """`count` empty staging roots; the second and later share the first one's virtual environment."""
-    targets = [Target(f"device-{index:02d}", folder / f"device-{index:02d}", dict(environment)) for index in range(count)]
+    targets = [
+        Target(f"device-{index:02d}", folder / f"device-{index:02d}", dict(environment)) for index in range(count)
+    ]
     for target in targets[1:]:
         (target.root / "opt/mammo-edge").mkdir(parents=True)
         (target.root / "opt/mammo-edge/venv").symlink_to(targets[0].root / "opt/mammo-edge/venv")
@@ -122,25 +124,33 @@ def roll_out(inventory: Path, archive: Path, bundle: Path, batches: Sequence[int
     if not playbook.is_file():
         raise MeasurementError(f"{playbook} not found: pip install ansible-core (the dev extra has it)")
     scratch = log.parent / "ansible-tmp"
+    scratch.mkdir(exist_ok=True)
     env = {
         **os.environ,
         "ANSIBLE_LOCAL_TEMP": str(scratch),
         "ANSIBLE_REMOTE_TEMP": str(scratch),
+        "TMPDIR": str(scratch),  # where the role packs the bundle
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_RETRY_FILES_ENABLED": "0",
         "ANSIBLE_FORKS": "25",
+        "PYTHONUNBUFFERED": "1",  # its lines as they come, for the stamps
     }
     extra = {"mammo_edge_archive": str(archive), "mammo_edge_bundle": str(bundle), "mammo_edge_batches": list(batches)}
     started = time.monotonic()
-    with log.open("w") as out:
-        done = subprocess.run(
+    with (
+        log.open("w") as out,
+        subprocess.Popen(
             [str(playbook), "-i", str(inventory), str(PLAYBOOK), "-e", json.dumps(extra)],
-            stdout=out,
+            stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=env,
-            check=False,
-        )
-    return Rollout(done.returncode, time.monotonic() - started, log)
+            text=True,
+        ) as playing,
+    ):
+        assert playing.stdout is not None
+        for line in playing.stdout:  # each line stamped with the seconds since the start: where the time went
+            out.write(f"{time.monotonic() - started:7.1f} {line}")
+    return Rollout(playing.returncode, time.monotonic() - started, log)
 
 
 class ScanFeeder:
@@ -151,7 +161,7 @@ class ScanFeeder:
         self.targets = targets
         self.period = period
         self.fed: dict[str, list[str]] = {target.name: [] for target in targets}
-        self._image = cv2.imdecode(np.frombuffer(sample_scan(bundle, load_manifest(bundle)), np.uint8), cv2.IMREAD_UNCHANGED)
+        self._image = read_selftest(bundle, load_manifest(bundle)).images[0]  # the bundle's own sample image
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._feed, name="scan-feeder", daemon=True)
         self._sequence = 0
@@ -219,3 +229,82 @@ def wait_drained(targets: Sequence[Target], fed: dict[str, list[str]], timeout: 
 def stop_all(targets: Sequence[Target]) -> None:
     for target in targets:
         target.device.stop()
+
+
+def _recap(log: str) -> dict[str, dict[str, int]]:
+    """ansible-playbook's PLAY RECAP: host -> its counts (ok, changed, failed, rescued...)."""
+    counts: dict[str, dict[str, int]] = {}
+    for line in log.split("PLAY RECAP", 1)[-1].splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 3 and fields[2] == ":":
+            counts[fields[1]] = {key: int(value) for key, value in (field.split("=") for field in fields[3:])}
+    return counts
+
+
+def measure_fleet(
+    bundle: Path, root: Path, count: int, batch: int, failing: int, feed_seconds: float, health_seconds: int
+) -> dict[str, Any]:
+    """Provision `count` staging devices with a release of `bundle` (the offline archive, the model, the services
+    running), then roll a newer version of the same model out to them (a canary, then batches of `batch`) while each
+    gets a scan every `feed_seconds`; device `failing` miscomputes the new version (`boardfault` ``answers``). The
+    rollout's seconds, the failed and rolled-back devices, and every scan accounted for."""
+    import platform
+
+    from mammo_bench import boardfault
+    from mammo_convert.signing import keygen
+    from mammo_deploy.archive import build_archive, default_python
+
+    if not 0 <= failing < count:
+        raise MeasurementError(f"--failing must name one of the {count} devices (0 to {count - 1})")
+    key = root / "vendor-key"
+    trusted = keygen(key).read_text().strip()
+    base = load_manifest(bundle).version
+    old_version, new_version = f"{base}.1", f"{base}.2"
+    old = release(bundle, root / "release-old", old_version, key)
+    new = release(bundle, root / "release-new", new_version, key)
+    archive = build_archive(old, platform.machine(), default_python(), root / "mammo-edge-fleet.tar.gz")
+    targets = make_targets(root / "fleet", count, {})
+    site = Path(boardfault.__file__).parent / "boardfault_site"
+    targets[failing].environment.update({"PYTHONPATH": str(site), **boardfault.board_fault("answers", new_version)})
+    config = {
+        "model": {"trusted_keys": [trusted], "threads": 1},
+        "ingest": {"settle_seconds": 0.5, "sidecar_wait": 0.0},
+    }
+    inventory = write_inventory(root / "inventory.json", targets, config, health_seconds)
+    try:
+        provisioned = roll_out(inventory, archive, old, [1], root / "provision.log")
+        if provisioned.returncode != 0:
+            raise MeasurementError(f"provisioning the devices failed (log: {provisioned.log})")
+        with ScanFeeder(targets, old, feed_seconds) as feeder:
+            time.sleep(2 * feed_seconds)  # every device busy before the rollout starts
+            rollout = roll_out(inventory, archive, new, [1, batch], root / "rollout.log")
+            time.sleep(2 * feed_seconds)
+        wait_drained(targets, feeder.fed)
+    finally:
+        stop_all(targets)
+    recap = _recap(rollout.output())
+    failed = sorted(name for name, counts in recap.items() if counts.get("failed", 0))
+    rolled_back = sorted(
+        target.name for target in targets if target.name in failed and target.live_version() == old_version
+    )
+    accounts = {target.name: account(target, feeder.fed[target.name]) for target in targets}
+    return {
+        "targets": count,
+        "batches": [1, batch],
+        "seconds": round(rollout.seconds, 1),
+        "provision_seconds": round(provisioned.seconds, 1),
+        "returncode": rollout.returncode,
+        "failed": len(failed),
+        "failed_targets": failed,
+        "rolled_back": len(rolled_back),
+        "reached": len(recap),
+        "on_new_version": sum(target.live_version() == new_version for target in targets),
+        "scans_fed": sum(figures.fed for figures in accounts.values()),
+        "scans_answered": sum(figures.answered for figures in accounts.values()),
+        "scans_quarantined": sum(figures.quarantined for figures in accounts.values()),
+        "scans_lost": sum(figures.lost for figures in accounts.values()),
+        "per_target": {
+            name: {"live": targets[index].live_version(), "versions_answered": figures.versions}
+            for index, (name, figures) in enumerate(accounts.items())
+        },
+    }

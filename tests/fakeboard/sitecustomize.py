@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 
 if Path(sys.argv[0]).name == "mammo-edge":
-    import edge_app.model
     from fakemodel import FAKE_RUNTIME
 
+    import edge_app.model
     from mammo_bench.boardfault import install
 
     edge_app.model.load_runtime = lambda name="auto": FAKE_RUNTIME  # type: ignore[assignment,misc]
