@@ -39,19 +39,9 @@ else  # a checkout: deploy/install.sh
     source_kind=checkout templates=$here units=$here/../systemd
 fi
 
-fail() { echo "install.sh: $*" >&2; exit 2; }
-say() { echo "== $*"; }
-# Every change goes through `act`: printed always, done unless --dry-run.
-act() {
-    if [ "$dry_run" = 1 ]; then echo "would run: $*"; else echo "+ $*"; "$@"; fi
-}
-write_file() {  # write_file MODE TARGET < content
-    if [ "$dry_run" = 1 ]; then echo "would write: $2 (mode $1)"; cat >/dev/null; return; fi
-    echo "+ write $2"
-    local temporary
-    temporary=$(mktemp "$(dirname "$2")/.install.XXXXXX")
-    cat >"$temporary" && chmod "$1" "$temporary" && mv -f "$temporary" "$2"
-}
+# fail, say, act (every change goes through it: printed always, done unless --dry-run), write_file, apply_units
+# shellcheck source=units.sh
+. "$here/units.sh"
 
 prefix=/opt/mammo-edge
 venv=$root$prefix/venv
@@ -182,32 +172,8 @@ fi
 for unit in mammo-edge.service mammo-edge-dicom.service mammo-edge-forward.service mammo-edge-web.service; do
     act install -m 0644 "$units/$unit" "$unit_dir/$unit"
 done
-enable=(mammo-edge.service)
-for role in listen forward web; do
-    unit=mammo-edge-$(case $role in listen) echo dicom ;; *) echo "$role" ;; esac).service
-    if [ "$dry_run" = 1 ]; then
-        echo "would write: $unit_dir/$unit.d/network.conf and enable $unit, if the config enables it"
-    elif dropin=$("${edge[@]}" network-dropin "$role" --config "$config" 2>/dev/null); then
-        act install -d -m 0755 "$unit_dir/$unit.d"
-        printf '%s' "$dropin" | write_file 0644 "$unit_dir/$unit.d/network.conf"
-        enable+=("$unit")
-    else
-        say "$unit stays off (the config does not enable it)"
-    fi
-done
-if [ -n "$root" ]; then  # what `systemctl enable` does, by hand: the image starts them at boot
-    act install -d -m 0755 "$unit_dir/multi-user.target.wants"
-    for unit in "${enable[@]}"; do
-        act ln -sfn "/etc/systemd/system/$unit" "$unit_dir/multi-user.target.wants/$unit"
-    done
-else
-    act systemctl daemon-reload
-    act systemctl enable "${enable[@]}"
-    for unit in mammo-edge-dicom.service mammo-edge-forward.service mammo-edge-web.service; do
-        [[ " ${enable[*]} " == *" $unit "* ]] || act systemctl disable --now "$unit" 2>/dev/null || true
-    done
-    [ "$start" = 1 ] && act systemctl restart "${enable[@]}"
-fi
+act install -m 0755 "$here/units.sh" "$root$prefix/units.sh"  # run again when the config changes
+apply_units "$root" "${edge[0]}" "$config" "$start"
 
 # --- the end: the effective config, and the self-test on the bundle's own sample plus one scan -------------------
 act "${edge[@]}" check-config "${located[@]}"

@@ -123,6 +123,7 @@ def _fake_archive(tmp_path: Path, machine: str, python: str) -> Path:
     (folder / "wheels").mkdir(parents=True)
     write_fake_bundle(folder / "bundle")
     shutil.copy(INSTALL, folder / "install.sh")
+    shutil.copy(INSTALL.with_name("units.sh"), folder / "units.sh")  # what install.sh sources
     (folder / "ARCHIVE.json").write_text(json.dumps({"machine": machine, "python": python, "wheels": {}}))
     return folder / "install.sh"
 

@@ -20,6 +20,7 @@ from mammo_bench.fleet import (
     ScanFeeder,
     account,
     make_targets,
+    play_recap,
     release,
     roll_out,
     stop_all,
@@ -69,8 +70,8 @@ def test_a_rollout_stops_at_a_failing_device_rolls_it_back_and_the_others_keep_s
         assert [target.live_version() for target in targets] == [OLD] * 5
         assert all(target.device.pid() is not None for target in targets)  # every service runs
 
-        # The rollout also changes a key of every device's config: a failed device gets its old config back.
-        changed = {**config, "journal": {"retention_days": 180.0}}
+        # The rollout also changes the config (a key, and the web app on): a failed device gets its old config back.
+        changed = {**config, "journal": {"retention_days": 180.0}, "web": {"enabled": True}}
         write_inventory(inventory, targets, changed, health_seconds=6)
         configs = {target.name: (target.root / "etc/mammo-edge/config.toml").read_text() for target in targets}
         with ScanFeeder(targets, old) as feeder:
@@ -79,6 +80,8 @@ def test_a_rollout_stops_at_a_failing_device_rolls_it_back_and_the_others_keep_s
         wait_drained(targets, feeder.fed)
         serving = [_health(target.root, str(target.live_version())) for target in targets]
         assert all(done.returncode == 0 for done in serving), [done.stdout for done in serving]
+        again = roll_out(inventory, archive, new, [1], tmp_path / "again.log", limit=targets[0].name)
+        assert again.returncode == 0 and play_recap(again.output())[targets[0].name]["changed"] == 0, again.output()
     finally:
         stop_all(targets)
 
@@ -88,16 +91,26 @@ def test_a_rollout_stops_at_a_failing_device_rolls_it_back_and_the_others_keep_s
     first_task_of = {target.name: log.index(f"[{target.name}]") for target in targets[:4]}
     assert first_task_of["device-00"] < min(first_task_of[name] for name in ("device-01", "device-02", "device-03"))
     assert targets[4].name not in log  # never reached
+    recap = play_recap(log)
+    assert {name: (counts["failed"], counts["rescued"]) for name, counts in recap.items()} == {
+        "device-00": (0, 0),
+        "device-01": (0, 0),
+        "device-02": (1, 1),
+        "device-03": (1, 1),
+    }
     assert [target.live_version() for target in targets] == [NEW, NEW, OLD, OLD, OLD]
     assert "answers up to" in log and f"rolled back to model {OLD} after Install the model" in log
     assert f"rolled back to model {OLD} after Wait until the service is healthy" in log
     assert "Make the previous model live again" in log  # device-03 had switched; device-02 never did
     for target, expected in zip(targets, ("180.0", "180.0", None, None, None), strict=True):
         text = (target.root / "etc/mammo-edge/config.toml").read_text()
+        web = target.root / "etc/systemd/system/multi-user.target.wants/mammo-edge-web.service"
         if expected is None:
             assert text == configs[target.name], target.name  # the previous config, back or untouched
+            assert not web.exists(), target.name  # and the units as it asks: the web app off
         else:
             assert "retention_days = 180.0" in text and text != configs[target.name]
+            assert web.is_symlink()  # the units follow the config: the web app enabled
     for target in targets:
         figures = account(target, feeder.fed[target.name])
         assert figures.lost == 0 and figures.quarantined == 0 and figures.answered == figures.fed > 0, target.name

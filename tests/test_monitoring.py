@@ -125,12 +125,17 @@ def test_metrics_move_as_scans_flow_and_healthz_follows_the_loop(device: Any, tm
                 ),
                 what="the other scans",
             )
+            serving = device.analyser.identity.version  # what a rollout waits for after a restart
+            assert health.device_health(config.paths.state, serving).reason.endswith(f"; serving model {serving}")
+            other = health.device_health(config.paths.state, "2099.1")
+            assert other == health.Health(False, f"the service serves model {serving}, not 2099.1 (yet)")
         finally:
             stopping.set()
             thread.join(timeout=30)
         assert not thread.is_alive()
         stopped = client.get("/healthz")
         assert stopped.status_code == 503 and stopped.text == "the analysis service is not running (no heartbeat)\n"
+        assert health.device_health(config.paths.state, serving).reason == stopped.text.strip()
     accounts.close()
 
     assert after[("mammo_edge_scans_total", (("status", "quarantined"),))] == 1  # not an image: kept aside

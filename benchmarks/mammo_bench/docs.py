@@ -115,6 +115,21 @@ def _pacs(repo: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _fleet(repo: Path) -> str:
+    """The Ansible rollout of a new model to staging devices while each classifies, one board failing."""
+    run = _load(repo, RESULTS / "fleet-rollout.json")
+    fleet, settings = run["fleet"], run["settings"]
+    return (
+        f"{describe_machine(run['machine'])} a rollout of a new version of `{Path(settings['bundle']).name}` to "
+        f"{fleet['targets']} staging devices (a canary, then batches of {fleet['batches'][1]}), each given a scan "
+        f"every {settings['feed_seconds']:g} s throughout, one board made to miscompute the new version: "
+        f"{fleet['seconds']:.0f} s from start to end; {fleet['on_new_version']} devices on the new version, "
+        f"{fleet['failed']} failed and {fleet['rolled_back']} rolled back (its self-test refused the model); "
+        f"{fleet['scans_fed']} scans given, {fleet['scans_answered']} answered, {fleet['scans_lost']} lost "
+        "(`benchmarks/results/fleet-rollout.json`).\n"
+    )
+
+
 def _froc(repo: Path) -> str:
     """The mass detector's FROC on MIAS by patient-grouped cross-validation, with its intervals and normal films."""
     document = _load(repo, RESULTS / "froc-mias.json")
@@ -195,6 +210,7 @@ BLOCKS: dict[tuple[str, str], Callable[[Path], str]] = {
     ("README.md", "detect"): _detect,
     ("docs/web.md", "mark"): _mark,
     ("docs/pacs.md", "pacs"): _pacs,
+    ("deploy/README.md", "fleet"): _fleet,
     ("docs/int8.md", "int8-study"): _int8_study,
 }
 INLINE: dict[tuple[str, str], Callable[[Path], str]] = {

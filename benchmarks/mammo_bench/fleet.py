@@ -118,8 +118,11 @@ class Rollout:
         return self.log.read_text()
 
 
-def roll_out(inventory: Path, archive: Path, bundle: Path, batches: Sequence[int | str], log: Path) -> Rollout:
-    """Run rollout.yml over `inventory` (ansible-playbook from this Python's environment), its output in `log`."""
+def roll_out(
+    inventory: Path, archive: Path, bundle: Path, batches: Sequence[int | str], log: Path, limit: str | None = None
+) -> Rollout:
+    """Run rollout.yml over `inventory` (or its hosts `limit` names: ansible-playbook's ``--limit``) with
+    ansible-playbook from this Python's environment, its output in `log`."""
     playbook = Path(sys.executable).parent / "ansible-playbook"
     if not playbook.is_file():
         raise MeasurementError(f"{playbook} not found: pip install ansible-core (the dev extra has it)")
@@ -140,7 +143,15 @@ def roll_out(inventory: Path, archive: Path, bundle: Path, batches: Sequence[int
     with (
         log.open("w") as out,
         subprocess.Popen(
-            [str(playbook), "-i", str(inventory), str(PLAYBOOK), "-e", json.dumps(extra)],
+            [
+                str(playbook),
+                "-i",
+                str(inventory),
+                str(PLAYBOOK),
+                "-e",
+                json.dumps(extra),
+                *(["--limit", limit] if limit else []),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=env,
@@ -231,7 +242,7 @@ def stop_all(targets: Sequence[Target]) -> None:
         target.device.stop()
 
 
-def _recap(log: str) -> dict[str, dict[str, int]]:
+def play_recap(log: str) -> dict[str, dict[str, int]]:
     """ansible-playbook's PLAY RECAP: host -> its counts (ok, changed, failed, rescued...)."""
     counts: dict[str, dict[str, int]] = {}
     for line in log.split("PLAY RECAP", 1)[-1].splitlines()[1:]:
@@ -282,7 +293,7 @@ def measure_fleet(
         wait_drained(targets, feeder.fed)
     finally:
         stop_all(targets)
-    recap = _recap(rollout.output())
+    recap = play_recap(rollout.output())
     failed = sorted(name for name, counts in recap.items() if counts.get("failed", 0))
     rolled_back = sorted(
         target.name for target in targets if target.name in failed and target.live_version() == old_version

@@ -36,6 +36,7 @@ MANYLINUX_GLIBC = range(17, 36)
 FILES = (
     ("deploy/install.sh", "install.sh"),
     ("deploy/uninstall.sh", "uninstall.sh"),
+    ("deploy/units.sh", "units.sh"),
     ("deploy/config.toml", "config.toml"),
     ("deploy/constraints.txt", "constraints.txt"),
     ("deploy/README.md", "README.md"),
