@@ -29,12 +29,35 @@ from mammo_bench.fleet import (
 )
 
 TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
 FAKE_BOARD = {"PYTHONPATH": f"{TESTS / 'fakeboard'}:{TESTS}"}
 OLD, NEW = "2026.11.1", "2026.12.1"
 
 pytestmark = pytest.mark.skipif(
     not (Path(sys.executable).parent / "ansible-playbook").is_file(), reason="ansible-core is not installed (dev extra)"
 )
+
+
+def test_every_file_of_the_role_and_playbook_is_valid_yaml() -> None:
+    """A task file is read only when a play reaches it (a rollback's, say): a typo there would show only then."""
+    import yaml
+
+    files = sorted((REPO / "deploy" / "ansible").rglob("*.yml"))
+    assert len(files) >= 9
+    for path in files:
+        assert yaml.safe_load(path.read_text()), path
+
+
+def test_the_play_recap_is_read_per_host() -> None:
+    log = (
+        "TASK [x] ***\nok: [device-00]\n\nPLAY RECAP *****\n"
+        "device-00                  : ok=16   changed=5    unreachable=0    failed=0    skipped=2    rescued=0    "
+        "ignored=0\ndevice-02                  : ok=17   changed=5    unreachable=0    failed=1    skipped=4    "
+        "rescued=1    ignored=0   \n\n"
+    )
+    recap = play_recap(log)
+    assert recap.keys() == {"device-00", "device-02"}
+    assert (recap["device-02"]["failed"], recap["device-02"]["rescued"], recap["device-00"]["changed"]) == (1, 1, 5)
 
 
 def _health(target_root: Path, version: str) -> subprocess.CompletedProcess[str]:

@@ -120,13 +120,14 @@ def _fleet(repo: Path) -> str:
     run = _load(repo, RESULTS / "fleet-rollout.json")
     fleet, settings = run["fleet"], run["settings"]
     return (
-        f"{describe_machine(run['machine'])} a rollout of a new version of `{Path(settings['bundle']).name}` to "
+        f"{describe_machine(run['machine'])}\n\nA rollout of a new version of the model in `{settings['bundle']}` to "
         f"{fleet['targets']} staging devices (a canary, then batches of {fleet['batches'][1]}), each given a scan "
         f"every {settings['feed_seconds']:g} s throughout, one board made to miscompute the new version: "
         f"{fleet['seconds']:.0f} s from start to end; {fleet['on_new_version']} devices on the new version, "
         f"{fleet['failed']} failed and {fleet['rolled_back']} rolled back (its self-test refused the model); "
         f"{fleet['scans_fed']} scans given, {fleet['scans_answered']} answered, {fleet['scans_lost']} lost "
-        "(`benchmarks/results/fleet-rollout.json`).\n"
+        "(`benchmarks/results/fleet-rollout.json`). Provisioning them first, from the offline archive, one device at "
+        f"a time: {fleet['provision_seconds']:.0f} s.\n"
     )
 
 
