@@ -120,7 +120,13 @@ if [ "$source_kind" = archive ]; then
     act "$venv/bin/pip" install --quiet --no-index --find-links "$here/wheels" -c "$here/constraints.txt" \
         "mammo-edge[edge]"
     wheel=$(ls "$here"/wheels/mammo_edge-*.whl)
-    act "$venv/bin/pip" install --quiet --no-index --no-deps --force-reinstall "$wheel"  # the same version, new code
+    wheel_sha=$(sha256sum "$wheel" | cut -d' ' -f1)
+    if [ "$(cat "$venv/mammo-edge-wheel.sha256" 2>/dev/null)" = "$wheel_sha" ]; then
+        say "the program is this archive's already (wheel sha256 ${wheel_sha:0:12}): left as it is"
+    else  # the same version number may carry new code: reinstall, then remember which wheel it was
+        act "$venv/bin/pip" install --quiet --no-index --no-deps --force-reinstall "$wheel"
+        if [ "$dry_run" = 0 ]; then echo "$wheel_sha" >"$venv/mammo-edge-wheel.sha256"; fi
+    fi
 else
     act "$venv/bin/pip" install --quiet -c "$here/constraints.txt" "$here/..[edge]"
     act "$venv/bin/pip" install --quiet --no-deps --force-reinstall "$here/.."

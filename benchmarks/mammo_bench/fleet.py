@@ -4,8 +4,8 @@ arriving, and deploy/ansible/rollout.yml (ansible-playbook, local connection) ro
 Used by the rollout's test (over the fake model) and by ``mammo-bench fleet`` (over a real bundle), which commits
 ``benchmarks/results/fleet-rollout.json``. Every device runs the installer from the offline archive; the devices after
 the first share its virtual environment (a link, ``opt/mammo-edge/venv``: the installer then takes about 8 s instead
-of 22 s here), so a first release is provisioned one device at a time (two installers must not rewrite one venv at
-once). A rollout of a new model leaves the program alone and runs in the playbook's batches.
+of 22 s here), so the first device is provisioned alone; the others may then follow together (the installer leaves an
+identical program alone, so none rewrites the venv under another). A rollout of a new model leaves the program alone.
 """
 
 from __future__ import annotations
@@ -144,6 +144,7 @@ def roll_out(
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_RETRY_FILES_ENABLED": "0",
         "ANSIBLE_FORKS": "25",
+        "ANSIBLE_PIPELINING": "1",  # each task one process, no module file copied to a temporary folder
         "PYTHONUNBUFFERED": "1",  # its lines as they come, for the stamps
     }
     extra = {"mammo_edge_archive": str(archive), "mammo_edge_bundle": str(bundle), "mammo_edge_batches": list(batches)}
