@@ -16,13 +16,12 @@ while [ $# -gt 0 ]; do
         *) echo "uninstall.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
+# fail and act (printed always, done unless --dry-run): the installer's own helpers, beside this script
+# shellcheck source=units.sh
+. "$(cd "$(dirname "$0")" && pwd)/units.sh"
 if [ -z "$root" ] && [ "$dry_run" = 0 ] && [ "$(id -u)" != 0 ]; then
-    echo "uninstall.sh: run as root (sudo), or give --root DIR" >&2
-    exit 2
+    fail "run as root (sudo), or give --root DIR"
 fi
-act() {
-    if [ "$dry_run" = 1 ]; then echo "would run: $*"; else echo "+ $*"; "$@"; fi
-}
 
 units=(mammo-edge.service mammo-edge-dicom.service mammo-edge-forward.service mammo-edge-web.service)
 unit_dir=$root/etc/systemd/system
