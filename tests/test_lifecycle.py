@@ -10,7 +10,8 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -170,16 +171,31 @@ class StopInjectedError(Exception):
 
 
 class StoppingJournal(Journal):
-    """Stops the pipeline right before or right after the journal commits a move to `state`."""
+    """Stops the pipeline right before a move to `state` is made, or right after it is committed (a move made in a
+    batch is committed with the batch)."""
 
     def __init__(self, path: Path, state: ScanState, when: str) -> None:
         super().__init__(path)
         self.state, self.when = state, when
+        self._stop_at_commit = False
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        with super().batch():
+            yield
+        if self._stop_at_commit:
+            raise StopInjectedError
+
+    def _stop_after(self) -> None:
+        if self._db.in_transaction:
+            self._stop_at_commit = True
+        else:
+            raise StopInjectedError
 
     def insert(self, record: ScanRecord) -> ScanRecord:
         stored = super().insert(record)
         if (self.state, self.when) == (ScanState.RECEIVED, "after"):
-            raise StopInjectedError
+            self._stop_after()
         return stored
 
     def advance(self, record: ScanRecord, state: ScanState, **changes: Any) -> ScanRecord:
@@ -187,7 +203,7 @@ class StoppingJournal(Journal):
             raise StopInjectedError
         moved = super().advance(record, state, **changes)
         if (state, self.when) == (self.state, "after"):
-            raise StopInjectedError
+            self._stop_after()
         return moved
 
 
@@ -584,13 +600,15 @@ class StopDuringScan(FakeAnalyser):
         return super().analyse(data, name, sidecar)
 
 
-def test_sigterm_during_a_scan_finishes_it_takes_no_other_and_says_stopping(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("claim_batch", "finished"), [(1, ["a.png"]), (8, ["a.png", "b.png", "c.png"])])
+def test_sigterm_during_a_scan_finishes_those_claimed_takes_no_other_and_says_stopping(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, claim_batch: int, finished: list[str]
 ) -> None:
     import edge_app.service.daemon as daemon_module
 
     messages: list[str] = []
     monkeypatch.setattr(daemon_module, "notify", lambda message: messages.append(message) or True)
+    monkeypatch.setattr(daemon_module, "CLAIM_BATCH", claim_batch)  # 8: the three are claimed together
     config = _config(tmp_path)
     for name in ("a.png", "b.png", "c.png"):
         _drop(config, name, name.encode())
@@ -602,12 +620,14 @@ def test_sigterm_during_a_scan_finishes_it_takes_no_other_and_says_stopping(
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-    assert summary.counts == {"archived": 1}  # the scan in progress finished; the next two were not taken
+    assert summary.counts == {"archived": len(finished)}  # the scans claimed finished; the others were not taken
     results, errors, audit = _outcomes(config)
-    assert [r["input"] for r in results] == [a["input"] for a in audit] == ["a.png"] and errors == []
-    assert sorted(p.name for p in config.paths.inbox.iterdir()) == ["b.png", "c.png"]  # left where they were
+    assert [r["input"] for r in results] == [a["input"] for a in audit] == finished and errors == []
+    waiting = sorted({"a.png", "b.png", "c.png"} - set(finished))
+    assert sorted(p.name for p in config.paths.inbox.iterdir()) == waiting  # left where they were
+    assert not list((config.paths.state / "processing").iterdir())
     assert messages[0] == "READY=1" and messages[-1] == "STOPPING=1"
-    assert "STATUS=1 classified, 0 quarantined, 2 waiting" in messages
+    assert f"STATUS={len(finished)} classified, 0 quarantined, {len(waiting)} waiting" in messages
 
 
 def test_a_full_disk_pauses_intake_and_it_resumes_when_space_returns(

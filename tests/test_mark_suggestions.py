@@ -96,9 +96,9 @@ def test_a_reader_accepts_a_suggestion_with_one_click_and_gets_it_classified_as_
     assert page.evaluate("mammoMark.suggestions()")[0]["accepted"] is True  # no longer drawn dashed
     page.click("#submit")
     pending = _wait(pipeline.claimer.submissions.pending, "the submission")
-    taken = pipeline.analyse_submission(pending[0])
-    assert taken is not None
-    answer = pipeline.resume(*taken)
+    claimed = pipeline.claim_submission(pending[0])
+    assert claimed is not None
+    answer = pipeline.resume(claimed)
     page.wait_for_selector("body[data-answered=true]", timeout=30_000)
     assert (answer.answers, answer.reader, answer.status) == (film_id, "reader1", "classified")
     assert page.inner_text("#answer tbody td:nth-child(4)") == "reader (reader1)"

@@ -68,9 +68,9 @@ class Site:
         """What the daemon's loop does with the submissions waiting: each analysed and written."""
         records = []
         for scan_id in self.pipeline.claimer.submissions.pending():
-            taken = self.pipeline.analyse_submission(scan_id)
-            if taken is not None:
-                records.append(self.pipeline.resume(*taken))
+            claimed = self.pipeline.claim_submission(scan_id)
+            if claimed is not None:
+                records.append(self.pipeline.resume(claimed))
         return records
 
     def written(self) -> list[str]:
@@ -337,9 +337,9 @@ def test_a_submission_acknowledged_before_a_crash_is_answered_after_the_restart(
     pipeline = build_pipeline(site.config, journal, site.analyser)
     pipeline.recover()
     for scan_id in SubmissionQueue(site.config.paths.state).pending():
-        taken = pipeline.analyse_submission(scan_id)
-        if taken is not None:
-            pipeline.resume(*taken)
+        claimed = pipeline.claim_submission(scan_id)
+        if claimed is not None:
+            pipeline.resume(claimed)
     answered = journal.get(new_id)
     assert answered is not None and answered.state is ScanState.ARCHIVED and answered.status == "classified"
     assert SubmissionQueue(site.config.paths.state).pending() == []
@@ -937,6 +937,6 @@ def test_a_submission_already_recorded_is_left_to_recovery(site: Site) -> None:
     submission = site.pipeline.claimer.submissions.read(new_id)
     assert submission is not None
     site.pipeline.claimer.receive_submission(submission)  # recorded; then the service stopped
-    assert site.pipeline.analyse_submission(new_id) is None  # not answered twice: recovery drives that record
+    assert site.pipeline.claim_submission(new_id) is None  # not answered twice: recovery drives that record
     recorded = site.journal.get(new_id)
     assert recorded is not None and recorded.state is not ScanState.ARCHIVED

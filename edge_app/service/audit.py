@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from edge_app.fsutil import append_durably, fsync_dir
+from edge_app.fsutil import PendingSyncs, append_durably, fsync_dir
 
 log = logging.getLogger(__name__)
 TAIL_BYTES = 1 << 16
@@ -49,17 +49,17 @@ class AuditLog:
             with segment.open(encoding="utf-8") as handle:
                 yield from (line.rstrip("\n") for line in handle)
 
-    def append_once(self, line: str, marker: str) -> bool:
+    def append_once(self, line: str, marker: str, syncs: PendingSyncs | None = None) -> bool:
         """Append `line` (ending in a newline) unless `marker` is in the log's tail already; rotate first when the
-        segment is full. True when written."""
+        segment is full. True when written (fsynced now, or by `syncs` with the rest of a batch)."""
         self._drop_torn_line()
         if marker in self._tail():
             return False
         if self.path.exists() and self.path.stat().st_size >= self.max_bytes:
             self._rotate()
         if not self.path.exists() and self.header:
-            append_durably(self.path, self.header)
-        append_durably(self.path, line)
+            append_durably(self.path, self.header, syncs)
+        append_durably(self.path, line, syncs)
         return True
 
     def _drop_torn_line(self) -> None:

@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from edge_app.fsutil import atomic_write, link_durably, move_durably
+from edge_app.fsutil import PendingSyncs, atomic_write, link_durably, move_durably
 from edge_app.regions import sidecar_names
 from edge_app.service.journal import Journal
 from edge_app.service.lifecycle import ScanRecord, ScanState, received, resubmitted
@@ -66,22 +66,27 @@ class Claimer:
         inbox first. A sidecar that left is noticed by the analyse stage, which refuses the scan with the reason."""
         if record.source_name is not None:
             return self._claim_submission(record)
+        return self.journal.advance(record, self.move_in(record))
+
+    def move_in(self, record: ScanRecord, syncs: PendingSyncs | None = None) -> ScanState:
+        """The file work of claiming an inbox entry (the journal move is the caller's, once the folders are fsynced,
+        now or by `syncs`): the state it goes to, CLAIMED or VANISHED."""
         target = self.claimed_path(record)
         if not os.path.lexists(target):
             try:
-                move_durably(self.inbox / record.input_name, target)
+                move_durably(self.inbox / record.input_name, target, syncs)
             except FileNotFoundError:
                 log.warning("%s %s: left the inbox before it was claimed", record.scan_id, record.input_name)
-                return self.journal.advance(record, ScanState.VANISHED)
+                return ScanState.VANISHED
         sidecar = self.claimed_sidecar(record)
         if record.sidecar_name is not None and not os.path.lexists(sidecar):
             try:
-                move_durably(self.inbox / record.sidecar_name, sidecar)
+                move_durably(self.inbox / record.sidecar_name, sidecar, syncs)
             except FileNotFoundError:
                 log.warning(
                     "%s %s: its sidecar %s left the inbox", record.scan_id, record.input_name, record.sidecar_name
                 )
-        return self.journal.advance(record, ScanState.CLAIMED)
+        return ScanState.CLAIMED
 
     def _claim_submission(self, record: ScanRecord) -> ScanRecord:
         """The archived film is linked (copied across file systems) into processing and the submitted regions are

@@ -1,7 +1,9 @@
 """``mammo-edge run``: the watched-folder service, composed from the intake and the scan pipeline.
 
-One scan at a time, in arrival order: the loop receives, claims and analyses; a write lane (`WriteBehind`) writes
-and settles each analysed scan, in the same order, while the loop analyses the next. Memory stays flat over months:
+In arrival order: the loop receives and claims the scans that are ready together (up to `CLAIM_BATCH`: one commit
+and one fsync per folder for them all) and analyses them one at a time; the write lanes (`WriteBehind`) render each
+overlay, then record, write and settle the scans waiting for them as one batch, in the same order, while the loop
+analyses the next. Memory stays flat over months:
 the process keeps counters (archived scans answered ``needs_roi`` are counted apart from the classified ones), never
 a list of scans; the journal is the history, pruned to ``[journal] retention_days``. SIGTERM and SIGINT let the
 scans in progress finish, then the observer is stopped and joined and `run` returns 0. Under systemd: ``READY=1``
@@ -45,6 +47,8 @@ TICK_SECONDS = 0.2
 PRUNE_EVERY_SECONDS = 3600.0
 STORAGE_RETRY_SECONDS = 5.0
 MODEL_CHECK_SECONDS = 60.0
+CLAIM_BATCH = 8
+"""Ready arrivals claimed together at most; a stop waits for the ones claimed to be analysed."""
 STORAGE_ERRORS = (OSError, sqlite3.Error)
 """A folder or the journal refused a write (disk full, remounted read-only, an I/O error): the scan stays where the
 lifecycle left it, and the daemon retries instead of exiting into a restart loop."""
@@ -117,7 +121,7 @@ class Daemon:
         self._storage_error: Exception | None = None
         self._storage_retry_at = 0.0
         self._counts_lock = threading.Lock()
-        self.writer = WriteBehind(self.pipeline.resume, self._finished, STORAGE_ERRORS)
+        self.writer = WriteBehind(self.pipeline.resume_many, self._finished, STORAGE_ERRORS)
         self.metrics = DeviceMetrics(config, analyser.identity)
         self.heartbeat = Heartbeat(config.paths.state)
 
@@ -180,17 +184,20 @@ class Daemon:
                 self._idle(TICK_SECONDS if self._storage_error else 1.0)
                 continue
             ready = self.tracker.ready()
-            for arrival in ready:
+            for first in range(0, len(ready), CLAIM_BATCH):
                 if not self._can_take():
                     break
-                self.tracker.forget(arrival.scan)
-                if arrival.sidecar is not None:
-                    self.tracker.forget(arrival.sidecar)
-                if not self._take(partial(self.pipeline.analyse_new, arrival.scan, arrival.sidecar)):
+                arrivals = ready[first : first + CLAIM_BATCH]
+                for arrival in arrivals:
+                    self.tracker.forget(arrival.scan)
+                    if arrival.sidecar is not None:
+                        self.tracker.forget(arrival.sidecar)
+                entries = [(arrival.scan, arrival.sidecar) for arrival in arrivals]
+                if not self._take(partial(self.pipeline.claim_new, entries)):
                     break
             submitted = self.pipeline.claimer.submissions.pending()
             for scan_id in submitted:
-                if not self._can_take() or not self._take(partial(self.pipeline.analyse_submission, scan_id)):
+                if not self._can_take() or not self._take(partial(self._claim_submission, scan_id)):
                     break
             if not ready and not submitted:
                 inbox, recursive = self.config.paths.inbox, self.config.ingest.recursive
@@ -209,19 +216,24 @@ class Daemon:
         self._note_write_failure()
         return not (self.stopping.is_set() or self._disk_low() or self._storage_error)
 
-    def _take(self, analyse: Callable[[], tuple[ScanRecord, Analysis | None] | None]) -> bool:
-        """Receive, claim and analyse one arrival, and hand it to the write lane (written while the next scan is
+    def _take(self, claim: Callable[[], list[ScanRecord]]) -> bool:
+        """Receive and claim arrivals, analyse each and hand it to the write lanes (written while the next scan is
         analysed); False when a write was refused (the loop pauses and retries)."""
         try:
-            taken = analyse()
+            claimed = claim()
         except STORAGE_ERRORS as exc:
             self._storage_failed(exc)
             return False
-        if taken is not None:
-            if taken[1] is not None:
-                self.metrics.analysed(sum(taken[1].timings_ms.values()) / 1000)
-            self.writer.submit(*taken)
+        for record in claimed:
+            outcome = None if record.state.final else self.pipeline.examine(record)
+            if isinstance(outcome, Analysis):
+                self.metrics.analysed(sum(outcome.timings_ms.values()) / 1000)
+            self.writer.submit(record, outcome)
         return True
+
+    def _claim_submission(self, scan_id: str) -> list[ScanRecord]:
+        record = self.pipeline.claim_submission(scan_id)
+        return [] if record is None else [record]
 
     def _condition(self) -> str:
         """What the heartbeat says: ``ok``, or why the loop takes no scans."""

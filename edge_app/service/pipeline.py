@@ -1,17 +1,24 @@
 """One scan's path, composed from the stages: claim -> analyse -> write -> settle, each ending in a journal move.
 
-`resume` drives a record from whatever state it is in to a final one; taking a new file and recovering after a
-crash are the same call, so recovery is not a second implementation of the lifecycle.
+`resume_many` drives records from whatever states they are in to final ones; taking a new file and recovering after a
+crash are the same call, so recovery is not a second implementation of the lifecycle. Records driven together take
+each step together: every record's file work for the step, each folder they touched fsynced once, then all their
+journal moves in one commit (a backlog costs one sync per step and folder, not one per scan); one record is a batch
+of one. The daemon splits the path between its lanes: its loop claims new arrivals together (`claim_new`) and
+analyses each (`examine`, which writes nothing), and its write lane records the analyses and finishes them
+(`resume_many`), in order, while the loop analyses the next.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from edge_app.errors import IngestError, MammoEdgeError
-from edge_app.fsutil import read_scan_file, remove_temporaries
+from edge_app.fsutil import PendingSyncs, read_scan_file, remove_temporaries
 from edge_app.regions import sidecar_kind
 from edge_app.service.analyse import Analyser, Analysis, Sidecar, summary
 from edge_app.service.claim import Claimer
@@ -24,6 +31,18 @@ log = logging.getLogger(__name__)
 SYMLINK_REASON = "symbolic links are never followed; copy the scan itself into the inbox"
 REDROP = "drop the scan and its sidecar into the inbox again"
 INTERNAL_REASON = "the analysis failed unexpectedly ({kind}: {error}); this is a bug: report it with this file"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """What the analyse stage makes of a scan it refuses: why, and the scan's sha256 when its bytes were read."""
+
+    failure: Failure
+    sha256: str | None
+
+
+Outcome = Analysis | Refusal
+"""A claimed scan's analysis, or its refusal: what `examine` gives and the ANALYSED or REJECTED move records."""
 
 
 class ScanPipeline:
@@ -45,17 +64,18 @@ class ScanPipeline:
 
     def take(self, path: Path, sidecar: Path | None = None) -> ScanRecord:
         """Process one inbox entry (with the region sidecar that came with it) to its final state."""
-        return self.resume(*self.analyse_new(path, sidecar))
+        return self.resume(self.claimer.receive(path, sidecar))
 
-    def analyse_new(self, path: Path, sidecar: Path | None = None) -> tuple[ScanRecord, Analysis | None]:
-        """The first half of `take`: receive, claim and analyse; the record is ANALYSED (with its analysis) or
-        REJECTED (or VANISHED), and `resume` finishes it (the daemon does that in its writer thread while the next
-        scan is analysed)."""
-        return self._analyse_received(self.claimer.receive(path, sidecar))
+    def claim_new(self, arrivals: Sequence[tuple[Path, Path | None]]) -> list[ScanRecord]:
+        """Receive inbox entries (each with its sidecar) and claim them together: their records in one commit, then
+        their renames and claims as one step. Each comes back CLAIMED, or VANISHED if it left the inbox first."""
+        with self.journal.batch():
+            records = [self.claimer.receive(path, sidecar) for path, sidecar in arrivals]
+        return [record for record, _ in self._step([(record, None) for record in records])]
 
-    def analyse_submission(self, scan_id: str) -> tuple[ScanRecord, Analysis | None] | None:
-        """`analyse_new` for a reader's submission waiting in the queue; None when there is nothing left to do here
-        (it was recorded before a crash: recovery drives that record; or it was unreadable and set aside)."""
+    def claim_submission(self, scan_id: str) -> ScanRecord | None:
+        """A reader's submission waiting in the queue, received and claimed; None when there is nothing left to do
+        here (it was recorded before a crash: recovery drives that record; or it was unreadable and set aside)."""
         if self.journal.get(scan_id) is not None:
             return None
         try:
@@ -66,38 +86,21 @@ class ScanPipeline:
             return None
         if submission is None:
             return None
-        return self._analyse_received(self.claimer.receive_submission(submission))
+        return self.claimer.claim(self.claimer.receive_submission(submission))
 
-    def _analyse_received(self, record: ScanRecord) -> tuple[ScanRecord, Analysis | None]:
-        analysis: Analysis | None = None
-        while record.state in (ScanState.RECEIVED, ScanState.CLAIMED):
-            if record.state is ScanState.RECEIVED:
-                record = self.claimer.claim(record)
-            else:
-                record, analysis = self._analyse(record)
-        return record, analysis
+    def resume(self, record: ScanRecord, outcome: Outcome | None = None) -> ScanRecord:
+        """Drive `record` to a final state (`resume_many` of one)."""
+        return self.resume_many([(record, outcome)])[0]
 
-    def resume(self, record: ScanRecord, analysis: Analysis | None = None) -> ScanRecord:
-        """Drive `record` from its state to a final one (every step is idempotent, so a repeat is harmless); an
-        ANALYSED record's `analysis`, when it is still at hand, is written as it is."""
-        while not record.state.final:
-            if record.state is ScanState.RECEIVED:
-                record = self.claimer.claim(record)
-            elif record.state is ScanState.CLAIMED:
-                record, analysis = self._analyse(record)
-            elif record.state is ScanState.ANALYSED and analysis is None:
-                record, analysis = self._analyse(record)  # a crash lost the analysis: the same bytes give it again
-            elif record.state is ScanState.ANALYSED:
-                assert analysis is not None
-                self.writer.write_result(record, analysis, self.claimer.claimed_path(record))
-                record = self.journal.advance(record, ScanState.WRITTEN)
-            elif record.state is ScanState.REJECTED:
-                self.writer.write_rejection(record)
-                record = self.journal.advance(record, ScanState.WRITTEN)
-            elif record.state is ScanState.WRITTEN:
-                self.settler.settle(record, self.claimer.claimed_path(record), self.claimer.claimed_sidecar(record))
-                record = self.journal.advance(record, ScanState.QUARANTINED if record.rejected else ScanState.ARCHIVED)
-        return record
+    def resume_many(self, items: Sequence[tuple[ScanRecord, Outcome | None]]) -> list[ScanRecord]:
+        """Drive each record from its state to a final one, a step at a time for all of them (every step is
+        idempotent, so a repeat is harmless). A CLAIMED or ANALYSED record's `outcome`, when it is still at hand, is
+        recorded and written as it is; without one the scan is analysed (again: a crash lost the analysis, and the
+        same bytes give it again)."""
+        taken = list(items)
+        while any(not record.state.final for record, _ in taken):
+            taken = self._step(taken)
+        return [record for record, _ in taken]
 
     def recover(self) -> int:
         """After a crash: drop half-written temporaries, finish every unfinished record, adopt orphaned claims."""
@@ -106,70 +109,116 @@ class ScanPipeline:
             if removed:
                 log.info("removed %d unfinished temporary file(s) from %s", removed, folder)
         unfinished = self.journal.unfinished()
-        for record in unfinished:
-            self.resume(record)
+        self.resume_many([(record, None) for record in unfinished])
         orphans = sorted(self.claimer.processing.iterdir())  # a scan's or a sidecar's: each is kept as a scan
         for path in orphans:
             self.resume(self.claimer.adopt(path))
         return len(unfinished) + len(orphans)
 
-    def _analyse(self, record: ScanRecord) -> tuple[ScanRecord, Analysis | None]:
-        """CLAIMED (or ANALYSED after a crash) -> ANALYSED with names reserved, or -> REJECTED with the reason."""
+    def _step(self, taken: list[tuple[ScanRecord, Outcome | None]]) -> list[tuple[ScanRecord, Outcome | None]]:
+        """Each unfinished record one state on: the file work of all of them, the folders and logs they touched
+        fsynced once, then their journal moves in one commit (names reserved in it, so two records of one batch never
+        get the same)."""
+        syncs = PendingSyncs()
+        moves = [self._work(record, outcome, syncs) for record, outcome in taken]
+        syncs.flush()
+        with self.journal.batch():
+            return [move() for move in moves]
+
+    def _work(
+        self, record: ScanRecord, outcome: Outcome | None, syncs: PendingSyncs
+    ) -> Callable[[], tuple[ScanRecord, Outcome | None]]:
+        """Do the file work of `record`'s next step (its folders fsynced by `syncs`) and return its journal move."""
+        state = record.state
+        if state.final:
+            return lambda: (record, outcome)
+        if state is ScanState.RECEIVED and record.source_name is not None:
+            syncs.flush()  # a reader's submission is claimed and committed on its own: nothing may wait behind it
+            claimed = self.claimer.claim(record)
+            return lambda: (claimed, None)
+        if state is ScanState.RECEIVED:
+            next_state = self.claimer.move_in(record, syncs)
+            return lambda: (self.journal.advance(record, next_state), None)
+        if state is ScanState.CLAIMED or (state is ScanState.ANALYSED and outcome is None):
+            found = outcome if outcome is not None else self.examine(record)
+            return lambda: (self._record(record, found), found)
+        if state is ScanState.ANALYSED:
+            assert isinstance(outcome, Analysis), "a refusal is recorded as REJECTED, never ANALYSED"
+            self.writer.write_result(record, outcome, self.claimer.claimed_path(record), syncs)
+            return lambda: (self.journal.advance(record, ScanState.WRITTEN), None)
+        if state is ScanState.REJECTED:
+            self.writer.write_rejection(record, syncs)
+            return lambda: (self.journal.advance(record, ScanState.WRITTEN), None)
+        assert state is ScanState.WRITTEN, state
+        self.settler.settle(record, self.claimer.claimed_path(record), self.claimer.claimed_sidecar(record), syncs)
+        settled = ScanState.QUARANTINED if record.rejected else ScanState.ARCHIVED
+        return lambda: (self.journal.advance(record, settled), None)
+
+    def examine(self, record: ScanRecord) -> Outcome:
+        """Read and analyse a claimed scan: its analysis, or why it is refused. Nothing is written: the ANALYSED or
+        REJECTED move records it (`resume_many`)."""
         claimed = self.claimer.claimed_path(record)
         if claimed.is_symlink():
-            return self._reject(record, None, Failure("ingest", "SymbolicLink", SYMLINK_REASON)), None
+            return Refusal(Failure("ingest", "SymbolicLink", SYMLINK_REASON), None)
         try:
             data = read_scan_file(claimed, self.max_file_bytes, linked_from_archive=record.source_name is not None)
         except IngestError as exc:
-            return self._reject(record, None, Failure(exc.stage, type(exc).__name__, str(exc))), None
+            return Refusal(Failure(exc.stage, type(exc).__name__, str(exc)), None)
         except OSError as exc:
-            return self._reject(record, None, Failure("ingest", type(exc).__name__, str(exc))), None
+            return Refusal(Failure("ingest", type(exc).__name__, str(exc)), None)
         sidecar = None
         if record.sidecar_name is not None:
             try:
                 sidecar_data = read_scan_file(self.claimer.claimed_sidecar(record), self.max_file_bytes)
             except IngestError as exc:
                 failure = Failure("regions", type(exc).__name__, f"{record.sidecar_name}: {exc}")
-                return self._reject(record, data, failure), None
+                return _refusal(failure, data)
             except OSError:
                 reason = f"its region file {record.sidecar_name} left the inbox before it could be read: {REDROP}"
-                return self._reject(record, data, Failure("regions", "MissingSidecar", reason)), None
+                return _refusal(Failure("regions", "MissingSidecar", reason), data)
             kind = sidecar_kind(record.sidecar_name)
             assert kind is not None, "only a sidecar's name is recorded as one"
             sidecar = Sidecar(record.sidecar_name, kind, sidecar_data, record.reader)
         try:
-            analysis = self.analyser.analyse(data, record.input_name, sidecar)
+            return self.analyser.analyse(data, record.input_name, sidecar)
         except MammoEdgeError as exc:  # input, region and model errors alike: refused with their stage
             reason = str(exc) if sidecar is None or exc.stage != "regions" else f"{sidecar.name}: {exc}"
-            return self._reject(record, data, Failure(exc.stage, type(exc).__name__, reason)), None
+            return _refusal(Failure(exc.stage, type(exc).__name__, reason), data)
         except Exception as exc:  # one poisoned file must not stop the service, nor loop it on restarts
             log.exception("%s %s: the analysis raised an unexpected error", record.scan_id, record.input_name)
             reason = INTERNAL_REASON.format(kind=type(exc).__name__, error=exc)
-            return self._reject(record, data, Failure("analyse", "InternalError", reason)), None
+            return _refusal(Failure("analyse", "InternalError", reason), data)
+
+    def _record(self, record: ScanRecord, outcome: Outcome) -> ScanRecord:
+        """CLAIMED -> ANALYSED with names reserved, or -> REJECTED with the reason (an ANALYSED record analysed
+        again after a crash keeps its names)."""
+        if isinstance(outcome, Refusal):
+            return self._reject(record, outcome)
         if record.state is ScanState.ANALYSED:
-            return record, analysis
+            return record
         analysed = self.journal.advance(
             record,
             ScanState.ANALYSED,
-            sha256=analysis.sha256,
+            sha256=outcome.sha256,
             result_stem=self.writer.free_stem(record.input_name, self.journal.result_stem_taken),
             settled_name=self.settler.reserve(record.input_name, rejected=False),
-            duplicate_of=self.journal.first_result_for(analysis.sha256),
-            status=analysis.status,
-            label=analysis.label,
-            probability=analysis.probability,
+            duplicate_of=self.journal.first_result_for(outcome.sha256),
+            status=outcome.status,
+            label=outcome.label,
+            probability=outcome.probability,
         )
         log.info(
             "%s %s: %s%s",
             record.scan_id,
             record.input_name,
-            summary(analysis),
+            summary(outcome),
             f" (duplicate of {analysed.duplicate_of})" if analysed.duplicate_of else "",
         )
-        return analysed, analysis
+        return analysed
 
-    def _reject(self, record: ScanRecord, data: bytes | None, failure: Failure) -> ScanRecord:
-        """Refused with `failure`; `data` (the scan's bytes, when read) hashed here: an analysis hashes them itself."""
+    def _reject(self, record: ScanRecord, refusal: Refusal) -> ScanRecord:
+        """Refused: REJECTED with the failure, its quarantine name reserved."""
+        failure = refusal.failure
         log.warning(
             "%s %s: rejected at %s (%s): %s",
             record.scan_id,
@@ -181,7 +230,7 @@ class ScanPipeline:
         return self.journal.advance(
             record,
             ScanState.REJECTED,
-            sha256=None if data is None else hashlib.sha256(data).hexdigest(),
+            sha256=refusal.sha256,
             failure=failure,
             result_stem=None,
             settled_name=self.settler.reserve(record.input_name, rejected=True),
@@ -190,3 +239,8 @@ class ScanPipeline:
             label=None,
             probability=None,
         )
+
+
+def _refusal(failure: Failure, data: bytes) -> Refusal:
+    """A refusal of a scan whose bytes were read (hashed here: an analysis hashes them itself)."""
+    return Refusal(failure, hashlib.sha256(data).hexdigest())

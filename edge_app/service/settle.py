@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from edge_app.fsutil import move_durably, unique_stem
+from edge_app.fsutil import PendingSyncs, move_durably, unique_stem
 from edge_app.regions import SIDECAR_SUFFIXES, sidecar_suffix
 from edge_app.service.lifecycle import ScanRecord
 from edge_app.service.writer import ERROR_SUFFIX
@@ -51,16 +51,18 @@ class Settler:
         assert suffix is not None, record.sidecar_name  # intake pairs a scan only with a name a sidecar can have
         return self.folder_for(record.rejected) / settled.parent / f"{settled.stem}{suffix}"
 
-    def settle(self, record: ScanRecord, claimed: Path, claimed_sidecar: Path) -> Path:
+    def settle(
+        self, record: ScanRecord, claimed: Path, claimed_sidecar: Path, syncs: PendingSyncs | None = None
+    ) -> Path:
         """Move the claimed input (and its sidecar) to the reserved place, unless a crash already moved them; returns
-        where the input is."""
+        where the input is (the folders fsynced now, or by `syncs` with the rest of a batch)."""
         assert record.settled_name is not None, "the settled name is reserved before settling"
         sidecar_target = self.settled_sidecar(record)
         if sidecar_target is not None and os.path.lexists(claimed_sidecar):
             sidecar_target.parent.mkdir(parents=True, exist_ok=True)
-            move_durably(claimed_sidecar, sidecar_target)
+            move_durably(claimed_sidecar, sidecar_target, syncs)
         target = self.folder_for(record.rejected) / record.settled_name
         if os.path.lexists(claimed):
             target.parent.mkdir(parents=True, exist_ok=True)
-            move_durably(claimed, target)
+            move_durably(claimed, target, syncs)
         return target

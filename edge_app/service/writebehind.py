@@ -1,66 +1,73 @@
-"""The daemon's second lane: a scan's write and settle stages (overlay, answers, result JSON, audit lines, archive move)
-run in a thread of their own while the loop analyses the next scan.
+"""The daemon's write lanes: a scan's overlay is rendered in one thread, and its journal moves, files and archive
+move are made in another, while the loop analyses the next scan.
 
-On a 2-core device the interpreter keeps both cores busy during an invoke; the write stage is mostly waiting on
-fsync and a single-threaded PNG encoder, which now overlaps the next invoke instead of following it. Nothing about
-durability changes: every stage still ends in its journal move, in the same order, one scan after another (one
-thread, first in first out). At most `depth` analysed scans wait for the lane, so a burst waits in the inbox, not in
-memory.
+On a 2-core device the interpreter keeps a core busy during an invoke; the overlay (drawing and JPEG encoding,
+which release the GIL) takes what it leaves, and the write stage, mostly waiting on fsync, overlaps both. The lanes
+run at the loop's priority: once they were niced (10) when the overlay was drawn in the writer, but with the overlay
+in a lane of its own a niced lane starved behind the results page and the watcher and held the loop back (96 px,
+2 threads: 1.35-1.40 invokes per file at equal priority, 1.8-2.5 at 10). The writer
+takes every scan waiting for it as one batch (`ScanPipeline.resume_many`: one commit and one fsync per folder for
+each step of the batch, not for each scan), in arrival order. Nothing about durability changes: every record takes
+its steps in order, each ending in its journal move. At most `depth` scans wait for each lane, so a burst waits in
+the inbox, not in memory.
 
-A storage error (disk full, read-only) stops the lane: the scans it still held stay ANALYSED in the journal, the
-loop is told (`failure`) and retries as it did before, and recovery finishes them (their analysis done again from
-the same bytes). Any other exception is a bug: it is handed to the loop (`raise_fatal`), which stops the service
-as it would have had the write run in the loop itself.
+A storage error (disk full, read-only) stops the writer: the scans it still held stay CLAIMED (or where the error
+left them) in the journal, the loop is told (`failure`) and retries as it did before, and recovery finishes them
+(their analysis done again from the same bytes). Any other exception is a bug: it is handed to the loop
+(`raise_fatal`), which stops the service as it would have had the write run in the loop itself.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from edge_app.service.analyse import Analysis
 from edge_app.service.lifecycle import ScanRecord
+from edge_app.service.pipeline import Outcome
 
 log = logging.getLogger(__name__)
+Item = tuple[ScanRecord, Outcome | None]
 _STOP = None
-LANE_NICENESS = 10
-"""The lane runs below the loop's priority (Linux sets it per thread): the interpreter keeps its cores and the encoder
-takes the cycles the invoke leaves. Measured on 2 cores, 224 px: 108 ms per file at equal priority, 89-95 ms at 10."""
+BATCH_LIMIT = 16
+"""Scans written as one batch at most: a crash redoes at most this many scans' writes."""
 
 
 class WriteBehind:
     def __init__(
         self,
-        finish: Callable[[ScanRecord, Analysis | None], ScanRecord],
+        finish: Callable[[Sequence[Item]], list[ScanRecord]],
         done: Callable[[ScanRecord], None],
         storage_errors: tuple[type[Exception], ...],
-        depth: int = 1,
+        depth: int = 4,
     ) -> None:
         self.finish = finish
         self.done = done
         self.storage_errors = storage_errors
-        self._queue: queue.Queue[tuple[ScanRecord, Analysis | None] | None] = queue.Queue(maxsize=depth)
+        self._incoming: queue.Queue[Item | None] = queue.Queue(maxsize=depth)
+        self._rendered: queue.Queue[Item | None] = queue.Queue(maxsize=depth)
         self._failure: Exception | None = None
         self._fatal: BaseException | None = None
-        self._thread = threading.Thread(target=self._serve, name="write-behind", daemon=True)
-        self._thread.start()
+        self._renderer = threading.Thread(target=self._render, name="overlay-lane", daemon=True)
+        self._writer = threading.Thread(target=self._serve, name="write-behind", daemon=True)
+        self._renderer.start()
+        self._writer.start()
 
-    def submit(self, record: ScanRecord, analysis: Analysis | None) -> None:
-        """Queue an analysed (or rejected) scan for its write stage; waits while `depth` scans are waiting."""
+    def submit(self, record: ScanRecord, outcome: Outcome | None) -> None:
+        """Queue a claimed scan with its analysis (or refusal) for its write stage; waits while `depth` wait."""
         while True:
             self.raise_fatal()
             try:
-                self._queue.put((record, analysis), timeout=0.5)
+                self._incoming.put((record, outcome), timeout=0.5)
                 return
             except queue.Full:
                 continue
 
     def failure(self) -> Exception | None:
-        """The storage error that stopped the lane, if one did."""
+        """The storage error that stopped the writer, if one did."""
         return self._failure
 
     def resume(self) -> None:
@@ -75,31 +82,64 @@ class WriteBehind:
 
     def drain(self) -> None:
         """Wait until every queued scan is written (or, after a failure, left to recovery)."""
-        self._queue.join()
+        self._incoming.join()  # an item reaches the writer's queue before it leaves this one
+        self._rendered.join()
 
     def close(self) -> None:
-        """Write what is queued, then stop and join the thread (idempotent)."""
-        if self._thread.is_alive():
-            self._queue.put(_STOP)
-            self._thread.join()
+        """Write what is queued, then stop and join the threads (idempotent)."""
+        if self._renderer.is_alive():
+            self._incoming.put(_STOP)
+            self._renderer.join()
+        if self._writer.is_alive():
+            self._writer.join()
+
+    def _render(self) -> None:
+        while True:
+            item = self._incoming.get()
+            try:
+                if item is not None and isinstance(item[1], Analysis) and item[1].overlay is not None:
+                    # Encoded once and kept; an error is left for the write stage, which meets it again and reports it
+                    # with the scan (a bug) instead of this thread dying on it.
+                    with contextlib.suppress(Exception):
+                        item[1].overlay.jpeg()
+                self._rendered.put(item)
+                if item is None:
+                    return
+            finally:
+                self._incoming.task_done()
 
     def _serve(self) -> None:
-        with contextlib.suppress(AttributeError, OSError):  # no per-thread priority here: the lane runs as is
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LANE_NICENESS)
         while True:
-            item = self._queue.get()
+            batch, stop = self._take_batch()
             try:
-                if item is _STOP:
-                    return
-                if self._failure is not None or self._fatal is not None:
-                    continue  # left ANALYSED in the journal: recovery finishes it
-                record, analysis = item
-                try:
-                    self.done(self.finish(record, analysis))
-                except self.storage_errors as exc:
-                    self._failure = exc
-                except BaseException as exc:  # a bug: the loop re-raises it
-                    log.exception("%s: the write stage failed unexpectedly", record.scan_id)
-                    self._fatal = exc
+                if batch and self._failure is None and self._fatal is None:  # else left to recovery in the journal
+                    self._write(batch)
             finally:
-                self._queue.task_done()
+                for _ in range(len(batch) + stop):
+                    self._rendered.task_done()
+            if stop:
+                return
+
+    def _take_batch(self) -> tuple[list[Item], bool]:
+        """The scans waiting for the writer (one at least, BATCH_LIMIT at most), and whether the stop followed them."""
+        batch: list[Item] = []
+        item = self._rendered.get()
+        while item is not None:
+            batch.append(item)
+            if len(batch) == BATCH_LIMIT:
+                return batch, False
+            try:
+                item = self._rendered.get_nowait()
+            except queue.Empty:
+                return batch, False
+        return batch, True
+
+    def _write(self, batch: list[Item]) -> None:
+        try:
+            for record in self.finish(batch):
+                self.done(record)
+        except self.storage_errors as exc:
+            self._failure = exc
+        except BaseException as exc:  # a bug: the loop re-raises it
+            log.exception("%s: the write stage failed unexpectedly", ", ".join(record.scan_id for record, _ in batch))
+            self._fatal = exc

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edge_app.detect import Candidate
-from edge_app.fsutil import atomic_write, unique_stem
+from edge_app.fsutil import PendingSyncs, atomic_write, unique_stem
 from edge_app.model import ModelIdentity
 from edge_app.service.analyse import Analysis, RegionAnswer
 from edge_app.service.audit import DEFAULT_MAX_BYTES, AuditLog
@@ -177,33 +177,35 @@ class ResultWriter:
         stem = Path(input_name).stem or "scan"
         return unique_stem(self.results, stem, RESULT_SUFFIXES, is_reserved)
 
-    def write_result(self, record: ScanRecord, analysis: Analysis, source: Path | None = None) -> Path:
+    def write_result(
+        self, record: ScanRecord, analysis: Analysis, source: Path | None = None, syncs: PendingSyncs | None = None
+    ) -> Path:
         """Overlay, the sinks' answers (given the scan's file, `source`), result JSON and audit line of an analysed
-        scan; returns the JSON's path."""
+        scan; returns the JSON's path. With `syncs`, the folder and the audit logs are fsynced with the batch's."""
         assert record.result_stem is not None, "the result stem is reserved before writing"
         picture = analysis.overlay_jpeg  # rendered and encoded here, in the daemon's write lane
         if picture is not None:
-            atomic_write(self.results / str(record.overlay_file), picture)
+            atomic_write(self.results / str(record.overlay_file), picture, syncs)
         if source is not None:
             for sink in self.sinks:
                 sink.answer(record, analysis, source)
         target = self.results / str(record.result_file)
-        atomic_write(target, _json_bytes(result_document(record, analysis, self.identity)))
-        self._audit(record, analysis.status)
+        atomic_write(target, _json_bytes(result_document(record, analysis, self.identity)), syncs)
+        self._audit(record, analysis.status, syncs)
         return target
 
-    def write_rejection(self, record: ScanRecord) -> Path | None:
+    def write_rejection(self, record: ScanRecord, syncs: PendingSyncs | None = None) -> Path | None:
         """The error JSON beside the quarantined input (when there is a quarantine) and the audit line."""
         target = None
         if self.rejections is not None:
             assert record.settled_name is not None, "the quarantine name is reserved before writing"
             target = self.rejections / f"{record.settled_name}{ERROR_SUFFIX}"
             target.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(target, _json_bytes(rejection_document(record)))
-        self._audit(record, "rejected")
+            atomic_write(target, _json_bytes(rejection_document(record)), syncs)
+        self._audit(record, "rejected", syncs)
         return target
 
-    def _audit(self, record: ScanRecord, status: str) -> None:
+    def _audit(self, record: ScanRecord, status: str, syncs: PendingSyncs | None) -> None:
         """One line per scan in each log; each log is checked on its own, so a crash between them is repaired."""
         failure = record.failure
         entry = {
@@ -221,8 +223,8 @@ class ResultWriter:
         }
         buffer = io.StringIO()
         csv.writer(buffer).writerow([entry[key] for key in AUDIT_FIELDS])  # the csv module writes None as ""
-        self.audit_csv.append_once(buffer.getvalue(), f",{record.scan_id},")
-        self.audit_jsonl.append_once(json.dumps(entry, ensure_ascii=False) + "\n", f'"id": "{record.scan_id}"')
+        self.audit_csv.append_once(buffer.getvalue(), f",{record.scan_id},", syncs)
+        self.audit_jsonl.append_once(json.dumps(entry, ensure_ascii=False) + "\n", f'"id": "{record.scan_id}"', syncs)
         for follow_up in self.after_write:
             follow_up()
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from corpus import ROI
@@ -118,11 +119,11 @@ def test_refused_writes_keep_the_scans_report_it_and_resume_when_writing_works(
     refusing = [True]
     refused: list[float] = []  # when each refused write came
 
-    def write(final: Path, data: bytes) -> None:
+    def write(final: Path, data: bytes, syncs: Any = None) -> None:
         if refusing[0]:
             refused.append(time.monotonic())
             raise OSError(error, os.strerror(error), str(final))
-        real_write(final, data)
+        real_write(final, data, syncs)
 
     monkeypatch.setattr(writer_module, "atomic_write", write)
     statuses: list[str] = []

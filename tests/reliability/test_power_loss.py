@@ -21,10 +21,12 @@ from typing import Any
 
 import pytest
 from corpus import ROI, patch, png
-from harness import config_under, fake_analyser
+from harness import config_under, distinct_scan, fake_analyser
 
+from edge_app import fsutil
 from edge_app.service.daemon import build_pipeline, journal_path
 from edge_app.service.journal import Journal
+from edge_app.service.lifecycle import ScanState
 
 pytestmark = pytest.mark.usefixtures("fake_runtime")  # the service around the model, on the fake model
 
@@ -125,3 +127,29 @@ def test_every_write_is_durable_before_the_journal_says_it_happened(
         recorder.committed(f"{name} finished")  # whatever comes next must find this scan durable
     assert recorder.operations > 40, "the recorder saw too little to judge"
     assert recorder.violations == []
+
+
+def test_a_batch_keeps_the_rules_and_syncs_each_folder_once_per_step(
+    tmp_path: Path, recorder: DurabilityRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon's way: arrivals claimed together, each analysed, then recorded, written and settled together. The
+    rules hold with every step's journal moves in one commit, and the folders are fsynced once per step, not once per
+    scan (what a backlog on an SD card pays for)."""
+    config = config_under(tmp_path / "device")
+    pipeline = build_pipeline(config, Journal(journal_path(config)), fake_analyser(tmp_path))
+    scans = [distinct_scan(index) for index in range(5)] + [b"not an image"]
+    for index, data in enumerate(scans):
+        (config.paths.inbox / f"scan{index}.png").write_bytes(data)
+    recorder.dirty_files.clear()  # the test's own drops
+    synced: list[str] = []
+    real_fsync_dir = fsutil.fsync_dir
+    monkeypatch.setattr(fsutil, "fsync_dir", lambda folder: synced.append(str(folder)) or real_fsync_dir(folder))
+    arrivals = [(config.paths.inbox / f"scan{index}.png", None) for index in range(len(scans))]
+    claimed = pipeline.claim_new(arrivals)
+    finished = pipeline.resume_many([(record, pipeline.examine(record)) for record in claimed])
+    recorder.committed("the batch finished")
+    assert [record.state for record in finished] == [ScanState.ARCHIVED] * 5 + [ScanState.QUARANTINED]
+    assert sorted(path.name for path in config.paths.archive.iterdir()) == [f"scan{index}.png" for index in range(5)]
+    assert recorder.violations == []
+    assert synced.count(str(config.paths.results)) == 1  # six results and error files: one fsync of the folder
+    assert synced.count(str(config.paths.archive)) == 1 and synced.count(str(config.paths.inbox)) == 1
