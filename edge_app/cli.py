@@ -175,16 +175,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_analyser(config: Config) -> ModelAnalyser:
+def _load_analyser(config: Config, explain_later: bool = False) -> ModelAnalyser:
     """The configured model. The bundle path is resolved once: a `model install` that switches the link while the
-    service runs changes nothing under it until the restart (every file it reads is the version it loaded)."""
+    service runs changes nothing under it until the restart (every file it reads is the version it loaded).
+    `explain_later`: the daemon's, whose overlay lane explains each analysis (`ModelAnalyser`)."""
     model = config.model
     check_signature(model.bundle.resolve(), model.trusted_keys)
     loaded = EdgeModel.load(model.bundle.resolve(), model.variant, model.runtime, model.threads, model.heatmaps)
     scope = config.scope
     limits = ScopeLimits.resolve(loaded.manifest.scope, scope.min_side_px, scope.max_side_px, scope.max_extent_mm)
     detector = FilmDetector.load(loaded.bundle, loaded.manifest, loaded.runtime, model.threads)
-    return ModelAnalyser(loaded, config.ingest.max_pixels, limits, detector, config.regions)
+    return ModelAnalyser(loaded, config.ingest.max_pixels, limits, detector, config.regions, explain_later)
 
 
 def _answer_sinks(config: Config, identity: ModelIdentity) -> tuple[AnswerSink, ...]:
@@ -228,7 +229,7 @@ def run_command(args: argparse.Namespace) -> int:
     from edge_app.service.daemon import Daemon, journal_path, outcome_table
 
     config, stopping = _start_service(args)
-    analyser = _load_analyser(config)
+    analyser = _load_analyser(config, explain_later=True)
     sinks = _answer_sinks(config, analyser.identity)
     page = _results_page(config.paths.results, analyser.model, analyser.model.bundle)
     page.update()  # the page names the model now serving, before the first scan

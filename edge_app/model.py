@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,9 @@ class Prediction:
     heatmap: Heatmap | None  # in [0, 1], peaking at 1 where the evidence is strongest
     timings_ms: dict[str, float]
     evidence: float = 0.0  # the heatmap's peak in malignant-logit units (what `heat_on_scale` paints it by)
+    maps: dict[str, NDArray[np.float32]] | None = field(default=None, compare=False, repr=False)
+    """A prediction made without its heatmap keeps its image's feature maps, from which `EdgeModel.explain` makes
+    the heatmap later (the daemon does it off the loop's lane)."""
 
 
 ModelOpener = Callable[[str, ModelFile], Any]
@@ -216,7 +219,7 @@ class EdgeModel:
         """Classify preprocessed images (a film's regions) in one invoke of the classifier, resized to their number:
         the runtime's kernels work on larger matrices, and a region costs less than a patch file does. Each image's
         answer is the one it gets alone (a test holds this). Each prediction's ``invoke_ms`` is its share of the
-        batch's invoke."""
+        batch's invoke. Without `heatmap`, each prediction keeps its feature maps for `explain`."""
         outputs = self.classifier_entry.outputs
         count = len(images)
         started = time.perf_counter()
@@ -228,17 +231,24 @@ class EdgeModel:
         maps = {name: get_output(self._classifier, outputs[name]) for name in self.manifest.backbones}
         predictions = []
         for position, logit in enumerate(logits.tolist()):
-            timings = {"invoke_ms": invoke_ms}
-            fused, peak = None, 0.0
-            if heatmap and self._head is not None:
-                tick = time.perf_counter()
-                evidence = self._evidence({name: values[position : position + 1] for name, values in maps.items()})
-                fused, peak = normalise(evidence), evidence_peak(evidence)
-                timings["gradcam_ms"] = (time.perf_counter() - tick) * 1000
             probability = calibrated_probability(logit, self.manifest.temperature)
             label = self.manifest.labels[int(probability >= self.manifest.threshold)]
-            predictions.append(Prediction(logit, probability, label, fused, timings, peak))
+            own_maps = {name: values[position : position + 1] for name, values in maps.items()}
+            prediction = Prediction(logit, probability, label, None, {"invoke_ms": invoke_ms}, maps=own_maps)
+            predictions.append(self.explain(prediction) if heatmap else prediction)
         return predictions
+
+    def explain(self, prediction: Prediction) -> Prediction:
+        """`prediction` with its Grad-CAM heatmap, from the feature maps it kept (the head's invoke; ``gradcam_ms`` in
+        its timings); as it is when the bundle's head was not loaded or it has a heatmap already."""
+        if self._head is None or prediction.maps is None:
+            return prediction
+        tick = time.perf_counter()
+        evidence = self._evidence(prediction.maps)
+        timings = {**prediction.timings_ms, "gradcam_ms": (time.perf_counter() - tick) * 1000}
+        return replace(
+            prediction, heatmap=normalise(evidence), evidence=evidence_peak(evidence), timings_ms=timings, maps=None
+        )
 
     def _batch_size(self, count: int) -> None:
         """Resize the classifier's input to `count` images if it holds another number (cheap: no weights move)."""

@@ -604,6 +604,9 @@ class _PinnedModel:
     def predict_batch(self, images: list[np.ndarray], heatmap: bool = True) -> list[Any]:
         return [self.predict(pixels, heatmap) for pixels in images]
 
+    def explain(self, prediction: Any) -> Any:
+        return prediction  # pinned: its heatmap comes with the prediction
+
 
 def test_the_analysis_records_the_scan_its_regions_and_each_stages_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -727,3 +730,26 @@ def test_a_files_input_with_an_unknown_key_is_refused_by_its_place(tmp_path: Pat
     where = r"^manifest files\['classifier_float32.tflite'\].input: "
     with pytest.raises(BundleError, match=where + r"unknown key\(s\) 'colour'"):
         manifest_from_dict(values)
+
+
+def test_an_analysis_explained_later_is_the_one_explained_at_once(tmp_path: Path) -> None:
+    """The daemon's loop leaves the Grad-CAM heatmaps and the overlay to its overlay lane (`explain_later`): the loop
+    gets the answers alone; `completed` then gives exactly what the analysis explained at once gives."""
+    now = _analyser(tmp_path)
+    later = ModelAnalyser(now.model, now.max_pixels, now.limits, explain_later=True)
+    pixels = _film(300, 400)
+    pixels[40:80, 300:340] = 240  # a bright mass under region B
+    film = _png(pixels)
+    roi = {"regions": [{"label": "A", "x": 100, "y": 150, "radius": 10}, {"label": "B", "box": [300, 40, 340, 80]}]}
+    sidecar = Sidecar("film.roi.json", "roi", json.dumps(roi).encode())
+    at_once = now.analyse(film, "film.png", sidecar)
+    pending = later.analyse(film, "film.png", sidecar)
+    assert pending.pending is not None and pending.overlay is None
+    assert [answer.heatmap_peak for answer in pending.regions] == [None, None]  # the peaks come with the explanation
+    assert (pending.status, pending.label, pending.probability) == (at_once.status, at_once.label, at_once.probability)
+    explained = pending.completed()
+    assert explained.pending is None and explained.completed() is explained
+    assert explained.regions == at_once.regions and at_once.regions[1].heatmap_peak is not None
+    assert explained.overlay is not None and at_once.overlay is not None
+    assert np.array_equal(explained.overlay.pixels(), at_once.overlay.pixels())
+    assert "gradcam_ms" in explained.timings_ms

@@ -20,7 +20,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Protocol
 
@@ -167,6 +167,13 @@ class Analysis:
     timings_ms: dict[str, float]
     suggestions: tuple[Candidate, ...] = ()  # a film left needs_roi: where the detector proposes the reader look
     suggestions_reason: str | None = None  # why a film got no suggestions although the bundle has a detector
+    pending: Callable[[], Analysis] | None = field(default=None, compare=False, repr=False)
+    """Its explanations (each region's Grad-CAM peak, the overlay), when they were left for later: `completed`."""
+
+    def completed(self) -> Analysis:
+        """The analysis with its explanations, made now if they were left for later (the daemon's overlay lane makes
+        them off the loop's lane; the writer asks again and gets the same analysis)."""
+        return self if self.pending is None else self.pending()
 
     @property
     def overlay_jpeg(self) -> bytes | None:
@@ -245,15 +252,19 @@ class ModelAnalyser:
         limits: ScopeLimits,
         detector: FilmDetector | None = None,
         regions: RegionsSection | None = None,
+        explain_later: bool = False,
     ) -> None:
         """`detector`: the bundle's (`FilmDetector.load`), used as `regions` (``[regions]``, default its defaults)
-        says; without one a film is answered ``needs_roi`` with no suggestions."""
+        says; without one a film is answered ``needs_roi`` with no suggestions. `explain_later`: an analysis leaves
+        its Grad-CAM heatmaps and overlay to `Analysis.completed` (the daemon's overlay lane), so the thread that
+        analyses goes on to the next scan's invoke."""
         self.model = model
         self.max_pixels = max_pixels
         self.limits = limits
         self.rule = model.manifest.scope.crop_rule
         self.regions = regions or RegionsSection()
         self.detector = detector if self.regions.propose != "off" else None
+        self.explain_later = explain_later
 
     @property
     def identity(self) -> ModelIdentity:
@@ -297,20 +308,42 @@ class ModelAnalyser:
         predictions = [
             prediction
             for first in range(0, len(inputs), BATCH_LIMIT)
-            for prediction in self.model.predict_batch(inputs[first : first + BATCH_LIMIT])
+            for prediction in self.model.predict_batch(inputs[first : first + BATCH_LIMIT], heatmap=False)
         ]
-        answers, pictures = [], []
         scores: list[float | None] = [candidate.score for candidate in found] or [None] * len(views)
-        for (region, marked_as, box, window, crop), prediction, score in zip(views, predictions, scores, strict=True):
+        answers = []
+        for (region, marked_as, box, window, _crop), prediction, score in zip(views, predictions, scores, strict=True):
             for key, value in prediction.timings_ms.items():
                 _add(timings, key, value)
-            answer, picture = self._answer(region, marked_as, marker, box, window, crop, prediction)
-            answers.append(replace(answer, detector_score=score))
-            pictures.append(picture)
+            answers.append(self._answer(region, marked_as, marker, box, window, prediction, score))
+        analysis = Analysis(sha256, CLASSIFIED, facts, tuple(answers), None, None, timings)
+        explain = partial(self._explained, analysis, gray, views, predictions)
+        return replace(analysis, pending=explain) if self.explain_later else explain()
+
+    def _explained(
+        self,
+        analysis: Analysis,
+        gray: Gray8,
+        views: list[tuple[Region, str, Box, Box, Gray8]],
+        predictions: list[Prediction],
+    ) -> Analysis:
+        """`analysis` with each region's Grad-CAM peak and the overlay picture (when the bundle explains)."""
+        answers, pictures = [], []
+        for (region, _, box, window, crop), answer, prediction in zip(
+            views, analysis.regions, predictions, strict=True
+        ):
+            explained = self.model.explain(prediction)
+            for key, value in explained.timings_ms.items():
+                if key not in prediction.timings_ms:
+                    _add(analysis.timings_ms, key, value)
+            square = _model_square(window, crop)
+            answers.append(replace(answer, heatmap_peak=_peak(square, explained)))
+            pictures.append(self._picture(region, answer, box, square, crop, explained))
         overlay = None
         if any(picture.heatmap is not None for picture in pictures):
-            overlay = Overlay(partial(render, gray, pictures, heat_scale=self.model.manifest.heat_scale), timings)
-        return Analysis(sha256, CLASSIFIED, facts, tuple(answers), None, overlay, timings)
+            drawing = partial(render, gray, pictures, heat_scale=self.model.manifest.heat_scale)
+            overlay = Overlay(drawing, analysis.timings_ms)
+        return replace(analysis, regions=tuple(answers), overlay=overlay, pending=None)
 
     def _proposals(self, decoded: DecodedImage, timings: dict[str, float]) -> tuple[tuple[Candidate, ...], str | None]:
         """The detector's candidates on a film, or none and why (None: the bundle has no detector, or it is off)."""
@@ -345,20 +378,11 @@ class ModelAnalyser:
         marker: Marker,
         box: Box,
         window: Box,
-        crop: Gray8,
         prediction: Prediction,
-    ) -> tuple[RegionAnswer, RegionView]:
-        """One region's answer in the scan's coordinates, and its panel of the overlay."""
-        peak = None
-        square = _model_square(window, crop)
-        if prediction.heatmap is not None:
-            x, y = peak_location(prediction.heatmap)
-            side = prediction.heatmap.shape[0]
-            peak = (
-                square.x0 + round((x + 0.5) * (square.x1 - square.x0) / side - 0.5),
-                square.y0 + round((y + 0.5) * (square.y1 - square.y0) / side - 0.5),
-            )
-        answer = RegionAnswer(
+        detector_score: float | None,
+    ) -> RegionAnswer:
+        """One region's answer in the scan's coordinates (its Grad-CAM peak comes with the explanation)."""
+        return RegionAnswer(
             region.label,
             marked_as,
             marker.by,
@@ -368,14 +392,32 @@ class ModelAnalyser:
             prediction.probability,
             prediction.logit,
             prediction.label,
-            peak,
+            None,
+            detector_score,
         )
-        circle = (region.cx, region.cy, region.radius) if marked_as == "circle" else None
+
+    def _picture(
+        self, region: Region, answer: RegionAnswer, box: Box, square: Box, crop: Gray8, prediction: Prediction
+    ) -> RegionView:
+        """One region's panel of the overlay, with its heat on the bundle's scale."""
+        circle = (region.cx, region.cy, region.radius) if answer.marked_as == "circle" else None
         caption = f"{region.label}  p={prediction.probability:.3f}  {prediction.label}"
         heat = None
         if prediction.heatmap is not None:
             heat = heat_on_scale(prediction.heatmap, prediction.evidence, self.model.manifest.heat_scale)
-        return answer, RegionView(region.label, caption, box, circle, square, pad_to_square(crop), heat)
+        return RegionView(region.label, caption, box, circle, square, pad_to_square(crop), heat)
+
+
+def _peak(square: Box, prediction: Prediction) -> tuple[int, int] | None:
+    """Where the Grad-CAM evidence peaks, in scan pixels (None without a heatmap)."""
+    if prediction.heatmap is None:
+        return None
+    x, y = peak_location(prediction.heatmap)
+    side = prediction.heatmap.shape[0]
+    return (
+        square.x0 + round((x + 0.5) * (square.x1 - square.x0) / side - 0.5),
+        square.y0 + round((y + 0.5) * (square.y1 - square.y0) / side - 0.5),
+    )
 
 
 def _model_square(window: Box, crop: Gray8) -> Box:

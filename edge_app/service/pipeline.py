@@ -144,7 +144,7 @@ class ScanPipeline:
             return lambda: (self._record(record, found), found)
         if state is ScanState.ANALYSED:
             assert isinstance(outcome, Analysis), "a refusal is recorded as REJECTED, never ANALYSED"
-            self.writer.write_result(record, outcome, self.claimer.claimed_path(record), syncs)
+            self.writer.write_result(record, outcome.completed(), self.claimer.claimed_path(record), syncs)
             return lambda: (self.journal.advance(record, ScanState.WRITTEN), None)
         if state is ScanState.REJECTED:
             self.writer.write_rejection(record, syncs)

@@ -19,7 +19,6 @@ left them) in the journal, the loop is told (`failure`) and retries as it did be
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import threading
@@ -97,12 +96,7 @@ class WriteBehind:
         while True:
             item = self._incoming.get()
             try:
-                if item is not None and isinstance(item[1], Analysis) and item[1].overlay is not None:
-                    # Encoded once and kept; an error is left for the write stage, which meets it again and reports it
-                    # with the scan (a bug) instead of this thread dying on it.
-                    with contextlib.suppress(Exception):
-                        item[1].overlay.jpeg()
-                self._rendered.put(item)
+                self._rendered.put(item if item is None else _explained(item))
                 if item is None:
                     return
             finally:
@@ -143,3 +137,18 @@ class WriteBehind:
         except BaseException as exc:  # a bug: the loop re-raises it
             log.exception("%s: the write stage failed unexpectedly", ", ".join(record.scan_id for record, _ in batch))
             self._fatal = exc
+
+
+def _explained(item: Item) -> Item:
+    """The item with its analysis explained and its overlay encoded (each kept). An error is left for the write stage,
+    which meets it again and reports it with the scan (a bug) instead of this lane dying on it."""
+    record, outcome = item
+    if not isinstance(outcome, Analysis):
+        return item
+    try:
+        explained = outcome.completed()
+        if explained.overlay is not None:
+            explained.overlay.jpeg()
+    except Exception:
+        return item
+    return record, explained
