@@ -15,7 +15,14 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from edge_app.errors import FileTooLargeError, HardLinkError, IngestError, NotAFileError, UnreadableFileError
+from edge_app.errors import (
+    FileTooLargeError,
+    HardLinkError,
+    IngestError,
+    MammoEdgeError,
+    NotAFileError,
+    UnreadableFileError,
+)
 
 TEMP_SUFFIX = ".tmp"
 
@@ -27,6 +34,19 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_owner_only(path: Path, what: str, error: type[MammoEdgeError]) -> str:
+    """The text of a secret's file (credentials, a signing key), refused with `error` if it cannot be read or if
+    anyone but its owner may read or write it (as SSH refuses a key). `what` names it in the message."""
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise error(f"{what} cannot be read: {exc.strerror}") from exc
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise error(f"{what} is open to other users (mode {stat.S_IMODE(mode):04o}): chmod 600 it")
+    return text
 
 
 def fsync_dir(folder: Path) -> None:

@@ -9,14 +9,13 @@ import argparse
 import base64
 import binascii
 import os
-import stat
 from collections.abc import Sequence
 from pathlib import Path
 
 from nacl.signing import SigningKey
 
 from edge_app.errors import BundleError, DataError
-from edge_app.fsutil import atomic_write
+from edge_app.fsutil import atomic_write, read_owner_only
 from edge_app.manifest import MANIFEST
 from edge_app.signing import SIGNATURE, PublicKey, signature_document
 
@@ -40,13 +39,7 @@ def keygen(out: Path) -> Path:
 
 def read_private_key(path: Path) -> tuple[SigningKey, str]:
     """The signing key in `path` and its comment; refused if others may read the file (as SSH refuses)."""
-    try:
-        mode = path.stat().st_mode
-        parts = path.read_text().split(maxsplit=2)
-    except OSError as exc:
-        raise DataError(f"the signing key {path} cannot be read: {exc.strerror}") from exc
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise DataError(f"the signing key {path} is open to other users (mode {stat.S_IMODE(mode):04o}): chmod 600")
+    parts = read_owner_only(path, f"the signing key {path}", DataError).split(maxsplit=2)
     if len(parts) < 2 or parts[0] != PRIVATE_TYPE:
         raise DataError(f"{path} is not a signing key written by `mammo-convert keygen`")
     try:

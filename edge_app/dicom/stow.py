@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import ssl
-import stat
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from dicomweb_client.api import DICOMwebClient
 from edge_app.config import DicomForwardSection
 from edge_app.dicom.forward import Delivery, Outcome
 from edge_app.errors import ConfigError
+from edge_app.fsutil import read_owner_only
 from edge_app.strict import checked_fields
 
 if sys.version_info >= (3, 11):
@@ -55,13 +55,7 @@ class Credentials:
 def read_credentials(path: Path) -> Credentials:
     """The credentials in `path`, which nobody but its owner may read or write (like an SSH key)."""
     where = f"[dicom.forward] auth_file {path}"
-    try:
-        mode = path.stat().st_mode
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{where} cannot be read: {exc.strerror}") from exc
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(f"{where} is open to other users (mode {stat.S_IMODE(mode):04o}): chmod 600 it")
+    text = read_owner_only(path, where, ConfigError)
     try:
         values = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
