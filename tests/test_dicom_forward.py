@@ -75,6 +75,19 @@ def test_state_and_pruning(tmp_path: Path) -> None:
     assert outbox.prune_sent(30, now=sent.stat().st_mtime + 31 * 86400) == 1 and not sent.exists()
 
 
+def test_the_last_refusal_is_the_one_refused_last_not_the_newest_file(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox")
+    for name, queued in (("old.dcm", 1_000.0), ("new.dcm", 2_000.0)):
+        outbox.put(name, b"x")
+        os.utime(outbox.pending_folder / name, (queued, queued))
+    outbox.reject("new.dcm", "HTTP 400 Bad Request")
+    outbox.reject("old.dcm", "HTTP 401 Unauthorized")  # queued first, refused last
+    assert outbox.state().last_rejection == "HTTP 401 Unauthorized"
+    assert outbox.requeue_rejected() == ["new.dcm", "old.dcm"] and outbox.state().last_rejection is None
+    outbox.reject("new.dcm", "HTTP 403 Forbidden")  # refused again after the requeue: the last again
+    assert outbox.state().last_rejection == "HTTP 403 Forbidden"
+
+
 def _answers(outbox: Outbox) -> list[str]:
     answer = build_answer(_scan(), "scan-9", CLASSIFIED_ANALYSIS, IDENTITY)
     names = []

@@ -87,6 +87,7 @@ class Outbox:
     def reject(self, name: str, error: str) -> None:
         """The destination refused `name` for good: kept in ``rejected/`` with `error`, no longer tried."""
         reasons = self._rejections()
+        reasons.pop(name, None)  # the file keeps the order of the refusals: the last one is last
         reasons[name] = error
         atomic_write(self.folder / REJECTED_FILE, (json.dumps(reasons, indent=1) + "\n").encode())
         move_durably(self.pending_folder / name, self.rejected_folder / name)
@@ -112,17 +113,16 @@ class Outbox:
         pending = self.pending()
         attempts = self._attempts()
         latest = max(attempts.values(), key=lambda item: item.next_try, default=None)
-        rejected = sorted(
-            (path for path in self.rejected_folder.iterdir() if not path.name.startswith(".")),
-            key=lambda path: path.stat().st_mtime,
-        )
+        rejected = {path.name for path in self.rejected_folder.iterdir() if not path.name.startswith(".")}
+        reasons = self._rejections()
+        last = next((reasons[name] for name in reversed(reasons) if name in rejected), None)
         return OutboxState(
             len(pending),
             sum(1 for path in self.sent_folder.iterdir() if not path.name.startswith(".")),
             pending[0].stat().st_mtime if pending else None,
             None if latest is None else latest.error,
             len(rejected),
-            self._rejections().get(rejected[-1].name) if rejected else None,
+            last,
         )
 
     def prune_sent(self, retention_days: float, now: float | None = None) -> int:
