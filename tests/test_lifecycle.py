@@ -954,3 +954,32 @@ def test_exit_when_idle_waits_for_scans_below_the_inbox_only_when_it_reads_subfo
     assert _scans_in(tmp_path, recursive=True) and not _scans_in(tmp_path, recursive=False)
     (tmp_path / "patch.png").write_bytes(b"PNG")
     assert _scans_in(tmp_path, recursive=False)
+
+
+def test_recovery_takes_the_unfinished_a_batch_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Five scans left claimed by a crash are finished in batches of at most RECOVERY_BATCH (their analyses wait in
+    memory between the steps), each exactly once."""
+    import edge_app.service.pipeline as pipeline_module
+
+    config = _config(tmp_path)
+    journal_file = config.paths.state / "journal.sqlite3"
+    stopping = _pipeline(config, StoppingJournal(journal_file, ScanState.CLAIMED, "after"))
+    for index in range(5):
+        with pytest.raises(StopInjectedError):
+            stopping.take(_drop(config, f"scan{index}.png", f"scan {index}".encode()))
+    stopping.journal.close()
+    monkeypatch.setattr(pipeline_module, "RECOVERY_BATCH", 2)
+    recovering = _pipeline(config)
+    batches: list[int] = []
+    real = ScanPipeline.resume_many
+
+    def counted(self: ScanPipeline, items: Any) -> Any:
+        batches.append(len(items))
+        return real(self, items)
+
+    monkeypatch.setattr(ScanPipeline, "resume_many", counted)
+    assert recovering.recover() == 5
+    assert batches == [2, 2, 1]
+    finals = recovering.journal.since(0)
+    assert sorted(record.input_name for record in finals) == [f"scan{index}.png" for index in range(5)]
+    assert all(record.state is ScanState.ARCHIVED for record in finals) and len(_outcomes(config)[2]) == 5

@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 SYMLINK_REASON = "symbolic links are never followed; copy the scan itself into the inbox"
 REDROP = "drop the scan and its sidecar into the inbox again"
 INTERNAL_REASON = "the analysis failed unexpectedly ({kind}: {error}); this is a bug: report it with this file"
+RECOVERY_BATCH = 16
+"""Unfinished records recovered together at most: their analyses (a film's pixels among them) wait in memory between
+the steps, so a crash that left thousands does not hold thousands."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,8 @@ class ScanPipeline:
             if removed:
                 log.info("removed %d unfinished temporary file(s) from %s", removed, folder)
         unfinished = self.journal.unfinished()
-        self.resume_many([(record, None) for record in unfinished])
+        for first in range(0, len(unfinished), RECOVERY_BATCH):
+            self.resume_many([(record, None) for record in unfinished[first : first + RECOVERY_BATCH]])
         orphans = sorted(self.claimer.processing.iterdir())  # a scan's or a sidecar's: each is kept as a scan
         for path in orphans:
             self.resume(self.claimer.adopt(path))
