@@ -1,14 +1,14 @@
 """``mammo-edge run``: the watched-folder service, composed from the intake and the scan pipeline.
 
 In arrival order: the loop receives and claims the scans that are ready together (up to `CLAIM_BATCH`: one commit
-and one fsync per folder for them all) and analyses them one at a time; the write lanes (`WriteBehind`) render each
-overlay, then record, write and settle the scans waiting for them as one batch, in the same order, while the loop
-analyses the next. Memory stays flat over months:
-the process keeps counters (archived scans answered ``needs_roi`` are counted apart from the classified ones), never
-a list of scans; the journal is the history, pruned to ``[journal] retention_days``. SIGTERM and SIGINT let the
-scans in progress finish, then the observer is stopped and joined and `run` returns 0. Under systemd: ``READY=1``
-once the backlog is recovered, ``WATCHDOG=1`` from this loop at half of ``WATCHDOG_USEC`` and from the write lane
-after each finished scan, ``STATUS=`` with counts, ``STOPPING=1`` once the lane is drained.
+and one fsync per folder for them all) and analyses them one at a time; the write lanes (`WriteBehind`) explain each
+analysis and render its overlay, then record, write and settle the scans waiting for them as one batch, in the same
+order, while the loop analyses the next. Memory stays flat over months: the process keeps counters (archived scans
+answered ``needs_roi`` are counted apart from the classified ones), never a list of scans; the journal is the
+history, pruned to ``[journal] retention_days``. SIGTERM and SIGINT let the scans claimed finish, then the observer
+is stopped and joined and `run` returns 0. Under systemd: ``READY=1`` once the backlog is recovered, ``WATCHDOG=1``
+from this loop at half of ``WATCHDOG_USEC`` and from the write lane after each finished scan, ``STATUS=`` with
+counts, ``STOPPING=1`` once the lanes are drained.
 """
 
 from __future__ import annotations

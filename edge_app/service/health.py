@@ -124,7 +124,10 @@ class DeviceMetrics:
             "mammo_edge_errors", "Scans refused, by the stage that refused them", ["stage"], registry=registry
         )
         self.analysis = Histogram(
-            "mammo_edge_analysis_seconds", "The analysis of one scan", buckets=ANALYSIS_BUCKETS, registry=registry
+            "mammo_edge_analysis_seconds",
+            "The loop's analysis of one scan (decode, regions, classifier; Grad-CAM and overlay follow in the lanes)",
+            buckets=ANALYSIS_BUCKETS,
+            registry=registry,
         )
         self.queue = Gauge("mammo_edge_queue_depth", "Scans in the inbox not yet taken", registry=registry)
         self.oldest = Gauge(
