@@ -75,6 +75,20 @@ def test_state_and_pruning(tmp_path: Path) -> None:
     assert outbox.prune_sent(30, now=sent.stat().st_mtime + 31 * 86400) == 1 and not sent.exists()
 
 
+def test_an_instance_sent_while_the_outbox_is_read_is_left_out_not_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The forwarder moves an instance out of pending while the metrics (or `mammo-edge status`) list it."""
+    outbox = Outbox(tmp_path / "outbox")
+    for name in ("a.dcm", "b.dcm"):
+        outbox.put(name, b"x")
+    listed = list(outbox.pending_folder.iterdir())
+    outbox.mark_sent("a.dcm")  # sent between the listing and the look at its time
+    monkeypatch.setattr(Path, "iterdir", lambda self: iter(listed))
+    assert [path.name for path in outbox.pending()] == ["b.dcm"]
+    assert outbox.state().pending == 1
+
+
 def test_the_last_refusal_is_the_one_refused_last_not_the_newest_file(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "outbox")
     for name, queued in (("old.dcm", 1_000.0), ("new.dcm", 2_000.0)):

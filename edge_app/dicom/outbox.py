@@ -61,9 +61,17 @@ class Outbox:
         atomic_write(self.pending_folder / name, data)
 
     def pending(self) -> list[Path]:
-        """Pending instances, oldest first (dot-files are unfinished writes)."""
-        found = [path for path in self.pending_folder.iterdir() if not path.name.startswith(".")]
-        return sorted(found, key=lambda path: (path.stat().st_mtime, path.name))
+        """Pending instances, oldest first (dot-files are unfinished writes). One sent or refused while they are
+        listed (the forwarder works beside the metrics and `mammo-edge status`) is left out, not an error."""
+        found = []
+        for path in self.pending_folder.iterdir():
+            if path.name.startswith("."):
+                continue
+            try:
+                found.append((path.stat().st_mtime, path.name, path))
+            except FileNotFoundError:
+                continue
+        return [path for *_, path in sorted(found)]
 
     def due(self, now: float) -> list[Path]:
         attempts = self._attempts()
