@@ -86,7 +86,8 @@ def test_an_instance_sent_while_the_outbox_is_read_is_left_out_not_an_error(
     outbox.mark_sent("a.dcm")  # sent between the listing and the look at its time
     monkeypatch.setattr(Path, "iterdir", lambda self: iter(listed))
     assert [path.name for path in outbox.pending()] == ["b.dcm"]
-    assert outbox.state().pending == 1
+    state = outbox.state()  # its oldest's time comes from the same listing: no second look that could miss
+    assert (state.pending, state.oldest_pending) == (1, (outbox.pending_folder / "b.dcm").stat().st_mtime)
 
 
 def test_the_last_refusal_is_the_one_refused_last_not_the_newest_file(tmp_path: Path) -> None:

@@ -61,8 +61,12 @@ class Outbox:
         atomic_write(self.pending_folder / name, data)
 
     def pending(self) -> list[Path]:
-        """Pending instances, oldest first (dot-files are unfinished writes). One sent or refused while they are
-        listed (the forwarder works beside the metrics and `mammo-edge status`) is left out, not an error."""
+        """Pending instances, oldest first (dot-files are unfinished writes)."""
+        return [path for _, path in self._pending_by_age()]
+
+    def _pending_by_age(self) -> list[tuple[float, Path]]:
+        """Pending instances with their times, oldest first. One sent or refused while they are listed (the forwarder
+        works beside the metrics and `mammo-edge status`) is left out, not an error."""
         found = []
         for path in self.pending_folder.iterdir():
             if path.name.startswith("."):
@@ -71,7 +75,7 @@ class Outbox:
                 found.append((path.stat().st_mtime, path.name, path))
             except FileNotFoundError:
                 continue
-        return [path for *_, path in sorted(found)]
+        return [(mtime, path) for mtime, _, path in sorted(found)]
 
     def due(self, now: float) -> list[Path]:
         attempts = self._attempts()
@@ -118,7 +122,7 @@ class Outbox:
         return self._attempts().get(name)
 
     def state(self) -> OutboxState:
-        pending = self.pending()
+        pending = self._pending_by_age()
         attempts = self._attempts()
         latest = max(attempts.values(), key=lambda item: item.next_try, default=None)
         rejected = {path.name for path in self.rejected_folder.iterdir() if not path.name.startswith(".")}
@@ -127,7 +131,7 @@ class Outbox:
         return OutboxState(
             len(pending),
             sum(1 for path in self.sent_folder.iterdir() if not path.name.startswith(".")),
-            pending[0].stat().st_mtime if pending else None,
+            pending[0][0] if pending else None,
             None if latest is None else latest.error,
             len(rejected),
             last,

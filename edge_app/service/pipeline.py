@@ -46,6 +46,8 @@ class Refusal:
 
 Outcome = Analysis | Refusal
 """A claimed scan's analysis, or its refusal: what `examine` gives and the ANALYSED or REJECTED move records."""
+Taken = tuple[ScanRecord, Outcome | None]
+"""A record on its way, with its outcome when it is at hand (None: analysed when its step comes)."""
 
 
 class ScanPipeline:
@@ -95,7 +97,7 @@ class ScanPipeline:
         """Drive `record` to a final state (`resume_many` of one)."""
         return self.resume_many([(record, outcome)])[0]
 
-    def resume_many(self, items: Sequence[tuple[ScanRecord, Outcome | None]]) -> list[ScanRecord]:
+    def resume_many(self, items: Sequence[Taken]) -> list[ScanRecord]:
         """Drive each record from its state to a final one, a step at a time for all of them (every step is
         idempotent, so a repeat is harmless). A CLAIMED or ANALYSED record's `outcome`, when it is still at hand, is
         recorded and written as it is; without one the scan is analysed (again: a crash lost the analysis, and the
@@ -119,7 +121,7 @@ class ScanPipeline:
             self.resume(self.claimer.adopt(path))
         return len(unfinished) + len(orphans)
 
-    def _step(self, taken: list[tuple[ScanRecord, Outcome | None]]) -> list[tuple[ScanRecord, Outcome | None]]:
+    def _step(self, taken: list[Taken]) -> list[Taken]:
         """Each unfinished record one state on: the file work of all of them, the folders and logs they touched
         fsynced once, then their journal moves in one commit (names reserved in it, so two records of one batch never
         get the same)."""
@@ -129,9 +131,7 @@ class ScanPipeline:
         with self.journal.batch():
             return [move() for move in moves]
 
-    def _work(
-        self, record: ScanRecord, outcome: Outcome | None, syncs: PendingSyncs
-    ) -> Callable[[], tuple[ScanRecord, Outcome | None]]:
+    def _work(self, record: ScanRecord, outcome: Outcome | None, syncs: PendingSyncs) -> Callable[[], Taken]:
         """Do the file work of `record`'s next step (its folders fsynced by `syncs`) and return its journal move."""
         state = record.state
         if state.final:

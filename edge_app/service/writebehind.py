@@ -1,12 +1,11 @@
-"""The daemon's write lanes: a scan's overlay is rendered in one thread, and its journal moves, files and archive
-move are made in another, while the loop analyses the next scan.
+"""The daemon's write lanes: a scan's Grad-CAM and overlay are made in one thread, and its journal moves, files and
+archive move in another, while the loop analyses the next scan.
 
 On a 2-core device the interpreter keeps a core busy during an invoke; the overlay (drawing and JPEG encoding,
 which release the GIL) takes what it leaves, and the write stage, mostly waiting on fsync, overlaps both. The lanes
-run at the loop's priority: once they were niced (10) when the overlay was drawn in the writer, but with the overlay
-in a lane of its own a niced lane starved behind the results page and the watcher and held the loop back (96 px,
-2 threads: 1.35-1.40 invokes per file at equal priority, 1.8-2.5 at 10). The writer
-takes every scan waiting for it as one batch (`ScanPipeline.resume_many`: one commit and one fsync per folder for
+run at the loop's priority: niced (10), they starved behind the results page and the watcher and held the loop back
+(96 px, 2 threads: 1.35-1.40 invokes per file at equal priority, 1.8-2.5 niced). The writer takes every scan
+waiting for it as one batch (`ScanPipeline.resume_many`: one commit and one fsync per folder for
 each step of the batch, not for each scan), in arrival order. Nothing about durability changes: every record takes
 its steps in order, each ending in its journal move. At most `depth` scans wait for each lane, so a burst waits in
 the inbox, not in memory.
@@ -26,19 +25,18 @@ from collections.abc import Callable, Sequence
 
 from edge_app.service.analyse import Analysis
 from edge_app.service.lifecycle import ScanRecord
-from edge_app.service.pipeline import Outcome
+from edge_app.service.pipeline import Outcome, Taken
 
 log = logging.getLogger(__name__)
-Item = tuple[ScanRecord, Outcome | None]
 _STOP = None
-BATCH_LIMIT = 16
+WRITE_BATCH = 16
 """Scans written as one batch at most: a crash redoes at most this many scans' writes."""
 
 
 class WriteBehind:
     def __init__(
         self,
-        finish: Callable[[Sequence[Item]], list[ScanRecord]],
+        finish: Callable[[Sequence[Taken]], list[ScanRecord]],
         done: Callable[[ScanRecord], None],
         storage_errors: tuple[type[Exception], ...],
         depth: int = 4,
@@ -46,8 +44,8 @@ class WriteBehind:
         self.finish = finish
         self.done = done
         self.storage_errors = storage_errors
-        self._incoming: queue.Queue[Item | None] = queue.Queue(maxsize=depth)
-        self._rendered: queue.Queue[Item | None] = queue.Queue(maxsize=depth)
+        self._incoming: queue.Queue[Taken | None] = queue.Queue(maxsize=depth)
+        self._rendered: queue.Queue[Taken | None] = queue.Queue(maxsize=depth)
         self._failure: Exception | None = None
         self._fatal: BaseException | None = None
         self._renderer = threading.Thread(target=self._render, name="overlay-lane", daemon=True)
@@ -114,13 +112,13 @@ class WriteBehind:
             if stop:
                 return
 
-    def _take_batch(self) -> tuple[list[Item], bool]:
-        """The scans waiting for the writer (one at least, BATCH_LIMIT at most), and whether the stop followed them."""
-        batch: list[Item] = []
+    def _take_batch(self) -> tuple[list[Taken], bool]:
+        """The scans waiting for the writer (one at least, WRITE_BATCH at most), and whether the stop followed them."""
+        batch: list[Taken] = []
         item = self._rendered.get()
         while item is not None:
             batch.append(item)
-            if len(batch) == BATCH_LIMIT:
+            if len(batch) == WRITE_BATCH:
                 return batch, False
             try:
                 item = self._rendered.get_nowait()
@@ -128,7 +126,7 @@ class WriteBehind:
                 return batch, False
         return batch, True
 
-    def _write(self, batch: list[Item]) -> None:
+    def _write(self, batch: list[Taken]) -> None:
         try:
             for record in self.finish(batch):
                 self.done(record)
@@ -139,7 +137,7 @@ class WriteBehind:
             self._fatal = exc
 
 
-def _explained(item: Item) -> Item:
+def _explained(item: Taken) -> Taken:
     """The item with its analysis explained and its overlay encoded (each kept). An error is left for the write stage,
     which meets it again and reports it with the scan (a bug) instead of this lane dying on it."""
     record, outcome = item
