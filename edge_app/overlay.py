@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge_app.decode import Gray8
+from edge_app.errors import InputImageError
 from edge_app.gradcam import Heatmap, overlay
 from edge_app.regions import Box
 
@@ -27,6 +28,8 @@ ZOOM_SIDE = 256
 MARGIN = 12
 CAPTION = 22
 LEGEND_HEIGHT = 56
+THUMB_WIDTH = 240  # the results page shows each overlay this wide
+THUMB_JPEG = (cv2.IMWRITE_JPEG_QUALITY, 85)
 NOTICE = "Research software - NOT FOR CLINICAL USE"
 _OUTLINE = (0, 215, 255)  # BGR amber: visible on grey tissue and on the JET colours
 _TEXT = (255, 255, 255)
@@ -72,6 +75,16 @@ def render(
     canvas[: panel.shape[0], view.shape[1] :] = panel
     cv2.putText(canvas, NOTICE, (MARGIN, canvas_height - 7), _FONT, 0.5, _TEXT, 1, cv2.LINE_AA)
     return canvas
+
+
+def thumbnail_jpeg(picture: BGR) -> bytes:
+    """The results page's copy of an overlay picture, `THUMB_WIDTH` wide, as JPEG bytes."""
+    height, width = picture.shape[:2]
+    size = (THUMB_WIDTH, max(1, round(height * THUMB_WIDTH / width)))
+    ok, encoded = cv2.imencode(".jpg", cv2.resize(picture, size, interpolation=cv2.INTER_AREA), THUMB_JPEG)
+    if not ok:
+        raise InputImageError(f"a {width} x {height} overlay's thumbnail could not be encoded as JPEG")
+    return bytes(encoded.tobytes())
 
 
 def _paint_heat(view: BGR, region: RegionView, scale: float) -> None:

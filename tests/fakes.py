@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import hashlib
 
+import cv2
+import numpy as np
+
 from edge_app.errors import RegionError, UnsupportedFormatError
 from edge_app.model import ModelIdentity
 from edge_app.regions import Box
@@ -23,7 +26,8 @@ FAKE_IDENTITY = ModelIdentity(
     threshold=0.5,
     target_sensitivity=0.9,
 )
-OVERLAY = b"\xff\xd8 fake overlay"
+OVERLAY = bytes(cv2.imencode(".jpg", np.full((12, 20, 3), (40, 90, 160), np.uint8))[1].tobytes())
+"""A real (tiny, one-colour) JPEG: the write stage makes the results page's thumbnail from its pixels."""
 FACTS = ImageFacts("FAKE", 10, 10, None, None, None)
 BOX = Box(0, 0, 10, 10)
 

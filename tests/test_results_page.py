@@ -18,8 +18,9 @@ from pages import OPERATING_POINT, SCANS, PictureAnalyser, page_for, results_wit
 
 from edge_app.detect import Candidate
 from edge_app.regions import Region
-from edge_app.report.page import CARD, INDEX, NOTICE, PAGES, THUMBS, read_audit
+from edge_app.report.page import CARD, INDEX, NOTICE, PAGES, read_audit
 from edge_app.service.analyse import NEEDS_ROI, Analysis, Sidecar
+from edge_app.service.lifecycle import THUMBS
 
 
 class Page(HTMLParser):

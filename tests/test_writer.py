@@ -7,13 +7,15 @@ import csv
 import json
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
-from fakes import FAKE_IDENTITY
+from fakes import FAKE_IDENTITY, OVERLAY
 from jsonschema import validate
 
 from edge_app.regions import Box
 from edge_app.service.analyse import Analysis, ImageFacts, Overlay, RegionAnswer
-from edge_app.service.lifecycle import Failure, ScanRecord, ScanState
+from edge_app.service.lifecycle import THUMBS, Failure, ScanRecord, ScanState
 from edge_app.service.writer import AUDIT_FIELDS, NOTICE, ResultWriter, result_schema
 
 FACTS = ImageFacts("DICOM", 400, 300, (40.0, 30.0), "L", "CC")
@@ -48,9 +50,7 @@ def _record(state: ScanState = ScanState.ANALYSED, **changes: object) -> ScanRec
 
 def test_a_result_document_holds_the_whole_answer(tmp_path: Path) -> None:
     writer = ResultWriter(tmp_path, FAKE_IDENTITY)
-    analysis = Analysis(
-        "e" * 64, "classified", FACTS, ANSWERS, None, Overlay.encoded(b"jpeg bytes"), {"invoke_ms": 12.34567}
-    )
+    analysis = Analysis("e" * 64, "classified", FACTS, ANSWERS, None, Overlay.encoded(OVERLAY), {"invoke_ms": 12.34567})
     path = writer.write_result(_record(duplicate_of="older.json", answers="0a1b2c", reader="dr.lee"), analysis)
     document = json.loads(path.read_text())
     validate(document, result_schema())
@@ -114,7 +114,9 @@ def test_a_result_document_holds_the_whole_answer(tmp_path: Path) -> None:
         "suggestions": [],
         "suggestions_reason": None,
     }
-    assert (tmp_path / "film.gradcam.jpg").read_bytes() == b"jpeg bytes"
+    assert (tmp_path / "film.gradcam.jpg").read_bytes() == OVERLAY
+    thumbnail = cv2.imread(str(tmp_path / THUMBS / "film.jpg"), cv2.IMREAD_COLOR)  # for the results page
+    assert thumbnail.shape == (144, 240, 3) and np.abs(thumbnail.mean(axis=(0, 1)) - (40, 90, 160)).max() < 3
 
 
 def test_needs_roi_has_no_overlay_and_says_why(tmp_path: Path) -> None:

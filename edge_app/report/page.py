@@ -21,24 +21,23 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 
 from edge_app.fsutil import atomic_write, sha256_of
 from edge_app.model import ModelIdentity
-from edge_app.overlay import heat_legend
+from edge_app.overlay import THUMB_WIDTH, heat_legend, thumbnail_jpeg
 from edge_app.service.analyse import MARKED_BY_DEVICE
 from edge_app.service.audit import AuditLog
-from edge_app.service.lifecycle import OVERLAY_SUFFIX
+from edge_app.service.lifecycle import thumbnail_name
 from edge_app.service.writer import AUDIT_JSONL
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 50
 INDEX = "index.html"
 PAGES = "pages"
-THUMBS = "thumbs"
 CARD = "model_card.html"
 CATCH_UP_PAGES = 20  # older pages one update may write (a folder upgraded with thousands of results)
 FINAL_MARK = '<meta name="mammo-edge-page" content="final">'
-THUMB_WIDTH = 240
 NOTICE = "Research use only, not for clinical use. Not a medical device; do not use for diagnosis."
 STATUS_TEXT = {"classified": "Classified", "needs_roi": "Needs a region", "rejected": "Refused"}
 STATUS_MARK = {"classified": "\u2713", "needs_roi": "\u26a0", "rejected": "\u2715"}  # never colour alone
@@ -241,11 +240,10 @@ class ResultsPage:
         overlay = document.get("heatmap")
         if not overlay or not (self.results / str(overlay)).is_file():
             return '<span class="nothumb">no overlay</span>'
-        stem = Path(str(overlay)).name.removesuffix(OVERLAY_SUFFIX).removesuffix(".gradcam.png")  # or an earlier one
-        thumb = self.results / THUMBS / f"{stem}.jpg"
-        if make and not thumb.exists():
-            _write_thumbnail(self.results / str(overlay), thumb)
-        source = f"{THUMBS}/{thumb.name}" if thumb.exists() else str(overlay)
+        thumb = thumbnail_name(str(overlay))  # the write stage makes it; a result written before it did, here
+        if make and not (self.results / thumb).exists():
+            _write_thumbnail(self.results / str(overlay), self.results / thumb)
+        source = thumb if (self.results / thumb).exists() else str(overlay)
         regions = ", ".join(
             f"region {region['label']} p={region['probability']:.3f} {region['decision']}"
             for region in document.get("regions", [])
@@ -329,12 +327,8 @@ def _write_thumbnail(overlay: Path, thumb: Path) -> None:
     if image is None:
         log.warning("overlay %s could not be read for its thumbnail", overlay.name)
         return
-    height, width = image.shape[:2]
-    small = cv2.resize(image, (THUMB_WIDTH, max(1, round(height * THUMB_WIDTH / width))), interpolation=cv2.INTER_AREA)
-    ok, encoded = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 85])
-    if ok:
-        thumb.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(thumb, encoded.tobytes())
+    thumb.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(thumb, thumbnail_jpeg(np.asarray(image, np.uint8)))
 
 
 _STYLE = """

@@ -35,7 +35,7 @@ from edge_app.dicomregions import seg_regions, sr_regions
 from edge_app.errors import InputImageError, RegionError, TooManyPixelsError
 from edge_app.gradcam import heat_on_scale, peak_location
 from edge_app.model import EdgeModel, ModelIdentity, Prediction
-from edge_app.overlay import RegionView, render
+from edge_app.overlay import RegionView, render, thumbnail_jpeg
 from edge_app.preprocess import pad_to_square, to_model_input
 from edge_app.proposals import FilmDetector
 from edge_app.regions import Box, Region, crop_region, parse_sidecar, whole_image
@@ -129,7 +129,14 @@ class Overlay:
     @classmethod
     def encoded(cls, data: bytes) -> Overlay:
         """An overlay file already encoded (tests, fakes); its pixels are decoded from it when asked for."""
-        overlay = cls(lambda: np.asarray(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), np.uint8))
+
+        def decoded() -> NDArray[np.uint8]:
+            pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            if pixels is None:
+                raise InputImageError("the overlay's bytes are not a JPEG picture")
+            return np.asarray(pixels, np.uint8)
+
+        overlay = cls(decoded)
         overlay._jpeg = data
         return overlay
 
@@ -152,6 +159,13 @@ class Overlay:
             self._jpeg = encoded.tobytes()
             _add(self._timings, "overlay_ms", (time.perf_counter() - tick) * 1000)
         return self._jpeg
+
+    def thumbnail(self) -> bytes:
+        """The results page's thumbnail, made from the pixels (decoding the JPEG again cost more than the overlay)."""
+        tick = time.perf_counter()
+        data = thumbnail_jpeg(self.pixels())
+        _add(self._timings, "overlay_ms", (time.perf_counter() - tick) * 1000)
+        return data
 
 
 @dataclass(frozen=True)

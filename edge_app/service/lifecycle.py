@@ -102,6 +102,10 @@ class ScanRecord:
     def overlay_file(self) -> str | None:
         return None if self.result_stem is None else f"{self.result_stem}{OVERLAY_SUFFIX}"
 
+    @property
+    def thumbnail_file(self) -> str | None:
+        return None if self.overlay_file is None else thumbnail_name(self.overlay_file)
+
 
 def new_scan_id() -> str:
     """Time-ordered and unique across restarts: nanoseconds in hex plus 24 random bits."""
@@ -110,6 +114,17 @@ def new_scan_id() -> str:
 
 OVERLAY_SUFFIX = ".gradcam.jpg"
 """The overlay picture's file: ``<result stem>.gradcam.jpg`` (earlier versions wrote ``.gradcam.png``)."""
+THUMBS = "thumbs"
+"""The results page's small copies of the overlays, in the results folder."""
+
+
+def thumbnail_name(overlay_name: str) -> str:
+    """An overlay's thumbnail, relative to the results folder: ``thumbs/<result stem>.jpg`` (of an earlier version's
+    PNG overlay too)."""
+    stem = overlay_name.rsplit("/", 1)[-1].removesuffix(OVERLAY_SUFFIX).removesuffix(".gradcam.png")
+    return f"{THUMBS}/{stem}.jpg"
+
+
 SCAN_ID = re.compile(r"^[0-9a-f]{8,40}$")
 """What `new_scan_id` makes (and an adopted file's id): checked before an id from outside is used in a path or query."""
 

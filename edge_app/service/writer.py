@@ -1,11 +1,12 @@
 """The write stage: the only code that writes what a scan produced. ``run``, ``once`` and the benchmarks all use it.
 
-For an analysed scan (classified per region, or ``needs_roi``): ``<stem>.gradcam.jpg`` (when there is heat to show)
-then ``<stem>.json`` (schema ``schemas/result.schema.json``), both
-atomic and in that order, so a result never names a missing overlay. For a refused scan: ``<name>.error.json`` beside
-the quarantined input. Then one line in ``results.jsonl`` and ``results.csv`` (the audit logs, rotated by size
-without losing a line: `edge_app.service.audit`). Every write is idempotent, so a crash anywhere in this stage is
-repaired by doing it again: files are replaced whole, and an audit line whose scan id is already at the end of the
+For an analysed scan (classified per region, or ``needs_roi``): ``<stem>.gradcam.jpg`` and its thumbnail for the
+results page, ``thumbs/<stem>.jpg`` (when there is heat to show), then ``<stem>.json`` (schema
+``schemas/result.schema.json``), all atomic and in that order, so a result never names a missing overlay. For a
+refused scan: ``<name>.error.json`` beside the quarantined input. Then one line in ``results.jsonl`` and
+``results.csv`` (the audit logs, rotated by size without losing a line: `edge_app.service.audit`). Every write is
+idempotent, so a crash anywhere in this stage is repaired by doing it again: files are replaced whole, and an audit
+line whose scan id is already at the end of the
 log is not written twice.
 """
 
@@ -183,9 +184,11 @@ class ResultWriter:
         """Overlay, the sinks' answers (given the scan's file, `source`), result JSON and audit line of an analysed
         scan; returns the JSON's path. With `syncs`, the folder and the audit logs are fsynced with the batch's."""
         assert record.result_stem is not None, "the result stem is reserved before writing"
-        picture = analysis.overlay_jpeg  # rendered and encoded here, in the daemon's write lane
-        if picture is not None:
-            atomic_write(self.results / str(record.overlay_file), picture, syncs)
+        if analysis.overlay is not None:  # rendered and encoded in the daemon's overlay lane, or here
+            atomic_write(self.results / str(record.overlay_file), analysis.overlay.jpeg(), syncs)
+            thumbnail = self.results / str(record.thumbnail_file)
+            thumbnail.parent.mkdir(exist_ok=True)  # its entry in the results folder is synced with the overlay's
+            atomic_write(thumbnail, analysis.overlay.thumbnail(), syncs)
         if source is not None:
             for sink in self.sinks:
                 sink.answer(record, analysis, source)
