@@ -6,7 +6,8 @@ The masses come out the same under every NumPy and OpenCV this project runs with
 4.11, NumPy 2.4 with OpenCV 5.0). The overlay's text and cubic resizing are drawn differently by other OpenCV
 releases, so, as matplotlib does with its FreeType-pinned images, its digests hold for the OpenCV they were taken
 with and the test says so when another one is installed. (The heat blend became OpenCV's `blendLinear`, nine times
-faster: the digests moved by rounding, no pixel by more than one level.)"""
+faster: the digests moved by rounding, no pixel by more than one level. Heat on a picture smaller than the view is
+blended at the picture's own size, then enlarged: the digests moved again, mean change 0.04 levels, 12 at most.)"""
 
 from __future__ import annotations
 
@@ -98,9 +99,9 @@ def test_the_overlay_is_exactly_reproducible() -> None:
     )
     picture = render(film, [circle, box, unexplained])
     assert picture.dtype == np.uint8 and picture.shape[2] == 3
-    assert _digest(picture) == "1c5bf9445bd797d2"  # an older bundle: each region's heat to its own peak
+    assert _digest(picture) == "0e4b7f8ac77c0e57"  # an older bundle: each region's heat to its own peak
     scaled = render(film, [circle, box, unexplained], heat_scale=1.25)
-    assert _digest(scaled) == "c8801b0cfb85297d" and not np.array_equal(scaled, picture)  # the legend says 1.25 logit
+    assert _digest(scaled) == "9e10be92ae21ad8d" and not np.array_equal(scaled, picture)  # the legend says 1.25 logit
     assert _digest(render(film[:60, :60], [])) == "54ddb67f930e047d"  # a small patch, enlarged, with nothing marked
     assert _digest(overlay(film[:64, :64], _heat(8, (2, 5)))) == "53b226efb2237a94"
 
@@ -136,4 +137,4 @@ def test_many_regions_fill_columns_beside_a_tall_film() -> None:
     )  # its window reaches past the corner
     picture = render(film, [*views, edge])
     assert picture.shape == (1024 + 22, 427 + 3 * (256 + 12) + 12, 3)
-    assert _digest(picture) == "2e8d135e55677702"
+    assert _digest(picture) == "0818634170a4da9d"

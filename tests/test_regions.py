@@ -347,6 +347,21 @@ def test_the_overlay_keeps_the_scans_geometry_and_colours_only_inside_the_region
     assert (view[300, 150] == scan[300, 150]).all()
 
 
+def test_an_enlarged_scans_heat_is_blended_at_its_own_size_and_still_only_inside_its_region() -> None:
+    from edge_app.overlay import MIN_VIEW_SIDE, RegionView, render
+
+    scan = np.tile(np.linspace(40, 200, 100).astype(np.uint8), (80, 1))  # 100 x 80: enlarged 5.12 times
+    hot = np.ones((96, 96), np.float32)
+    circle = RegionView("A", "A", Box(30, 20, 70, 60), (50.0, 40.0, 20.0), Box(10, 0, 90, 80), scan[0:80, 10:90], hot)
+    view = render(scan, [circle])[: round(80 * 5.12), :MIN_VIEW_SIDE]
+    coloured = (view[:, :, 0] != view[:, :, 1]) | (view[:, :, 1] != view[:, :, 2])
+    rows, columns = np.mgrid[0 : view.shape[0], 0 : view.shape[1]]
+    distance = np.hypot(columns - 50 * 5.12, rows - 40 * 5.12)
+    assert coloured[distance < 20 * 5.12 - 3].all()  # the whole circle heated
+    caption = (columns > 70 * 5.12) & (abs(rows - 40 * 5.12) < 20)  # written beside the circle
+    assert not coloured[(distance > 20 * 5.12 + 3) & ~caption].any()  # nothing beyond its outline
+
+
 def test_the_overlay_heats_a_region_up_to_the_scans_edge_and_skips_heat_too_small_to_see() -> None:
     from edge_app.overlay import CAPTION, RegionView, render
 
