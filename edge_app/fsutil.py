@@ -107,6 +107,22 @@ def atomic_write(final: Path, data: bytes, syncs: PendingSyncs | None = None) ->
     _sync_folder(final.parent, syncs)
 
 
+def write_cache(final: Path, data: bytes) -> None:
+    """Write a file that is made again when missing (a thumbnail) whole under its name, without an fsync: a power cut
+    may lose it or leave it empty, and its reader makes it again then (`is_cached`)."""
+    temporary = temp_path(final)
+    temporary.write_bytes(data)
+    os.replace(temporary, final)
+
+
+def is_cached(path: Path) -> bool:
+    """Whether a file `write_cache` wrote survived whole (not lost, not left empty by a power cut)."""
+    try:
+        return path.stat().st_size > 0
+    except FileNotFoundError:
+        return False
+
+
 def append_durably(path: Path, line: str, syncs: PendingSyncs | None = None) -> None:
     """Append `line`, fsynced now or by `syncs` when a batch holds it."""
     with path.open("a", encoding="utf-8") as handle:

@@ -188,18 +188,30 @@ def test_a_scan_that_is_a_symbolic_link_is_refused_unread(tmp_path: Path) -> Non
 
 
 class _PoisonedAnalyser(ModelAnalyser):
-    """The real analyser, with a bug that one file's content triggers."""
+    """The real analyser, with a bug that one file's content triggers while it is cut (`prepare`) or classified (the
+    call `prepare` returns: the daemon's inference lane makes it)."""
 
-    def analyse(self, data: bytes, name: str, sidecar: Sidecar | None = None) -> Analysis:
-        if data.startswith(b"POISON"):
+    def __init__(self, model: EdgeModel, limits: ScopeLimits, when: str) -> None:
+        super().__init__(model, 10**6, limits)
+        self.when = when
+
+    def prepare(self, data: bytes, name: str, sidecar: Sidecar | None = None) -> Callable[[], Analysis]:
+        poisoned = data.startswith(b"POISON")
+        if poisoned and self.when == "prepare":
             raise ZeroDivisionError("division by zero")
-        return super().analyse(data, name, sidecar)
+        classify = super().prepare(data.removeprefix(b"POISON"), name, sidecar)
+        return _division_by_zero if poisoned else classify
 
 
-def test_an_unexpected_error_refuses_that_scan_as_a_bug_and_the_next_is_answered(tmp_path: Path) -> None:
+def _division_by_zero() -> Analysis:
+    raise ZeroDivisionError("division by zero")
+
+
+@pytest.mark.parametrize("when", ["prepare", "classify"])
+def test_an_unexpected_error_refuses_that_scan_as_a_bug_and_the_next_is_answered(tmp_path: Path, when: str) -> None:
     config = _config(tmp_path)
     model = EdgeModel.load(write_fake_bundle(tmp_path / "bundle"), variant="float32")
-    analyser = _PoisonedAnalyser(model, 10**6, ScopeLimits.resolve(model.manifest.scope))
+    analyser = _PoisonedAnalyser(model, ScopeLimits.resolve(model.manifest.scope), when)
     pipeline = build_pipeline(config, Journal(config.paths.state / "journal.sqlite3"), analyser)
     (config.paths.inbox / "poison.png").write_bytes(b"POISON" + _png(_patch()))
     (config.paths.inbox / "next.png").write_bytes(_png(_patch()))

@@ -120,6 +120,19 @@ def test_an_earlier_versions_png_overlay_still_gets_its_thumbnail(tmp_path: Path
     assert png.name in page.links and (results / THUMBS / f"{document_path.stem}.jpg").is_file()
 
 
+def test_a_thumbnail_a_power_cut_lost_or_left_empty_is_made_again(tmp_path: Path) -> None:
+    """The write stage writes each thumbnail as a cache (no fsync): the page remakes what a power cut took."""
+    results = results_with_every_status(tmp_path).paths.results
+    emptied, lost = sorted((results / THUMBS).iterdir())[:2]
+    emptied.write_bytes(b"")
+    lost.unlink()
+    page_for(tmp_path).update()
+    _, page = _read(results / INDEX)
+    for thumb in (emptied, lost):
+        assert cv2.imread(str(thumb), cv2.IMREAD_COLOR).shape[1] == 240
+        assert f"{THUMBS}/{thumb.name}" in [image["src"] for image in page.images]
+
+
 def test_pages_fill_in_order_and_a_full_page_is_left_as_it_is(tmp_path: Path) -> None:
     config = results_with_every_status(tmp_path, page_size=2, copies=2)  # 10 scans: pages of 2
     pages = config.paths.results / PAGES

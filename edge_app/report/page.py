@@ -23,7 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge_app.fsutil import atomic_write, sha256_of
+from edge_app.fsutil import atomic_write, is_cached, sha256_of, write_cache
 from edge_app.model import ModelIdentity
 from edge_app.overlay import THUMB_WIDTH, heat_legend, thumbnail_jpeg
 from edge_app.service.analyse import MARKED_BY_DEVICE
@@ -241,9 +241,9 @@ class ResultsPage:
         if not overlay or not (self.results / str(overlay)).is_file():
             return '<span class="nothumb">no overlay</span>'
         thumb = thumbnail_name(str(overlay))  # the write stage makes it; a result written before it did, here
-        if make and not (self.results / thumb).exists():
+        if make and not is_cached(self.results / thumb):
             _write_thumbnail(self.results / str(overlay), self.results / thumb)
-        source = thumb if (self.results / thumb).exists() else str(overlay)
+        source = thumb if is_cached(self.results / thumb) else str(overlay)
         regions = ", ".join(
             f"region {region['label']} p={region['probability']:.3f} {region['decision']}"
             for region in document.get("regions", [])
@@ -328,7 +328,7 @@ def _write_thumbnail(overlay: Path, thumb: Path) -> None:
         log.warning("overlay %s could not be read for its thumbnail", overlay.name)
         return
     thumb.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(thumb, thumbnail_jpeg(np.asarray(image, np.uint8)))
+    write_cache(thumb, thumbnail_jpeg(np.asarray(image, np.uint8)))
 
 
 _STYLE = """

@@ -125,6 +125,7 @@ class Overlay:
         self._timings = timings if timings is not None else {}
         self._pixels: NDArray[np.uint8] | None = None
         self._jpeg: bytes | None = None
+        self._thumbnail: bytes | None = None
 
     @classmethod
     def encoded(cls, data: bytes) -> Overlay:
@@ -161,11 +162,14 @@ class Overlay:
         return self._jpeg
 
     def thumbnail(self) -> bytes:
-        """The results page's thumbnail, made from the pixels (decoding the JPEG again cost more than the overlay)."""
-        tick = time.perf_counter()
-        data = thumbnail_jpeg(self.pixels())
-        _add(self._timings, "overlay_ms", (time.perf_counter() - tick) * 1000)
-        return data
+        """The results page's thumbnail, made once from the pixels (decoding the JPEG again cost more than the
+        overlay)."""
+        if self._thumbnail is None:
+            pixels = self.pixels()
+            tick = time.perf_counter()
+            self._thumbnail = thumbnail_jpeg(pixels)
+            _add(self._timings, "overlay_ms", (time.perf_counter() - tick) * 1000)
+        return self._thumbnail
 
 
 @dataclass(frozen=True)
@@ -241,11 +245,20 @@ class Digest:
         return self._hex
 
 
+RegionCut = tuple[Region, str, Box, Box, Gray8]
+"""A region to classify: as marked, how it was marked, its bounds, the square the model sees, that square's pixels."""
+
+
 class Analyser(Protocol):
     @property
     def identity(self) -> ModelIdentity: ...
 
     def analyse(self, data: bytes, name: str, sidecar: Sidecar | None = None) -> Analysis: ...
+
+    def prepare(self, data: bytes, name: str, sidecar: Sidecar | None = None) -> Callable[[], Analysis]:
+        """Decode the scan and cut its regions now (their errors are raised here); the call returned classifies them
+        (the daemon's inference lane makes it while the loop prepares the next scan). `analyse` is both at once."""
+        ...
 
 
 def image_facts(decoded: DecodedImage) -> ImageFacts:
@@ -285,6 +298,9 @@ class ModelAnalyser:
         return self.model.identity
 
     def analyse(self, data: bytes, name: str, sidecar: Sidecar | None = None) -> Analysis:
+        return self.prepare(data, name, sidecar)()
+
+    def prepare(self, data: bytes, name: str, sidecar: Sidecar | None = None) -> Callable[[], Analysis]:
         timings: dict[str, float] = {}
         started = time.perf_counter()
         digest = Digest(data)
@@ -309,7 +325,8 @@ class ModelAnalyser:
             if reason is not None:
                 found, why = self._proposals(decoded, timings)
                 if self.regions.propose != "answer" or not found:
-                    return Analysis(sha256, NEEDS_ROI, facts, (), reason, None, timings, found, why)
+                    unanswered = Analysis(sha256, NEEDS_ROI, facts, (), reason, None, timings, found, why)
+                    return lambda: unanswered
                 views = [self._region_view(gray, candidate.region, "device") for candidate in found]
                 marker = Marker(MARKED_BY_DEVICE, None)
             else:
@@ -319,18 +336,32 @@ class ModelAnalyser:
         tick = time.perf_counter()
         inputs = [to_model_input(crop, self.model.manifest.preprocess) for *_, crop in views]
         timings["preprocess_ms"] = (time.perf_counter() - tick) * 1000
+        scores: list[float | None] = [candidate.score for candidate in found] or [None] * len(views)
+        unclassified = Analysis(sha256, CLASSIFIED, facts, (), None, None, timings)
+        return partial(self._classify, unclassified, gray, views, inputs, marker, scores)
+
+    def _classify(
+        self,
+        unclassified: Analysis,
+        gray: Gray8,
+        views: list[RegionCut],
+        inputs: list[Gray8],
+        marker: Marker,
+        scores: list[float | None],
+    ) -> Analysis:
+        """Each region's answer (batches of at most `BATCH_LIMIT` per invoke), explained now or left for later."""
+        timings = unclassified.timings_ms
         predictions = [
             prediction
             for first in range(0, len(inputs), BATCH_LIMIT)
             for prediction in self.model.predict_batch(inputs[first : first + BATCH_LIMIT], heatmap=False)
         ]
-        scores: list[float | None] = [candidate.score for candidate in found] or [None] * len(views)
         answers = []
         for (region, marked_as, box, window, _crop), prediction, score in zip(views, predictions, scores, strict=True):
             for key, value in prediction.timings_ms.items():
                 _add(timings, key, value)
             answers.append(self._answer(region, marked_as, marker, box, window, prediction, score))
-        analysis = Analysis(sha256, CLASSIFIED, facts, tuple(answers), None, None, timings)
+        analysis = replace(unclassified, regions=tuple(answers))
         explain = partial(self._explained, analysis, gray, views, predictions)
         return replace(analysis, pending=explain) if self.explain_later else explain()
 
@@ -338,7 +369,7 @@ class ModelAnalyser:
         self,
         analysis: Analysis,
         gray: Gray8,
-        views: list[tuple[Region, str, Box, Box, Gray8]],
+        views: list[RegionCut],
         predictions: list[Prediction],
     ) -> Analysis:
         """`analysis` with each region's Grad-CAM peak and the overlay picture (when the bundle explains)."""
@@ -380,7 +411,7 @@ class ModelAnalyser:
             return seg_regions(sidecar.data, instance_uid, facts.width, facts.height)
         return sr_regions(sidecar.data, instance_uid, facts.width, facts.height, self.rule.min_side / self.rule.scale)
 
-    def _region_view(self, gray: Gray8, region: Region, kind: str) -> tuple[Region, str, Box, Box, Gray8]:
+    def _region_view(self, gray: Gray8, region: Region, kind: str) -> RegionCut:
         crop, window = crop_region(gray, region, self.rule)
         marked_as = region.shape or ("mask" if kind in ("mask", "seg") else "circle" if region.box is None else "box")
         return region, marked_as, region.bounds(gray.shape[1], gray.shape[0]), window, crop

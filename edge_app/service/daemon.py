@@ -1,14 +1,14 @@
 """``mammo-edge run``: the watched-folder service, composed from the intake and the scan pipeline.
 
-In arrival order: the loop receives and claims the scans that are ready together (up to `CLAIM_BATCH`: one commit
-and one fsync per folder for them all) and analyses them one at a time; the write lanes (`WriteBehind`) explain each
-analysis and render its overlay, then record, write and settle the scans waiting for them as one batch, in the same
-order, while the loop analyses the next. Memory stays flat over months: the process keeps counters (archived scans
-answered ``needs_roi`` are counted apart from the classified ones), never a list of scans; the journal is the
-history, pruned to ``[journal] retention_days``. SIGTERM and SIGINT let the scans claimed finish, then the observer
-is stopped and joined and `run` returns 0. Under systemd: ``READY=1`` once the backlog is recovered, ``WATCHDOG=1``
-from this loop at half of ``WATCHDOG_USEC`` and from the write lane after each finished scan, ``STATUS=`` with
-counts, ``STOPPING=1`` once the lanes are drained.
+In arrival order: the loop receives and claims the scans that are ready together (up to `CLAIM_BATCH`: one commit and
+one fsync per folder for them all) and reads, decodes and cuts them one at a time; the lanes (`WriteBehind`) classify
+each, explain each analysis and render its overlay, then record, write and settle the scans waiting for them as one
+batch, in the same order, while the loop cuts the next. Memory stays flat over months: the process keeps counters
+(archived scans answered ``needs_roi`` are counted apart from the classified ones), never a list of scans; the journal
+is the history, pruned to ``[journal] retention_days``. SIGTERM and SIGINT let the scans claimed finish, then the
+observer is stopped and joined and `run` returns 0. Under systemd: ``READY=1`` once the backlog is recovered,
+``WATCHDOG=1`` from this loop at half of ``WATCHDOG_USEC`` and from the write lane after each finished scan, ``STATUS=``
+with counts, ``STOPPING=1`` once the lanes are drained.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from edge_app.service.health import HEALTHY, DeviceMetrics, Heartbeat
 from edge_app.service.intake import InboxTracker, is_scan_entry, start_observer
 from edge_app.service.journal import Journal
 from edge_app.service.lifecycle import ScanRecord, ScanState
-from edge_app.service.pipeline import ScanPipeline
+from edge_app.service.pipeline import Outcome, Prepared, ScanPipeline
 from edge_app.service.settle import Settler
 from edge_app.service.submissions import SubmissionQueue
 from edge_app.service.writebehind import WriteBehind
@@ -121,7 +121,7 @@ class Daemon:
         self._storage_error: Exception | None = None
         self._storage_retry_at = 0.0
         self._counts_lock = threading.Lock()
-        self.writer = WriteBehind(self.pipeline.resume_many, self._finished, STORAGE_ERRORS)
+        self.writer = WriteBehind(self._classify, self.pipeline.resume_many, self._finished, STORAGE_ERRORS)
         self.metrics = DeviceMetrics(config, analyser.identity)
         self.heartbeat = Heartbeat(config.paths.state)
 
@@ -217,19 +217,23 @@ class Daemon:
         return not (self.stopping.is_set() or self._disk_low() or self._storage_error)
 
     def _take(self, claim: Callable[[], list[ScanRecord]]) -> bool:
-        """Receive and claim arrivals, analyse each and hand it to the write lanes (written while the next scan is
-        analysed); False when a write was refused (the loop pauses and retries)."""
+        """Receive and claim arrivals, read, decode and cut each and hand it to the lanes (classified and written
+        while the next scan is cut); False when a write was refused (the loop pauses and retries)."""
         try:
             claimed = claim()
         except STORAGE_ERRORS as exc:
             self._storage_failed(exc)
             return False
         for record in claimed:
-            outcome = None if record.state.final else self.pipeline.examine(record)
-            if isinstance(outcome, Analysis):
-                self.metrics.analysed(sum(outcome.timings_ms.values()) / 1000)
-            self.writer.submit(record, outcome)
+            self.writer.submit(record, None if record.state.final else self.pipeline.prepare(record))
         return True
+
+    def _classify(self, record: ScanRecord, prepared: Prepared) -> Outcome:
+        """The inference lane's work: the prepared scan's outcome, its analysis time observed."""
+        outcome = self.pipeline.classify(record, prepared)
+        if isinstance(outcome, Analysis):
+            self.metrics.analysed(sum(outcome.timings_ms.values()) / 1000)
+        return outcome
 
     def _claim_submission(self, scan_id: str) -> list[ScanRecord]:
         record = self.pipeline.claim_submission(scan_id)

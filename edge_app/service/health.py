@@ -125,7 +125,7 @@ class DeviceMetrics:
         )
         self.analysis = Histogram(
             "mammo_edge_analysis_seconds",
-            "The loop's analysis of one scan (decode, regions, classifier; Grad-CAM and overlay follow in the lanes)",
+            "One scan's analysis (decode, regions, classifier; Grad-CAM and the overlay follow in their lane)",
             buckets=ANALYSIS_BUCKETS,
             registry=registry,
         )

@@ -15,7 +15,9 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from edge_app.errors import IngestError, MammoEdgeError
 from edge_app.fsutil import PendingSyncs, read_scan_file, remove_temporaries
@@ -28,6 +30,7 @@ from edge_app.service.settle import Settler
 from edge_app.service.writer import ResultWriter
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 SYMLINK_REASON = "symbolic links are never followed; copy the scan itself into the inbox"
 REDROP = "drop the scan and its sidecar into the inbox again"
 INTERNAL_REASON = "the analysis failed unexpectedly ({kind}: {error}); this is a bug: report it with this file"
@@ -42,6 +45,16 @@ class Refusal:
 
     failure: Failure
     sha256: str | None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A claimed scan read, decoded and cut into the model's inputs; its classification is still to come
+    (`ScanPipeline.classify`: the daemon's inference lane makes it while its loop prepares the next scan)."""
+
+    classify: Callable[[], Analysis]
+    data: bytes  # hashed for the refusal, should the classification refuse the scan
+    sidecar: Sidecar | None
 
 
 Outcome = Analysis | Refusal
@@ -161,6 +174,11 @@ class ScanPipeline:
     def examine(self, record: ScanRecord) -> Outcome:
         """Read and analyse a claimed scan: its analysis, or why it is refused. Nothing is written: the ANALYSED or
         REJECTED move records it (`resume_many`)."""
+        prepared = self.prepare(record)
+        return prepared if isinstance(prepared, Refusal) else self.classify(record, prepared)
+
+    def prepare(self, record: ScanRecord) -> Prepared | Refusal:
+        """Read a claimed scan (and its sidecar), decode it and cut its regions: ready to classify, or refused."""
         claimed = self.claimer.claimed_path(record)
         if claimed.is_symlink():
             return Refusal(Failure("ingest", "SymbolicLink", SYMLINK_REASON), None)
@@ -183,15 +201,12 @@ class ScanPipeline:
             kind = sidecar_kind(record.sidecar_name)
             assert kind is not None, "only a sidecar's name is recorded as one"
             sidecar = Sidecar(record.sidecar_name, kind, sidecar_data, record.reader)
-        try:
-            return self.analyser.analyse(data, record.input_name, sidecar)
-        except MammoEdgeError as exc:  # input, region and model errors alike: refused with their stage
-            reason = str(exc) if sidecar is None or exc.stage != "regions" else f"{sidecar.name}: {exc}"
-            return _refusal(Failure(exc.stage, type(exc).__name__, reason), data)
-        except Exception as exc:  # one poisoned file must not stop the service, nor loop it on restarts
-            log.exception("%s %s: the analysis raised an unexpected error", record.scan_id, record.input_name)
-            reason = INTERNAL_REASON.format(kind=type(exc).__name__, error=exc)
-            return _refusal(Failure("analyse", "InternalError", reason), data)
+        cut = partial(self.analyser.prepare, data, record.input_name, sidecar)
+        return _guarded(record, data, sidecar, lambda: Prepared(cut(), data, sidecar))
+
+    def classify(self, record: ScanRecord, prepared: Prepared) -> Outcome:
+        """The prepared scan's analysis, or why it is refused (nothing is written)."""
+        return _guarded(record, prepared.data, prepared.sidecar, prepared.classify)
 
     def _record(self, record: ScanRecord, outcome: Outcome) -> ScanRecord:
         """CLAIMED -> ANALYSED with names reserved, or -> REJECTED with the reason (an ANALYSED record analysed
@@ -243,6 +258,21 @@ class ScanPipeline:
             label=None,
             probability=None,
         )
+
+
+def _guarded(record: ScanRecord, data: bytes, sidecar: Sidecar | None, stage: Callable[[], T]) -> T | Refusal:
+    """`stage`'s result, or the refusal of the scan it raised on: the analysis's errors (input, region and model
+    alike) with their stage, anything else as an internal error (one poisoned file must not stop the service, nor
+    loop it on restarts)."""
+    try:
+        return stage()
+    except MammoEdgeError as exc:
+        reason = str(exc) if sidecar is None or exc.stage != "regions" else f"{sidecar.name}: {exc}"
+        return _refusal(Failure(exc.stage, type(exc).__name__, reason), data)
+    except Exception as exc:
+        log.exception("%s %s: the analysis raised an unexpected error", record.scan_id, record.input_name)
+        reason = INTERNAL_REASON.format(kind=type(exc).__name__, error=exc)
+        return _refusal(Failure("analyse", "InternalError", reason), data)
 
 
 def _refusal(failure: Failure, data: bytes) -> Refusal:

@@ -1,14 +1,15 @@
-"""The daemon's write lanes: a scan's Grad-CAM and overlay are made in one thread, and its journal moves, files and
-archive move in another, while the loop analyses the next scan.
+"""The daemon's lanes after its loop: a scan is classified in one thread, its Grad-CAM and overlay are made in a
+second, and its journal moves, files and archive move in a third, while the loop reads, decodes and cuts the next.
 
-On a 2-core device the interpreter keeps a core busy during an invoke; the overlay (drawing and JPEG encoding,
-which release the GIL) takes what it leaves, and the write stage, mostly waiting on fsync, overlaps both. The lanes
-run at the loop's priority: niced (10), they starved behind the results page and the watcher and held the loop back
-(96 px, 2 threads: 1.35-1.40 invokes per file at equal priority, 1.8-2.5 niced). The writer takes every scan
-waiting for it as one batch (`ScanPipeline.resume_many`: one commit and one fsync per folder for
-each step of the batch, not for each scan), in arrival order. Nothing about durability changes: every record takes
-its steps in order, each ending in its journal move. At most `depth` scans wait for each lane, so a burst waits in
-the inbox, not in memory.
+On a 2-core device the interpreter keeps the cores busy during an invoke; the inference lane invokes back to back
+while the loop claims and cuts ahead of it (claims, reads and decodes cost a patch a third of a small model's invoke
+when the same thread did them between invokes), the overlay (drawing and JPEG encoding, which release the GIL) takes
+what the invokes leave, and the write stage, mostly waiting on fsync, overlaps all three. The lanes run at the loop's
+priority: niced (10), they starved behind the results page and the watcher and held the loop back (96 px, 2 threads:
+1.35-1.40 invokes per file at equal priority, 1.8-2.5 niced). The writer takes every scan waiting for it as one batch
+(`ScanPipeline.resume_many`: one commit and one fsync per folder for each step of the batch, not for each scan), in
+arrival order. Nothing about durability changes: every record takes its steps in order, each ending in its journal
+move. At most `depth` scans wait for each lane, so a burst waits in the inbox, not in memory.
 
 A storage error (disk full, read-only) stops the writer: the scans it still held stay CLAIMED (or where the error
 left them) in the journal, the loop is told (`failure`) and retries as it did before, and recovery finishes them
@@ -25,7 +26,7 @@ from collections.abc import Callable, Sequence
 
 from edge_app.service.analyse import Analysis
 from edge_app.service.lifecycle import ScanRecord
-from edge_app.service.pipeline import Outcome, Taken
+from edge_app.service.pipeline import Outcome, Prepared, Refusal, Taken
 
 log = logging.getLogger(__name__)
 _STOP = None
@@ -33,32 +34,43 @@ WRITE_BATCH = 16
 """Scans written as one batch at most: a crash redoes at most this many scans' writes."""
 
 
+Cut = tuple[ScanRecord, Prepared | Refusal | None]
+"""A claimed scan as the loop hands it on: ready to classify, refused already, or (None) final already."""
+
+
 class WriteBehind:
     def __init__(
         self,
+        classify: Callable[[ScanRecord, Prepared], Outcome],
         finish: Callable[[Sequence[Taken]], list[ScanRecord]],
         done: Callable[[ScanRecord], None],
         storage_errors: tuple[type[Exception], ...],
         depth: int = 4,
     ) -> None:
+        self.classify = classify
         self.finish = finish
         self.done = done
         self.storage_errors = storage_errors
-        self._incoming: queue.Queue[Taken | None] = queue.Queue(maxsize=depth)
+        self._incoming: queue.Queue[Cut | None] = queue.Queue(maxsize=depth)
+        self._classified: queue.Queue[Taken | None] = queue.Queue(maxsize=depth)
         self._rendered: queue.Queue[Taken | None] = queue.Queue(maxsize=depth)
         self._failure: Exception | None = None
         self._fatal: BaseException | None = None
-        self._renderer = threading.Thread(target=self._render, name="overlay-lane", daemon=True)
-        self._writer = threading.Thread(target=self._serve, name="write-behind", daemon=True)
-        self._renderer.start()
-        self._writer.start()
+        self._lanes = [
+            threading.Thread(target=self._classify, name="inference-lane", daemon=True),
+            threading.Thread(target=self._render, name="overlay-lane", daemon=True),
+            threading.Thread(target=self._serve, name="write-behind", daemon=True),
+        ]
+        for lane in self._lanes:
+            lane.start()
 
-    def submit(self, record: ScanRecord, outcome: Outcome | None) -> None:
-        """Queue a claimed scan with its analysis (or refusal) for its write stage; waits while `depth` wait."""
+    def submit(self, record: ScanRecord, cut: Prepared | Refusal | None) -> None:
+        """Queue a claimed scan, prepared (or refused) by the loop, for its classification and write stage; waits
+        while `depth` wait."""
         while True:
             self.raise_fatal()
             try:
-                self._incoming.put((record, outcome), timeout=0.5)
+                self._incoming.put((record, cut), timeout=0.5)
                 return
             except queue.Full:
                 continue
@@ -79,26 +91,49 @@ class WriteBehind:
 
     def drain(self) -> None:
         """Wait until every queued scan is written (or, after a failure, left to recovery)."""
-        self._incoming.join()  # an item reaches the writer's queue before it leaves this one
-        self._rendered.join()
+        for lane in (self._incoming, self._classified, self._rendered):  # an item reaches the next before it leaves
+            lane.join()
 
     def close(self) -> None:
-        """Write what is queued, then stop and join the threads (idempotent)."""
-        if self._renderer.is_alive():
+        """Classify and write what is queued, then stop and join the threads (idempotent)."""
+        if self._lanes[0].is_alive():
             self._incoming.put(_STOP)
-            self._renderer.join()
-        if self._writer.is_alive():
-            self._writer.join()
+        for lane in self._lanes:
+            lane.join()
+
+    def _classify(self) -> None:
+        while True:
+            item = self._incoming.get()
+            try:
+                self._classified.put(item if item is None else self._classified_item(item))
+                if item is None:
+                    return
+            finally:
+                self._incoming.task_done()
+
+    def _classified_item(self, item: Cut) -> Taken:
+        """The scan with its outcome (its refusal, or the analysis of what the loop prepared). The classification
+        refuses a scan rather than raise; anything it raises all the same is a bug that the loop re-raises, and the
+        scan stays CLAIMED for recovery."""
+        record, cut = item
+        if not isinstance(cut, Prepared):
+            return record, cut
+        try:
+            return record, self.classify(record, cut)
+        except BaseException as exc:
+            log.exception("%s: the classification failed unexpectedly", record.scan_id)
+            self._fatal = exc
+            return record, None
 
     def _render(self) -> None:
         while True:
-            item = self._incoming.get()
+            item = self._classified.get()
             try:
                 self._rendered.put(item if item is None else _explained(item))
                 if item is None:
                     return
             finally:
-                self._incoming.task_done()
+                self._classified.task_done()
 
     def _serve(self) -> None:
         while True:
@@ -138,8 +173,8 @@ class WriteBehind:
 
 
 def _explained(item: Taken) -> Taken:
-    """The item with its analysis explained and its overlay encoded (each kept). An error is left for the write stage,
-    which meets it again and reports it with the scan (a bug) instead of this lane dying on it."""
+    """The item with its analysis explained and its overlay and thumbnail encoded (each kept). An error is left for
+    the write stage, which meets it again and reports it with the scan (a bug) instead of this lane dying on it."""
     record, outcome = item
     if not isinstance(outcome, Analysis):
         return item
@@ -147,6 +182,7 @@ def _explained(item: Taken) -> Taken:
         explained = outcome.completed()
         if explained.overlay is not None:
             explained.overlay.jpeg()
+            explained.overlay.thumbnail()
     except Exception:
         return item
     return record, explained

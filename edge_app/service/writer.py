@@ -1,7 +1,7 @@
 """The write stage: the only code that writes what a scan produced. ``run``, ``once`` and the benchmarks all use it.
 
 For an analysed scan (classified per region, or ``needs_roi``): ``<stem>.gradcam.jpg`` and its thumbnail for the
-results page, ``thumbs/<stem>.jpg`` (when there is heat to show), then ``<stem>.json`` (schema
+results page, ``thumbs/<stem>.jpg`` (when there is heat to show; a cache, not fsynced), then ``<stem>.json`` (schema
 ``schemas/result.schema.json``), all atomic and in that order, so a result never names a missing overlay. For a
 refused scan: ``<name>.error.json`` beside the quarantined input. Then one line in ``results.jsonl`` and
 ``results.csv`` (the audit logs, rotated by size without losing a line: `edge_app.service.audit`). Every write is
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edge_app.detect import Candidate
-from edge_app.fsutil import PendingSyncs, atomic_write, unique_stem
+from edge_app.fsutil import PendingSyncs, atomic_write, unique_stem, write_cache
 from edge_app.model import ModelIdentity
 from edge_app.service.analyse import Analysis, RegionAnswer
 from edge_app.service.audit import DEFAULT_MAX_BYTES, AuditLog
@@ -187,8 +187,8 @@ class ResultWriter:
         if analysis.overlay is not None:  # rendered and encoded in the daemon's overlay lane, or here
             atomic_write(self.results / str(record.overlay_file), analysis.overlay.jpeg(), syncs)
             thumbnail = self.results / str(record.thumbnail_file)
-            thumbnail.parent.mkdir(exist_ok=True)  # its entry in the results folder is synced with the overlay's
-            atomic_write(thumbnail, analysis.overlay.thumbnail(), syncs)
+            thumbnail.parent.mkdir(exist_ok=True)
+            write_cache(thumbnail, analysis.overlay.thumbnail())  # the page makes it again if a power cut loses it
         if source is not None:
             for sink in self.sinks:
                 sink.answer(record, analysis, source)

@@ -26,7 +26,7 @@ from harness import config_under, distinct_scan, fake_analyser
 from edge_app import fsutil
 from edge_app.service.daemon import build_pipeline, journal_path
 from edge_app.service.journal import Journal
-from edge_app.service.lifecycle import ScanState
+from edge_app.service.lifecycle import THUMBS, ScanState
 
 pytestmark = pytest.mark.usefixtures("fake_runtime")  # the service around the model, on the fake model
 
@@ -42,8 +42,10 @@ class DurabilityRecorder:
         self.operations = 0
 
     def _ours(self, path: object) -> str | None:
+        """The path if it is the service's and must survive a power cut (a thumbnail is a cache, made again)."""
         text = os.path.realpath(os.fsdecode(path))  # type: ignore[arg-type]
-        return text if text.startswith(str(self.root)) else None
+        cache = f"{os.sep}{THUMBS}{os.sep}" in text
+        return text if text.startswith(str(self.root)) and not cache else None
 
     def opened_for_writing(self, path: object) -> None:
         if (ours := self._ours(path)) is not None:
