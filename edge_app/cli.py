@@ -225,10 +225,12 @@ def _results_page(results: Path, model: EdgeModel, bundle: Path) -> ResultsPage:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from edge_app.service import process
     from edge_app.service.coalesce import CoalescedTask
     from edge_app.service.daemon import Daemon, journal_path, outcome_table
 
     config, stopping = _start_service(args)
+    process.for_lanes()
     analyser = _load_analyser(config, explain_later=True)
     sinks = _answer_sinks(config, analyser.identity)
     page = _results_page(config.paths.results, analyser.model, analyser.model.bundle)
