@@ -5,8 +5,9 @@ crash are the same call, so recovery is not a second implementation of the lifec
 each step together: every record's file work for the step, each folder they touched fsynced once, then all their
 journal moves in one commit (a backlog costs one sync per step and folder, not one per scan); one record is a batch
 of one. The daemon splits the path between its lanes: its loop claims new arrivals together (`claim_new`) and
-analyses each (`examine`, which writes nothing), and its write lane records the analyses and finishes them
-(`resume_many`), in order, while the loop analyses the next.
+reads, decodes and cuts each (`prepare`), its inference lane classifies them (`classify`; `examine` is both, and
+neither writes anything), and its write lane records the analyses and finishes them (`resume_many`), in order, while
+the loop cuts the next.
 """
 
 from __future__ import annotations
