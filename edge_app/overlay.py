@@ -81,10 +81,16 @@ def render(
 
 
 def thumbnail_jpeg(picture: BGR) -> bytes:
-    """The results page's copy of an overlay picture, `THUMB_WIDTH` wide, as JPEG bytes."""
+    """The results page's copy of an overlay picture, `THUMB_WIDTH` wide, as JPEG bytes. Halved by 2 x 2 means while
+    at least twice as wide (OpenCV's fast path for area averaging), then area-resampled the rest of the way: the same
+    picture as one area resize within a grey level or two, in a third of its time."""
     height, width = picture.shape[:2]
+    small = picture
+    while small.shape[1] >= 2 * THUMB_WIDTH:
+        half = (small.shape[1] // 2, small.shape[0] // 2)
+        small = np.asarray(cv2.resize(small, half, interpolation=cv2.INTER_AREA), np.uint8)
     size = (THUMB_WIDTH, max(1, round(height * THUMB_WIDTH / width)))
-    ok, encoded = cv2.imencode(".jpg", cv2.resize(picture, size, interpolation=cv2.INTER_AREA), THUMB_JPEG)
+    ok, encoded = cv2.imencode(".jpg", cv2.resize(small, size, interpolation=cv2.INTER_AREA), THUMB_JPEG)
     if not ok:
         raise InputImageError(f"a {width} x {height} overlay's thumbnail could not be encoded as JPEG")
     return bytes(encoded.tobytes())
