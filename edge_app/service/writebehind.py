@@ -23,6 +23,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from edge_app.service.analyse import Analysis
 from edge_app.service.lifecycle import ScanRecord
@@ -56,9 +57,11 @@ class WriteBehind:
         self._rendered: queue.Queue[Taken | None] = queue.Queue(maxsize=depth)
         self._failure: Exception | None = None
         self._fatal: BaseException | None = None
+        classifying = (self._incoming, self._classified, self._classified_item)
+        rendering = (self._classified, self._rendered, _explained)
         self._lanes = [
-            threading.Thread(target=self._classify, name="inference-lane", daemon=True),
-            threading.Thread(target=self._render, name="overlay-lane", daemon=True),
+            threading.Thread(target=_relay, args=classifying, name="inference-lane", daemon=True),
+            threading.Thread(target=_relay, args=rendering, name="overlay-lane", daemon=True),
             threading.Thread(target=self._serve, name="write-behind", daemon=True),
         ]
         for lane in self._lanes:
@@ -101,16 +104,6 @@ class WriteBehind:
         for lane in self._lanes:
             lane.join()
 
-    def _classify(self) -> None:
-        while True:
-            item = self._incoming.get()
-            try:
-                self._classified.put(item if item is None else self._classified_item(item))
-                if item is None:
-                    return
-            finally:
-                self._incoming.task_done()
-
     def _classified_item(self, item: Cut) -> Taken:
         """The scan with its outcome (its refusal, or the analysis of what the loop prepared). The classification
         refuses a scan rather than raise; anything it raises all the same is a bug that the loop re-raises, and the
@@ -124,16 +117,6 @@ class WriteBehind:
             log.exception("%s: the classification failed unexpectedly", record.scan_id)
             self._fatal = exc
             return record, None
-
-    def _render(self) -> None:
-        while True:
-            item = self._classified.get()
-            try:
-                self._rendered.put(item if item is None else _explained(item))
-                if item is None:
-                    return
-            finally:
-                self._classified.task_done()
 
     def _serve(self) -> None:
         while True:
@@ -170,6 +153,18 @@ class WriteBehind:
         except BaseException as exc:  # a bug: the loop re-raises it
             log.exception("%s: the write stage failed unexpectedly", ", ".join(record.scan_id for record, _ in batch))
             self._fatal = exc
+
+
+def _relay(source: queue.Queue[Any], target: queue.Queue[Taken | None], work: Callable[[Any], Taken]) -> None:
+    """One lane: each item from `source` through `work` into `target`, in order, until the stop (passed on)."""
+    while True:
+        item = source.get()
+        try:
+            target.put(item if item is None else work(item))
+            if item is None:
+                return
+        finally:
+            source.task_done()
 
 
 def _explained(item: Taken) -> Taken:

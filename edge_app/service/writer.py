@@ -6,8 +6,7 @@ results page, ``thumbs/<stem>.jpg`` (when there is heat to show; a cache, not fs
 refused scan: ``<name>.error.json`` beside the quarantined input. Then one line in ``results.jsonl`` and
 ``results.csv`` (the audit logs, rotated by size without losing a line: `edge_app.service.audit`). Every write is
 idempotent, so a crash anywhere in this stage is repaired by doing it again: files are replaced whole, and an audit
-line whose scan id is already at the end of the
-log is not written twice.
+line whose scan id is already at the end of the log is not written twice.
 """
 
 from __future__ import annotations
