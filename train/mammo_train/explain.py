@@ -43,28 +43,38 @@ class GradCams:
 
 
 def gradcam(model: keras.Model, images: NDArray[np.uint8], batch_size: int = 16) -> GradCams:
-    explainer = build_explainer(model)
+    step = _gradcam_step(build_explainer(model))
     size = images.shape[1]
     logits, maps_per_batch = [], []
     for start in range(0, len(images), batch_size):
-        batch = tf.cast(images[start : start + batch_size], tf.float32)
-        with tf.GradientTape() as tape:
-            logit, *feature_maps = explainer(batch, training=False)
-            tape.watch(feature_maps)
-            score = tf.reduce_sum(logit)
-        gradients = tape.gradient(score, feature_maps)
-        cams = [
-            tf.nn.relu(tf.reduce_sum(fmap * tf.reduce_mean(grad, axis=(1, 2), keepdims=True), axis=-1)).numpy()
-            for fmap, grad in zip(feature_maps, gradients, strict=True)
-        ]
+        logit, cams = step(tf.cast(images[start : start + batch_size], tf.float32))
         logits.append(logit.numpy()[:, 0])
-        maps_per_batch.append(cams)
+        maps_per_batch.append([cam.numpy() for cam in cams])
     backbone_maps = tuple(np.concatenate(per_backbone) for per_backbone in zip(*maps_per_batch, strict=True))
     offsets = [BACKBONES[name].centre_offset for name in backbone_names(model)]
     evidence = [fused_evidence([m[i] for m in backbone_maps], size, offsets) for i in range(len(images))]
     fused = np.stack([normalise(each) for each in evidence])
     peaks = np.array([evidence_peak(each) for each in evidence], np.float32)
     return GradCams(np.concatenate(logits), backbone_maps, fused, peaks)
+
+
+def _gradcam_step(explainer: keras.Model) -> Any:
+    """One batch's logits and raw per-backbone maps, as one traced graph: run eagerly, the backbones' forward pass
+    went op by op, 14 times slower on the 96 px hybrid (17 s against 1.2 for 128 images)."""
+
+    def step(batch: tf.Tensor) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        with tf.GradientTape() as tape:
+            logit, *feature_maps = explainer(batch, training=False)
+            tape.watch(feature_maps)
+            score = tf.reduce_sum(logit)
+        gradients = tape.gradient(score, feature_maps)
+        cams = [
+            tf.nn.relu(tf.reduce_sum(fmap * tf.reduce_mean(grad, axis=(1, 2), keepdims=True), axis=-1))
+            for fmap, grad in zip(feature_maps, gradients, strict=True)
+        ]
+        return logit, cams
+
+    return tf.function(step, reduce_retracing=True)
 
 
 def randomised_copy(model: keras.Model, seed: int = 1) -> keras.Model:
