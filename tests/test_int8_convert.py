@@ -8,7 +8,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow", reason="int8 conversion needs the train extra (TensorFlow)")
 
-from mammo_convert.int8 import calibrated_model, int8_model, quantise, refine  # noqa: E402
+from mammo_convert.int8 import calibrated_model, int8_model, quantise, recalibrated, refine  # noqa: E402
 from mammo_convert.recipes import CONVERTERS_OWN, Int8Recipe  # noqa: E402
 
 pytestmark = pytest.mark.tensorflow
@@ -64,6 +64,19 @@ def test_without_a_technique_the_model_answers_exactly_as_the_converters(
     assert np.array_equal(_answers(ours, images), _answers(converted, images))
     entry = tf.lite.Interpreter(model_content=ours).get_input_details()[0]
     assert entry["dtype"] == np.uint8 and entry["quantization"] == (1.0, 0)
+
+
+def test_recalibrating_on_other_images_makes_the_converters_file_for_them(
+    small_model: tuple[object, np.ndarray],
+) -> None:
+    """The repair's recalibration reuses the float graph already converted: the ranges, and so the int8 file, are
+    the ones a fresh conversion calibrated on the new images makes."""
+    model, images = small_model
+    others = np.concatenate([images, images[:, :, ::-1]])[8:]  # other images, flipped ones among them
+    first = calibrated_model(model, _batches(images))
+    again = quantise(recalibrated(first, _batches(others)))
+    assert again == quantise(calibrated_model(model, _batches(others)))
+    assert again != quantise(first)  # the images changed the ranges
 
 
 @pytest.mark.parametrize("recipe", [Int8Recipe("mse"), Int8Recipe("mean"), Int8Recipe("percentile", percentile=99.0)])

@@ -49,7 +49,7 @@ from edge_app.selftest import SelfTestSample, write_selftest
 from mammo_convert.card import write_model_card
 from mammo_convert.export import classifier_model, embed_metadata, gradcam_head_model, to_tflite
 from mammo_convert.gate import Reference, Thresholds, failures, fidelity_set, measure_variant, table
-from mammo_convert.int8 import calibrated_model, int8_model, refine
+from mammo_convert.int8 import calibrated_model, int8_model, recalibrated, refine
 from mammo_convert.recipes import STUDY_RECIPES, Int8Recipe, repair_recipes
 from mammo_convert.repair import layer_errors, repair_plan
 from mammo_convert.signing import read_private_key, sign_bundle
@@ -329,7 +329,13 @@ class Conversion:
         kept: the repair's float-layer attempts and its layer ranking share one); `int8_model` says why."""
         key = hashlib.sha256(images.tobytes()).hexdigest()
         if key not in self.calibrations:
-            self.calibrations[key] = calibrated_model(self.classifier, representative_batches(images))
+            earlier = next(iter(self.calibrations.values()), None)
+            representative = representative_batches(images)
+            self.calibrations[key] = (
+                calibrated_model(self.classifier, representative)
+                if earlier is None
+                else recalibrated(earlier, representative)
+            )
         if self.latest_refined is None or self.latest_refined[:2] != (key, recipe):
             refined = refine(self.calibrations[key], representative_batches(images), recipe)
             self.latest_refined = (key, recipe, refined)
