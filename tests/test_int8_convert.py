@@ -79,6 +79,50 @@ def test_recalibrating_on_other_images_makes_the_converters_file_for_them(
     assert again != quantise(first)  # the images changed the ranges
 
 
+def test_the_quantiser_keeps_the_rounding_gptq_chose(small_model: tuple[object, np.ndarray]) -> None:
+    """Each channel keeps the scale nearest rounding gives it, and the int8 file holds exactly the steps GPTQ chose
+    (in both convolutions a tenth or more of them not the nearest)."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from mammo_convert.int8 import _constant, _weighted_ops
+
+    model, images = small_model
+    calibrated = calibrated_model(model, _batches(images))
+    chosen = refine(calibrated, _batches(images), Int8Recipe("minmax", rounding="gptq"))
+    before, after = (flatbuffer_utils.convert_bytearray_to_object(bytearray(data)) for data in (calibrated, chosen))
+    written = flatbuffer_utils.convert_bytearray_to_object(bytearray(quantise(chosen)))
+    by_name = {tensor.name: tensor for tensor in written.subgraphs[0].tensors}
+    moved = []
+    for (op, _), (original, _) in zip(_weighted_ops(after), _weighted_ops(before), strict=True):
+        weights, nearest = _constant(after, op.inputs[1]), _constant(before, original.inputs[1])
+        assert weights is not None and nearest is not None
+        channels = weights.shape[0]
+        scale = np.abs(nearest.reshape(channels, -1)).max(axis=1) / 127
+        target = by_name[after.subgraphs[0].tensors[op.inputs[1]].name]
+        steps = np.frombuffer(np.asarray(written.buffers[target.buffer].data, np.uint8).tobytes(), np.int8)
+        assert np.allclose(np.asarray(target.quantization.scale), scale, rtol=1e-6)
+        assert np.array_equal(steps.reshape(channels, -1), np.rint(weights.reshape(channels, -1) / scale[:, None]))
+        assert np.allclose(steps.reshape(channels, -1) * scale[:, None], weights.reshape(channels, -1), atol=1e-6)
+        moved.append(np.mean(steps.reshape(channels, -1) != np.rint(nearest.reshape(channels, -1) / scale[:, None])))
+    assert len(moved) == 3 and min(moved[:2]) > 0.05
+
+
+def test_gptq_makes_a_layers_output_closer_than_nearest_rounding() -> None:
+    """On inputs that vary together, rounding by choice leaves the layer's output error below nearest rounding's."""
+    from mammo_convert.rounding import gptq
+
+    rng = np.random.default_rng(0)
+    inputs = rng.standard_normal((2000, 8)) @ rng.standard_normal((8, 48))  # 48 inputs, 8 independent directions
+    weights = rng.standard_normal((16, 48))
+    scale = np.abs(weights).max(axis=1, keepdims=True) / 127
+    nearest = np.rint(weights / scale) * scale
+    chosen = gptq(weights, inputs.T @ inputs)
+    assert np.allclose(np.abs(chosen).max(axis=1), np.abs(weights).max(axis=1))  # each channel's scale kept
+    assert np.allclose(chosen / scale, np.rint(chosen / scale)) and np.abs(chosen / scale).max() <= 127 + 1e-9
+    error = np.linalg.norm(inputs @ (chosen - weights).T), np.linalg.norm(inputs @ (nearest - weights).T)
+    assert error[0] < 0.5 * error[1]
+
+
 @pytest.mark.parametrize("recipe", [Int8Recipe("mse"), Int8Recipe("mean"), Int8Recipe("percentile", percentile=99.0)])
 def test_every_estimator_leaves_the_pixels_and_the_outputs_their_own_ranges(
     small_model: tuple[object, np.ndarray], recipe: Int8Recipe

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from edge_app.errors import run_main
 from edge_app.manifest import VARIANTS
-from mammo_convert.recipes import BIAS_CORRECTIONS, DEFAULT_RECIPE, RANGE_METHODS
+from mammo_convert.recipes import BIAS_CORRECTIONS, DEFAULT_RECIPE, RANGE_METHODS, ROUNDINGS
 from mammo_train.extra import require_train_extra
 
 
@@ -56,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=DEFAULT_RECIPE.percentile,
         help="int8: the percentile of --int8-ranges percentile",
+    )
+    parser.add_argument(
+        "--int8-rounding",
+        choices=ROUNDINGS,
+        default=DEFAULT_RECIPE.rounding,
+        help=f"int8: how weights are rounded to their grid (default {DEFAULT_RECIPE.rounding}): nearest, or gptq "
+        "(layer by layer on calibration images; convert/mammo_convert/rounding.py)",
     )
     parser.add_argument(
         "--int8-study",

@@ -34,6 +34,7 @@ from edge_app.model import get_output, set_input
 from mammo_convert.export import RepresentativeData, int8_converter
 from mammo_convert.ranges import TensorStatistics, estimate_range
 from mammo_convert.recipes import Int8Recipe
+from mammo_convert.rounding import channel_scales, chosen_weights, nearest_step
 
 WEIGHT_OPS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
 """The ops whose weights the quantiser makes per-channel int8 (symmetric, -127..127), with the weights' channel
@@ -86,9 +87,10 @@ def int8_model(
 
 
 def refine(calibrated: bytes, representative: RepresentativeData, recipe: Int8Recipe) -> bytes:
-    """The calibrated model with its ranges re-estimated and its biases corrected for weight rounding, as `recipe`
-    says (the output correction needs the quantised model: `int8_model` applies it)."""
-    if recipe.ranges == "minmax" and recipe.bias != "weights":
+    """The calibrated model with its ranges re-estimated, its weights rounded (`mammo_convert.rounding`) and its
+    biases corrected for weight rounding, as `recipe` says (the output correction needs the quantised model:
+    `int8_model` applies it)."""
+    if recipe.ranges == "minmax" and recipe.bias != "weights" and recipe.rounding == "nearest":
         return calibrated
     from tensorflow.lite.tools import flatbuffer_utils
 
@@ -97,9 +99,13 @@ def refine(calibrated: bytes, representative: RepresentativeData, recipe: Int8Re
     activations = _activation_tensors(graph) if recipe.ranges != "minmax" else []
     weighted = _weighted_ops(graph) if recipe.bias == "weights" else []
     means_of = {int(op.inputs[0]) for op, _ in weighted}
-    statistics = _statistics(
-        calibrated, representative, activations, means_of, recipe.ranges in ("percentile", "mse"), graph
+    statistics = (
+        _statistics(calibrated, representative, activations, means_of, recipe.ranges in ("percentile", "mse"), graph)
+        if activations or means_of
+        else {}
     )
+    if recipe.rounding == "gptq":  # first: weights already on their grid leave weight rounding no error to correct
+        _round_weights(graph, calibrated, representative)
     for index in activations:
         low, high = estimate_range(statistics[index], recipe)
         quantization = subgraph.tensors[index].quantization
@@ -107,6 +113,16 @@ def refine(calibrated: bytes, representative: RepresentativeData, recipe: Int8Re
     for op, axis in weighted:
         _correct_weight_rounding(graph, op, axis, statistics[int(op.inputs[0])].channel_means())
     return bytes(flatbuffer_utils.convert_object_to_bytearray(graph))
+
+
+def _round_weights(graph: Any, calibrated: bytes, representative: RepresentativeData) -> None:
+    """Every convolution's and dense layer's weights onto their int8 grid as `chosen_weights` rounds them (a depthwise
+    convolution's channels each see one input: nothing to choose between, none in these backbones)."""
+    ops = [op for op, axis in _weighted_ops(graph) if axis == 0]
+    weights = [_constant(graph, op.inputs[1]) for op in ops]
+    rounded = chosen_weights(calibrated, representative, graph, ops, weights)
+    for op, values in zip(ops, rounded, strict=True):
+        _set_constant(graph, graph.subgraphs[0].tensors[op.inputs[1]], values)
 
 
 def _activation_tensors(graph: Any) -> list[int]:
@@ -170,9 +186,8 @@ def _correct_weight_rounding(graph: Any, op: Any, axis: int, input_means: NDArra
     assert weights is not None and bias is not None, "a weighted op has constant weights and bias"
     moved = np.moveaxis(weights.astype(np.float64), axis, 0)  # channels first
     flat = moved.reshape(moved.shape[0], -1)
-    scale = np.abs(flat).max(axis=1) / 127.0
-    scale[scale == 0] = 1.0
-    error = (np.clip(np.rint(flat / scale[:, None]), -127, 127) * scale[:, None] - flat).reshape(moved.shape)
+    scale = channel_scales(flat)[:, None]
+    error: NDArray[np.float64] = (nearest_step(flat, scale) - flat).reshape(moved.shape)
     if axis == 3:  # depthwise [1, h, w, channels]: each channel sees its own input channel
         shift = error.reshape(error.shape[0], -1).sum(axis=1) * input_means[: error.shape[0]]
     else:  # [out, h, w, in] or [out, in]: every input channel, at every kernel position
