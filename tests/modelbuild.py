@@ -88,7 +88,7 @@ LEARNING = Recipe(
     data_seed=0,
     calibration=96,
     # The default gate; its repair stops after recalibrating (no layer in float): the selective repair's attempts
-    # would double the suite's time, and its reach over many seeds is what `mammo-bench gate` measures and commits
+    # would double the suite's time, and its reach over many seeds is what `mammo-bench gate --recipe suite` measures
     # (benchmarks/results/gate-stability.json).
     convert=("--float-budget", "0"),
 )

@@ -367,6 +367,28 @@ def test_ci_run_makes_the_folder_of_its_logs(tmp_path: Path, monkeypatch: pytest
     assert (logs / "ci-run-avx2.log").read_text() == "= 1 passed in 1.0s =\n"
 
 
+def test_the_gate_table_keeps_one_entry_per_recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run of the suite's recipe replaces its own entry and leaves the demo's, measured earlier, as it was."""
+    from mammo_bench import gate_stability
+
+    measured: list[tuple[Path, gate_stability.GateRecipe, list[int]]] = []
+
+    def measure(work: Path, recipe: gate_stability.GateRecipe, seeds: list[int]) -> dict[str, Any]:
+        measured.append((work, recipe, seeds))
+        return {"recipe": {"split_by": recipe.split_by}, "seeds": [], "summary": {"k": len(seeds)}}
+
+    monkeypatch.setattr(gate_stability, "measure_gate_stability", measure)
+    out = tmp_path / "gate.json"
+    out.write_text(json.dumps({"recipes": {"demo": {"summary": {"k": 8}}, "suite": {"summary": {"k": 1}}}}))
+    assert bench_main(["gate", "--recipe", "suite", "--seeds", "2", "--work", str(tmp_path), "--out", str(out)]) == 0
+    assert measured == [(tmp_path, gate_stability.RECIPES["suite"], [0, 1])]
+    assert gate_stability.RECIPES["suite"].convert == ("--float-budget", "0")  # as tests/modelbuild.py converts it
+    recipes = json.loads(out.read_text())["recipes"]
+    assert recipes["demo"] == {"summary": {"k": 8}}
+    assert recipes["suite"]["summary"] == {"k": 2} and recipes["suite"]["recipe"] == {"split_by": "mass"}
+    assert recipes["suite"]["tool"] == "mammo-bench gate" and recipes["suite"]["settings"]["recipe"] == "suite"
+
+
 @pytest.mark.slow
 def test_the_mark_bench_times_a_readers_submission_against_one_analysis(bundle: Path, tmp_path: Path) -> None:
     """The daemon and the web app for real, a small film: every round answered (the bench refuses otherwise), the

@@ -164,8 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     gate = commands.add_parser("gate", help="train and convert K seeds (workstation): how often int8 ships")
     gate.add_argument("--seeds", type=int, default=8, help="seeds 0..K-1")
+    gate.add_argument(
+        "--recipe",
+        choices=("demo", "suite"),
+        default="demo",
+        help="the demo's recipe, or the test suite's learning check (benchmarks/mammo_bench/gate_stability.py)",
+    )
     gate.add_argument("--work", type=Path, required=True, help="folder for the data, runs and bundles")
-    gate.add_argument("--out", type=Path, required=True, help="the table (JSON)")
+    gate.add_argument("--out", type=Path, required=True, help="the table (JSON): this recipe's entry replaced")
 
     ci = commands.add_parser("ci-run", help="`.ci/run` from a clean clone, natively and as on an AVX2-only host")
     ci.add_argument("--repo", type=Path, default=Path("."), help="the repository whose HEAD is cloned (default: here)")
@@ -570,13 +576,14 @@ def run_stages(args: argparse.Namespace) -> int:
 
 
 def run_gate(args: argparse.Namespace) -> int:
-    from mammo_bench.gate_stability import measure_gate_stability
+    from mammo_bench.gate_stability import RECIPES, measure_gate_stability, record_recipe
 
     if args.seeds < 1:
         raise DataError(f"--seeds must be >= 1, got {args.seeds}")
-    figures = measure_gate_stability(args.work, list(range(args.seeds)))
+    figures = measure_gate_stability(args.work, RECIPES[args.recipe], list(range(args.seeds)))
     print(json.dumps(figures["summary"], indent=2))
-    _finish(document("gate", machine_info(), _settings(args), **figures), args.out)
+    measured = document("gate", machine_info(), _settings(args), **figures)
+    _finish(record_recipe(args.out, args.recipe, measured), args.out)
     return 0
 
 

@@ -1,11 +1,11 @@
-"""``mammo-bench gate``: how often a small model's quantised variants ship, over K training seeds.
+"""``mammo-bench gate``: how often a small model's quantised variants ship, over K training seeds of one recipe.
 
 One synthetic dataset and split; per seed, `mammo-train --deterministic` then `mammo-convert` with the default
 gate, each run as the user runs it (a subprocess of this environment's console scripts: this module imports neither
 training nor conversion code). Training is deterministic, so a seed whose run already finished under `work` (its
 ``metrics.json`` exists) is not trained again; every seed is converted again. Per seed and variant: whether it
 passed first time, after repair, or was rejected; agreement and heatmap Pearson on the fidelity set; the AUC drop on
-the test split; the layers left in float.
+the test split; the layers left in float. The result file keeps one entry per recipe (`record_recipe`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -21,7 +22,29 @@ from typing import Any
 from edge_app.errors import MeasurementError
 from edge_app.manifest import load_manifest
 
-RECIPE = {"per_class": 80, "copies": 1, "size": 96, "epochs": 4, "batch_size": 16, "lr": 1e-3, "calibration": 96}
+
+@dataclass(frozen=True)
+class GateRecipe:
+    """The synthetic data, its split, the training and the conversion of one seed's model."""
+
+    split_by: str
+    val: float
+    test: float
+    convert: tuple[str, ...] = ()  # `mammo-convert` arguments beyond the calibration
+    per_class: int = 80
+    copies: int = 1
+    size: int = 96
+    epochs: int = 4
+    batch_size: int = 16
+    lr: float = 1e-3
+    calibration: int = 96
+
+
+RECIPES = {
+    "demo": GateRecipe(split_by="patient", val=0.15, test=0.15),
+    # tests/modelbuild.py's learning check: split by mass, and the repair stops before any layer stays in float.
+    "suite": GateRecipe(split_by="mass", val=0.2, test=0.25, convert=("--float-budget", "0")),
+}
 
 
 def _tool(name: str, *arguments: str) -> float:
@@ -56,14 +79,14 @@ def _variant_rows(bundle: Path) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def measure_gate_stability(work: Path, seeds: list[int]) -> dict[str, Any]:
-    """Train and convert one model per seed under `work`; the per-seed table and its summary."""
-    recipe = RECIPE
+def measure_gate_stability(work: Path, recipe: GateRecipe, seeds: list[int]) -> dict[str, Any]:
+    """Train and convert one model per seed of `recipe` under `work`; the per-seed table and its summary."""
     data, split = work / "data", work / "splits.csv"
     if not split.is_file():
-        _tool("mammo-data", "synth", str(data), "--per-class", str(recipe["per_class"]), "--size", str(recipe["size"]),
-              "--copies", str(recipe["copies"]), "--seed", "0")  # fmt: skip
-        _tool("mammo-data", "split", str(data), "--out", str(split), "--by", "patient", "--seed", "0")
+        _tool("mammo-data", "synth", str(data), "--per-class", str(recipe.per_class), "--size", str(recipe.size),
+              "--copies", str(recipe.copies), "--seed", "0")  # fmt: skip
+        _tool("mammo-data", "split", str(data), "--out", str(split), "--by", recipe.split_by, "--val",
+              str(recipe.val), "--test", str(recipe.test), "--seed", "0")  # fmt: skip
     entries = []
     for seed in seeds:
         run, bundle = work / f"seed{seed}" / "run", work / f"seed{seed}" / "bundle"
@@ -71,10 +94,12 @@ def measure_gate_stability(work: Path, seeds: list[int]) -> dict[str, Any]:
         if not (run / "metrics.json").is_file():
             train_s = _tool(
                 "mammo-train", "--split", str(split), "--out", str(run), "--arch", "hybrid", "--input-size",
-                str(recipe["size"]), "--weights", "none", "--epochs", str(recipe["epochs"]), "--lr", str(recipe["lr"]),
-                "--batch-size", str(recipe["batch_size"]), "--seed", str(seed), "--deterministic", "--quiet",
+                str(recipe.size), "--weights", "none", "--epochs", str(recipe.epochs), "--lr", str(recipe.lr),
+                "--batch-size", str(recipe.batch_size), "--seed", str(seed), "--deterministic", "--quiet",
             )  # fmt: skip
-        convert_s = _tool("mammo-convert", str(run), "--out", str(bundle), "--calibration", str(recipe["calibration"]))
+        convert_s = _tool(
+            "mammo-convert", str(run), "--out", str(bundle), "--calibration", str(recipe.calibration), *recipe.convert
+        )
         metrics = json.loads((run / "metrics.json").read_text())
         entries.append(
             {
@@ -88,8 +113,9 @@ def measure_gate_stability(work: Path, seeds: list[int]) -> dict[str, Any]:
         print(json.dumps(entries[-1]))
     int8 = [entry["int8"] for entry in entries]
     shipped = [row for row in int8 if row["status"] != "rejected"]
+    bar = json.loads((work / f"seed{seeds[0]}" / "bundle" / "report.json").read_text())["thresholds"]["min_agreement"]
     return {
-        "recipe": recipe,
+        "recipe": asdict(recipe),
         "seeds": entries,
         "summary": {
             "k": len(entries),
@@ -98,6 +124,19 @@ def measure_gate_stability(work: Path, seeds: list[int]) -> dict[str, Any]:
             "int8_rejected": len(int8) - len(shipped),
             "median_float_macs_share": median(row["float_macs_share"] for row in shipped) if shipped else None,
             "min_agreement": min(row["agreement"] for row in shipped) if shipped else None,
+            "median_agreement_margin": round(median(row["agreement"] - bar for row in shipped), 4) if shipped else None,
             "min_heatmap_pearson": min(row["heatmap_pearson"] for row in shipped) if shipped else None,
         },
+    }
+
+
+def record_recipe(out: Path, name: str, figures: dict[str, Any]) -> dict[str, Any]:
+    """`out`'s recipes with `name`'s replaced by `figures` (the others, measured in earlier runs, kept as they are)."""
+    document: dict[str, Any] = json.loads(out.read_text()) if out.is_file() else {}
+    recipes = {**document.get("recipes", {}), name: figures}
+    return {
+        "what": "mammo-bench gate: per recipe, K training seeds each converted through the default gate; how often "
+        "each variant ships, first time or after repair",
+        "tool": "mammo-bench gate",
+        "recipes": dict(sorted(recipes.items())),
     }
