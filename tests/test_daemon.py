@@ -63,13 +63,13 @@ class DaemonProcess:
     def results(self) -> list[dict]:
         return [json.loads(p.read_text()) for p in sorted(self.folders["results"].glob("*.json"))]
 
-    def wait_for(self, condition: Callable[[], bool], timeout: float = 60) -> None:
+    def wait_for(self, condition: Callable[[], bool], timeout: float = 60, poll: float = 0.1) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if condition():
                 return
             assert self.process is not None and self.process.poll() is None, "the daemon died"
-            time.sleep(0.1)
+            time.sleep(poll)
         raise AssertionError("timed out waiting for the daemon")
 
     def wait_ready(self) -> None:
@@ -220,33 +220,34 @@ def test_systemd_notifications_and_sigterm(
 
 
 def test_sigkill_at_random_moments_loses_nothing(daemon_factory: Callable[..., DaemonProcess], bundle: Path) -> None:
-    """100 files (some bad, some duplicates), 30 SIGKILLs, then one clean pass: exactly one outcome per input.
+    """100 files (some bad, some duplicates) handed in over 30 SIGKILLs, then one clean pass: exactly one outcome per
+    input.
 
-    Half the kills come at a random moment after the start (start-up and recovery included), half at a random moment
-    after the daemon said ready, while it works through the inbox; a kill that leaves a file in ``processing/`` landed
-    mid-scan, and some must have."""
+    Half the kills come at a random moment after the start (start-up and recovery included), half the moment a scan
+    is seen in ``processing/`` after the daemon said ready: those land mid-scan however fast this host scans (at a
+    random moment a fast host had emptied the inbox before most kills). A few files go in before each start, so
+    there is always a scan to interrupt."""
     daemon = daemon_factory("MAMMO_TEST_EDGE_PYTHON", "ai_edge_litert")
     scans = _scans(bundle, 90)
     inbox = daemon.folders["inbox"]
-    names = []
-    for index in range(100):
-        name = f"scan{index:03d}.png"
-        if index % 10 == 9:
-            (inbox / name).write_bytes(b"\x89PNG\r\n\x1a\n truncated")  # rejected
-        else:
-            shutil.copy(scans[index % len(scans)], inbox / name)
-        names.append(name)
+    processing = daemon.folders["state"] / "processing"  # made at start-up, which a kill may precede
+    names = [f"scan{index:03d}.png" for index in range(100)]
     rng = random.Random(7)
     mid_scan = 0
-    for kill in range(30):
+    kills = 30
+    for kill in range(kills):
+        for index in range(kill * len(names) // kills, (kill + 1) * len(names) // kills):
+            if index % 10 == 9:
+                (inbox / names[index]).write_bytes(b"\x89PNG\r\n\x1a\n truncated")  # rejected
+            else:
+                shutil.copy(scans[index % len(scans)], inbox / names[index])
         daemon.start()
         if kill % 2:
             daemon.wait_ready()
-            time.sleep(rng.uniform(0.0, 0.5))
+            daemon.wait_for(lambda: processing.is_dir() and any(processing.iterdir()), poll=0.001)
         else:
             time.sleep(rng.uniform(0.2, 2.0))
         daemon.stop(signal.SIGKILL)
-        processing = daemon.folders["state"] / "processing"  # made at start-up, which a kill may precede
         mid_scan += processing.is_dir() and any(processing.iterdir())
     daemon.start()  # one clean pass finishes anything a last kill interrupted
     daemon.wait_ready()
@@ -263,7 +264,7 @@ def test_sigkill_at_random_moments_loses_nothing(daemon_factory: Callable[..., D
         assert (daemon.folders["results"] / result["heatmap"]).stat().st_size > 0
     audit = (daemon.folders["results"] / "results.jsonl").read_text().splitlines()
     assert len(audit) == 100 and len({json.loads(line)["id"] for line in audit}) == 100
-    assert mid_scan >= 5, f"only {mid_scan} of 30 kills landed mid-scan"
+    assert mid_scan >= kills // 4, f"only {mid_scan} of {kills} kills landed mid-scan"
 
 
 def test_names_with_double_underscores_round_trip_and_once_writes_what_run_writes(
