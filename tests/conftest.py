@@ -56,7 +56,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 MODEL_GROUPS = {
     "trained_run": "learning",
     "learning_bundle": "learning",
-    "shuffled_run": "shuffled",
+    # With the learning check's group, not a group of its own: xdist hands out the largest groups first and a group of
+    # one test among the single tests, so the shuffled run's training (minutes) once started last, with the other
+    # worker idle.
+    "shuffled_run": "learning",
     "plumbing_run": "plumbing",
     "bundle": "plumbing",
 }
@@ -65,10 +68,10 @@ MODEL_GROUPS = {
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the groups into node ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """`make test` runs two workers (pytest-xdist, ``--dist loadgroup``). The tests of one session-built model go
-    to one worker together, so each model is built once: the learning check and its bundle, the shuffled-labels run,
-    the plumbing run and its bundle. Everything else spreads over both; TensorFlow's graph tracing is single-threaded,
-    so two builds side by side use the two cores that one leaves half idle. A model's build has a budget of its own
-    (`SessionBuilds`), so the tests that use one time only their own body."""
+    to one worker together, so each model is built once: the learning check, its bundle and the shuffled-labels run
+    on one, the plumbing run and its bundle on the other. Everything else spreads over both; TensorFlow's graph
+    tracing is single-threaded, so two builds side by side use the two cores that one leaves half idle. A model's
+    build has a budget of its own (`SessionBuilds`), so the tests that use one time only their own body."""
     for item in items:
         used = set(getattr(item, "fixturenames", ()))
         group = next((MODEL_GROUPS[name] for name in MODEL_GROUPS if name in used), None)
