@@ -198,6 +198,25 @@ def _int8_study(repo: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _gate_stability(repo: Path) -> str:
+    """Per recipe: how often int8 shipped over its training seeds, and how far above the agreement bar."""
+    recipes = _load(repo, RESULTS / "gate-stability.json")["recipes"]
+    lines = [
+        "| recipe | measured | seeds | int8 first time | after repair | rejected | min agreement | median margin over "
+        "the bar | min heatmap Pearson |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, entry in recipes.items():
+        summary = entry["summary"]
+        shipped = (summary["min_agreement"], summary["median_agreement_margin"], summary["min_heatmap_pearson"])
+        agreement, margin, pearson = ("none shipped",) * 3 if None in shipped else (f"{f:+.4f}" for f in shipped)
+        lines.append(
+            f"| {name} | {entry['created'][:10]} | {summary['k']} | {summary['int8_first']} | {summary['int8_repaired']} | "
+            f"{summary['int8_rejected']} | {agreement.lstrip('+')} | {margin} | {pearson.lstrip('+')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _test_minutes(repo: Path) -> str:
     return str(-int(-_load(repo, RESULTS / "ci-run.json")["seconds"] // 60))
 
@@ -214,6 +233,7 @@ BLOCKS: dict[tuple[str, str], Callable[[Path], str]] = {
     ("docs/pacs.md", "pacs"): _pacs,
     ("deploy/README.md", "fleet"): _fleet,
     ("docs/int8.md", "int8-study"): _int8_study,
+    ("docs/int8.md", "gate-stability"): _gate_stability,
 }
 INLINE: dict[tuple[str, str], Callable[[Path], str]] = {
     # file, a pattern whose one group is the figure
