@@ -208,11 +208,16 @@ def _gate_stability(repo: Path) -> str:
     ]
     for name, entry in recipes.items():
         summary = entry["summary"]
-        shipped = (summary["min_agreement"], summary["median_agreement_margin"], summary["min_heatmap_pearson"])
-        agreement, margin, pearson = ("none shipped",) * 3 if None in shipped else (f"{f:+.4f}" for f in shipped)
+        shipped = summary["min_agreement"] is not None  # all three figures are None when no seed shipped int8
+        figures = (
+            f"{summary['min_agreement']:.4f} | {summary['median_agreement_margin']:+.4f} | "
+            f"{summary['min_heatmap_pearson']:.4f}"
+            if shipped
+            else "none shipped | none shipped | none shipped"
+        )
         lines.append(
-            f"| {name} | {entry['created'][:10]} | {summary['k']} | {summary['int8_first']} | {summary['int8_repaired']} | "
-            f"{summary['int8_rejected']} | {agreement.lstrip('+')} | {margin} | {pearson.lstrip('+')} |"
+            f"| {name} | {entry['created'][:10]} | {summary['k']} | {summary['int8_first']} | "
+            f"{summary['int8_repaired']} | {summary['int8_rejected']} | {figures} |"
         )
     return "\n".join(lines) + "\n"
 
