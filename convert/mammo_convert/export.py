@@ -27,6 +27,22 @@ from mammo_train.models import backbone_names, build_explainer
 RepresentativeData = Callable[[], Iterator[list[NDArray[np.float32]]]]
 
 
+def calibration_runs(
+    calibrated: bytes, representative: RepresentativeData, limit: int | None = None
+) -> Iterator[tf.lite.Interpreter]:
+    """The calibrated (still float) model run on each calibration image in turn (the first `limit`), every tensor
+    kept: yielded after each run, for what the int8 refinements measure inside the network."""
+    interpreter = tf.lite.Interpreter(model_content=calibrated, experimental_preserve_all_tensors=True)
+    interpreter.allocate_tensors()
+    (entry,) = interpreter.get_input_details()
+    for count, batch in enumerate(representative()):
+        if count == limit:
+            return
+        interpreter.set_tensor(entry["index"], batch[0])
+        interpreter.invoke()
+        yield interpreter
+
+
 class GradCamHead(keras.layers.Layer):  # type: ignore[misc]
     """Closed-form Grad-CAM maps from feature maps, for a pooled + dense(relu) + dense(1) head (see module doc)."""
 

@@ -31,7 +31,7 @@ import tensorflow as tf
 from numpy.typing import NDArray
 
 from edge_app.model import get_output, set_input
-from mammo_convert.export import RepresentativeData, int8_converter
+from mammo_convert.export import RepresentativeData, calibration_runs, int8_converter
 from mammo_convert.ranges import TensorStatistics, estimate_range
 from mammo_convert.recipes import Int8Recipe
 from mammo_convert.rounding import channel_scales, chosen_weights, nearest_step
@@ -253,12 +253,7 @@ def _statistics(
         known = quantization is not None and quantization.min is not None and len(quantization.min) == 1
         low, high = (float(quantization.min[0]), float(quantization.max[0])) if known else (0.0, 0.0)
         statistics[index] = TensorStatistics(low, high)
-    interpreter = tf.lite.Interpreter(model_content=calibrated, experimental_preserve_all_tensors=True)
-    interpreter.allocate_tensors()
-    (entry,) = interpreter.get_input_details()
-    for batch in representative():
-        interpreter.set_tensor(entry["index"], batch[0])
-        interpreter.invoke()
+    for interpreter in calibration_runs(calibrated, representative):
         for index in tracked:
             statistics[index].add(
                 interpreter.get_tensor(index), histogram and index in activations, channel_mean=index in means_of

@@ -18,11 +18,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 
-from mammo_convert.export import RepresentativeData
+from mammo_convert.export import RepresentativeData, calibration_runs
 
 HESSIAN_IMAGES = 96
 """Calibration images (at most) the layers' input correlations are measured on. On the test suite's 96 px hybrid 16
@@ -110,16 +109,9 @@ def _hessians(
 ) -> dict[int, NDArray[np.float64]]:
     """``X^T X`` of each op's inputs as its weights see them (a convolution's: every kernel-sized window), summed over
     the first `HESSIAN_IMAGES` calibration images, keyed by the op's output tensor."""
-    interpreter = tf.lite.Interpreter(model_content=calibrated, experimental_preserve_all_tensors=True)
-    interpreter.allocate_tensors()
-    (entry,) = interpreter.get_input_details()
     tensors = graph.subgraphs[0].tensors
     sums: dict[int, NDArray[np.float32]] = {}
-    for count, batch in enumerate(representative()):
-        if count == HESSIAN_IMAGES:
-            break
-        interpreter.set_tensor(entry["index"], batch[0])
-        interpreter.invoke()
+    for interpreter in calibration_runs(calibrated, representative, HESSIAN_IMAGES):
         for op in ops:
             shape = tensors[op.inputs[1]].shape
             values = np.asarray(interpreter.get_tensor(op.inputs[0]), np.float32)
