@@ -8,7 +8,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow", reason="int8 conversion needs the train extra (TensorFlow)")
 
-from mammo_convert.int8 import calibrated_model, int8_model, quantise, recalibrated, refine  # noqa: E402
+from mammo_convert.int8 import calibrated_model, int8_model, quantise, refine  # noqa: E402
 from mammo_convert.recipes import CONVERTERS_OWN, Int8Recipe  # noqa: E402
 
 pytestmark = pytest.mark.tensorflow
@@ -32,62 +32,85 @@ def small_model() -> tuple[object, np.ndarray]:
     return model, images
 
 
+@pytest.fixture(scope="module")
+def float_file(small_model: tuple[object, np.ndarray]) -> bytes:
+    """`small_model` in float32, as the float32 variant is converted: what every calibration runs."""
+    from mammo_convert.export import to_tflite
+
+    return to_tflite(small_model[0], "float32")
+
+
 def _batches(images: np.ndarray):  # type: ignore[no-untyped-def]
     from mammo_convert.build import representative_batches
 
     return representative_batches(images)
 
 
-def _answers(model: bytes, images: np.ndarray) -> np.ndarray:
-    interpreter = tf.lite.Interpreter(model_content=model)
-    interpreter.allocate_tensors()
-    (entry,) = interpreter.get_input_details()
-    rows = []
-    for image in images:
-        interpreter.set_tensor(entry["index"], image[np.newaxis])
-        interpreter.invoke()
-        rows.append(
-            np.concatenate([interpreter.get_tensor(d["index"]).ravel() for d in interpreter.get_output_details()])
-        )
-    return np.array(rows)
+def _without_metadata(model: bytes) -> bytes:
+    """`model` with its metadata entries and their buffers emptied: the graph, its weights and its ranges alone."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    graph = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
+    for entry in graph.metadata:
+        graph.buffers[entry.buffer].data = None
+    graph.metadata = None
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(graph))
 
 
-def test_without_a_technique_the_model_answers_exactly_as_the_converters(
-    small_model: tuple[object, np.ndarray],
+def _conversion_metadata(model: bytes) -> object:
+    from tensorflow.lite.python import conversion_metadata_schema_py_generated as conversion
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    graph = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
+    (entry,) = [entry for entry in graph.metadata if entry.name == b"CONVERSION_METADATA"]
+    return conversion.ConversionMetadataT.InitFromPackedBuf(bytes(graph.buffers[entry.buffer].data), 0)
+
+
+def test_without_a_technique_the_model_is_the_converters_own_int8_file(
+    small_model: tuple[object, np.ndarray], float_file: bytes
 ) -> None:
+    """Calibrated over the float32 file and quantised, with no technique in between: the file the converter makes
+    of the Keras model end to end, byte for byte but for its conversion metadata, which says full-integer
+    quantisation all the same."""
+    from tensorflow.lite.python import conversion_metadata_schema_py_generated as conversion
+
     from mammo_convert.export import to_tflite
 
     model, images = small_model
     converted = to_tflite(model, "int8", _batches(images))
-    refined = refine(calibrated_model(model, _batches(images)), _batches(images), CONVERTERS_OWN)
+    refined = refine(calibrated_model(float_file, _batches(images)), _batches(images), CONVERTERS_OWN)
     ours = int8_model(refined, _batches(images), CONVERTERS_OWN)
-    assert np.array_equal(_answers(ours, images), _answers(converted, images))
+    assert _without_metadata(ours) == _without_metadata(converted)
+    for data in (ours, converted):
+        modes = _conversion_metadata(data).options.modelOptimizationModes
+        assert list(modes) == [conversion.ModelOptimizationMode.PTQ_FULL_INTEGER]
     entry = tf.lite.Interpreter(model_content=ours).get_input_details()[0]
     assert entry["dtype"] == np.uint8 and entry["quantization"] == (1.0, 0)
 
 
-def test_recalibrating_on_other_images_makes_the_converters_file_for_them(
-    small_model: tuple[object, np.ndarray],
+def test_calibrating_on_other_images_makes_the_converters_file_for_them(
+    small_model: tuple[object, np.ndarray], float_file: bytes
 ) -> None:
-    """The repair's recalibration reuses the float graph already converted: the ranges, and so the int8 file, are
-    the ones a fresh conversion calibrated on the new images makes."""
+    """The repair's recalibration runs over the same float32 file: the int8 file is the one the converter makes of
+    the Keras model calibrated on the new images."""
+    from mammo_convert.export import to_tflite
+
     model, images = small_model
     others = np.concatenate([images, images[:, :, ::-1]])[8:]  # other images, flipped ones among them
-    first = calibrated_model(model, _batches(images))
-    again = quantise(recalibrated(first, _batches(others)))
-    assert again == quantise(calibrated_model(model, _batches(others)))
-    assert again != quantise(first)  # the images changed the ranges
+    again = quantise(calibrated_model(float_file, _batches(others)))
+    assert _without_metadata(again) == _without_metadata(to_tflite(model, "int8", _batches(others)))
+    assert again != quantise(calibrated_model(float_file, _batches(images)))  # the images changed the ranges
 
 
-def test_the_quantiser_keeps_the_rounding_gptq_chose(small_model: tuple[object, np.ndarray]) -> None:
+def test_the_quantiser_keeps_the_rounding_gptq_chose(small_model: tuple[object, np.ndarray], float_file: bytes) -> None:
     """Each channel keeps the scale nearest rounding gives it, and the int8 file holds exactly the steps GPTQ chose
     (in both convolutions a tenth or more of them not the nearest)."""
     from tensorflow.lite.tools import flatbuffer_utils
 
     from mammo_convert.int8 import _constant, _weighted_ops
 
-    model, images = small_model
-    calibrated = calibrated_model(model, _batches(images))
+    _, images = small_model
+    calibrated = calibrated_model(float_file, _batches(images))
     chosen = refine(calibrated, _batches(images), Int8Recipe("minmax", rounding="gptq"))
     before, after = (flatbuffer_utils.convert_bytearray_to_object(bytearray(data)) for data in (calibrated, chosen))
     written = flatbuffer_utils.convert_bytearray_to_object(bytearray(quantise(chosen)))
@@ -125,12 +148,12 @@ def test_gptq_makes_a_layers_output_closer_than_nearest_rounding() -> None:
 
 @pytest.mark.parametrize("recipe", [Int8Recipe("mse"), Int8Recipe("mean"), Int8Recipe("percentile", percentile=99.0)])
 def test_every_estimator_leaves_the_pixels_and_the_outputs_their_own_ranges(
-    small_model: tuple[object, np.ndarray], recipe: Int8Recipe
+    small_model: tuple[object, np.ndarray], float_file: bytes, recipe: Int8Recipe
 ) -> None:
     from tensorflow.lite.tools import flatbuffer_utils
 
-    model, images = small_model
-    calibrated = calibrated_model(model, _batches(images))
+    _, images = small_model
+    calibrated = calibrated_model(float_file, _batches(images))
     refined = refine(calibrated, _batches(images), recipe)
 
     def ranges(data: bytes) -> dict[str, tuple[float, float]]:
@@ -152,14 +175,14 @@ def test_every_estimator_leaves_the_pixels_and_the_outputs_their_own_ranges(
 
 
 def test_the_output_correction_moves_the_logits_bias_by_its_mean_int8_error(
-    small_model: tuple[object, np.ndarray],
+    small_model: tuple[object, np.ndarray], float_file: bytes
 ) -> None:
     from tensorflow.lite.tools import flatbuffer_utils
 
     from mammo_convert.int8 import _constant, _correct_output_bias
 
-    model, images = small_model
-    calibrated = calibrated_model(model, _batches(images))
+    _, images = small_model
+    calibrated = calibrated_model(float_file, _batches(images))
     reference, plain = _logits(calibrated, images), _logits(quantise(calibrated), images)
     corrected = _correct_output_bias(calibrated, quantise(calibrated), _batches(images))
     biases = []
@@ -175,13 +198,15 @@ def test_the_output_correction_moves_the_logits_bias_by_its_mean_int8_error(
     assert abs(after) < abs(calibration_error)
 
 
-def test_the_weights_correction_moves_each_bias_by_its_rounding_shift(small_model: tuple[object, np.ndarray]) -> None:
+def test_the_weights_correction_moves_each_bias_by_its_rounding_shift(
+    small_model: tuple[object, np.ndarray], float_file: bytes
+) -> None:
     from tensorflow.lite.tools import flatbuffer_utils
 
     from mammo_convert.int8 import _constant, _weighted_ops
 
-    model, images = small_model
-    calibrated = calibrated_model(model, _batches(images))
+    _, images = small_model
+    calibrated = calibrated_model(float_file, _batches(images))
     corrected = refine(calibrated, _batches(images), Int8Recipe("minmax", "weights"))
     graph, fixed = (flatbuffer_utils.convert_bytearray_to_object(bytearray(m)) for m in (calibrated, corrected))
     ((dense, _),) = [

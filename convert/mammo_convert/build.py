@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ from edge_app.selftest import SelfTestSample, write_selftest
 from mammo_convert.card import write_model_card
 from mammo_convert.export import classifier_model, embed_metadata, gradcam_head_model, to_tflite
 from mammo_convert.gate import Reference, Thresholds, failures, fidelity_set, measure_variant, table
-from mammo_convert.int8 import calibrated_model, int8_model, recalibrated, refine
+from mammo_convert.int8 import calibrated_model, int8_model, refine
 from mammo_convert.recipes import STUDY_RECIPES, Int8Recipe, repair_recipes
 from mammo_convert.repair import layer_errors, repair_plan
 from mammo_convert.signing import read_private_key, sign_bundle
@@ -238,6 +239,11 @@ class Conversion:
         self.latest_refined: tuple[str, Int8Recipe, bytes] | None = None  # images' SHA-256, recipe, refined model
         self.version = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
 
+    @cached_property
+    def float_model(self) -> bytes:
+        """The classifier in float32: the float32 variant, and the graph every int8 calibration runs."""
+        return to_tflite(self.classifier, "float32")
+
     def write_file(self, name: str, data: bytes, role: str, variant: str) -> None:
         (self.staging / name).write_bytes(embed_metadata(data, {**self.about, "role": role, "variant": variant}))
 
@@ -329,13 +335,7 @@ class Conversion:
         kept: the repair's float-layer attempts and its layer ranking share one); `int8_model` says why."""
         key = hashlib.sha256(images.tobytes()).hexdigest()
         if key not in self.calibrations:
-            earlier = next(iter(self.calibrations.values()), None)
-            representative = representative_batches(images)
-            self.calibrations[key] = (
-                calibrated_model(self.classifier, representative)
-                if earlier is None
-                else recalibrated(earlier, representative)
-            )
+            self.calibrations[key] = calibrated_model(self.float_model, representative_batches(images))
         if self.latest_refined is None or self.latest_refined[:2] != (key, recipe):
             refined = refine(self.calibrations[key], representative_batches(images), recipe)
             self.latest_refined = (key, recipe, refined)
@@ -482,7 +482,8 @@ def convert_run(args: argparse.Namespace) -> int:
             if variant == "int8":
                 candidate = job.int8(job.recipe, job.calibration.images)
             else:
-                candidate = job.convert(variant, to_tflite(job.classifier, variant), f"classifier_{variant}.tflite")
+                data = job.float_model if variant == "float32" else to_tflite(job.classifier, variant)
+                candidate = job.convert(variant, data, f"classifier_{variant}.tflite")
             job.timings[f"convert_{variant}_s"] = round(time.monotonic() - tick, 1)
             if candidate.status == "rejected" and variant == "int8" and not (args.force or args.no_repair):
                 print(f"int8 missed the gate ({'; '.join(candidate.result['failures'])}): locating the layers ...")

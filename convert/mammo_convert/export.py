@@ -86,8 +86,8 @@ def gradcam_head_model(model: keras.Model) -> keras.Model:
 
 
 def int8_converter(model: keras.Model, representative: RepresentativeData) -> tf.lite.TFLiteConverter:
-    """Full-integer int8 (uint8 pixels in, int8 out), builtin ops only: what `to_tflite` converts and what the
-    quantisation debugger re-converts with layers left in float."""
+    """Full-integer int8 (uint8 pixels in, int8 out), builtin ops only, the converter's way end to end (the
+    classifier's int8 goes through `mammo_convert.int8` instead, which this reproduces without a technique)."""
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative

@@ -25,13 +25,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import keras
+import flatbuffers
 import numpy as np
 import tensorflow as tf
 from numpy.typing import NDArray
 
 from edge_app.model import get_output, set_input
-from mammo_convert.export import RepresentativeData, calibration_runs, int8_converter
+from mammo_convert.export import RepresentativeData, calibration_runs
 from mammo_convert.ranges import TensorStatistics, estimate_range
 from mammo_convert.recipes import Int8Recipe
 from mammo_convert.rounding import channel_scales, chosen_weights, nearest_step
@@ -41,21 +41,15 @@ WEIGHT_OPS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
 axis: their biases are the ones corrected."""
 
 
-def calibrated_model(model: keras.Model, representative: RepresentativeData) -> bytes:
-    """The converter's calibration alone: the float graph with each activation's global min/max recorded."""
-    converter = int8_converter(model, representative)
-    converter._experimental_calibrate_only = True  # the seam TensorFlow's own quantisation debugger uses
-    return bytes(converter.convert())
-
-
-def recalibrated(calibrated: bytes, representative: RepresentativeData) -> bytes:
-    """A `calibrated_model` calibrated again on other images: the converter's own calibrator run over the float graph
-    it already converted, so each range is the one `calibrated_model` records for these images (and the int8 file
-    the same bytes), without converting the Keras graph again (5 s instead of 45 for the test suite's 64 px hybrid:
-    the conversion, not the images, is the cost)."""
+def calibrated_model(float_model: bytes, representative: RepresentativeData) -> bytes:
+    """The converter's calibration alone, run over the float32 file (`to_tflite`'s) already converted: the float graph
+    with each activation's global min/max over `representative`'s images recorded. The converter's own calibrate-only
+    conversion of the Keras model records the same graph and ranges (`tests/test_int8_convert.py`), after converting
+    the whole Keras graph again (45 s for the test suite's 64 px hybrid, against 2 s for this), so every
+    calibration of one `mammo-convert` run, the repair's included, starts from its one float32 conversion."""
     from tensorflow.lite.python.optimize import calibrator
 
-    return bytes(calibrator.Calibrator(calibrated).calibrate(representative))
+    return bytes(calibrator.Calibrator(float_model).calibrate(representative))
 
 
 def quantise(calibrated: bytes, float_tensors: Sequence[str] = ()) -> bytes:
@@ -64,7 +58,7 @@ def quantise(calibrated: bytes, float_tensors: Sequence[str] = ()) -> bytes:
     from tensorflow.lite.python import convert
 
     quantised = convert.mlir_quantize(  # as `TFLiteConverter.convert` calls it, then its buffer deduplication
-        calibrated,
+        _marked_full_integer(calibrated),
         input_data_type=tf.uint8,
         output_data_type=tf.int8,
         denylisted_nodes=list(float_tensors) or None,
@@ -72,14 +66,29 @@ def quantise(calibrated: bytes, float_tensors: Sequence[str] = ()) -> bytes:
     return bytes(convert.deduplicate_readonly_buffers(quantised))
 
 
+def _marked_full_integer(model: bytes) -> bytes:
+    """`model` with its conversion metadata saying full-integer post-training quantisation, as the converter's own
+    int8 file says (the float32 file it was calibrated from says no optimisation)."""
+    from tensorflow.lite.python import conversion_metadata_schema_py_generated as conversion
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    graph = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
+    (entry,) = (entry for entry in graph.metadata if entry.name == b"CONVERSION_METADATA")
+    buffer = graph.buffers[entry.buffer]
+    about = conversion.ConversionMetadataT.InitFromPackedBuf(bytes(buffer.data), 0)
+    about.options.modelOptimizationModes = [conversion.ModelOptimizationMode.PTQ_FULL_INTEGER]
+    builder = flatbuffers.Builder(0)
+    builder.Finish(about.Pack(builder))
+    buffer.data = np.frombuffer(bytes(builder.Output()), np.uint8)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(graph))
+
+
 def int8_model(
     refined: bytes, representative: RepresentativeData, recipe: Int8Recipe, float_tensors: Sequence[str] = ()
 ) -> bytes:
     """A `calibrated_model` of `representative`'s images, `refine`d as `recipe` says, in full-integer int8, with the
-    ops writing `float_tensors` left in float. Calibrating is the costly half (the whole Keras graph converted: 40 s
-    for the test suite's 64 px hybrid, against 3 s for the rest; other images then cost a `recalibrated`) and
-    refining reads every calibration image again, so every recipe and repair attempt on the same images starts from
-    one of each."""
+    ops writing `float_tensors` left in float. Refining reads every calibration image again, so every recipe and
+    repair attempt on the same images starts from one calibration and one refinement."""
     quantised = quantise(refined, float_tensors)
     if recipe.bias != "output":
         return quantised
@@ -195,7 +204,7 @@ def _correct_weight_rounding(graph: Any, op: Any, axis: int, input_means: NDArra
     _set_constant(graph, bias_tensor, bias.astype(np.float64) - shift)
 
 
-def _set_constant(graph: Any, tensor: Any, values: NDArray[np.float64]) -> None:
+def _set_constant(graph: Any, tensor: Any, values: NDArray[np.floating[Any]]) -> None:
     graph.buffers[tensor.buffer].data = np.frombuffer(values.astype(np.float32).tobytes(), np.uint8)
 
 
