@@ -49,7 +49,7 @@ def calibrated_model(float_model: bytes, representative: RepresentativeData) -> 
     calibration of one `mammo-convert` run, the repair's included, starts from its one float32 conversion."""
     from tensorflow.lite.python.optimize import calibrator
 
-    return bytes(calibrator.Calibrator(float_model).calibrate(representative))
+    return _marked_full_integer(bytes(calibrator.Calibrator(float_model).calibrate(representative)))
 
 
 def quantise(calibrated: bytes, float_tensors: Sequence[str] = ()) -> bytes:
@@ -58,7 +58,7 @@ def quantise(calibrated: bytes, float_tensors: Sequence[str] = ()) -> bytes:
     from tensorflow.lite.python import convert
 
     quantised = convert.mlir_quantize(  # as `TFLiteConverter.convert` calls it, then its buffer deduplication
-        _marked_full_integer(calibrated),
+        calibrated,
         input_data_type=tf.uint8,
         output_data_type=tf.int8,
         denylisted_nodes=list(float_tensors) or None,
@@ -68,7 +68,8 @@ def quantise(calibrated: bytes, float_tensors: Sequence[str] = ()) -> bytes:
 
 def _marked_full_integer(model: bytes) -> bytes:
     """`model` with its conversion metadata saying full-integer post-training quantisation, as the converter's own
-    int8 file says (the float32 file it was calibrated from says no optimisation)."""
+    calibrated and int8 files say (the float32 file it was calibrated from says no optimisation); marked once per
+    calibration, as rewriting the flatbuffer costs seconds for the hybrid, and carried through to every int8 file."""
     from tensorflow.lite.python import conversion_metadata_schema_py_generated as conversion
     from tensorflow.lite.tools import flatbuffer_utils
 
@@ -204,7 +205,7 @@ def _correct_weight_rounding(graph: Any, op: Any, axis: int, input_means: NDArra
     _set_constant(graph, bias_tensor, bias.astype(np.float64) - shift)
 
 
-def _set_constant(graph: Any, tensor: Any, values: NDArray[np.floating[Any]]) -> None:
+def _set_constant(graph: Any, tensor: Any, values: NDArray[np.float64]) -> None:
     graph.buffers[tensor.buffer].data = np.frombuffer(values.astype(np.float32).tobytes(), np.uint8)
 
 
