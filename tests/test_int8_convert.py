@@ -130,6 +130,37 @@ def test_the_quantiser_keeps_the_rounding_gptq_chose(small_model: tuple[object, 
     assert len(moved) == 3 and min(moved[:2]) > 0.05
 
 
+def test_each_layers_input_products_are_summed_over_every_calibration_image(
+    small_model: tuple[object, np.ndarray], float_file: bytes
+) -> None:
+    """GPTQ's ``X^T X`` per layer, its windows summed in batches, equal the sums image by image: for the convolutions
+    (more windows per image than inputs: a product at every image) and for the dense layer (one row per image, 16
+    inputs: 24 images enter as a batch of 16 and one of 8)."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from mammo_convert.export import calibration_runs
+    from mammo_convert.int8 import _weighted_ops
+    from mammo_convert.rounding import _hessians, _windows
+
+    _, images = small_model
+    calibrated = calibrated_model(float_file, _batches(images))
+    graph = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
+    ops = [op for op, _ in _weighted_ops(graph)]
+    tensors = graph.subgraphs[0].tensors
+    expected: dict[int, np.ndarray] = {}
+    for interpreter in calibration_runs(calibrated, _batches(images)):
+        for op in ops:
+            shape = tensors[op.inputs[1]].shape
+            values = interpreter.get_tensor(op.inputs[0]).astype(np.float64)
+            rows = _windows(values[0], op, shape) if len(shape) == 4 else values.reshape(-1, shape[-1])
+            expected[int(op.outputs[0])] = expected.get(int(op.outputs[0]), 0.0) + rows.T @ rows
+    summed = _hessians(calibrated, _batches(images), graph, ops)
+    assert len(images) == 24 and [tensors[op.inputs[1]].shape[-1] for op in ops] == [3, 8, 16]
+    assert set(summed) == set(expected)
+    for key, total in expected.items():
+        np.testing.assert_allclose(summed[key], total, rtol=1e-5, atol=1e-6 * float(np.abs(total).max()))
+
+
 def test_gptq_makes_a_layers_output_closer_than_nearest_rounding() -> None:
     """On inputs that vary together, rounding by choice leaves the layer's output error below nearest rounding's."""
     from mammo_convert.rounding import gptq

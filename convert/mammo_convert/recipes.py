@@ -10,7 +10,7 @@ images it is judged on, so it is an option the repair tries, not the default. Th
 agreement a little (0.9722) and the heatmaps away (0.940); the mean of per-image extremes moved both away.
 GPTQ rounding with the converter's ranges is the one recipe that passes the gate there (0.9705 -> 0.9913), so the
 repair tries it first; it is not the default because it costs a pass over the calibration images and a factorisation
-per layer (2 minutes on the 96 px hybrid) where the default's cheaper file often passes already (`docs/int8.md`).
+per layer (43 s on the 96 px hybrid) where the default's cheaper file often passes already (`docs/int8.md`).
 """
 
 from __future__ import annotations
