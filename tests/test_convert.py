@@ -100,7 +100,8 @@ def _keras_probabilities(bundle: Path, files: list[str]) -> np.ndarray:
     manifest = load_manifest(bundle)
     model = keras.models.load_model(Path(manifest.training["run"]) / "model.keras")
     images = np.stack([preprocess(Path(f), manifest.preprocess) for f in files])
-    return calibrated_probabilities(predict_logits(model, images), manifest.temperature)
+    (logits,) = predict_logits(model, images)
+    return calibrated_probabilities(logits, manifest.temperature)
 
 
 @pytest.mark.parametrize(

@@ -135,6 +135,6 @@ def test_two_deterministic_runs_give_bit_identical_test_logits(plumbing_run: Pat
     logits = []
     for run in (plumbing_run, second):
         assert json.loads((run / "config.json").read_text())["settings"]["deterministic"] is True
-        logits.append(predict_logits(keras.models.load_model(run / "model.keras"), test.images))
+        logits.extend(predict_logits(keras.models.load_model(run / "model.keras"), test.images))
     assert len(test) >= 8 and np.ptp(logits[0]) > 0  # real, differing answers, not a constant
     assert np.array_equal(logits[0], logits[1]), np.abs(logits[0] - logits[1]).max()

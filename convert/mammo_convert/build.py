@@ -55,7 +55,6 @@ from mammo_convert.recipes import STUDY_RECIPES, Int8Recipe, repair_recipes
 from mammo_convert.repair import layer_errors, repair_plan
 from mammo_convert.signing import read_private_key, sign_bundle
 from mammo_train.data import load_arrays
-from mammo_train.evaluate import predict_logits
 from mammo_train.explain import gradcam
 from mammo_train.models import BACKBONES, backbone_names, normalisation
 from mammo_train.runfiles import RunFiles
@@ -583,8 +582,7 @@ def _reference(model: keras.Model, images: NDArray[np.uint8], temperature: float
     """The Keras answers on the fidelity images, and the bundle's heat scale: the `HEAT_PERCENTILE` percentile of
     the peak Grad-CAM evidence over the test split (the set's first `n_test` images), so most test regions' heat
     stays below full colour and a region with little evidence shows little heat (None: no evidence at all)."""
-    logits = predict_logits(model, images)
-    cams = gradcam(model, images)
+    cams = gradcam(model, images)  # its forward pass gives the logits too
     peaks = cams.peaks[:n_test]
     scale = float(np.percentile(peaks, HEAT_PERCENTILE)) if n_test and peaks.max() > 0 else None
-    return Reference(calibrated_probabilities(logits, temperature), cams.fused, scale)
+    return Reference(calibrated_probabilities(cams.logits, temperature), cams.fused, scale)

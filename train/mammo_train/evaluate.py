@@ -25,10 +25,17 @@ from mammo_train.runfiles import RunFiles
 from mammo_train.splits import SplitRow
 
 
-def predict_logits(model: keras.Model, images: NDArray[np.uint8], batch_size: int = 32) -> NDArray[np.float64]:
-    """The malignant logit per image (the layer before the sigmoid), so temperature scaling is exact."""
+def predict_logits(
+    model: keras.Model, *image_sets: NDArray[np.uint8], batch_size: int = 32
+) -> list[NDArray[np.float64]]:
+    """The malignant logit per image of each set (the layer before the sigmoid, so temperature scaling is exact).
+    Sets asked for together share one logit model: Keras traces its prediction step once per model (the 64 px
+    hybrid: 10 s for a first set of 176 images, 2.6 s for a second)."""
     logit_model = keras.Model(model.input, model.get_layer("logit").output)
-    return np.asarray(logit_model.predict(float_batches(images, batch_size), verbose=0)[:, 0], np.float64)
+    return [
+        np.asarray(logit_model.predict(float_batches(images, batch_size), verbose=0)[:, 0], np.float64)
+        for images in image_sets
+    ]
 
 
 def _scores(data: ArraySet, probabilities: NDArray[np.float64], threshold: float, seed: int) -> dict[str, Any]:
@@ -59,11 +66,11 @@ def evaluate_run(
             loaded[name] = load_arrays(_rows_of(rows, name), config, name)
     val, evaluated = loaded["val"], loaded[split]
     model = keras.models.load_model(files.model)
-    val_logits = predict_logits(model, val.images)
+    val_logits, logits = predict_logits(model, val.images, evaluated.images)
     temperature = fit_temperature(val_logits, val.labels)
     val_probabilities = calibrated_probabilities(val_logits, temperature)
     threshold = threshold_for_sensitivity(val_probabilities, val.labels, target)
-    probabilities = calibrated_probabilities(predict_logits(model, evaluated.images), temperature)
+    probabilities = calibrated_probabilities(logits, temperature)
     scores = _scores(evaluated, probabilities, threshold, settings.seed)
     metrics: dict[str, Any] = {
         **_earlier_scores(files, temperature, threshold),
