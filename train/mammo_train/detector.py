@@ -122,6 +122,7 @@ def train_detector(
         0.0, max(1, steps - warmup), warmup_target=settings.learning_rate, warmup_steps=warmup
     )
     optimizer = keras.optimizers.Adam(schedule, global_clipnorm=CLIP_NORM)
+    optimizer.build(model.trainable_variables)  # its slots made here: made inside the traced step, it is traced twice
 
     def eager_step(
         images: tf.Tensor, heat_t: tf.Tensor, radius_t: tf.Tensor, weight: tf.Tensor
