@@ -26,13 +26,17 @@ def test_recipes_name_a_bad_choice_and_the_repair_never_repeats_the_failed_one()
         Int8Recipe("percentile", percentile=30)
     with pytest.raises(DataError, match="unknown weight rounding 'adaround'"):
         Int8Recipe(rounding="adaround")
+    with pytest.raises(DataError, match="unknown logit precision 'int16'"):
+        Int8Recipe(logit="int16")
     assert DEFAULT_RECIPE not in repair_recipes(DEFAULT_RECIPE)
     assert repair_recipes(CONVERTERS_OWN) == [recipe for recipe in REPAIR_ORDER if recipe != CONVERTERS_OWN]
-    assert Int8Recipe("percentile", "off", 99.9).label == "ranges percentile 99.9, bias correction off"
+    assert Int8Recipe("percentile", "off", 99.9, logit="int8").label == "ranges percentile 99.9, bias correction off"
     gptq = Int8Recipe("minmax", rounding="gptq")
-    assert gptq.label == "ranges minmax, bias correction off, GPTQ rounding"
-    assert gptq.to_dict() == {"ranges": "minmax", "bias": "off", "rounding": "gptq"}
-    assert "rounding" not in DEFAULT_RECIPE.to_dict()  # results written before rounding could be chosen read the same
+    assert gptq.label == "ranges minmax, bias correction off, GPTQ rounding, logit in float"
+    assert gptq.to_dict() == {"ranges": "minmax", "bias": "off", "rounding": "gptq", "logit": "float"}
+    assert DEFAULT_RECIPE.to_dict() == {"ranges": "mse", "bias": "off", "logit": "float"}
+    # Results written before rounding and the logit's precision could be chosen read the same: nearest, int8.
+    assert CONVERTERS_OWN.to_dict() == {"ranges": "minmax", "bias": "off"}
 
 
 def test_a_rare_outlier_narrows_the_mse_and_percentile_ranges_but_not_minmax() -> None:

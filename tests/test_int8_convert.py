@@ -88,6 +88,48 @@ def test_without_a_technique_the_model_is_the_converters_own_int8_file(
     assert entry["dtype"] == np.uint8 and entry["quantization"] == (1.0, 0)
 
 
+def test_a_float_logit_keeps_the_int8_network_and_drops_only_the_logits_grid(
+    small_model: tuple[object, np.ndarray], float_file: bytes
+) -> None:
+    """With the logit in float, the pixels still go in as uint8 with scale 1, the feature maps come out as the int8
+    file's own values dequantised, every layer but the logit's keeps int8 weights, and the logits are no longer on
+    the int8 output's grid."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from edge_app.model import get_output, set_input
+    from mammo_convert.int8 import WEIGHT_OPS, _op_name
+
+    _, images = small_model
+    calibrated = calibrated_model(float_file, _batches(images))
+    files = {precision: quantise(calibrated, float_logit=precision == "float") for precision in ("int8", "float")}
+    answers: dict[str, list[list[np.ndarray]]] = {}
+    for precision, data in files.items():
+        interpreter = tf.lite.Interpreter(model_content=data)
+        interpreter.allocate_tensors()
+        assert interpreter.get_input_details()[0]["dtype"] == np.uint8
+        assert interpreter.get_input_details()[0]["quantization"] == (1.0, 0)
+        outputs = interpreter.get_output_details()
+        assert {detail["dtype"] for detail in outputs} == {np.float32 if precision == "float" else np.int8}
+        answers[precision] = []
+        for image in images:
+            set_input(interpreter, image[np.newaxis].astype(np.float32))
+            interpreter.invoke()
+            answers[precision].append([get_output(interpreter, position) for position in range(len(outputs))])
+    logit = next(position for position, value in enumerate(answers["int8"][0]) if value.size == 1)
+    for int8_answer, float_answer in zip(answers["int8"], answers["float"], strict=True):
+        for position, (ours, theirs) in enumerate(zip(int8_answer, float_answer, strict=True)):
+            if position != logit:
+                assert np.array_equal(ours, theirs)  # the same int8 maps
+    graph = flatbuffer_utils.convert_bytearray_to_object(bytearray(files["float"]))
+    tensors = graph.subgraphs[0].tensors
+    ops = [(_op_name(graph.operatorCodes[op.opcodeIndex]), op) for op in graph.subgraphs[0].operators]
+    types = [(name, tensors[op.inputs[1]].type) for name, op in ops if name in WEIGHT_OPS]
+    assert types == [("CONV_2D", 9), ("CONV_2D", 9), ("FULLY_CONNECTED", 0)]  # INT8 convolutions, a FLOAT32 logit
+    step = tf.lite.Interpreter(model_content=files["int8"]).get_output_details()[logit]["quantization"][0]
+    logits = np.array([answer[logit].item() for answer in answers["float"]])
+    assert not np.allclose(logits / step, np.rint(logits / step), atol=1e-3)  # finer than the int8 output's steps
+
+
 def test_calibrating_on_other_images_makes_the_converters_file_for_them(
     small_model: tuple[object, np.ndarray], float_file: bytes
 ) -> None:

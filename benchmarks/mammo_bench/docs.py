@@ -183,15 +183,17 @@ def _int8_study(repo: Path) -> str:
         f"AUC drop <= {thresholds['max_auc_drop']}, agreement >= {thresholds['min_agreement']}, heatmap Pearson >= "
         f"{thresholds['min_heatmap_pearson']}.",
         "",
-        "| ranges | bias correction | weight rounding | agreement | AUC drop | heatmap Pearson | mean abs dp | gate |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| ranges | bias correction | weight rounding | logit | agreement | AUC drop | heatmap Pearson | mean abs dp "
+        "| gate |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in study["rows"]:
         recipe = row["recipe"]
         ranges = f"percentile {recipe['percentile']:g}" if recipe["ranges"] == "percentile" else recipe["ranges"]
         verdict = "; ".join(row["failures"]) or "passes"
         lines.append(
-            f"| {ranges} | {recipe['bias']} | {recipe.get('rounding', 'nearest')} | {row['agreement']:.4f} | "
+            f"| {ranges} | {recipe['bias']} | {recipe.get('rounding', 'nearest')} | {recipe.get('logit', 'int8')} | "
+            f"{row['agreement']:.4f} | "
             f"{row['auc_drop']:.4f} | "
             f"{row['heatmap_pearson']:.4f} | {row['mean_abs_prob_diff']:.4f} | {verdict} |"
         )

@@ -229,7 +229,9 @@ class Conversion:
             "min_heatmap_pearson": args.min_heatmap_pearson,
         }
         self.limits = Thresholds(**{name: value for name, value in given.items() if value is not None})
-        self.recipe = Int8Recipe(args.int8_ranges, args.int8_bias, args.int8_percentile, args.int8_rounding)
+        self.recipe = Int8Recipe(
+            args.int8_ranges, args.int8_bias, args.int8_percentile, args.int8_rounding, args.int8_logit
+        )
         self.about = file_metadata(self.settings.arch, self.names, self.config)
         self.timings: dict[str, float] = {}
         self.reference = Reference(np.empty(0), np.empty(0, np.float32), None)

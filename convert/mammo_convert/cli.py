@@ -17,7 +17,7 @@ from pathlib import Path
 
 from edge_app.errors import run_main
 from edge_app.manifest import VARIANTS
-from mammo_convert.recipes import BIAS_CORRECTIONS, DEFAULT_RECIPE, RANGE_METHODS, ROUNDINGS
+from mammo_convert.recipes import BIAS_CORRECTIONS, DEFAULT_RECIPE, LOGIT_PRECISIONS, RANGE_METHODS, ROUNDINGS
 from mammo_train.extra import require_train_extra
 
 
@@ -63,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_RECIPE.rounding,
         help=f"int8: how weights are rounded to their grid (default {DEFAULT_RECIPE.rounding}): nearest, or gptq "
         "(layer by layer on calibration images; convert/mammo_convert/rounding.py)",
+    )
+    parser.add_argument(
+        "--int8-logit",
+        choices=LOGIT_PRECISIONS,
+        default=DEFAULT_RECIPE.logit,
+        help=f"int8: the layer writing the logit in float or int8 (default {DEFAULT_RECIPE.logit}; an int8 logit "
+        "has one step over its whole calibrated range: convert/mammo_convert/int8.py)",
     )
     parser.add_argument(
         "--int8-study",

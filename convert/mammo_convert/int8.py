@@ -52,18 +52,43 @@ def calibrated_model(float_model: bytes, representative: RepresentativeData) -> 
     return _marked_full_integer(bytes(calibrator.Calibrator(float_model).calibrate(representative)))
 
 
-def quantise(calibrated: bytes, float_tensors: Sequence[str] = ()) -> bytes:
+def quantise(calibrated: bytes, float_tensors: Sequence[str] = (), float_logit: bool = False) -> bytes:
     """The converter's second half on a calibrated model: full-integer int8, uint8 pixels in and int8 out, with the
-    ops writing `float_tensors` left in float (the repair's selective quantisation)."""
+    ops writing `float_tensors` left in float (the repair's selective quantisation).
+
+    `float_logit`: the layer writing the logit stays in float too, and every output is float32 (the feature maps
+    dequantised as the device would). An int8 logit has one step over the whole range calibration saw, where a
+    trained model's training images reach large logits: 0.27 logit on the test suite's 96 px hybrid, 0.03 in
+    probability near its threshold, so an image that close to it could flip on the rounding of the last value alone.
+    In float, the layer costs a few hundred multiply-adds and the pixels still go in as uint8."""
     from tensorflow.lite.python import convert
 
+    denylisted = [*float_tensors]
+    if float_logit:
+        graph = _graph(calibrated)
+        denylisted += [graph.subgraphs[0].tensors[index].name.decode() for index in _logit_writers(graph)]
     quantised = convert.mlir_quantize(  # as `TFLiteConverter.convert` calls it, then its buffer deduplication
         calibrated,
         input_data_type=tf.uint8,
-        output_data_type=tf.int8,
-        denylisted_nodes=list(float_tensors) or None,
+        output_data_type=tf.float32 if float_logit else tf.int8,
+        denylisted_nodes=denylisted or None,
     )
     return bytes(convert.deduplicate_readonly_buffers(quantised))
+
+
+def _graph(model: bytes) -> Any:
+    """`model`'s flatbuffer as objects (what `refine` and the corrections edit)."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    return flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
+
+
+def _logit_writers(graph: Any) -> dict[int, Any]:
+    """The weighted ops that write a model output of one value per image (the logit's dense layer), by the output
+    tensor's index; not the feature maps, which a convolution may write too."""
+    tensors = graph.subgraphs[0].tensors
+    outputs = {int(i) for i in graph.subgraphs[0].outputs if int(np.prod(tensors[i].shape[1:])) == 1}
+    return {int(op.outputs[0]): op for op, _ in _weighted_ops(graph) if int(op.outputs[0]) in outputs}
 
 
 def _marked_full_integer(model: bytes) -> bytes:
@@ -73,7 +98,7 @@ def _marked_full_integer(model: bytes) -> bytes:
     from tensorflow.lite.python import conversion_metadata_schema_py_generated as conversion
     from tensorflow.lite.tools import flatbuffer_utils
 
-    graph = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
+    graph = _graph(model)
     (entry,) = (entry for entry in graph.metadata if entry.name == b"CONVERSION_METADATA")
     buffer = graph.buffers[entry.buffer]
     about = conversion.ConversionMetadataT.InitFromPackedBuf(bytes(buffer.data), 0)
@@ -90,10 +115,11 @@ def int8_model(
     """A `calibrated_model` of `representative`'s images, `refine`d as `recipe` says, in full-integer int8, with the
     ops writing `float_tensors` left in float. Refining reads every calibration image again, so every recipe and
     repair attempt on the same images starts from one calibration and one refinement."""
-    quantised = quantise(refined, float_tensors)
+    float_logit = recipe.logit == "float"
+    quantised = quantise(refined, float_tensors, float_logit)
     if recipe.bias != "output":
         return quantised
-    return quantise(_correct_output_bias(refined, quantised, representative), float_tensors)
+    return quantise(_correct_output_bias(refined, quantised, representative), float_tensors, float_logit)
 
 
 def refine(calibrated: bytes, representative: RepresentativeData, recipe: Int8Recipe) -> bytes:
@@ -104,7 +130,7 @@ def refine(calibrated: bytes, representative: RepresentativeData, recipe: Int8Re
         return calibrated
     from tensorflow.lite.tools import flatbuffer_utils
 
-    graph = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
+    graph = _graph(calibrated)
     subgraph = graph.subgraphs[0]
     activations = _activation_tensors(graph) if recipe.ranges != "minmax" else []
     weighted = _weighted_ops(graph) if recipe.bias == "weights" else []
@@ -210,14 +236,13 @@ def _set_constant(graph: Any, tensor: Any, values: NDArray[np.float64]) -> None:
 
 
 def _correct_output_bias(calibrated: bytes, quantised: bytes, representative: RepresentativeData) -> bytes:
-    """`calibrated` with the bias of each weighted op that writes a model output (the logit) moved by the mean
-    difference between `quantised`'s answer and the float one over the calibration images."""
+    """`calibrated` with the bias of the layer that writes the logit moved by the mean difference between
+    `quantised`'s logit and the float one over the calibration images."""
     from tensorflow.lite.tools import flatbuffer_utils
 
-    graph = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
+    graph = _graph(calibrated)
     subgraph = graph.subgraphs[0]
-    outputs = [int(i) for i in subgraph.outputs]
-    writers = {int(op.outputs[0]): op for op, _ in _weighted_ops(graph) if int(op.outputs[0]) in outputs}
+    writers = _logit_writers(graph)
     if not writers:
         return calibrated
     names = {index: subgraph.tensors[index].name.decode() for index in writers}
