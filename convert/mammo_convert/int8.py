@@ -12,12 +12,14 @@ zero point, and every weight into per-channel int8). Between the two, this modul
   bias, which the quantiser then carries into int8: ``weights``, for every layer, the shift ``(W_q - W) . E[x]`` its
   weights' rounding alone causes (each input channel's mean measured; Nagel et al. 2019); ``output``, at the layer that
   writes the logit, the mean difference between the int8 and the float logit, which is where the errors of the whole
-  network add up (rounding noise through a ReLU does not average out: its mean is positive).
+  network add up (rounding noise through a ReLU does not average out: its mean is positive);
+- **keep the logit in float** (`recipes.LOGIT_PRECISIONS`): the quantiser leaves the one dense layer that writes the
+  logit in float and dequantises the outputs, so the answer is not rounded to the int8 logit's step (`quantise`).
 
 The pixels and everything computed from them before the first weighted layer (grey to RGB, the backbones'
 normalisation, padding) and the model's outputs keep the converter's ranges: a narrower range there would clip
 bright pixels or the logit, not only round them (the input's scale stays exactly 1). Nothing else of the converter
-changes: with neither technique the model answers exactly as the converter's (`tests/test_int8_convert.py`).
+changes: with no technique the model answers exactly as the converter's (`tests/test_int8_convert.py`).
 """
 
 from __future__ import annotations
