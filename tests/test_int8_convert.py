@@ -316,3 +316,39 @@ def _logits(model: bytes, images: np.ndarray) -> np.ndarray:
         value = float(interpreter.get_tensor(logit["index"]).ravel()[0])
         values.append((value - zero_point) * scale if scale else value)
     return np.array(values)
+
+
+def test_a_bias_the_converter_shares_is_corrected_for_each_layer_alone() -> None:
+    """Two bias-free convolutions read one stored tensor of zeros (as DenseNet's growth layers do): each gets its own
+    rounding shift, not the sum of both."""
+    import keras
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from mammo_convert.export import to_tflite
+    from mammo_convert.int8 import _constant, _weighted_ops
+
+    keras.utils.set_random_seed(1)
+    pixels = keras.Input((16, 16, 1))
+    x = keras.layers.Rescaling(1 / 255)(pixels)
+    x = keras.layers.Conv2D(8, 3, use_bias=False, activation="relu")(x)
+    x = keras.layers.Conv2D(8, 3, use_bias=False, activation="relu")(x)
+    logit = keras.layers.Dense(1)(keras.layers.GlobalAveragePooling2D()(x))
+    images = np.random.default_rng(1).integers(0, 256, (8, 16, 16, 1)).astype(np.uint8)
+    calibrated = calibrated_model(to_tflite(keras.Model(pixels, logit), "float32"), _batches(images))
+    corrected = refine(calibrated, _batches(images), Int8Recipe("minmax", "weights"))
+    graph, fixed = (flatbuffer_utils.convert_bytearray_to_object(bytearray(m)) for m in (calibrated, corrected))
+    convolutions = [op for op, _ in _weighted_ops(graph) if graph.subgraphs[0].tensors[op.inputs[1]].shape.size > 2]
+    assert len(convolutions) == 2 and convolutions[0].inputs[2] == convolutions[1].inputs[2], "the zeros are shared"
+    fixed_convolutions = [
+        op for op, _ in _weighted_ops(fixed) if fixed.subgraphs[0].tensors[op.inputs[1]].shape.size > 2
+    ]
+    for before, after in zip(convolutions, fixed_convolutions, strict=True):
+        weights = _constant(graph, before.inputs[1]).astype(np.float64)
+        flat = weights.reshape(weights.shape[0], -1)
+        scale = np.abs(flat).max(axis=1, keepdims=True) / 127
+        error = (np.rint(flat / scale) * scale - flat).reshape(weights.shape)
+        inputs = [_pooled(calibrated, image, before.inputs[0]).reshape(-1, weights.shape[-1]) for image in images]
+        means = np.mean(inputs, axis=(0, 1))
+        expected = -(error.reshape(weights.shape[0], -1, weights.shape[-1]).sum(axis=1) @ means)
+        assert np.allclose(_constant(fixed, after.inputs[2]), expected, atol=1e-5)
+    assert fixed_convolutions[0].inputs[2] != fixed_convolutions[1].inputs[2]

@@ -24,6 +24,7 @@ changes: with no technique the model answers exactly as the converter's (`tests/
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -160,7 +161,7 @@ def _round_weights(graph: Any, calibrated: bytes, representative: Representative
     weights = [_constant(graph, op.inputs[1]) for op in ops]
     rounded = chosen_weights(calibrated, representative, graph, ops, weights)
     for op, values in zip(ops, rounded, strict=True):
-        _set_constant(graph, graph.subgraphs[0].tensors[op.inputs[1]], values)
+        _set_input_constant(graph, op, 1, values)
 
 
 def _activation_tensors(graph: Any) -> list[int]:
@@ -219,7 +220,6 @@ def _constant(graph: Any, index: int) -> NDArray[np.float32] | None:
 def _correct_weight_rounding(graph: Any, op: Any, axis: int, input_means: NDArray[np.float64]) -> None:
     """Subtract from `op`'s float bias the mean shift that rounding its weights to per-channel int8 causes."""
     weights = _constant(graph, op.inputs[1])
-    bias_tensor = graph.subgraphs[0].tensors[op.inputs[2]]
     bias = _constant(graph, op.inputs[2])
     assert weights is not None and bias is not None, "a weighted op has constant weights and bias"
     moved = np.moveaxis(weights.astype(np.float64), axis, 0)  # channels first
@@ -230,10 +230,28 @@ def _correct_weight_rounding(graph: Any, op: Any, axis: int, input_means: NDArra
         shift = error.reshape(error.shape[0], -1).sum(axis=1) * input_means[: error.shape[0]]
     else:  # [out, h, w, in] or [out, in]: every input channel, at every kernel position
         shift = error.reshape(error.shape[0], -1, input_means.shape[0]).sum(axis=1) @ input_means
-    _set_constant(graph, bias_tensor, bias.astype(np.float64) - shift)
+    _set_input_constant(graph, op, 2, bias.astype(np.float64) - shift)
 
 
-def _set_constant(graph: Any, tensor: Any, values: NDArray[np.float64]) -> None:
+def _set_input_constant(graph: Any, op: Any, position: int, values: NDArray[np.float64]) -> None:
+    """Set the constant `op` reads at input `position` to `values`, for `op` alone. The converter stores equal
+    constants once: DenseNet's 58 growth convolutions, bias-free in Keras, all read one tensor of zeros, so a
+    correction written into it moved every one of them by the sum of all their shifts. A constant another op or
+    tensor reads is first copied into a tensor and buffer of `op`'s own."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    subgraph = graph.subgraphs[0]
+    index = int(op.inputs[position])
+    tensor = subgraph.tensors[index]
+    readers = sum(int(i) == index for other in subgraph.operators for i in other.inputs)
+    same_buffer = sum(other.buffer == tensor.buffer for other in subgraph.tensors)
+    if readers > 1 or same_buffer > 1:
+        tensor = copy.deepcopy(tensor)
+        tensor.name = subgraph.tensors[int(op.outputs[0])].name + b"/input%d" % position
+        tensor.buffer = len(graph.buffers)
+        graph.buffers.append(schema.BufferT())
+        subgraph.tensors.append(tensor)
+        op.inputs[position] = len(subgraph.tensors) - 1
     graph.buffers[tensor.buffer].data = np.frombuffer(values.astype(np.float32).tobytes(), np.uint8)
 
 
@@ -251,10 +269,9 @@ def _correct_output_bias(calibrated: bytes, quantised: bytes, representative: Re
     float_values, int8_values = _outputs(calibrated, representative), _outputs(quantised, representative)
     for index, op in writers.items():
         error = np.mean(int8_values[names[index]] - float_values[names[index]], axis=0)
-        bias_tensor = subgraph.tensors[op.inputs[2]]
         bias = _constant(graph, op.inputs[2])
         assert bias is not None, "a weighted op has a constant bias"
-        _set_constant(graph, bias_tensor, bias.astype(np.float64) - error.reshape(-1)[: bias.size])
+        _set_input_constant(graph, op, 2, bias.astype(np.float64) - error.reshape(-1)[: bias.size])
     return bytes(flatbuffer_utils.convert_object_to_bytearray(graph))
 
 
