@@ -286,12 +286,18 @@ def test_the_weights_correction_moves_each_bias_by_its_rounding_shift(
         (op, axis) for op, axis in _weighted_ops(graph) if graph.subgraphs[0].tensors[op.inputs[1]].shape.size == 2
     ]
     weights = _constant(graph, dense.inputs[1])
-    scale = np.abs(weights).max(axis=1, keepdims=True) / 127
-    error = np.rint(weights / scale) * scale - weights
+    error = _nearest_rounding_error(weights)
     pooled = np.mean([_pooled(calibrated, image, dense.inputs[0]) for image in images], axis=0)
     expected = _constant(graph, dense.inputs[2]) - error @ pooled
     assert np.allclose(_constant(fixed, dense.inputs[2]), expected, atol=1e-6)
     assert not np.allclose(_constant(fixed, dense.inputs[2]), _constant(graph, dense.inputs[2]), atol=1e-7)
+
+
+def _nearest_rounding_error(weights: np.ndarray) -> np.ndarray:
+    """What rounding `weights` to the quantiser's per-output-channel int8 grid (scale max|w| / 127) changes in them."""
+    flat = weights.reshape(weights.shape[0], -1)
+    scale = np.abs(flat).max(axis=1, keepdims=True) / 127
+    return (np.rint(flat / scale) * scale - flat).reshape(weights.shape)
 
 
 def _pooled(model: bytes, image: np.ndarray, index: int) -> np.ndarray:
@@ -337,16 +343,14 @@ def test_a_bias_the_converter_shares_is_corrected_for_each_layer_alone() -> None
     calibrated = calibrated_model(to_tflite(keras.Model(pixels, logit), "float32"), _batches(images))
     corrected = refine(calibrated, _batches(images), Int8Recipe("minmax", "weights"))
     graph, fixed = (flatbuffer_utils.convert_bytearray_to_object(bytearray(m)) for m in (calibrated, corrected))
-    convolutions = [op for op, _ in _weighted_ops(graph) if graph.subgraphs[0].tensors[op.inputs[1]].shape.size > 2]
+    convolutions, fixed_convolutions = (
+        [op for op, _ in _weighted_ops(g) if g.subgraphs[0].tensors[op.inputs[1]].shape.size > 2]
+        for g in (graph, fixed)
+    )
     assert len(convolutions) == 2 and convolutions[0].inputs[2] == convolutions[1].inputs[2], "the zeros are shared"
-    fixed_convolutions = [
-        op for op, _ in _weighted_ops(fixed) if fixed.subgraphs[0].tensors[op.inputs[1]].shape.size > 2
-    ]
     for before, after in zip(convolutions, fixed_convolutions, strict=True):
         weights = _constant(graph, before.inputs[1]).astype(np.float64)
-        flat = weights.reshape(weights.shape[0], -1)
-        scale = np.abs(flat).max(axis=1, keepdims=True) / 127
-        error = (np.rint(flat / scale) * scale - flat).reshape(weights.shape)
+        error = _nearest_rounding_error(weights)
         inputs = [_pooled(calibrated, image, before.inputs[0]).reshape(-1, weights.shape[-1]) for image in images]
         means = np.mean(inputs, axis=(0, 1))
         expected = -(error.reshape(weights.shape[0], -1, weights.shape[-1]).sum(axis=1) @ means)
