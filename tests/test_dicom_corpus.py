@@ -382,6 +382,20 @@ def test_a_linear_window_one_wide_is_a_threshold_just_below_its_centre() -> None
         (np.uint16, {"BitsStored": 12, "HighBit": 11, "PhotometricInterpretation": "MONOCHROME1"}),
         (np.int16, {"BitsStored": 12, "HighBit": 11, "RescaleSlope": 2, "RescaleIntercept": -1024}),
         (np.uint8, {"BitsStored": 8, "HighBit": 7, "WindowCenter": 100, "WindowWidth": 60}),
+        (np.uint16, {"BitsStored": 12, "HighBit": 11, "WindowCenter": 2048, "WindowWidth": 900}),
+        (np.uint16, {"BitsStored": 12, "HighBit": 11, "WindowCenter": 1000.5, "WindowWidth": 101}),
+        (
+            np.uint16,
+            {
+                "BitsStored": 14,
+                "HighBit": 13,
+                "WindowCenter": 9000,
+                "WindowWidth": 5000,
+                "VOILUTFunction": "LINEAR_EXACT",
+                "PhotometricInterpretation": "MONOCHROME1",
+            },
+        ),
+        (np.uint16, {"BitsStored": 12, "HighBit": 11, "RescaleSlope": 0.5, "RescaleIntercept": -300}),
     ],
 )
 def test_the_per_value_table_gives_the_bytes_every_pixel_computed_alone_would(dtype: Any, attributes: Any) -> None:
@@ -400,6 +414,29 @@ def test_the_per_value_table_gives_the_bytes_every_pixel_computed_alone_would(dt
     decoded = decode_bytes(encode(dataset)).pixels
     assert decoded.dtype == np.uint8 and np.array_equal(decoded, expected)
     assert len(np.unique(decoded)) > 16  # a picture, not a constant the two could share by accident
+
+
+@pytest.mark.parametrize(
+    ("unit", "straight"),
+    [
+        ((np.arange(4096) - 1500.0) / 900.0, True),  # a window: below black, across, above white
+        (np.arange(4096) / 4095.0, True),  # the nominal range
+        ((np.arange(300) - 100.0) / 20.0, True),  # a window 20 values wide
+        (1.0 / (1.0 + np.exp(-4.0 * (np.arange(4096) - 2048.0) / 900.0)), False),  # SIGMOID
+        (np.full(10, 0.5), False),  # constant: no slope
+        ((np.arange(50) - 100.0) / 20.0, False),  # every value below black
+    ],
+)
+def test_a_straight_window_is_computed_by_a_scale_that_gives_the_tables_bytes(unit: Any, straight: bool) -> None:
+    """The fast path of the table lookup (`_clipped_line`, used by `_look_up` only where it gives every entry of the
+    table): a straight window is reproduced byte for byte (so most films take it); a curve or no slope is not."""
+    from edge_app.decode import _clipped_line, scale_to_uint8
+
+    unit = np.asarray(unit, np.float64)
+    shade = _clipped_line(unit)
+    table = scale_to_uint8(unit, 0.0, 1.0)
+    reproduced = shade is not None and np.array_equal(shade(np.arange(unit.size, dtype=np.uint16)).ravel(), table)
+    assert reproduced == straight
 
 
 def test_the_decoded_scan_keeps_its_instance_uid_or_none_without_one() -> None:
