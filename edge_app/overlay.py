@@ -82,13 +82,15 @@ def render(
 
 def thumbnail_jpeg(picture: BGR) -> bytes:
     """The results page's copy of an overlay picture, `THUMB_WIDTH` wide, as JPEG bytes. Halved by 2 x 2 means while
-    at least twice as wide (OpenCV's fast path for area averaging), then area-resampled the rest of the way: the same
-    picture as one area resize within a grey level or two, in a third of its time."""
+    at least twice as wide (OpenCV's fast path for area averaging, which needs even sides: an odd last row or column,
+    a thousandth of the picture, is left out), then area-resampled the rest of the way: the same picture as one area
+    resize within a grey level or two, in a third of its time."""
     height, width = picture.shape[:2]
     small = picture
     while small.shape[1] >= 2 * THUMB_WIDTH:
         half = (small.shape[1] // 2, small.shape[0] // 2)
-        small = np.asarray(cv2.resize(small, half, interpolation=cv2.INTER_AREA), np.uint8)
+        even = small[: 2 * half[1], : 2 * half[0]]
+        small = np.asarray(cv2.resize(even, half, interpolation=cv2.INTER_AREA), np.uint8)
     size = (THUMB_WIDTH, max(1, round(height * THUMB_WIDTH / width)))
     ok, encoded = cv2.imencode(".jpg", cv2.resize(small, size, interpolation=cv2.INTER_AREA), THUMB_JPEG)
     if not ok:

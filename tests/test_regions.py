@@ -377,6 +377,27 @@ def test_the_overlay_heats_a_region_up_to_the_scans_edge_and_skips_heat_too_smal
         assert render(film, [sliver]).shape[0] == 1024 + CAPTION
 
 
+@pytest.mark.parametrize("size", [(1046, 1112), (1047, 1113), (600, 792), (200, 120)])
+def test_a_thumbnail_is_one_area_resize_of_the_overlay_within_a_grey_level_or_two(size: tuple[int, int]) -> None:
+    """The results page's thumbnail (`thumbnail_jpeg`: halvings, odd sides cut, then one area resize) shows what one
+    area resize of the whole overlay shows, at the page's width and the overlay's aspect."""
+    from edge_app.overlay import THUMB_JPEG, THUMB_WIDTH, thumbnail_jpeg
+
+    height, width = size
+    rng = np.random.default_rng(width)
+    picture = cv2.GaussianBlur(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), (0, 0), 16)
+    picture = cv2.normalize(picture, None, 0, 255, cv2.NORM_MINMAX)  # smooth blobs, stretched to full contrast
+    shown = cv2.imdecode(np.frombuffer(thumbnail_jpeg(picture), np.uint8), cv2.IMREAD_COLOR)
+    thumb_size = (THUMB_WIDTH, round(height * THUMB_WIDTH / width))
+    resized = cv2.resize(picture, thumb_size, interpolation=cv2.INTER_AREA)
+    expected = cv2.imdecode(cv2.imencode(".jpg", resized, THUMB_JPEG)[1], cv2.IMREAD_COLOR)  # JPEG's loss alike
+    assert shown.shape == expected.shape
+    difference = np.abs(shown.astype(np.int16) - expected.astype(np.int16))
+    # JPEG's loss on both sides, and a fifth of a thumbnail pixel's stretch where an odd side was cut: a grey level or
+    # two on these full-contrast pictures (a film-sized one's thumbnail one pixel off differs by about 5)
+    assert float(difference.mean()) < 3.0 and float(expected.std()) > 10  # a picture with detail, not a flat one
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
