@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import edge_app.model as model_module
 from edge_app.errors import (
     BundleError,
     ModelRefusedError,
+    RegionError,
     RuntimeUnavailableError,
     TooManyPixelsError,
     UnsupportedFormatError,
@@ -409,6 +411,28 @@ def test_a_large_scan_refused_at_decoding_leaves_no_hashing_thread(tmp_path: Pat
     analyser = _analyser(tmp_path)
     with pytest.raises(UnsupportedFormatError):
         analyser.analyse(b"not an image " * (Digest.BESIDE_FROM_BYTES // 8), "big.png")
+    assert not any(thread.name == "scan-digest" for thread in threading.enumerate())
+
+
+def test_a_large_scan_whose_regions_are_refused_leaves_no_hashing_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scan to classify waits for its digest after the invoke; one refused before it (here its sidecar) still
+    waits for it, so no hashing thread outlives the refusal (the hashing is slowed to outlast the refusal)."""
+    hash_now = Digest._hash
+
+    def slow_hash(digest: Digest, data: bytes) -> None:
+        time.sleep(0.2)
+        hash_now(digest, data)
+
+    monkeypatch.setattr(Digest, "_hash", slow_hash)
+    analyser = _analyser(tmp_path)
+    noise = np.random.default_rng(0).integers(0, 256, (1100, 1100), dtype=np.uint8)
+    film = _png(noise)
+    assert len(film) >= Digest.BESIDE_FROM_BYTES  # hashed on its own thread
+    outside = json.dumps({"regions": [{"label": "A", "x": 5000, "y": 5000, "radius": 30}]}).encode()
+    with pytest.raises(RegionError):
+        analyser.analyse(film, "big.png", Sidecar("big.roi.json", "roi", outside))
     assert not any(thread.name == "scan-digest" for thread in threading.enumerate())
 
 
