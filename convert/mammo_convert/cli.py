@@ -68,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--int8-logit",
         choices=LOGIT_PRECISIONS,
         default=DEFAULT_RECIPE.logit,
-        help=f"int8: the layer writing the logit in float or int8 (default {DEFAULT_RECIPE.logit}; an int8 logit "
-        "has one step over its whole calibrated range: convert/mammo_convert/int8.py)",
+        help=f"int8: the layer writing the logit in float or int8, or every dense layer (the head) in float (default "
+        f"{DEFAULT_RECIPE.logit}; an int8 logit has one step over its whole calibrated range: "
+        "convert/mammo_convert/int8.py)",
     )
     parser.add_argument(
         "--int8-study",
