@@ -17,11 +17,12 @@ the repair tries it next, but not MSE's (0.9861 -> 0.9826).
 The README's 224 px hybrid is where the default falls short (0.967). Measured there (its 576 fidelity images): its
 weights alone in int8 keep agreement 0.998, so the error is in the activations, and of those quantised one part at a
 time in an otherwise float network, the dense head over the two backbones' pooled features adds noise (agreement
-0.981, mean absolute error 0.012 in probability) and the ops outside the backbones' blocks (stems, pooling, the
-feature outputs) a shift (0.946, mean error +0.040). With the head in float the whole file reaches 0.979 and what is
-left is a shift (mean error +0.019, mean absolute 0.019), which the output correction by the median takes to 0.983
-(by the mean, 0.823: a few training images' far logits dominate it). So the repair tries that recipe first: it costs
-one more quantisation and 0.8 M multiply-adds in float.
+0.981, mean absolute error 0.012 in probability), and ResNet's last two stages and the ops outside the backbones'
+blocks (stems, pooling, the feature outputs) add shifts that partly cancel (-0.012, -0.026, +0.040; docs/int8.md).
+With the head in float the whole file reaches 0.979 and what is left is a shift (mean error +0.019, mean absolute
+0.019), which the output correction by the median takes to 0.983 (by the mean, 0.823: a few training images' far
+logits dominate it). So the repair tries that recipe first: it costs one more quantisation and 0.8 M multiply-adds
+in float.
 """
 
 from __future__ import annotations
