@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=BIAS_CORRECTIONS,
         default=DEFAULT_RECIPE.bias,
         help=f"int8: bias correction (default {DEFAULT_RECIPE.bias}): weights (each layer's weight rounding), output "
-        "(the logit's mean error), off",
+        "(the logit's median error), off",
     )
     parser.add_argument(
         "--int8-percentile",

@@ -8,7 +8,7 @@ zero point, and every weight into per-channel int8). Between the two, this modul
   minimum and maximum (one bright image widens every step for all the others), the mean of the per-image minima and
   maxima (what OpenVINO's NNCF does), a percentile of all values, or the range that minimises the expected squared
   quantisation error (rounding inside, clipping outside), from a histogram of each activation;
-- **correct biases** (`recipes.BIAS_CORRECTIONS`), folding a mean error measured on the calibration images into a float
+- **correct biases** (`recipes.BIAS_CORRECTIONS`), folding an error measured on the calibration images into a float
   bias, which the quantiser then carries into int8: ``weights``, for every layer, the shift ``(W_q - W) . E[x]`` its
   weights' rounding alone causes (each input channel's mean measured; Nagel et al. 2019); ``output``, at the layer that
   writes the logit, the median difference between the int8 and the float logit, which is where the errors of the whole
