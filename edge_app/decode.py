@@ -364,15 +364,19 @@ def _dicom_monochrome_to_gray8(pixels: NDArray[Any], dataset: Any, invert: bool)
     if pixels.dtype.kind not in "ui" or pixels.dtype.itemsize > 2:
         return to_gray8(_dicom_monochrome_to_unit(pixels, dataset))
     if pixels.dtype.kind == "u":  # a table from 0: the pixels index it as they are
-        unit = _dicom_monochrome_to_unit(np.arange(int(pixels.max()) + 1, dtype=pixels.dtype), dataset)
-        return _look_up(pixels, to_gray8(unit), unit, invert)
+        values = np.arange(int(pixels.max()) + 1, dtype=pixels.dtype)
+        unit = _dicom_monochrome_to_unit(values, dataset)
+        return _look_up(pixels, values, to_gray8(unit), unit, invert)
     low = int(pixels.min())  # signed: a table from the smallest, indexed by the distance to it
     table = to_gray8(_dicom_monochrome_to_unit(np.arange(low, int(pixels.max()) + 1, dtype=pixels.dtype), dataset))
     return np.take(table, pixels.astype(np.int32) - low)
 
 
-def _look_up(pixels: NDArray[Any], table: Gray8, unit: NDArray[np.float64], invert: bool) -> Gray8:
-    """``table[pixels]`` for unsigned pixels, `unit` being the table's values before the 8-bit step. Where that is a
+def _look_up(
+    pixels: NDArray[Any], values: NDArray[Any], table: Gray8, unit: NDArray[np.float64], invert: bool
+) -> Gray8:
+    """``table[pixels]`` for unsigned pixels, the table holding one entry per stored value in `values` (0 up) and
+    `unit` being those entries before the 8-bit step. Where that is a
     straight line (a rescale and a LINEAR window or the nominal range: most films), OpenCV's saturating scale gives
     the table's bytes in a tenth of the time of a lookup (a 2048 x 1664 film: 0.3 ms against 3.0); it is used only
     once it has given every entry of the table exactly, so the picture is the table's either way."""
@@ -383,7 +387,7 @@ def _look_up(pixels: NDArray[Any], table: Gray8, unit: NDArray[np.float64], inve
             shaded = shade(values)
             return np.asarray(cv2.bitwise_not(shaded) if invert else shaded, np.uint8)
 
-        if np.array_equal(grey(np.arange(table.size, dtype=pixels.dtype)).ravel(), table):
+        if np.array_equal(grey(values).ravel(), table):
             return grey(pixels)
     return np.take(table, pixels)
 
