@@ -94,10 +94,8 @@ def test_a_float_logit_keeps_the_int8_network_and_drops_only_the_logits_grid(
     """With the logit in float, the pixels still go in as uint8 with scale 1, the feature maps come out as the int8
     file's own values dequantised, every layer but the logit's keeps int8 weights, and the logits are no longer on
     the int8 output's grid."""
-    from tensorflow.lite.tools import flatbuffer_utils
 
     from edge_app.model import get_output, set_input
-    from mammo_convert.int8 import WEIGHT_OPS, _op_name
 
     _, images = small_model
     calibrated = calibrated_model(float_file, _batches(images))
@@ -120,10 +118,7 @@ def test_a_float_logit_keeps_the_int8_network_and_drops_only_the_logits_grid(
         for position, (ours, theirs) in enumerate(zip(int8_answer, float_answer, strict=True)):
             if position != logit:
                 assert np.array_equal(ours, theirs)  # the same int8 maps
-    graph = flatbuffer_utils.convert_bytearray_to_object(bytearray(files["float"]))
-    tensors = graph.subgraphs[0].tensors
-    ops = [(_op_name(graph.operatorCodes[op.opcodeIndex]), op) for op in graph.subgraphs[0].operators]
-    types = [(name, tensors[op.inputs[1]].type) for name, op in ops if name in WEIGHT_OPS]
+    types = _weight_types(files["float"])
     assert types == [("CONV_2D", 9), ("CONV_2D", 9), ("FULLY_CONNECTED", 0)]  # INT8 convolutions, a FLOAT32 logit
     step = tf.lite.Interpreter(model_content=files["int8"]).get_output_details()[logit]["quantization"][0]
     logits = np.array([answer[logit].item() for answer in answers["float"]])
@@ -256,7 +251,6 @@ def test_a_float_head_leaves_every_dense_layer_in_float_and_the_convolutions_int
     from tensorflow.lite.tools import flatbuffer_utils
 
     from mammo_convert.export import to_tflite
-    from mammo_convert.int8 import WEIGHT_OPS, _op_name
 
     keras.utils.set_random_seed(1)
     pixels = keras.Input((24, 24, 1))
@@ -268,11 +262,11 @@ def test_a_float_head_leaves_every_dense_layer_in_float_and_the_convolutions_int
     calibrated = calibrated_model(to_tflite(model, "float32"), _batches(images))
     kinds = {}
     for precision in ("float", "head"):
-        graph = flatbuffer_utils.convert_bytearray_to_object(bytearray(quantise(calibrated, logit=precision)))
-        tensors = graph.subgraphs[0].tensors
-        ops = [(_op_name(graph.operatorCodes[op.opcodeIndex]), op) for op in graph.subgraphs[0].operators]
-        kinds[precision] = [(name, tensors[op.inputs[1]].type) for name, op in ops if name in WEIGHT_OPS]
-        assert {tensors[index].type for index in graph.subgraphs[0].outputs} == {0}  # FLOAT32 outputs
+        data = quantise(calibrated, logit=precision)
+        kinds[precision] = _weight_types(data)
+        graph = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+        outputs = graph.subgraphs[0].outputs
+        assert {graph.subgraphs[0].tensors[index].type for index in outputs} == {0}  # FLOAT32 outputs
     assert kinds["float"] == [("CONV_2D", 9), ("FULLY_CONNECTED", 9), ("FULLY_CONNECTED", 0)]  # INT8, FLOAT32
     assert kinds["head"] == [("CONV_2D", 9), ("FULLY_CONNECTED", 0), ("FULLY_CONNECTED", 0)]
 
@@ -321,6 +315,18 @@ def test_the_weights_correction_moves_each_bias_by_its_rounding_shift(
     expected = _constant(graph, dense.inputs[2]) - error @ pooled
     assert np.allclose(_constant(fixed, dense.inputs[2]), expected, atol=1e-6)
     assert not np.allclose(_constant(fixed, dense.inputs[2]), _constant(graph, dense.inputs[2]), atol=1e-7)
+
+
+def _weight_types(model: bytes) -> list[tuple[str, int]]:
+    """Each weighted op of `model` and the TFLite type of its weights (9 INT8, 0 FLOAT32), in execution order."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from mammo_convert.int8 import WEIGHT_OPS, _op_name
+
+    graph = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
+    tensors = graph.subgraphs[0].tensors
+    ops = [(_op_name(graph.operatorCodes[op.opcodeIndex]), op) for op in graph.subgraphs[0].operators]
+    return [(name, tensors[op.inputs[1]].type) for name, op in ops if name in WEIGHT_OPS]
 
 
 def _nearest_rounding_error(weights: np.ndarray) -> np.ndarray:
